@@ -1,0 +1,209 @@
+"""zhisuan's gateway vs LiteLLM's proxy, side by side, in front of the same fast fake upstream.
+
+    uv run python benchmarks/gateway/bench_gateway.py --litellm /tmp/litellm-venv/bin/litellm \
+        --repeats 3 --duration 8 --out benchmarks/gateway/results.json
+
+Layout on a 2-core box: the gateway under test is pinned to core 0 (taskset); the fake upstream
+and the load client share core 1. Every repeat runs, in order: the upstream alone (baseline), then
+zhisuan and LiteLLM alternately (the order flips every repeat), non-streaming then streaming, with
+32 concurrent keep-alive connections, then a concurrency-1 run (pure per-request latency).
+Reported per run: requests/s, p50/p99 latency added over the upstream alone, CPU time of the gateway
+process per request (utime + stime from /proc, children included).
+
+zhisuan runs with keys (an in-memory key grant), limits (RPM, TPM and a token budget per key and
+per tenant, shared through Redis) and metering (usage events group-committed with fdatasync to the
+spool before each response, shipped to a SQLite sink) switched on.
+LiteLLM runs with one worker and its master key (auth on); its per-key limits and spend tracking
+need its PostgreSQL schema (Prisma), which is not set up here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+KEY = "sk-bench-zhisuan-key"
+LITELLM_KEY = "sk-bench-litellm-master"
+
+
+def wait(url: str, timeout: float = 90, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its reaped children, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task").iterdir():
+        kids = child / "children"
+        if kids.exists():
+            for c in kids.read_text().split():
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    total += tree_cpu(int(c))
+    return total
+
+
+def load(url: str, key: str, *, stream: bool, concurrency: int, duration: float) -> dict[str, Any]:
+    args = ["taskset", "-c", "1", PY, str(HERE / "load.py"), "--url", url, "--key", key, "--concurrency",
+            str(concurrency), "--duration", str(duration)]
+    if stream:
+        args.append("--stream")
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True) -> subprocess.Popen[bytes]:
+    limits = {"rpm": 100_000_000, "tpm": 10_000_000_000, "token_budget": 10**15}
+    cfg = {"spool_dir": str(work / "spool"), "port": port, "fsync": fsync,
+           "redis_url": "redis://127.0.0.1:6379/0", "sink": f"sqlite:{work / 'usage.sqlite'}",
+           "models": {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port}]},
+           "keys": [{"token": KEY, "key_id": f"bench-{os.getpid()}", "tenant_id": f"bench-{os.getpid()}",
+                     "key_limits": limits, "tenant_limits": limits}]}
+    (work / "zhisuan.json").write_text(json.dumps(cfg))
+    p = subprocess.Popen(["taskset", "-c", "0", PY, "-m", "zhisuan.gateway", "--config", str(work / "zhisuan.json")],
+                         stdout=subprocess.DEVNULL)
+    wait(f"http://127.0.0.1:{port}/health")
+    return p
+
+
+def start_litellm(litellm: str, work: Path, upstream_port: int, port: int) -> subprocess.Popen[bytes]:
+    cfg = (
+        "model_list:\n"
+        "  - model_name: fake-model\n"
+        "    litellm_params:\n"
+        "      model: openai/fake-model\n"
+        f"      api_base: http://127.0.0.1:{upstream_port}/v1\n"
+        "      api_key: none\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n"
+        "litellm_settings:\n"
+        "  drop_params: true\n"
+        "  set_verbose: false\n"
+    )
+    (work / "litellm.yaml").write_text(cfg)
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "DISABLE_ADMIN_UI": "True"}
+    p = subprocess.Popen(["taskset", "-c", "0", litellm, "--config", str(work / "litellm.yaml"), "--host", "127.0.0.1",
+                          "--port", str(port), "--num_workers", "1"], stdout=subprocess.DEVNULL,
+                         stderr=open("/tmp/zs-gw-bench-litellm.log", "w"), env=env)  # noqa: SIM115
+    wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+    return p
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--litellm", default=None, help="path of the litellm CLI in its own virtualenv")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--latency-duration", type=float, default=3.0)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-fsync", action="store_true", help="spool written before ack but not fdatasync'd")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="zs-gw-bench-"))
+    up_port, zs_port, ll_port = free_port(), free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    results: list[dict[str, Any]] = []
+    try:
+        up = subprocess.Popen(["taskset", "-c", "1", PY, str(HERE / "fake_upstream.py"), "--port", str(up_port)],
+                              stdout=subprocess.DEVNULL)
+        procs.append(up)
+        wait(f"http://127.0.0.1:{up_port}/health")
+        targets: dict[str, tuple[str, str, int]] = {}
+        zs = start_zhisuan(work, up_port, zs_port, fsync=not a.no_fsync)
+        procs.append(zs)
+        targets["zhisuan"] = (f"http://127.0.0.1:{zs_port}/v1/chat/completions", KEY, zs.pid)
+        if a.litellm:
+            ll = start_litellm(a.litellm, work, up_port, ll_port)
+            procs.append(ll)
+            targets["litellm"] = (f"http://127.0.0.1:{ll_port}/v1/chat/completions", LITELLM_KEY, ll.pid)
+        base_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+        for rep in range(a.repeats):
+            order = list(targets) if rep % 2 == 0 else list(reversed(targets))
+            for stream in (False, True):
+                base = load(base_url, "none", stream=stream, concurrency=32, duration=a.duration)
+                base1 = load(base_url, "none", stream=stream, concurrency=1, duration=a.latency_duration)
+                for name in order:
+                    url, key, pid = targets[name]
+                    c0 = tree_cpu(pid)
+                    r = load(url, key, stream=stream, concurrency=32, duration=a.duration)
+                    # the load client's warm-up requests count too: CPU over all requests it sent
+                    cpu = tree_cpu(pid) - c0
+                    r1 = load(url, key, stream=stream, concurrency=1, duration=a.latency_duration)
+                    row = {"repeat": rep + 1, "gateway": name, "stream": stream, "rps": r["rps"],
+                           "errors": r["errors"], "requests": r["requests"],
+                           "cpu_ms_per_req": 1000 * cpu / max(1, r["requests"] * (1 + 1 / a.duration)),
+                           "added_p50_ms_c32": r["p50_ms"] - base["p50_ms"],
+                           "added_p99_ms_c32": r["p99_ms"] - base["p99_ms"],
+                           "added_p50_ms_c1": r1["p50_ms"] - base1["p50_ms"],
+                           "added_p99_ms_c1": r1["p99_ms"] - base1["p99_ms"],
+                           "upstream_alone_rps": base["rps"], "upstream_alone_p50_ms_c1": base1["p50_ms"]}
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if a.out:
+            a.out.write_text(json.dumps(results, indent=1))
+        shutil.rmtree(work, ignore_errors=True)
+    summary(results)
+
+
+def summary(results: list[dict[str, Any]]) -> None:
+    print("\n| gateway | mode | req/s (median, min–max) | added p50 / p99 at c=32 (ms) | added p50 / p99 at c=1 (ms) "
+          "| CPU per request (ms) |")
+    print("|---|---|---|---|---|---|")
+    for name in dict.fromkeys(r["gateway"] for r in results):
+        for stream in (False, True):
+            rows = [r for r in results if r["gateway"] == name and r["stream"] == stream]
+            if not rows:
+                continue
+
+            def med(k: str, rows: list[dict[str, Any]] = rows) -> float:
+                return statistics.median(r[k] for r in rows)
+
+            rps = [r["rps"] for r in rows]
+            print(f"| {name} | {'stream' if stream else 'non-stream'} | {med('rps'):,.0f} "
+                  f"({min(rps):,.0f}–{max(rps):,.0f}) | {med('added_p50_ms_c32'):.2f} / {med('added_p99_ms_c32'):.2f} "
+                  f"| {med('added_p50_ms_c1'):.2f} / {med('added_p99_ms_c1'):.2f} | {med('cpu_ms_per_req'):.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from zhisuan.cli.main import main
+
+main()

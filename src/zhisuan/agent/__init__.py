@@ -1,0 +1,1 @@
+"""Node agent: runs on every machine of a Site, detects its accelerators and reports their health."""

@@ -1,0 +1,73 @@
+"""``zhisuan agent``: register this machine with a control plane, then heartbeat until stopped.
+
+Lifecycle: detect devices → POST /agent/register (creates or refreshes the node) → every interval
+re-read device health and POST /agent/heartbeat. If the control plane answers 404 (the node was
+deleted) the agent registers again; if it is unreachable the agent keeps trying.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+from zhisuan.agent import host
+from zhisuan.agent.detection import DetectedDevice, detect_accelerators
+
+log = logging.getLogger("zhisuan.agent")
+
+
+class AgentError(RuntimeError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _post(client: httpx.Client, path: str, body: dict) -> dict:  # type: ignore[type-arg]
+    response = client.post(path, json=body)
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except Exception:
+            message = response.text[:200]
+        raise AgentError(f"{path}: HTTP {response.status_code}: {message}", response.status_code)
+    result: dict = response.json()  # type: ignore[type-arg]
+    return result
+
+
+def run_agent(
+    server: str,
+    token: str,
+    *,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
+    once: bool = False,
+    detect: Callable[[], list[DetectedDevice]] = detect_accelerators,
+    sleep: Callable[[float], None] = time.sleep,
+    max_beats: int | None = None,
+) -> dict:  # type: ignore[type-arg]
+    """Register and heartbeat. Returns the last acknowledgement (useful with ``once``)."""
+    name = name or socket.gethostname()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=10) as client:
+        ack = _post(client, "/agent/register", host.registration(name, detect(), labels))
+        log.info("registered node %s (id %s) as %s", name, ack["node_id"], ack["status"])
+        beats = 0
+        while not once and (max_beats is None or beats < max_beats):
+            sleep(float(ack.get("heartbeat_interval_s", 10)))
+            beats += 1
+            try:
+                ack = _post(client, "/agent/heartbeat", host.heartbeat(name, detect()))
+            except AgentError as error:
+                if error.status == 404:  # the node was deleted or the database reset: join again
+                    ack = _post(client, "/agent/register", host.registration(name, detect(), labels))
+                elif error.status >= 500:
+                    log.warning("control plane error (%s); retrying", error)
+                else:  # 401/403/422: a revoked key or a bad report will not fix itself
+                    raise
+            except httpx.TransportError as error:
+                log.warning("control plane unreachable (%s); retrying", error)
+        return ack

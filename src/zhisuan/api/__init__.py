@@ -1,0 +1,1 @@
+"""Interfaces over HTTP: the REST API, the console page, metrics and health."""

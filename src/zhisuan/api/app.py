@@ -1,0 +1,144 @@
+"""Assembles one control-plane process: REST API, console, metrics, health and background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import HTMLResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from zhisuan import __version__
+from zhisuan.api.deps import AppContext
+from zhisuan.api.errors import install_error_handlers
+from zhisuan.api.limits import BodySizeLimit
+from zhisuan.api.local_agent import heartbeat_local_node, register_local_node
+from zhisuan.api.metrics import FleetCollector, RequestMetrics
+from zhisuan.billing.gateway_sink import LedgerUsageSink
+from zhisuan.billing.loop import metering_pass
+from zhisuan.billing.router import router as billing_router
+from zhisuan.bootstrap import LOCAL_SITE, ensure_local_site
+from zhisuan.catalog.loader import Catalog, load_catalog
+from zhisuan.catalog.router import router as catalog_router
+from zhisuan.config import Settings
+from zhisuan.gateway.onebox import OneBox, start_onebox
+from zhisuan.identity.keys import KeyVerifier
+from zhisuan.identity.router import router as identity_router
+from zhisuan.inventory.router import router as inventory_router
+from zhisuan.loops.heartbeat_monitor import monitor_pass
+from zhisuan.market.router import router as market_router
+from zhisuan.placement.router import router as placement_router
+from zhisuan.store.base import make_engine, make_session_factory
+
+log = logging.getLogger("zhisuan")
+
+
+async def every(seconds: float, work: Callable[[], object], name: str) -> None:
+    """Run blocking ``work`` in a thread every ``seconds``; a failing pass is logged, not fatal."""
+    while True:
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            log.exception("background loop %s failed; retrying in %.0f s", name, seconds)
+        await asyncio.sleep(seconds)
+
+
+def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
+    ctx: AppContext = app.state.ctx
+    settings, catalog = ctx.settings, app.state.catalog
+    timeout = timedelta(seconds=settings.heartbeat_timeout_s)
+    tasks = [
+        asyncio.create_task(every(
+            settings.monitor_interval_s, lambda: monitor_pass(ctx.sessions, ctx.clock(), timeout), "monitor"
+        )),
+        # Usage records accrue from the allocation ledger continuously; invoice runs also meter
+        # their period first, so billing does not depend on this loop's timing.
+        asyncio.create_task(every(
+            settings.metering_interval_s, lambda: metering_pass(ctx.sessions, catalog, ctx.clock()), "metering"
+        )),
+    ]
+    if settings.register_local_site:
+        site_id = ensure_local_site(ctx.sessions)
+        name = register_local_node(ctx, catalog, site_id)
+        tasks.append(asyncio.create_task(every(
+            settings.heartbeat_interval_s,
+            lambda: heartbeat_local_node(ctx.sessions, ctx, catalog, site_id, name), "local-heartbeat",
+        )))
+    return tasks
+
+
+async def start_maas(app: FastAPI) -> OneBox:
+    """The gateway on its own fast server (port + 1) and a supervised SmolLM2 replica."""
+    settings = app.state.ctx.settings
+    port = settings.gateway_port or settings.port + 1
+    box = await start_onebox(app.state.ctx.sessions, settings.data_dir, host=settings.host, port=port,
+                             sink=LedgerUsageSink(app.state.ctx.sessions, provider=LOCAL_SITE))
+    log.info("OpenAI-compatible gateway at %s (models: %s)", box.base_url,
+             ", ".join(d.spec.name for d in box.deployments) or "none")
+    return box
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.ctx.settings
+    tasks = background_tasks(app) if settings.run_background_loops else []
+    box = await start_maas(app) if settings.maas else None
+    yield
+    if box is not None:
+        await box.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    app.state.engine.dispose()
+
+
+def console_page() -> str:
+    return resources.files("zhisuan.console").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        with app.state.ctx.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def console() -> str:
+        return console_page()
+
+    return router
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None,
+               catalog: Catalog | None = None) -> FastAPI:
+    """Build the ASGI app. The database must already be migrated (``bootstrap.migrate``)."""
+    engine = make_engine(settings.resolved_database_url())
+    ctx = AppContext(settings=settings, sessions=make_session_factory(engine), verifier=KeyVerifier(),
+                     clock=clock or (lambda: datetime.now(UTC)))
+    app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan,
+                  description="AI compute cloud platform (智算云平台): inventory, tenancy and access.")
+    app.state.ctx, app.state.engine = ctx, engine
+    app.state.catalog = catalog or load_catalog()
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(ctx.sessions))
+    install_error_handlers(app)
+    for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
+                   billing_router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(service_routes(app, registry))
+    app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,68 @@
+"""The one place where domain errors and request-validation failures become HTTP responses.
+
+Every error body has the same shape: ``{"error": {"type", "message", "field"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zhisuan.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+}
+
+
+def error_body(kind: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, "field": field}}
+
+
+def _status_of(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 400
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = _status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(type(exc).__name__, exc.message, exc.field), status, headers=headers)
+
+
+def describe_validation_error(errors: list[Any]) -> tuple[str, str | None]:
+    """Turn pydantic's error list into one sentence that names the first offending field."""
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    message = first.get("msg", "invalid value")
+    extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return (f"{field}: {message}{extra}" if field else f"{message}{extra}"), field
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message, field = describe_validation_error(list(exc.errors()))
+    return JSONResponse(error_body("InvalidInput", message, field), 422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(error_body("HTTPError", str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

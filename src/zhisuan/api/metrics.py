@@ -1,0 +1,73 @@
+"""Prometheus metrics: request counters and latencies, and fleet gauges read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zhisuan.inventory.models import Device, Node, Site
+
+
+class FleetCollector(Collector):
+    """Counts nodes and accelerators per site, status, model and health from the database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = GaugeMetricFamily("zhisuan_nodes", "Nodes under management", labels=["site", "status"])
+        devices = GaugeMetricFamily(
+            "zhisuan_accelerators", "Accelerators under management", labels=["site", "model", "health", "available"]
+        )
+        with self.sessions() as session:
+            for site, status, count in session.execute(
+                select(Site.name, Node.status, func.count(Node.id)).join(Node.site).group_by(Site.name, Node.status)
+            ):
+                nodes.add_metric([site, status], count)
+            for site, model, health, available, count in session.execute(
+                select(Site.name, Device.model, Device.health, Device.available, func.count(Device.id))
+                .join(Device.node).join(Node.site)
+                .group_by(Site.name, Device.model, Device.health, Device.available)
+            ):
+                devices.add_metric([site, model, health, str(available).lower()], count)
+        yield nodes
+        yield devices
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route template (not raw path, to bound cardinality)."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter("zhisuan_http_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=registry)
+        self.latency = Histogram("zhisuan_http_request_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.requests.labels(scope["method"], template, str(status)).inc()
+            self.latency.labels(scope["method"], template).observe(time.perf_counter() - started)

@@ -1,0 +1,1 @@
+"""Billing: the allocation ledger, usage records, metering, invoices and settlements."""

@@ -1,0 +1,150 @@
+"""Tables of the billing domain: the allocation ledger, usage records, invoices and settlements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from zhisuan.market.models import DecimalText
+from zhisuan.store.base import Base, UTCDateTime, utcnow
+
+PURPOSES = ("contract", "job", "instance", "service", "manual")
+
+
+class Allocation(Base):
+    """The ledger row: ``milli`` thousandths of a device (or of a quota) held from ``start`` to ``end``.
+
+    ``device_id`` is null only for a quota/PFLOPS entitlement, which holds capacity of a model
+    rather than particular devices. Only ``billable`` rows are metered: a workload running inside
+    a contract's entitlement records its devices with ``billable=False`` (the contract bills).
+    ``metered_until`` is the metering watermark: usage records exist for ``[start, metered_until)``.
+    """
+
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_device_window", "device_id", "start", "end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), nullable=True)
+    model: Mapped[str] = mapped_column(String(64))
+    milli: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(200), default="")
+    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id", ondelete="RESTRICT"),
+                                                    nullable=True, index=True)
+    billable: Mapped[bool] = mapped_column(default=True)
+    pricing_model: Mapped[str] = mapped_column(String(16), default="device_hour")
+    tier: Mapped[str] = mapped_column(String(16), default="on_demand")
+    term_months: Mapped[int] = mapped_column(Integer, default=0)
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    metered_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UsageRecord(Base):
+    """An append-only metered quantity; ``key`` is its idempotency key (unique)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_tenant_start", "tenant_id", "start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    source_kind: Mapped[str] = mapped_column(String(16))  # allocation | tokens
+    source_id: Mapped[str] = mapped_column(String(200))
+    allocation_id: Mapped[int | None] = mapped_column(ForeignKey("allocations.id", ondelete="RESTRICT"),
+                                                      nullable=True, index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
+    site_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str] = mapped_column(String(128))
+    pricing_model: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16), default="on_demand")
+    term_months: Mapped[int] = mapped_column(Integer, default=0)
+    contract_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    pflops_seconds: Mapped[Decimal] = mapped_column(DecimalText(), default=Decimal(0))
+    invoice_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_lines.id", ondelete="RESTRICT"),
+                                                        nullable=True, index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Invoice(Base):
+    """A tenant's bill for one calendar month (a later run for late usage adds a supplement ``-2``…)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(100))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(DecimalText())
+    book_id: Mapped[int] = mapped_column(ForeignKey("price_books.id", ondelete="RESTRICT"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    lines: Mapped[list[InvoiceLine]] = relationship(back_populates="invoice", cascade="all, delete-orphan",
+                                                    order_by="InvoiceLine.line_no")
+
+
+class InvoiceLine(Base):
+    """One priced line; ``usage_record_keys`` and ``price_source`` are its trace."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="usage")  # usage | penalty
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
+    model: Mapped[str] = mapped_column(String(128))
+    pricing_model: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16))
+    site_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    contract_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    term_months: Mapped[int] = mapped_column(Integer, default=0)
+    usage_quantity: Mapped[int] = mapped_column(BigInteger)
+    billable_quantity: Mapped[Decimal] = mapped_column(DecimalText())
+    unit: Mapped[str] = mapped_column(String(32))
+    list_price: Mapped[Decimal] = mapped_column(DecimalText())
+    discount: Mapped[Decimal] = mapped_column(DecimalText())
+    unit_price: Mapped[Decimal] = mapped_column(DecimalText())
+    exact_amount: Mapped[Decimal] = mapped_column(DecimalText())
+    amount: Mapped[Decimal] = mapped_column(DecimalText())
+    currency: Mapped[str] = mapped_column(String(3))
+    price_source: Mapped[str] = mapped_column(String(100))
+    usage_record_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class Settlement(Base):
+    """A provider's payout for a period, recomputed from that period's invoices on every run."""
+
+    __tablename__ = "settlements"
+    __table_args__ = (UniqueConstraint("provider_id", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    revenue: Mapped[Decimal] = mapped_column(DecimalText())
+    share: Mapped[Decimal] = mapped_column(DecimalText())
+    payout: Mapped[Decimal] = mapped_column(DecimalText())
+    # [[invoice number, line_no], …]
+    lines: Mapped[list[list[object]]] = mapped_column(JSON, default=list)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())

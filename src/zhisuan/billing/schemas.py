@@ -1,0 +1,165 @@
+"""Request and response bodies of the billing API. Money is Decimal, serialised as a JSON string."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+from zhisuan.identity.schemas import Strict
+
+PERIOD = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="billing period YYYY-MM (UTC calendar month)")
+
+
+class AllocationCreate(Strict):
+    tenant: str = Field(min_length=1, max_length=64)
+    node: str = Field(min_length=1, max_length=200, description="node ref: site/name or id")
+    devices: list[int] | None = Field(default=None, max_length=1024, description="device indexes (default: all)")
+    milli: int = Field(default=1000, ge=1, le=1000, description="thousandths of each device held")
+    purpose: str = Field(default="manual", pattern=r"^(job|instance|service|manual)$")
+    ref: str = Field(default="", max_length=200, description="what holds it, e.g. job:42")
+    contract: int | None = Field(default=None, description="the tenant's contract whose entitlement this uses")
+    billable: bool | None = Field(default=None, description="default: true unless inside a contract's entitlement")
+    pricing_model: str = Field(default="device_hour", pattern=r"^(device_hour|server_month|pflops_year)$")
+    tier: str = Field(default="on_demand", pattern=r"^(on_demand|spot|reserved)$")
+    term_months: int = Field(default=0, ge=0, le=600)
+    start: datetime | None = Field(default=None, description="default: now")
+    end: datetime | None = None
+
+
+class AllocationEnd(Strict):
+    at: datetime | None = Field(default=None, description="default: now")
+
+
+class AllocationOut(BaseModel):
+    id: int
+    tenant: str
+    provider: str
+    site: str | None
+    node: str | None
+    device_index: int | None
+    model: str
+    milli: int
+    purpose: str
+    ref: str
+    contract_id: int | None
+    billable: bool
+    pricing_model: str
+    tier: str
+    start: datetime
+    end: datetime | None
+    metered_until: datetime | None
+
+
+class TokenEventIn(Strict):
+    event_id: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,150}$", description="the gateway's idempotency key")
+    tenant: str = Field(min_length=1, max_length=64)
+    provider: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=128, description="served model, as named in the price book")
+    at: datetime
+    input_tokens: int = Field(ge=0, le=10**12)
+    output_tokens: int = Field(ge=0, le=10**12)
+
+
+class TokenBatch(Strict):
+    events: list[TokenEventIn] = Field(min_length=1, max_length=1000)
+
+
+class IngestResult(BaseModel):
+    status: str = Field(description="'accepted', 'replayed' (all already recorded) or 'partly replayed'")
+    accepted: list[str]
+    replayed: list[str]
+
+
+class MeterRun(Strict):
+    until: datetime | None = Field(default=None, description="meter allocations up to here (default now)")
+
+
+class MeterResult(BaseModel):
+    until: datetime
+    allocations: int
+    records: int
+
+
+class UsageOut(BaseModel):
+    key: str
+    source_kind: str
+    source_id: str
+    tenant: str
+    provider: str
+    model: str
+    pricing_model: str
+    tier: str
+    contract_id: int | None
+    start: datetime
+    end: datetime
+    quantity: int
+    pflops_seconds: Decimal
+    invoice_line_id: int | None
+
+
+class InvoiceRun(Strict):
+    period: str = PERIOD
+    book: str | None = Field(default=None, description="price book (default: the default book)")
+
+
+class InvoiceLineOut(BaseModel):
+    line_no: int
+    kind: str
+    provider: str
+    model: str
+    pricing_model: str
+    tier: str
+    site: str | None
+    region: str | None
+    contract_id: int | None
+    usage_quantity: int
+    billable_quantity: Decimal
+    unit: str
+    list_price: Decimal
+    discount: Decimal
+    unit_price: Decimal
+    exact_amount: Decimal
+    amount: Decimal
+    currency: str
+    price_source: str
+    usage_record_keys: list[str]
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    number: str
+    tenant: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    total: Decimal
+    book: str
+    issued_at: datetime
+    lines: list[InvoiceLineOut]
+
+
+class SettlementRun(Strict):
+    period: str = PERIOD
+
+
+class SettlementOut(BaseModel):
+    provider: str
+    period: str
+    currency: str
+    revenue: Decimal
+    share: Decimal
+    payout: Decimal
+    lines: list[list[object]]
+    computed_at: datetime | None
+
+
+class MarginOut(BaseModel):
+    period: str
+    currency: str
+    revenue: Decimal
+    payouts: Decimal
+    margin: Decimal
+    settlements: list[SettlementOut]

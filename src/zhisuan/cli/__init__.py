@@ -1,0 +1,1 @@
+"""The ``zhisuan`` command line: ``up``, ``agent`` and commands over the REST API."""

@@ -1,0 +1,187 @@
+"""``zhisuan provider|site|node|catalog|fleet`` commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zhisuan.cli.client import ApiClient, CliError
+from zhisuan.cli.output import emit
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+provider_app = typer.Typer(help="Providers (算力资产方): owners of sites.", no_args_is_help=True)
+site_app = typer.Typer(help="Sites: one cluster under one engine.", no_args_is_help=True)
+node_app = typer.Typer(help="Nodes and their accelerators.", no_args_is_help=True)
+catalog_app = typer.Typer(help="The accelerator catalog.", no_args_is_help=True)
+fleet_app = typer.Typer(help="Fleet-wide figures.", no_args_is_help=True)
+SITE_COLUMNS = ("id", "name", "engine", "region", "provider", "nodes", "accelerators")
+NODE_COLUMNS = ("id", "site", "name", "status", "drained", "cpu_cores", "memory_mib", "accelerators",
+                "last_heartbeat_at")
+
+
+def api() -> ApiClient:
+    return ApiClient.from_environment()
+
+
+def with_accelerator_summary(node: dict) -> dict:  # type: ignore[type-arg]
+    models: dict[str, int] = {}
+    for device in node["devices"]:
+        models[device["model"]] = models.get(device["model"], 0) + 1
+    return {**node, "accelerators": ", ".join(f"{count}x {model}" for model, count in models.items()) or "-"}
+
+
+@provider_app.command("create")
+def provider_create(name: str, revenue_share: Annotated[str, typer.Option(help="0..1, e.g. 0.7")],
+                    display_name: str = "", json: JsonFlag = False) -> None:
+    body = {"name": name, "revenue_share": revenue_share, "display_name": display_name}
+    emit(api().post("/providers", body), json, ("id", "name", "display_name", "revenue_share"))
+
+
+@provider_app.command("list")
+def provider_list(json: JsonFlag = False) -> None:
+    emit(api().get("/providers"), json, ("id", "name", "display_name", "revenue_share"))
+
+
+@provider_app.command("show")
+def provider_show(ref: str, json: JsonFlag = False) -> None:
+    emit(api().get(f"/providers/{ref}"), json)
+
+
+@site_app.command("create")
+def site_create(
+    name: str,
+    engine: Annotated[str, typer.Option(help="local, slurm, kubernetes, ray or simulated")],
+    region: Annotated[str, typer.Option(help="e.g. cn-east-1")],
+    provider: Annotated[str, typer.Option(help="owning provider")],
+    json: JsonFlag = False,
+) -> None:
+    emit(api().post("/sites", {"name": name, "engine": engine, "region": region, "provider": provider}), json,
+         SITE_COLUMNS)
+
+
+@site_app.command("list")
+def site_list(json: JsonFlag = False) -> None:
+    emit(api().get("/sites"), json, SITE_COLUMNS)
+
+
+@site_app.command("show")
+def site_show(ref: str, json: JsonFlag = False) -> None:
+    emit(api().get(f"/sites/{ref}"), json)
+
+
+@site_app.command("agent-key")
+def site_agent_key(ref: str, expires_in_days: float | None = None, json: JsonFlag = False) -> None:
+    """Issue the key that ``zhisuan agent --token`` uses to join nodes to this site."""
+    issued = api().post(f"/sites/{ref}/agent-keys", {"expires_in_days": expires_in_days})
+    if json:
+        emit(issued, True)
+        return
+    typer.echo(f"agent key {issued['key_id']} for site {ref} (shown once):\n{issued['key']}")
+    typer.echo(f"on the node: zhisuan agent --server {api().server} --token {issued['key']}")
+
+
+@node_app.command("list")
+def node_list(site: str | None = None, status: str | None = None, json: JsonFlag = False) -> None:
+    nodes = api().get("/nodes", site=site, status=status)
+    emit(nodes if json else [with_accelerator_summary(n) for n in nodes], json, NODE_COLUMNS)
+
+
+@node_app.command("show")
+def node_show(ref: str, json: JsonFlag = False) -> None:
+    node = api().get(f"/nodes/{ref}")
+    if json:
+        emit(node, True)
+        return
+    emit(with_accelerator_summary({k: v for k, v in node.items() if k != "devices"}), False)
+    emit(node["devices"], False, ("index", "model", "reported_name", "memory_mib", "health", "health_detail",
+                                  "available", "uuid"))
+
+
+@node_app.command("add")
+def node_add(
+    name: str,
+    site: Annotated[str, typer.Option(help="site the node belongs to")],
+    cpu: Annotated[int, typer.Option(help="CPU cores")],
+    memory_mib: Annotated[int, typer.Option(help="memory in MiB")],
+    accel: Annotated[list[str] | None, typer.Option(help="MODEL:COUNT, repeatable (e.g. h100-sxm:8)")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Declare a node by hand (for sites whose engine, not an agent, reports the inventory)."""
+    accelerators = []
+    for item in accel or []:
+        model, sep, count = item.rpartition(":")
+        if not sep or not count.isdigit():
+            raise CliError(f"--accel '{item}' is not MODEL:COUNT")
+        accelerators.append({"model": model, "count": int(count)})
+    body = {"site": site, "name": name, "cpu_cores": cpu, "memory_mib": memory_mib, "accelerators": accelerators}
+    emit(with_accelerator_summary(api().post("/nodes", body)), json, NODE_COLUMNS)
+
+
+@node_app.command("drain")
+def node_drain(ref: str, json: JsonFlag = False) -> None:
+    emit(with_accelerator_summary(api().patch(f"/nodes/{ref}", {"drained": True})), json, NODE_COLUMNS)
+
+
+@node_app.command("resume")
+def node_resume(ref: str, json: JsonFlag = False) -> None:
+    emit(with_accelerator_summary(api().patch(f"/nodes/{ref}", {"drained": False})), json, NODE_COLUMNS)
+
+
+@node_app.command("delete")
+def node_delete(ref: str) -> None:
+    api().delete(f"/nodes/{ref}")
+    typer.echo(f"node {ref} deleted")
+
+
+@catalog_app.command("list")
+def catalog_list(vendor: str | None = None, json: JsonFlag = False) -> None:
+    models = api().get("/catalog/models", vendor=vendor)
+    emit(models, json, ("key", "vendor", "name", "memory_gib", "bf16_tflops", "stack", "k8s_resource"))
+
+
+@catalog_app.command("show")
+def catalog_show(model: str, json: JsonFlag = False) -> None:
+    emit(api().get(f"/catalog/models/{model}"), json)
+
+
+@fleet_app.command("summary")
+def fleet_summary(json: JsonFlag = False) -> None:
+    summary = api().get("/fleet/summary")
+    if json:
+        emit(summary, True)
+        return
+    emit({k: v for k, v in summary.items() if k != "by_model"}, False)
+    emit(summary["by_model"], False, ("model", "vendor", "total", "available", "unhealthy"))
+
+
+def place(
+    devices: Annotated[int, typer.Option(help="how many accelerators")] = 1,
+    share: Annotated[int, typer.Option(help="milli of each device (1000 = whole)")] = 1000,
+    model: Annotated[list[str] | None, typer.Option(help="allowed model, repeatable")] = None,
+    stack: Annotated[str | None, typer.Option(help="software stack: CUDA, CANN, …")] = None,
+    min_memory_gib: Annotated[float, typer.Option(help="minimum memory per device")] = 0,
+    cpu: Annotated[float, typer.Option(help="CPU cores")] = 0,
+    memory_gib: Annotated[float, typer.Option(help="host memory")] = 0,
+    tenant: Annotated[str | None, typer.Option(help="place as this tenant (operators)")] = None,
+    policy: Annotated[str, typer.Option(help="placement policy")] = "zhisuan",
+    json: JsonFlag = False,
+) -> None:
+    """Ask the placement engine where a workload would go now, or why it would wait."""
+    body = {"devices": devices, "milli_per_device": share, "models": model, "stack": stack,
+            "min_device_memory_gib": min_memory_gib, "cpu_cores": cpu, "memory_gib": memory_gib,
+            "tenant": tenant, "policy": policy}
+    result = api().post("/placement/preview", body)
+    if json:
+        emit(result, True)
+        return
+    typer.echo(result["message"])
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(provider_app, name="provider")
+    app.add_typer(site_app, name="site")
+    app.add_typer(node_app, name="node")
+    app.add_typer(catalog_app, name="catalog")
+    app.add_typer(fleet_app, name="fleet")
+    app.command("place")(place)

@@ -1,0 +1,54 @@
+"""Settings of one control-plane process, read from arguments and ``ZHISUAN_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("ZHISUAN_DATA_DIR", Path.home() / ".zhisuan"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a control plane needs to start.
+
+    ``database_url`` defaults to an embedded SQLite file in ``data_dir`` (the one-box default);
+    ``postgresql://…`` URLs run the same code on PostgreSQL.
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8420
+    # A node that has not sent a heartbeat for this long is marked unreachable.
+    heartbeat_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 10.0
+    monitor_interval_s: float = 5.0
+    metering_interval_s: float = 60.0
+    # Registers this machine as site ``local`` and keeps it heartbeating from inside the process.
+    register_local_site: bool = True
+    run_background_loops: bool = True
+    # One-box MaaS: the OpenAI-compatible gateway (/v1) with a llama.cpp replica of SmolLM2.
+    maas: bool = False
+    gateway_port: int = 0  # 0: the API port + 1
+    # Bodies larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
+    # scrypt cost for keys and passwords; tests may lower it, production keeps the default.
+    scrypt_n: int = 2**14
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'zhisuan.db'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the plain ``postgresql://`` spelling users type onto the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url

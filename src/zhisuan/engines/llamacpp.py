@@ -1,0 +1,52 @@
+"""llama.cpp profile: CPU inference of GGUF files through llama.cpp's own HTTP server.
+
+Two launchers share one argument set (llama-server's flags):
+- the ``llama-server`` binary when one is installed (``ZHISUAN_LLAMA_SERVER`` or ``PATH``);
+- otherwise ``python -m zhisuan.engines.llamacpp_host``, which runs the same C++ server from the
+  prebuilt ``xllamacpp`` wheel (PyPI), so no compiler is needed on the box.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError
+
+ENGINE = "llama.cpp"
+
+
+def find_llama_server() -> str | None:
+    return os.environ.get("ZHISUAN_LLAMA_SERVER") or shutil.which("llama-server")
+
+
+def server_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
+    args = [
+        "--model", spec.source,
+        "--alias", spec.name,
+        "--host", a.host,
+        "--port", str(a.port),
+        "--ctx-size", str(spec.context_length * a.parallel),
+        "--parallel", str(a.parallel),
+    ]
+    if a.threads:
+        args += ["--threads", str(a.threads)]
+    if spec.embeddings:
+        args.append("--embeddings")
+    return args + list(spec.extra_args)
+
+
+def build(spec: ModelSpec, a: DeviceAssignment, *, binary: str | None = None, python: str | None = None) -> LaunchPlan:
+    """argv + env for one replica. ``binary``: a llama-server path; None → the xllamacpp host."""
+    if a.stack.lower() != "cpu":
+        raise ProfileError(f"the llama.cpp profile runs on cpu, not {a.stack}")
+    if not spec.source.endswith(".gguf"):
+        raise ProfileError("llama.cpp serves GGUF files (source must end in .gguf)")
+    if binary:
+        argv = [binary, *server_args(spec, a)]
+    else:
+        argv = [python or sys.executable, "-m", "zhisuan.engines.llamacpp_host", *server_args(spec, a)]
+    # No accelerator: hide any GPU from a llama.cpp build that could use one.
+    env = {"CUDA_VISIBLE_DEVICES": "", "LLAMA_ARG_NO_WEBUI": "1"}
+    return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health")

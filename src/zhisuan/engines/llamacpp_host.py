@@ -1,0 +1,59 @@
+"""Runs llama.cpp's HTTP server (from the prebuilt ``xllamacpp`` wheel) with llama-server's flags.
+
+    python -m zhisuan.engines.llamacpp_host --model m.gguf --alias NAME --host 127.0.0.1 --port 8080
+
+Only the flags the llama.cpp profile emits are understood. The C++ server runs on its own threads;
+this process just keeps it alive until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="zhisuan.engines.llamacpp_host")
+    p.add_argument("--model", required=True)
+    p.add_argument("--alias", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--ctx-size", type=int, default=4096)
+    p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--embeddings", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    import xllamacpp  # type: ignore[import-not-found]
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.n_ctx = args.ctx_size
+    params.n_parallel = args.parallel
+    params.hostnames = [args.host]
+    params.port = args.port
+    params.endpoint_metrics = True
+    if args.alias:
+        params.model_alias = {args.alias}
+    if args.threads:
+        params.cpuparams.n_threads = args.threads
+        params.cpuparams_batch.n_threads = args.threads
+    if args.embeddings:
+        params.embedding = True
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = xllamacpp.Server(params)
+    print(f"llamacpp_host listening on {server.listening_address}", flush=True)
+    stop.wait()
+    del server
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from zhisuan.gateway.server import main
+
+main()

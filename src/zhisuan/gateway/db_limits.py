@@ -1,0 +1,38 @@
+"""Model scopes and limits stored with API keys and tenants (``api_keys.models/rpm/tpm/token_budget``,
+``tenants.rpm/tpm/token_budget``), for ``DbKeyAuthority(sessions, limits_for=limits_from_db(sessions))``.
+
+The read happens where the authority verifies a key: in its worker thread, once per cache fill. There is
+no database call per request, so a change to a key's or tenant's limits (like a revocation) reaches each
+gateway process within the authority's ``ttl_s`` (5 s by default): a cached grant may be that stale.
+The counters themselves live in the rate limiter (Redis when shared), so limits hold across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from zhisuan.gateway.keys import LimitsFor
+from zhisuan.gateway.protocols import UNLIMITED, Limits
+
+
+def _limits(row: Any) -> Limits:
+    if row is None or (row.rpm is None and row.tpm is None and row.token_budget is None):
+        return UNLIMITED
+    return Limits(rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget)
+
+
+def limits_from_db(sessions: Any) -> LimitsFor:
+    """A ``LimitsFor`` reading the key's model scope and limits and its tenant's limits from the
+    database behind ``sessions`` (a ``sessionmaker``). Keys without a tenant get no tenant limits."""
+    from zhisuan.identity.models import ApiKey, Tenant
+
+    def limits_for(principal: Any) -> tuple[frozenset[str] | None, Limits, Limits]:
+        with sessions() as session:
+            key = session.execute(select(ApiKey).where(ApiKey.key_id == principal.key_id)).scalar_one_or_none()
+            tenant = session.get(Tenant, principal.tenant_id) if principal.tenant_id is not None else None
+            models = frozenset(key.models) if key is not None and key.models is not None else None
+            return models, _limits(key), _limits(tenant)
+
+    return limits_for

@@ -1,0 +1,96 @@
+"""Key authorities. The hot path is one dict lookup: grants are cached by the SHA-256 of the token.
+
+- ``InMemoryKeyAuthority``: grants registered in the process (tests, benchmarks, one-box demos).
+- ``DbKeyAuthority``: the platform's API keys (``zs_<id>_<secret>``, verified by
+  ``identity.keys.KeyVerifier`` against the database in a worker thread), cached for ``ttl_s`` so a
+  revocation takes effect within that time on every gateway process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from zhisuan.gateway.protocols import UNLIMITED, KeyGrant, KeyRejected, Limits
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass
+class InMemoryKeyAuthority:
+    _grants: dict[bytes, KeyGrant] = field(default_factory=dict)
+
+    def add(self, token: str, grant: KeyGrant) -> None:
+        self._grants[digest(token)] = grant
+
+    def revoke(self, token: str) -> None:
+        self._grants.pop(digest(token), None)
+
+    async def authenticate(self, token: str) -> KeyGrant:
+        grant = self._grants.get(digest(token))
+        if grant is None:
+            raise KeyRejected("Incorrect API key provided.")
+        return grant
+
+
+LimitsFor = Callable[[Any], tuple[frozenset[str] | None, Limits, Limits]]
+
+
+def no_limits(_principal: Any) -> tuple[frozenset[str] | None, Limits, Limits]:
+    return None, UNLIMITED, UNLIMITED
+
+
+@dataclass
+class DbKeyAuthority:
+    """Platform keys from the database. ``limits_for(principal)`` returns (models, key limits,
+    tenant limits) — the seam where model scopes and limits stored per key/tenant plug in."""
+
+    sessions: Any  # sessionmaker[Session]
+    limits_for: LimitsFor = no_limits
+    ttl_s: float = 5.0
+    negative_ttl_s: float = 1.0
+    _cache: dict[bytes, tuple[float, KeyGrant | KeyRejected]] = field(default_factory=dict)
+    _verifier: Any = None
+
+    def __post_init__(self) -> None:
+        from zhisuan.identity.keys import KeyVerifier
+
+        self._verifier = KeyVerifier()
+
+    async def authenticate(self, token: str) -> KeyGrant:
+        d = digest(token)
+        hit = self._cache.get(d)
+        now = time.monotonic()
+        if hit is None or hit[0] < now:
+            result = await asyncio.get_running_loop().run_in_executor(None, self._verify, token)
+            ttl = self.ttl_s if isinstance(result, KeyGrant) else self.negative_ttl_s
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[d] = hit = (now + ttl, result)
+        value = hit[1]
+        if isinstance(value, KeyRejected):
+            raise value
+        return value
+
+    def _verify(self, token: str) -> KeyGrant | KeyRejected:
+        from zhisuan.errors import DomainError
+
+        try:
+            with self.sessions() as session:
+                principal = self._verifier.authenticate(session, token, datetime.now(UTC))
+                session.commit()
+        except DomainError as exc:
+            return KeyRejected(exc.message)
+        if "inference" not in principal.scopes:
+            return KeyRejected(f"API key {principal.key_id} lacks the 'inference' scope", code="insufficient_scope")
+        tenant = f"tenant-{principal.tenant_id}" if principal.tenant_id is not None else f"user-{principal.user_id}"
+        models, key_limits, tenant_limits = self.limits_for(principal)
+        return KeyGrant(key_id=principal.key_id or "", tenant_id=tenant, models=models,
+                        key_limits=key_limits, tenant_limits=tenant_limits)

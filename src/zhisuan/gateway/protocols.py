@@ -1,0 +1,96 @@
+"""The gateway's seams: who a key is (KeyAuthority), whether it may call now (RateLimiter), where
+usage goes (UsageSink). Implementations live in keys.py, limits.py and usage.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per key or per tenant. None = unlimited. Budgets are totals: tokens, or money in micro-units
+    of the tenant's currency (priced by a ``PriceFn``)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    token_budget: int | None = None
+    money_budget_micros: int | None = None
+
+
+UNLIMITED = Limits()
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What a valid key may do. ``models`` None = every model."""
+
+    key_id: str
+    tenant_id: str
+    models: frozenset[str] | None = None
+    key_limits: Limits = UNLIMITED
+    tenant_limits: Limits = UNLIMITED
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+class KeyRejected(Exception):
+    def __init__(self, message: str, code: str = "invalid_api_key") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class KeyAuthority(Protocol):
+    async def authenticate(self, token: str) -> KeyGrant:
+        """The grant of a bearer token; raises KeyRejected."""
+        ...
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why a request is refused now; ``retry_after`` in seconds."""
+
+    kind: str  # "requests" | "tokens" | "budget"
+    scope: str  # "key" | "tenant"
+    retry_after: float
+    message: str
+
+
+class RateLimiter(Protocol):
+    async def admit(self, grant: KeyGrant, model: str) -> Denial | None:
+        """Take one request permit (RPM) and check token buckets and budgets."""
+        ...
+
+    def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """Debit the tokens (and their price) a finished request used. Never blocks."""
+        ...
+
+
+@dataclass
+class UsageEvent:
+    """One forwarded request's metered usage. ``event_id`` is the idempotency key."""
+
+    event_id: str
+    key_id: str
+    tenant_id: str
+    model: str
+    replica: str
+    prompt_tokens: int
+    completion_tokens: int
+    stream: bool
+    status: str  # "ok" | "client_disconnected" | "upstream_error" | "upstream_failed"
+    started_at: float
+    ended_at: float
+    # True when the engine did not report usage and the gateway counted (disconnect mid-stream).
+    estimated: bool = False
+    endpoint: str = "chat.completions"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class UsageSink(Protocol):
+    async def ingest(self, events: Sequence[UsageEvent]) -> None:
+        """Durably accept a batch. Must be idempotent on ``event_id``: a batch may be re-sent."""
+        ...

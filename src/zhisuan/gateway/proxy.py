@@ -1,0 +1,432 @@
+"""The ``/v1`` gateway: OpenAI request and error shapes, routing, retries, limits and metering.
+
+Per request: bearer key → grant (cached) → JSON body → model route and key scope → limits →
+least-outstanding healthy replica → forward on a pooled keep-alive connection. A replica that fails
+before sending its first byte is retried on another one (up to ``max_attempts``); when none is
+healthy the client gets a 503 ``no_healthy_replica``.
+
+Metering rules (exactly one ``UsageEvent`` per forwarded request):
+- tokens are the engine's own counts: ``usage`` of a response; for streams the gateway asks the
+  engine for a final usage chunk (``stream_options.include_usage``) and hides that chunk from a
+  client that did not ask for it;
+- the event is committed to the local spool *before* the response is acknowledged: the body of a
+  non-streaming response, the final ``data: [DONE]`` of a stream, are held back until then;
+- a client that disconnects mid-stream is billed for what was generated so far: the engine is
+  stopped (its connection is closed), completion tokens = content chunks the engine had sent (one
+  token per chunk in llama.cpp and vLLM), prompt tokens = the engine's count when it sent one, else
+  an estimate (characters / 4); such events carry ``estimated=True`` and status
+  ``client_disconnected``;
+- an engine that dies mid-stream: same counting, status ``upstream_failed``;
+- engine errors (4xx/5xx) are forwarded as they are, with a zero-token event (``upstream_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import time
+from typing import Any
+
+from zhisuan.gateway.http import HttpConnection, Request
+from zhisuan.gateway.metrics import GatewayMetrics
+from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, UsageEvent
+from zhisuan.gateway.router import Replica, Router
+from zhisuan.gateway.upstream import Exchange, UpstreamConnection
+from zhisuan.gateway.usage import UsageSpool
+
+ENDPOINTS = {
+    b"/v1/chat/completions": "chat.completions",
+    b"/v1/completions": "completions",
+    b"/v1/embeddings": "embeddings",
+}
+RETRY, DONE, FAILED = 0, 1, 2
+UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+_decoder = json.JSONDecoder()
+# A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
+CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
+EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+
+
+def extract_usage(body: bytes) -> dict[str, Any] | None:
+    """The ``usage`` object of an OpenAI response, parsed alone (cheaper than the whole body)."""
+    i = body.rfind(b'"usage"')
+    if i < 0:
+        return None
+    j = body.find(b"{", i)
+    k = body.find(b"null", i)
+    if j < 0 or (0 <= k < j):
+        return None
+    try:
+        obj, _ = _decoder.raw_decode(body[j:].decode())
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    text = 0
+    for m in body.get("messages") or ():
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            text += len(c)
+        elif isinstance(c, list):
+            text += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
+    p = body.get("prompt")
+    if isinstance(p, str):
+        text += len(p)
+    return max(1, math.ceil(text / 4))
+
+
+class FutureExchange(Exchange):
+    """Resolves ``self.future`` once: DONE on completion, RETRY for a failure before the first byte
+    (another replica may serve it), FAILED after it."""
+
+    __slots__ = ()
+    future: asyncio.Future[int]
+
+    def on_complete(self) -> None:
+        if not self.future.done():
+            self.future.set_result(DONE)
+
+    def on_error(self, exc: Exception, before_first_byte: bool) -> None:
+        if not self.future.done():
+            self.future.set_result(RETRY if before_first_byte else FAILED)
+
+
+class BufferedExchange(FutureExchange):
+    """A whole (non-streaming) response."""
+
+    __slots__ = ("future", "status", "chunks")
+
+    def __init__(self, future: asyncio.Future[int]) -> None:
+        self.future = future
+        self.status = 0
+        self.chunks: list[bytes] = []
+
+    def on_head(self, status: int) -> None:
+        self.status = status
+
+    def on_body(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+class StreamExchange(FutureExchange):
+    """Relays an SSE stream chunk by chunk from the protocol callbacks, counting content chunks and
+    holding back the usage chunk and ``[DONE]`` until the usage event is committed."""
+
+    def __init__(self, future: asyncio.Future[int], client: HttpConnection, upstream: UpstreamConnection,
+                 client_wants_usage: bool, started: float, event_id: str) -> None:
+        self.future = future
+        self.event_id = event_id
+        self.client = client
+        self.upstream = upstream
+        self.client_wants_usage = client_wants_usage
+        self.started = started
+        self.status = 0
+        self.error_chunks: list[bytes] = []
+        self.buf = b""
+        self.held: list[bytes] = []
+        self.content_chunks = 0
+        self.usage: dict[str, Any] | None = None
+        self.ttft: float | None = None
+        self.disconnected = False
+        self.streaming = False
+
+    def on_head(self, status: int) -> None:
+        self.status = status
+        if status == 200:
+            self.streaming = True
+            self.client.on_lost = self._client_lost
+            self.client.on_pause = self.upstream.pause
+            self.client.on_resume = self.upstream.resume
+            self.client.start_stream(extra=b"x-request-id: %s\r\n" % self.event_id.encode())
+
+    def on_body(self, data: bytes) -> None:
+        if not self.streaming:
+            self.error_chunks.append(data)
+            return
+        buf = self.buf + data if self.buf else data
+        events = buf.split(b"\n\n")
+        self.buf = events.pop()
+        out = []
+        for ev in events:
+            if not ev:
+                continue
+            if ev.startswith(b"data: [DONE]"):
+                self.held.append(ev + b"\n\n")
+            elif b'"usage"' in ev and (usage := extract_usage(ev)) is not None:
+                self.usage = usage
+                if self.client_wants_usage:
+                    self.held.append(ev + b"\n\n")
+                elif not EMPTY_CHOICES.search(ev):  # usage riding on a content chunk: pass it on
+                    out.append(ev + b"\n\n")
+            else:
+                if CONTENT.search(ev):
+                    self.content_chunks += 1
+                    if self.ttft is None:
+                        self.ttft = time.monotonic() - self.started
+                out.append(ev + b"\n\n")
+        if out:
+            self.client.write_chunk(b"".join(out))
+
+
+    def _client_lost(self) -> None:
+        self.disconnected = True
+        self.upstream.close()  # stops the engine generating for nobody
+        if not self.future.done():
+            self.future.set_result(FAILED)
+
+
+class Gateway:
+    def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
+                 *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw") -> None:
+        self.router = router
+        self.keys = keys
+        self.limiter = limiter
+        self.spool = spool
+        self.metrics = metrics or GatewayMetrics()
+        self.metrics.outstanding = router.gauges
+        self.max_attempts = max_attempts
+        self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
+        self._seq = 0
+
+    def next_event_id(self) -> str:
+        self._seq += 1
+        return f"{self._id_prefix}{self._seq:x}"
+
+    async def handle(self, conn: HttpConnection, req: Request) -> None:
+        endpoint = ENDPOINTS.get(req.path)
+        if endpoint is not None:
+            if req.method != b"POST":
+                conn.respond(405, error_body("Use POST.", "invalid_request_error"))
+                return
+            await self.forward(conn, req, endpoint)
+            return
+        if req.method == b"GET":
+            if req.path == b"/v1/models" or req.path.startswith(b"/v1/models/"):
+                await self.models(conn, req)
+                return
+            if req.path == b"/metrics":
+                conn.respond(200, self.metrics.render(), b"text/plain; version=0.0.4")
+                return
+            if req.path in (b"/health", b"/healthz"):
+                conn.respond(200, b'{"status":"ok"}')
+                return
+        conn.respond(404, error_body(f"Unknown request URL: {req.method.decode()} {req.path.decode()}.",
+                                     "invalid_request_error", "unknown_url"))
+
+    async def _grant(self, conn: HttpConnection, req: Request) -> KeyGrant | None:
+        auth = req.headers.get(b"authorization", b"")
+        if not auth.startswith(b"Bearer ") or len(auth) < 8:
+            conn.respond(401, error_body("You didn't provide an API key. Use the header Authorization: Bearer <key>.",
+                                         "invalid_request_error", "missing_api_key"))
+            self.metrics.reject("", "unauthenticated")
+            return None
+        try:
+            return await self.keys.authenticate(auth[7:].decode(errors="replace"))
+        except KeyRejected as exc:
+            conn.respond(401, error_body(exc.message, "invalid_request_error", exc.code))
+            self.metrics.reject("", "unauthenticated")
+            return None
+
+    async def models(self, conn: HttpConnection, req: Request) -> None:
+        grant = await self._grant(conn, req)
+        if grant is None:
+            return
+        visible = [r for name, r in self.router.routes.items() if grant.may_use(name) and r.replicas]
+        if req.path.startswith(b"/v1/models/"):
+            name = req.path[len(b"/v1/models/") :].decode()
+            for r in visible:
+                if r.name == name:
+                    conn.respond(200, json.dumps(
+                        {"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"}).encode())
+                    return
+            conn.respond(404, error_body(f"The model '{name}' does not exist or you do not have access to it.",
+                                         "invalid_request_error", "model_not_found", "model"))
+            return
+        data = [{"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"} for r in visible]
+        conn.respond(200, json.dumps({"object": "list", "data": data}).encode())
+
+    def _limit_response(self, conn: HttpConnection, model: str, d: Denial) -> None:
+        retry = max(1, math.ceil(d.retry_after))
+        code = "insufficient_quota" if d.kind == "budget" else "rate_limit_exceeded"
+        type_ = "insufficient_quota" if d.kind == "budget" else d.kind
+        conn.respond(429, error_body(d.message + f" Retry after {retry} s.", type_, code),
+                     extra=b"retry-after: %d\r\nx-ratelimit-scope: %s\r\n" % (retry, d.scope.encode()))
+        self.metrics.reject(model, f"{d.kind}_{d.scope}")
+
+    async def forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
+        grant = await self._grant(conn, req)
+        if grant is None:
+            return
+        try:
+            body = json.loads(req.body)
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            conn.respond(400, error_body("We could not parse the JSON body of your request.",
+                                         "invalid_request_error"))
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            conn.respond(400, error_body("You must provide a model parameter.", "invalid_request_error",
+                                         None, "model"))
+            return
+        route = self.router.get(model)
+        if route is None or not route.replicas or not grant.may_use(model):
+            conn.respond(404, error_body(f"The model '{model}' does not exist or you do not have access to it.",
+                                         "invalid_request_error", "model_not_found", "model"))
+            self.metrics.reject(model, "model_not_found")
+            return
+        denial = await self.limiter.admit(grant, model)
+        if denial is not None:
+            self._limit_response(conn, model, denial)
+            return
+        stream = bool(body.get("stream")) and endpoint != "embeddings"
+        payload = req.body
+        client_wants_usage = False
+        if stream:
+            so = body.get("stream_options")
+            so = so if isinstance(so, dict) else {}
+            client_wants_usage = bool(so.get("include_usage"))
+            if not client_wants_usage:
+                body["stream_options"] = {**so, "include_usage": True}
+                payload = json.dumps(body, separators=(",", ":")).encode()
+        started = time.monotonic()
+        wall = time.time()
+        event_id = self.next_event_id()
+        tried: set[str] = set()
+        reuse_retried = False
+        loop = asyncio.get_running_loop()
+        for _ in range(self.max_attempts + 1):
+            replica = route.pick(tried)
+            if replica is None:
+                break
+            replica.outstanding += 1
+            try:
+                try:
+                    up = await replica.pool.acquire()
+                except (TimeoutError, OSError):
+                    replica.eject()
+                    tried.add(replica.id)
+                    self.metrics.of(model, replica.id).errors["connect"] = \
+                        self.metrics.of(model, replica.id).errors.get("connect", 0) + 1
+                    continue
+                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, len(payload))
+                fut: asyncio.Future[int] = loop.create_future()
+                if stream:
+                    sx = StreamExchange(fut, conn, up, client_wants_usage, started, event_id)
+                    up.send(head + payload, sx)
+                    result = await fut
+                    if result == RETRY:
+                        tried, reuse_retried = self._retry_bookkeeping(model, replica, up, tried, reuse_retried)
+                        continue
+                    await self._finish_stream(conn, event_id, grant, model, replica, endpoint, sx, result, body,
+                                              started, wall)
+                else:
+                    bx = BufferedExchange(fut)
+                    up.send(head + payload, bx)
+                    result = await fut
+                    if result == RETRY:
+                        tried, reuse_retried = self._retry_bookkeeping(model, replica, up, tried, reuse_retried)
+                        continue
+                    await self._finish_buffered(conn, event_id, grant, model, replica, endpoint, bx, result,
+                                                started, wall)
+                return
+            finally:
+                replica.outstanding -= 1
+        conn.respond(503, error_body(f"No healthy replica of model '{model}' is available; try again later.",
+                                     "service_unavailable", "no_healthy_replica"), extra=b"retry-after: 1\r\n")
+        self.metrics.reject(model, "no_healthy_replica")
+
+    def _retry_bookkeeping(self, model: str, replica: Replica, up: UpstreamConnection, tried: set[str],
+                           reuse_retried: bool) -> tuple[set[str], bool]:
+        stats = self.metrics.of(model, replica.id)
+        stats.errors["before_first_byte"] = stats.errors.get("before_first_byte", 0) + 1
+        if up.reused and not reuse_retried:
+            return tried, True  # a stale keep-alive connection: the replica itself may be fine
+        replica.eject()
+        tried.add(replica.id)
+        return tried, reuse_retried
+
+    def _event(self, event_id: str, grant: KeyGrant, model: str, replica: Replica, endpoint: str, p: int, c: int,
+               stream: bool, status: str, wall: float, estimated: bool = False) -> UsageEvent:
+        return UsageEvent(event_id, grant.key_id, grant.tenant_id, model, replica.id, p, c, stream,
+                          status, wall, time.time(), estimated, endpoint)
+
+    async def _commit(self, event: UsageEvent, grant: KeyGrant, stats: Any) -> None:
+        stats.prompt_tokens += event.prompt_tokens
+        stats.completion_tokens += event.completion_tokens
+        self.limiter.record(grant, event.model, event.prompt_tokens, event.completion_tokens)
+        await self.spool.append(event)
+
+    async def _finish_buffered(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
+                               endpoint: str, bx: BufferedExchange, result: int, started: float, wall: float) -> None:
+        stats = self.metrics.of(model, replica.id)
+        if result == FAILED:
+            stats.errors["upstream_failed"] = stats.errors.get("upstream_failed", 0) + 1
+            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_failed", wall)
+            await self._commit(event, grant, stats)
+            conn.respond(502, error_body("The model replica failed while answering.", "server_error",
+                                         "upstream_failed"))
+            stats.requests["502"] = stats.requests.get("502", 0) + 1
+            return
+        data = b"".join(bx.chunks)
+        if bx.status == 200:
+            usage = extract_usage(data) or {}
+            p = int(usage.get("prompt_tokens") or 0)
+            c = int(usage.get("completion_tokens") or 0)
+            event = self._event(event_id, grant, model, replica, endpoint, p, c, False, "ok", wall)
+        else:
+            stats.errors["upstream_status"] = stats.errors.get("upstream_status", 0) + 1
+            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_error", wall)
+        await self._commit(event, grant, stats)
+        conn.respond(bx.status, data, extra=b"x-request-id: %s\r\n" % event_id.encode())
+        elapsed = time.monotonic() - started
+        stats.ttft.observe(elapsed)
+        stats.latency.observe(elapsed)
+        key = str(bx.status)
+        stats.requests[key] = stats.requests.get(key, 0) + 1
+
+    async def _finish_stream(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
+                             endpoint: str, sx: StreamExchange, result: int, body: dict[str, Any], started: float,
+                             wall: float) -> None:
+        stats = self.metrics.of(model, replica.id)
+        if not sx.streaming:  # the engine answered with an error, not a stream
+            status = "upstream_failed" if result == FAILED else "upstream_error"
+            stats.errors[status] = stats.errors.get(status, 0) + 1
+            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, True, status, wall)
+            await self._commit(event, grant, stats)
+            code = sx.status if result == DONE else 502
+            conn.respond(code, b"".join(sx.error_chunks) if result == DONE else
+                         error_body("The model replica failed while answering.", "server_error", "upstream_failed"))
+            stats.requests[str(code)] = stats.requests.get(str(code), 0) + 1
+            return
+        usage = sx.usage
+        if result == DONE and usage is not None:
+            event = self._event(event_id, grant, model, replica, endpoint, int(usage.get("prompt_tokens") or 0),
+                                int(usage.get("completion_tokens") or 0), True, "ok", wall)
+        else:
+            status = "client_disconnected" if sx.disconnected else ("upstream_failed" if result == FAILED else "ok")
+            p = int(usage.get("prompt_tokens") or 0) if usage else estimate_prompt_tokens(body)
+            event = self._event(event_id, grant, model, replica, endpoint, p, sx.content_chunks, True, status, wall,
+                                estimated=True)
+            if status != "ok":
+                stats.errors[status] = stats.errors.get(status, 0) + 1
+        await self._commit(event, grant, stats)
+        if result == DONE:
+            conn.end_stream(b"".join(sx.held))
+        else:
+            conn.abort()
+        elapsed = time.monotonic() - started
+        stats.ttft.observe(sx.ttft if sx.ttft is not None else elapsed)
+        stats.latency.observe(elapsed)
+        key = "200" if result == DONE else ("499" if sx.disconnected else "502")
+        stats.requests[key] = stats.requests.get(key, 0) + 1

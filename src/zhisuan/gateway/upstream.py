@@ -1,0 +1,136 @@
+"""Persistent HTTP/1.1 keep-alive connections to one replica, parsed with httptools.
+
+A connection carries one exchange at a time and calls its ``Exchange`` back from the protocol
+callbacks — no task switch per response chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httptools  # type: ignore[import-untyped]
+
+
+class Exchange:
+    """Receives one upstream response. Subclasses override the callbacks."""
+
+    def on_head(self, status: int) -> None: ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_complete(self) -> None: ...
+
+    def on_error(self, exc: Exception, before_first_byte: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.got_bytes = False
+        self.closed = False
+        self.reused = False
+
+    # asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        if self.exchange is not None:
+            self._fail(exc or ConnectionResetError("upstream closed the connection"))
+
+    # httptools
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_head(self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.exchange = self.exchange, None
+        if self.parser.should_keep_alive() and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if exchange is not None:
+            exchange.on_complete()
+
+    # ours
+    def send(self, data: bytes, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.got_bytes = False
+        # The upstream may have closed between connect (or pooling) and now: connection_lost then
+        # ran with no exchange to fail, and a write to a closed transport is silently dropped —
+        # the request would wait forever. Fail it at once as "before the first byte" (retryable).
+        if self.closed or self.transport is None or self.transport.is_closing():
+            self._fail(ConnectionResetError("upstream closed the connection before the request was sent"))
+            return
+        self.transport.write(data)
+
+    def _fail(self, exc: Exception) -> None:
+        exchange, self.exchange = self.exchange, None
+        self.close()
+        if exchange is not None:
+            exchange.on_error(exc, not self.got_bytes)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+
+class UpstreamPool:
+    def __init__(self, host: str, port: int, *, max_idle: int = 256, connect_timeout_s: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self.max_idle = max_idle
+        self.connect_timeout_s = connect_timeout_s
+        self.idle: list[UpstreamConnection] = []
+        self.host_header = f"{host}:{port}".encode()
+
+    async def acquire(self) -> UpstreamConnection:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), self.connect_timeout_s)
+        return proto
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if len(self.idle) < self.max_idle:
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()

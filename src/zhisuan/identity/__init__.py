@@ -1,0 +1,1 @@
+"""Tenancy and access: tenants, users, roles, API keys, login and the audit log."""

@@ -1,0 +1,118 @@
+"""API keys: creation (secret shown once), verification with a per-process cache, revocation.
+
+A key reads ``zs_<key id>_<secret>``. The key id is public and indexes the row; the secret is
+checked against its scrypt hash. Hashing on every request would cost ~50 ms, so a process
+remembers the SHA-256 of keys it has already verified — revocation, expiry and a disabled user are
+still read from the database on every request, so they take effect at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhisuan.errors import Unauthenticated
+from zhisuan.identity.access import Principal
+from zhisuan.identity.hashing import hash_secret, verify_secret
+from zhisuan.identity.models import ApiKey, User
+
+PREFIX = "zs_"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    row: ApiKey
+    plaintext: str
+
+
+def issue_key(
+    session: Session,
+    user: User,
+    *,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None,
+    site_id: int | None = None,
+    scrypt_n: int = 2**14,
+) -> IssuedKey:
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    row = ApiKey(
+        key_id=key_id,
+        name=name,
+        user=user,
+        secret_hash=hash_secret(secret, n=scrypt_n),
+        scopes=sorted(set(scopes)),
+        expires_at=expires_at,
+        site_id=site_id,
+    )
+    session.add(row)
+    session.flush()
+    return IssuedKey(row=row, plaintext=f"{PREFIX}{key_id}_{secret}")
+
+
+def split_key(token: str) -> tuple[str, str]:
+    if not token.startswith(PREFIX) or token.count("_") < 2:
+        raise Unauthenticated("malformed API key (expected zs_<id>_<secret>)")
+    key_id, _, secret = token[len(PREFIX) :].partition("_")
+    if not key_id or not secret:
+        raise Unauthenticated("malformed API key (expected zs_<id>_<secret>)")
+    return key_id, secret
+
+
+@dataclass
+class KeyVerifier:
+    """Checks bearer keys. One per process; holds only digests of keys it has verified."""
+
+    capacity: int = 10_000
+    _verified: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+    def authenticate(self, session: Session, token: str, now: datetime) -> Principal:
+        key_id, secret = split_key(token)
+        row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
+        if row is None:
+            raise Unauthenticated("unknown API key")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if self._verified.get(digest) != row.id:
+            if not verify_secret(secret, row.secret_hash):
+                raise Unauthenticated("unknown API key")
+            self._remember(digest, row.id)
+        check_key_usable(row, now)
+        if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+            row.last_used_at = now
+        return principal_of(row)
+
+    def _remember(self, digest: str, row_id: int) -> None:
+        self._verified[digest] = row_id
+        self._verified.move_to_end(digest)
+        while len(self._verified) > self.capacity:
+            self._verified.popitem(last=False)
+
+
+def check_key_usable(row: ApiKey, now: datetime) -> None:
+    if row.revoked_at is not None:
+        raise Unauthenticated(f"API key {row.key_id} was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthenticated(f"API key {row.key_id} expired at {row.expires_at.isoformat()}")
+    if row.user.disabled:
+        raise Unauthenticated(f"user {row.user.username} is disabled")
+
+
+def principal_of(row: ApiKey) -> Principal:
+    user = row.user
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        role=user.role,
+        tenant_id=user.tenant_id,
+        provider_id=user.provider_id,
+        key_id=row.key_id,
+        scopes=frozenset(row.scopes),
+        site_id=row.site_id,
+    )

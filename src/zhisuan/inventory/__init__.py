@@ -1,0 +1,1 @@
+"""Inventory (纳管): providers, sites, nodes and their accelerators."""

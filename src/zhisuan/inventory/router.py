@@ -1,0 +1,141 @@
+"""HTTP routes of the inventory domain: thin wrappers over inventory.service."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, status
+from pydantic import Field
+
+from zhisuan.api.deps import Agent, ContextDep, Reader, SessionDep, Writer
+from zhisuan.catalog.loader import Catalog
+from zhisuan.identity.router import key_issued
+from zhisuan.identity.schemas import KeyIssued, Strict
+from zhisuan.inventory import fleet, service
+from zhisuan.inventory.models import Node, Site
+from zhisuan.inventory.schemas import (
+    DeviceOut,
+    FleetSummary,
+    Heartbeat,
+    HeartbeatAck,
+    NodeDeclare,
+    NodeOut,
+    NodePatch,
+    NodeRegister,
+    ProviderCreate,
+    ProviderOut,
+    SiteCreate,
+    SiteOut,
+)
+
+router = APIRouter()
+
+
+class AgentKeyCreate(Strict):
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+def catalog_of(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def site_out(site: Site, counts: tuple[int, int]) -> SiteOut:
+    return SiteOut(id=site.id, name=site.name, engine=site.engine, region=site.region, provider=site.provider.name,
+                   nodes=counts[0], accelerators=counts[1], created_at=site.created_at)
+
+
+def node_out(node: Node) -> NodeOut:
+    return NodeOut(
+        id=node.id, site=node.site.name, name=node.name, status=node.status, drained=node.drained,
+        cpu_cores=node.cpu_cores, memory_mib=node.memory_mib, labels=dict(node.labels), managed_by=node.managed_by,
+        agent_version=node.agent_version, registered_at=node.registered_at, last_heartbeat_at=node.last_heartbeat_at,
+        devices=[DeviceOut.model_validate(device) for device in node.devices],
+    )
+
+
+@router.post("/providers", response_model=ProviderOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])
+def create_provider(body: ProviderCreate, session: SessionDep, principal: Writer) -> object:
+    return service.create_provider(session, principal, body)
+
+
+@router.get("/providers", response_model=list[ProviderOut], tags=["inventory"])
+def list_providers(session: SessionDep, principal: Reader) -> object:
+    return service.list_providers(session, principal)
+
+
+@router.get("/providers/{ref}", response_model=ProviderOut, tags=["inventory"])
+def get_provider(ref: str, session: SessionDep, principal: Reader) -> object:
+    return service.get_provider(session, principal, ref)
+
+
+@router.post("/sites", response_model=SiteOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])
+def create_site(body: SiteCreate, session: SessionDep, principal: Writer) -> SiteOut:
+    site = service.create_site(session, principal, body)
+    return site_out(site, (0, 0))
+
+
+@router.get("/sites", response_model=list[SiteOut], tags=["inventory"])
+def list_sites(session: SessionDep, principal: Reader) -> list[SiteOut]:
+    sites = service.list_sites(session, principal)
+    counts = service.site_counts(session, [site.id for site in sites])
+    return [site_out(site, counts[site.id]) for site in sites]
+
+
+@router.get("/sites/{ref}", response_model=SiteOut, tags=["inventory"])
+def get_site(ref: str, session: SessionDep, principal: Reader) -> SiteOut:
+    site = service.get_site(session, principal, ref)
+    return site_out(site, service.site_counts(session, [site.id])[site.id])
+
+
+@router.post("/sites/{ref}/agent-keys", response_model=KeyIssued, status_code=status.HTTP_201_CREATED,
+             tags=["inventory"])
+def create_agent_key(ref: str, body: AgentKeyCreate, session: SessionDep, principal: Writer,
+                     ctx: ContextDep) -> KeyIssued:
+    now = ctx.clock()
+    expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    return key_issued(service.issue_agent_key(session, principal, ref, now, ctx.settings.scrypt_n, expires))
+
+
+@router.get("/nodes", response_model=list[NodeOut], tags=["inventory"])
+def list_nodes(session: SessionDep, principal: Reader, site: str | None = None,
+               status: str | None = None) -> list[NodeOut]:
+    return [node_out(node) for node in service.list_nodes(session, principal, site, status)]
+
+
+@router.post("/nodes", response_model=NodeOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])
+def declare_node(body: NodeDeclare, request: Request, session: SessionDep, principal: Writer) -> NodeOut:
+    return node_out(service.declare_node(session, catalog_of(request), principal, body))
+
+
+@router.get("/nodes/{ref:path}", response_model=NodeOut, tags=["inventory"])
+def get_node(ref: str, session: SessionDep, principal: Reader) -> NodeOut:
+    return node_out(service.get_node(session, principal, ref))
+
+
+@router.patch("/nodes/{ref:path}", response_model=NodeOut, tags=["inventory"])
+def patch_node(ref: str, body: NodePatch, session: SessionDep, principal: Writer) -> NodeOut:
+    return node_out(service.patch_node(session, principal, ref, body))
+
+
+@router.delete("/nodes/{ref:path}", status_code=status.HTTP_204_NO_CONTENT, tags=["inventory"])
+def delete_node(ref: str, session: SessionDep, principal: Writer) -> None:
+    service.delete_node(session, principal, ref)
+
+
+@router.post("/agent/register", response_model=HeartbeatAck, tags=["agent"])
+def register(body: NodeRegister, request: Request, session: SessionDep, principal: Agent,
+             ctx: ContextDep) -> HeartbeatAck:
+    node = service.register_node(session, catalog_of(request), principal, body, ctx.clock())
+    return HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+
+
+@router.post("/agent/heartbeat", response_model=HeartbeatAck, tags=["agent"])
+def heartbeat(body: Heartbeat, session: SessionDep, principal: Agent, ctx: ContextDep) -> HeartbeatAck:
+    node = service.heartbeat(session, principal, body.node, body.devices, ctx.clock())
+    return HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+
+
+@router.get("/fleet/summary", response_model=FleetSummary, tags=["inventory"])
+def fleet_summary(request: Request, session: SessionDep, principal: Reader) -> FleetSummary:
+    return fleet.summarise(session, catalog_of(request), principal)

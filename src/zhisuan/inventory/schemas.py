@@ -1,0 +1,153 @@
+"""Request and response bodies of the inventory API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zhisuan.identity.schemas import NAME_PATTERN, Strict
+
+NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+LABELS = dict[str, str]
+
+
+class ProviderCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str = Field(default="", max_length=200)
+    revenue_share: Decimal = Field(ge=0, le=1, max_digits=5, decimal_places=4,
+                                   description="share of revenue paid to the provider, 0..1")
+
+
+class ProviderOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    display_name: str
+    revenue_share: Decimal
+    created_at: datetime
+
+
+class SiteCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    engine: str = Field(pattern=r"^(local|slurm|kubernetes|ray|simulated)$")
+    region: str = Field(min_length=1, max_length=64)
+    provider: str = Field(min_length=1, max_length=64, description="provider name or id")
+
+
+class SiteOut(BaseModel):
+    id: int
+    name: str
+    engine: str
+    region: str
+    provider: str
+    nodes: int
+    accelerators: int
+    created_at: datetime
+
+
+class DeviceReport(Strict):
+    """One accelerator as a node agent (or an operator) reports it."""
+
+    index: int = Field(ge=0, le=1023)
+    uuid: str = Field(default="", max_length=128)
+    model: str = Field(min_length=1, max_length=128, description="catalog key or a name the device tool reports")
+    reported_name: str = Field(default="", max_length=128)
+    memory_mib: int | None = Field(default=None, ge=0, le=10_000_000)
+    healthy: bool = True
+    health_detail: str = Field(default="", max_length=255)
+
+
+class NodeRegister(Strict):
+    name: str = Field(pattern=NODE_NAME_PATTERN)
+    cpu_cores: int = Field(ge=0, le=100_000)
+    memory_mib: int = Field(ge=0, le=1_000_000_000)
+    labels: LABELS = Field(default_factory=dict, max_length=64)
+    agent_version: str | None = Field(default=None, max_length=32)
+    devices: list[DeviceReport] = Field(default_factory=list, max_length=1024)
+
+
+class AcceleratorCount(Strict):
+    model: str = Field(min_length=1, max_length=128)
+    count: int = Field(ge=1, le=1024)
+
+
+class NodeDeclare(Strict):
+    """A node added by hand, for sites whose engine keeps the inventory (Slurm, Kubernetes)."""
+
+    site: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=NODE_NAME_PATTERN)
+    cpu_cores: int = Field(ge=0, le=100_000)
+    memory_mib: int = Field(ge=0, le=1_000_000_000)
+    labels: LABELS = Field(default_factory=dict, max_length=64)
+    accelerators: list[AcceleratorCount] = Field(default_factory=list, max_length=64)
+
+
+class DeviceHealth(Strict):
+    index: int = Field(ge=0, le=1023)
+    healthy: bool
+    health_detail: str = Field(default="", max_length=255)
+
+
+class Heartbeat(Strict):
+    node: str = Field(pattern=NODE_NAME_PATTERN)
+    devices: list[DeviceHealth] = Field(default_factory=list, max_length=1024)
+
+
+class HeartbeatAck(BaseModel):
+    node_id: int
+    status: str
+    heartbeat_interval_s: float
+
+
+class NodePatch(Strict):
+    drained: bool | None = Field(default=None, description="a drained node takes no new work")
+    labels: LABELS | None = Field(default=None, max_length=64)
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    index: int
+    uuid: str
+    model: str
+    reported_name: str
+    memory_mib: int
+    health: str
+    health_detail: str
+    available: bool
+
+
+class NodeOut(BaseModel):
+    id: int
+    site: str
+    name: str
+    status: str
+    drained: bool
+    cpu_cores: int
+    memory_mib: int
+    labels: LABELS
+    managed_by: str
+    agent_version: str | None
+    registered_at: datetime
+    last_heartbeat_at: datetime | None
+    devices: list[DeviceOut]
+
+
+class ModelCapacity(BaseModel):
+    model: str
+    vendor: str
+    total: int
+    available: int
+    unhealthy: int
+
+
+class FleetSummary(BaseModel):
+    sites: int
+    nodes: int
+    nodes_by_status: dict[str, int]
+    accelerators: int
+    accelerators_available: int
+    pflops_bf16: Decimal
+    h100_equivalents: Decimal
+    by_model: list[ModelCapacity]

@@ -1,0 +1,1 @@
+"""Leasing market: price books, contracts, amendments, the price index and breach risk."""

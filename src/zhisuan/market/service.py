@@ -1,0 +1,544 @@
+"""Price books, contracts and the market index: rules independent of HTTP.
+
+Every rule about money or time is decided by the pure core (``zhisuan.core.economics``); this
+module loads rows, turns them into core values, asks the core, and writes the result. Core errors
+become domain errors (``econ_errors``) so the API maps them to 4xx in one place. Ids cross into
+the core as strings (``str(row.id)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from zhisuan.catalog.loader import Catalog
+from zhisuan.core.economics import contracts as cc
+from zhisuan.core.economics import market_index as mi
+from zhisuan.core.economics import pricebook as pb
+from zhisuan.core.economics.errors import (
+    ContractStateError,
+    DuplicateUsageError,
+    EconomicsError,
+)
+from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
+from zhisuan.identity import audit
+from zhisuan.identity.access import Principal, may_see_tenant, require_role
+from zhisuan.identity.models import Tenant
+from zhisuan.identity.service import by_ref
+from zhisuan.inventory.models import Device, Node, Provider, Site
+from zhisuan.inventory.service import node_by_ref
+from zhisuan.market import models as m
+from zhisuan.market import schemas as s
+
+ACTIVE_OR_DRAFT = ("draft", "active")
+
+
+@contextmanager
+def econ_errors(prefix: str = "") -> Iterator[None]:
+    """Turn the core's errors into domain errors: state/duplicates → 409, the rest → 422."""
+    try:
+        yield
+    except (ContractStateError, DuplicateUsageError) as error:
+        raise Conflict(error.message, field=_field(prefix, error.field)) from error
+    except EconomicsError as error:
+        raise InvalidInput(str(error) if not prefix else f"{prefix}{str(error)}",
+                           field=_field(prefix, error.field)) from error
+
+
+def _field(prefix: str, field: str) -> str | None:
+    if not field:
+        return prefix.rstrip(".: ") or None
+    return f"{prefix.rstrip(': ')}.{field}" if prefix and not prefix.endswith(": ") else field
+
+
+# ----------------------------------------------------------------------------- price books
+
+
+def resolve_accelerator(catalog: Catalog, name: str, field: str) -> str:
+    model = catalog.resolve(name)
+    if model is None:
+        raise InvalidInput(f"unknown accelerator model '{name}'; see 'zhisuan catalog list'", field=field)
+    return model.key
+
+
+def _rate_rows(session: Session, catalog: Catalog, rates: Sequence[s.RateIn]) -> list[m.PriceRate]:
+    rows = []
+    for n, rate in enumerate(rates):
+        model = rate.model
+        if rate.pricing_model in pb.CAPACITY_MODELS:
+            model = resolve_accelerator(catalog, rate.model, f"rates.{n}.model")
+        tenant_id = by_ref(session, Tenant, rate.tenant, "tenant").id if rate.tenant else None
+        site = by_ref(session, Site, rate.site, "site") if rate.site else None
+        rows.append(m.PriceRate(
+            model=model, pricing_model=str(rate.pricing_model), unit_price=rate.unit_price, tenant_id=tenant_id,
+            site_id=site.id if site else None, region=rate.region, spot_discount=rate.spot_discount,
+            reserved_discounts=[{"min_months": d.min_months, "discount": str(d.discount)}
+                                for d in rate.reserved_discounts]))
+    return rows
+
+
+def core_rate(row: m.PriceRate) -> pb.RateEntry:
+    return pb.RateEntry(
+        row.model, pb.PricingModel(row.pricing_model), row.unit_price,
+        tenant_id=None if row.tenant_id is None else str(row.tenant_id),
+        site_id=None if row.site_id is None else str(row.site_id), region=row.region,
+        spot_discount=row.spot_discount,
+        reserved_discounts=tuple(pb.TermDiscount(int(d["min_months"]), Decimal(str(d["discount"])))
+                                 for d in row.reserved_discounts))
+
+
+def core_book(book: m.PriceBook) -> pb.PriceBook:
+    """The core's immutable view of a stored book (all versions)."""
+    with econ_errors():
+        return pb.PriceBook(str(book.id), tuple(
+            pb.PriceBookVersion(v.version, v.effective_from, tuple(core_rate(r) for r in v.rates), book.currency,
+                                v.devices_per_server, v.pflops_precision, v.note)
+            for v in book.versions))
+
+
+def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.VersionCreate,
+                 now: datetime) -> m.PriceBookVersion:
+    if body.currency != book.currency:
+        raise InvalidInput(f"currency mismatch: book '{book.name}' is in {book.currency}, not {body.currency}",
+                           field="currency")
+    effective = body.effective_from or now
+    if book.versions and effective < now:
+        raise InvalidInput("a new version cannot take effect in the past (issued invoices keep their prices)",
+                           field="effective_from")
+    number = (book.versions[-1].version + 1) if book.versions else 1
+    version = m.PriceBookVersion(version=number, effective_from=effective, devices_per_server=body.devices_per_server,
+                                 pflops_precision=body.pflops_precision, note=body.note,
+                                 rates=_rate_rows(session, catalog, body.rates))
+    book.versions.append(version)
+    core_book(book)  # validates: duplicate scopes, version order, currency
+    return version
+
+
+def create_price_book(session: Session, catalog: Catalog, principal: Principal, body: s.PriceBookCreate,
+                      now: datetime) -> m.PriceBook:
+    require_role(principal, "operator")
+    if session.execute(select(m.PriceBook.id).where(m.PriceBook.name == body.name)).first():
+        raise Conflict(f"a price book named '{body.name}' already exists", field="name")
+    first = session.execute(select(func.count(m.PriceBook.id))).scalar_one() == 0
+    book = m.PriceBook(name=body.name, currency=body.currency, is_default=body.default or first, versions=[])
+    _new_version(session, catalog, book, body, now)
+    if book.is_default:
+        for other in session.execute(select(m.PriceBook).where(m.PriceBook.is_default)).scalars():
+            other.is_default = False
+    session.add(book)
+    session.flush()
+    audit.record(session, principal, "pricebook.create", "pricebook", book.name,
+                 detail={"rates": len(body.rates), "default": book.is_default})
+    return book
+
+
+def add_version(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.VersionCreate,
+                now: datetime) -> m.PriceBook:
+    require_role(principal, "operator")
+    book = get_price_book(session, principal, ref)
+    version = _new_version(session, catalog, book, body, now)
+    session.flush()
+    audit.record(session, principal, "pricebook.version", "pricebook", f"{book.name}@v{version.version}",
+                 detail={"rates": len(body.rates), "effective_from": version.effective_from.isoformat()})
+    return book
+
+
+def _books_query():  # type: ignore[no-untyped-def]
+    return select(m.PriceBook).options(
+        selectinload(m.PriceBook.versions).selectinload(m.PriceBookVersion.rates)).order_by(m.PriceBook.id)
+
+
+def list_price_books(session: Session, principal: Principal) -> list[m.PriceBook]:
+    return list(session.execute(_books_query()).scalars())
+
+
+def get_price_book(session: Session, principal: Principal, ref: str) -> m.PriceBook:
+    column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
+    book = session.execute(_books_query().where(column == (int(ref) if ref.isdigit() else ref))).scalar_one_or_none()
+    if book is None:
+        raise NotFound(f"price book '{ref}' not found", field="pricebook")
+    return book  # type: ignore[no-any-return]
+
+
+def default_book(session: Session, ref: str | None = None) -> m.PriceBook:
+    if ref:
+        column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
+        query = _books_query().where(column == (int(ref) if ref.isdigit() else ref))
+    else:
+        query = _books_query().where(m.PriceBook.is_default)
+    book = session.execute(query).scalar_one_or_none()
+    if book is None:
+        raise InvalidInput(f"price book '{ref}' not found" if ref else
+                           "no default price book: create one with 'zhisuan pricebook create'", field="book")
+    return book  # type: ignore[no-any-return]
+
+
+def rate_visible(principal: Principal, rate: m.PriceRate) -> bool:
+    """Tenant overrides are shown to the operator and to that tenant only."""
+    return rate.tenant_id is None or principal.is_operator or principal.tenant_id == rate.tenant_id
+
+
+# ----------------------------------------------------------------------------- contracts
+
+
+def contract_query():  # type: ignore[no-untyped-def]
+    return select(m.Contract).options(selectinload(m.Contract.transitions), selectinload(m.Contract.amendments))
+
+
+def may_see_contract(principal: Principal, contract: m.Contract) -> bool:
+    if principal.role == "provider":
+        return principal.provider_id in contract.provider_ids
+    return may_see_tenant(principal, contract.tenant_id)
+
+
+def get_contract(session: Session, principal: Principal, ref: str | int) -> m.Contract:
+    ref = str(ref).removeprefix("C-")
+    contract = None
+    if ref.isdigit():
+        contract = session.execute(contract_query().where(m.Contract.id == int(ref))).scalar_one_or_none()
+    if contract is None or not may_see_contract(principal, contract):
+        raise NotFound(f"contract '{ref}' not found", field="contract")
+    return contract  # type: ignore[no-any-return]
+
+
+def list_contracts(session: Session, principal: Principal, state: str | None = None,
+                   tenant: str | None = None) -> list[m.Contract]:
+    query = contract_query().order_by(m.Contract.id)
+    if state:
+        query = query.where(m.Contract.state == state)
+    if principal.role == "tenant":
+        query = query.where(m.Contract.tenant_id == principal.tenant_id)
+    if tenant:
+        query = query.where(m.Contract.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+    rows = list(session.execute(query).scalars())
+    return [c for c in rows if may_see_contract(principal, c)]
+
+
+def core_capacity(row: m.Contract, quota: int | None = None, pflops: Decimal | None = None) -> cc.Capacity:
+    return cc.Capacity(cc.CapacityKind(row.capacity_kind), row.model, tuple(str(n) for n in row.node_ids),
+                       row.devices_per_node, quota if quota is not None else row.quota,
+                       pflops if pflops is not None else row.pflops)
+
+
+def core_terms(row: m.Contract) -> cc.ContractTerms:
+    return cc.ContractTerms(
+        str(row.id), str(row.tenant_id), tuple(str(p) for p in row.provider_ids), core_capacity(row),
+        pb.PricingModel(row.pricing_model), row.unit_price, row.start, row.closed_months, row.open_months,
+        row.notice_days, row.deposit, row.penalty_rate, row.currency, row.devices_per_server)
+
+
+def core_amendment(row: m.Contract, a: m.ContractAmendment) -> cc.Amendment:
+    capacity = None
+    if a.quota is not None or a.pflops is not None:
+        capacity = core_capacity(row, a.quota, a.pflops)
+    return cc.Amendment(str(a.id), a.effective_at, a.unit_price, capacity, a.open_months, a.note)
+
+
+def core_contract(row: m.Contract) -> cc.Contract:
+    """The core's view of a stored contract: terms, amendments, state and history."""
+    with econ_errors():
+        return cc.Contract(
+            core_terms(row), cc.ContractState(row.state),
+            tuple(cc.Transition(cc.ContractState(t.from_state), cc.ContractState(t.to_state), t.at, t.reason,
+                                t.penalty, t.deposit_applied, t.amount_due, t.deposit_refund)
+                  for t in row.transitions),
+            tuple(core_amendment(row, a) for a in row.amendments))
+
+
+def final_terms(row: m.Contract) -> cc.ContractTerms:
+    """Terms after every recorded amendment (what decides the contract's end)."""
+    contract = core_contract(row)
+    return contract.terms_at(row.amendments[-1].effective_at if row.amendments else row.start)
+
+
+def contract_window(row: m.Contract) -> tuple[datetime, datetime]:
+    """``[start, end)`` during which the contract holds its capacity (ended contracts: until ended_at)."""
+    return row.start, row.ended_at if row.ended_at is not None else final_terms(row).end
+
+
+def _resolve_nodes(session: Session, refs: list[str]) -> list[Node]:
+    every_node = select(Node).join(Node.site).options(selectinload(Node.devices), selectinload(Node.site))
+    nodes = [node_by_ref(session, every_node, ref, f"capacity.nodes.{n}") for n, ref in enumerate(refs)]
+    if len({node.id for node in nodes}) != len(nodes):
+        raise InvalidInput("a node is listed twice", field="capacity.nodes")
+    return nodes
+
+
+def node_label(node: Node) -> str:
+    return f"{node.site.name}/{node.name}"
+
+
+def check_exclusive_overlap(session: Session, node_ids: Sequence[int], start: datetime, end: datetime,
+                            exclude_contract: int | None = None) -> None:
+    """409 naming the node if another active contract leases any of these nodes in ``[start, end)``."""
+    wanted = set(node_ids)
+    others = session.execute(contract_query().where(m.Contract.state == "active", m.Contract.capacity_kind == "nodes")
+                             ).scalars()
+    for other in others:
+        if other.id == exclude_contract:
+            continue
+        clash = wanted.intersection(other.node_ids)
+        if not clash:
+            continue
+        other_start, other_end = contract_window(other)
+        if start < other_end and other_start < end:
+            node = session.get(Node, sorted(clash)[0])
+            label = node_label(node) if node else str(sorted(clash)[0])
+            raise Conflict(f"node {label} is already leased exclusively by contract C-{other.id} "
+                           f"from {other_start.isoformat()} to {other_end.isoformat()}", field="capacity.nodes")
+
+
+def create_contract(session: Session, catalog: Catalog, principal: Principal, body: s.ContractCreate) -> m.Contract:
+    require_role(principal, "operator")
+    tenant: Tenant = by_ref(session, Tenant, body.tenant, "tenant")
+    providers = [by_ref(session, Provider, ref, "provider") for ref in body.providers]
+    cap = body.capacity
+    node_ids: list[int] = []
+    devices_per_node, model = 8, cap.model
+    if cap.kind == "nodes":
+        if not cap.nodes:
+            raise InvalidInput("node capacity needs at least one node", field="capacity.nodes")
+        nodes = _resolve_nodes(session, cap.nodes)
+        models = {d.model for node in nodes for d in node.devices}
+        counts = {len(node.devices) for node in nodes}
+        if len(models) != 1 or len(counts) != 1 or 0 in counts:
+            raise InvalidInput("leased nodes must all carry the same number of devices of one model",
+                               field="capacity.nodes")
+        model, devices_per_node = models.pop(), counts.pop()
+        if cap.model and resolve_accelerator(catalog, cap.model, "capacity.model") != model:
+            raise InvalidInput(f"the nodes carry {model}, not {cap.model}", field="capacity.model")
+        node_providers = sorted({node.site.provider_id for node in nodes})
+        if providers and sorted(p.id for p in providers) != node_providers:
+            raise InvalidInput("providers must be the owners of the leased nodes (or be left out)",
+                               field="providers")
+        provider_ids, node_ids = node_providers, [node.id for node in nodes]
+    else:
+        if not cap.model:
+            raise InvalidInput(f"{cap.kind} capacity needs an accelerator model", field="capacity.model")
+        model = resolve_accelerator(catalog, cap.model, "capacity.model")
+        if not providers:
+            raise InvalidInput(f"{cap.kind} capacity needs its provider(s)", field="providers")
+        provider_ids = [p.id for p in providers]
+        if cap.kind == "pflops" and cap.pflops is None:
+            raise InvalidInput("pflops capacity needs capacity.pflops", field="capacity.pflops")
+        if cap.kind == "quota" and cap.quota <= 0:
+            raise InvalidInput("quota capacity needs capacity.quota > 0", field="capacity.quota")
+    assert model is not None
+    row = m.Contract(
+        tenant_id=tenant.id, provider_ids=provider_ids, capacity_kind=cap.kind, model=model, node_ids=node_ids,
+        devices_per_node=devices_per_node, quota=cap.quota, pflops=cap.pflops, pricing_model=body.pricing_model,
+        unit_price=body.unit_price, currency=body.currency, start=body.start, closed_months=body.closed_months,
+        open_months=body.open_months, notice_days=body.notice_days, deposit=body.deposit,
+        penalty_rate=body.penalty_rate, devices_per_server=body.devices_per_server, state="draft", note=body.note,
+        transitions=[], amendments=[])
+    if body.pricing_model == "pflops_year" and cap.kind != "pflops":
+        row.pflops = capacity_pflops(catalog, model, (len(node_ids) * devices_per_node) or cap.quota)
+    with econ_errors():
+        terms = core_terms(row)
+    if body.currency != "CNY":
+        raise InvalidInput(f"currency mismatch: contracts are billed in CNY, not {body.currency}", field="currency")
+    if node_ids:
+        check_exclusive_overlap(session, node_ids, terms.start, terms.end)
+    session.add(row)
+    session.flush()
+    audit.record(session, principal, "contract.create", "contract", f"C-{row.id}", tenant_id=tenant.id,
+                 provider_id=provider_ids[0], detail={"pricing_model": row.pricing_model,
+                                                      "unit_price": str(row.unit_price)})
+    return row
+
+
+def capacity_pflops(catalog: Catalog, model: str, devices: int, precision: str = "bf16") -> Decimal:
+    tflops = catalog.get(model).per_device_tflops(precision)  # type: ignore[arg-type]
+    if tflops is None:
+        raise InvalidInput(f"the catalog has no dense {precision} figure for {model}", field="capacity.model")
+    return (tflops * devices / 1000).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def _record_transition(session: Session, principal: Principal, row: m.Contract, before: cc.Contract,
+                       after: cc.Contract, now: datetime) -> None:
+    for step in after.transitions[len(before.transitions):]:
+        row.transitions.append(m.ContractTransition(
+            from_state=str(step.from_state), to_state=str(step.to_state), at=step.at, recorded_at=now,
+            actor=principal.username, reason=step.reason, penalty=step.penalty,
+            deposit_applied=step.deposit_applied, amount_due=step.amount_due, deposit_refund=step.deposit_refund))
+    row.state = str(after.state)
+    row.ended_at = after.ended_at
+    audit.record(session, principal, f"contract.{after.state}", "contract", f"C-{row.id}", tenant_id=row.tenant_id,
+                 provider_id=row.provider_ids[0],
+                 detail={"at": after.transitions[-1].at.isoformat(), "penalty": str(after.transitions[-1].penalty)})
+
+
+def activate_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.ActivateBody,
+                      now: datetime) -> m.Contract:
+    import zhisuan.billing.service as billing
+
+    require_role(principal, "operator")
+    row = get_contract(session, principal, ref)
+    before = core_contract(row)
+    with econ_errors():
+        after = cc.activate(before, body.at or now, body.reason)
+    if row.node_ids:
+        check_exclusive_overlap(session, row.node_ids, *contract_window(row), exclude_contract=row.id)
+    _record_transition(session, principal, row, before, after, now)
+    billing.write_contract_allocations(session, catalog, row, *contract_window(row))
+    return row
+
+
+def end_contract(session: Session, principal: Principal, ref: str, action: str,
+                 body: s.TerminateBody | s.BreachBody | s.ExpireBody, now: datetime) -> m.Contract:
+    """Terminate (tenant or operator), breach or expire (operator); cuts the contract's allocations."""
+    import zhisuan.billing.service as billing
+
+    require_role(principal, *(("operator", "tenant") if action == "terminate" else ("operator",)))
+    row = get_contract(session, principal, ref)
+    before = core_contract(row)
+    with econ_errors():
+        if isinstance(body, s.TerminateBody):
+            after = cc.terminate(before, body.notice_at or now, body.effective_at, body.reason)
+        elif isinstance(body, s.BreachBody):
+            after = cc.breach(before, body.at or now, body.reason)
+        else:
+            after = cc.expire(before, body.at or now)
+    assert after.ended_at is not None
+    billing.cut_contract_allocations(session, row, after.ended_at)
+    _record_transition(session, principal, row, before, after, now)
+    return row
+
+
+def amend_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.AmendmentCreate,
+                   now: datetime) -> m.Contract:
+    import zhisuan.billing.service as billing
+
+    require_role(principal, "operator")
+    row = get_contract(session, principal, ref)
+    if (body.quota is not None and row.capacity_kind != "quota") or (
+            body.pflops is not None and row.capacity_kind != "pflops"):
+        raise InvalidInput(f"a {row.capacity_kind} contract cannot change its "
+                           f"{'quota' if body.quota is not None else 'pflops'}", field="quota")
+    if all(v is None for v in (body.unit_price, body.quota, body.pflops, body.open_months)):
+        raise InvalidInput("an amendment must change something", field="effective_at")
+    before = core_contract(row)
+    amendment = m.ContractAmendment(effective_at=body.effective_at, unit_price=body.unit_price, quota=body.quota,
+                                    pflops=body.pflops, open_months=body.open_months, note=body.note,
+                                    actor=principal.username, recorded_at=now)
+    with econ_errors():
+        after = cc.amend(before, core_amendment(row, amendment))
+    new_end = after.terms_at(body.effective_at).end
+    if row.node_ids and row.state == "active":
+        check_exclusive_overlap(session, row.node_ids, row.start, new_end, exclude_contract=row.id)
+    row.amendments.append(amendment)
+    session.flush()
+    if row.state == "active":
+        milli = None
+        if body.quota is not None or body.pflops is not None:
+            milli = billing.entitlement_milli(catalog, row, after.terms_at(body.effective_at).capacity)
+        billing.rewrite_contract_allocations(session, catalog, row, body.effective_at, new_end, milli)
+    audit.record(session, principal, "contract.amend", "contract", f"C-{row.id}", tenant_id=row.tenant_id,
+                 provider_id=row.provider_ids[0], detail=body.model_dump(mode="json", exclude_none=True))
+    return row
+
+
+def penalty_quote(session: Session, principal: Principal, ref: str, at: datetime) -> s.PenaltyQuote:
+    row = get_contract(session, principal, ref)
+    contract = core_contract(row)
+    with econ_errors():
+        terms = contract.terms_at(at)
+        penalty = contract.penalty_at(at)
+        month = cc.contract_month(contract, at)
+    applied = min(terms.deposit, penalty)
+    return s.PenaltyQuote(
+        contract_id=row.id, at=at, contract_month=month, in_closed_period=at < terms.closed_end,
+        remaining_closed_value=contract.remaining_closed_value(at).quantize(Decimal("0.01"), ROUND_HALF_UP),
+        penalty_rate=terms.penalty_rate, penalty=penalty, deposit=terms.deposit, amount_due=penalty - applied,
+        deposit_refund=terms.deposit - applied)
+
+
+def names(session: Session, model: type, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())  # type: ignore[attr-defined]
+
+
+def contract_out(session: Session, row: m.Contract) -> s.ContractOut:
+    contract = core_contract(row)
+    terms = contract.terms_at(row.ended_at or max([row.start, *[a.effective_at for a in row.amendments]]))
+    tenants = names(session, Tenant, {row.tenant_id})
+    providers = names(session, Provider, set(row.provider_ids))
+    node_labels = []
+    for node_id in row.node_ids:
+        node = session.get(Node, node_id)
+        node_labels.append(node_label(node) if node else f"#{node_id}")
+    return s.ContractOut(
+        id=row.id, tenant=tenants.get(row.tenant_id, str(row.tenant_id)),
+        providers=[providers.get(p, str(p)) for p in row.provider_ids], capacity_kind=row.capacity_kind,
+        model=row.model, nodes=node_labels, devices=terms.capacity.devices, quota=terms.capacity.quota,
+        pflops=terms.capacity.pflops, pricing_model=row.pricing_model, unit_price=terms.unit_price,
+        currency=row.currency, start=row.start, closed_end=terms.closed_end, end=terms.end,
+        closed_months=row.closed_months, open_months=terms.open_months, notice_days=row.notice_days,
+        deposit=row.deposit, penalty_rate=row.penalty_rate, devices_per_server=row.devices_per_server,
+        state=row.state, ended_at=row.ended_at,
+        committed_value=contract.committed_value().quantize(Decimal("0.01"), ROUND_HALF_UP), note=row.note,
+        transitions=[s.TransitionOut.model_validate(t, from_attributes=True) for t in row.transitions],
+        amendments=[s.AmendmentOut.model_validate(a, from_attributes=True) for a in row.amendments])
+
+
+# ----------------------------------------------------------------------------- index and breach risk
+
+
+def price_points(session: Session, at: datetime) -> tuple[list[m.Contract], list[mi.PricePoint]]:
+    """Observed prices at ``at``: active contracts (terms in force) and the default book's list prices.
+
+    A list price (a rate of the default book in force, without tenant/site/region scope) weighs as
+    many devices of its model as the fleet holds (at least one), so it counts like listed supply.
+    """
+    rows = list(session.execute(contract_query().where(m.Contract.state == "active")).scalars())
+    contracts = [core_contract(row) for row in rows]
+    points = mi.contract_price_points(contracts, at)
+    book = session.execute(_books_query().where(m.PriceBook.is_default)).scalar_one_or_none()
+    if book is not None and any(v.effective_from <= at for v in book.versions):
+        version = core_book(book).version_at(at)
+        fleet = dict(session.execute(select(Device.model, func.count(Device.id)).group_by(Device.model)).all())
+        for rate in version.rates:
+            if rate.scope == (None, None, None):
+                points.append(mi.PricePoint(rate.model, rate.pricing_model, rate.unit_price,
+                                            Decimal(max(1, fleet.get(rate.model, 0))),
+                                            f"listing:{book.name}@v{version.version}", version.currency))
+    return rows, points
+
+
+def market_index(session: Session, principal: Principal, at: datetime) -> list[s.IndexEntryOut]:
+    _, points = price_points(session, at)
+    with econ_errors():
+        index = mi.price_index(points)
+    return [s.IndexEntryOut(model=e.model, pricing_model=str(e.pricing_model), price=e.price, low=e.low,
+                            high=e.high, points=e.points, weight=e.weight) for e in index.values()]
+
+
+def breach_risk(session: Session, principal: Principal, at: datetime) -> list[s.BreachRiskOut]:
+    if principal.role not in ("operator", "tenant", "provider"):
+        raise Forbidden("no access to breach risk")
+    rows, points = price_points(session, at)
+    with econ_errors():
+        index = mi.price_index(points)
+        risks = mi.breach_risk_report([core_contract(r) for r in rows], index, at)
+    by_id = {row.id: row for row in rows}
+    tenants = names(session, Tenant, {r.tenant_id for r in rows})
+    providers = names(session, Provider, {p for r in rows for p in r.provider_ids})
+    result = []
+    for risk in risks:
+        row = by_id[int(risk.contract_id)]
+        if not may_see_contract(principal, row):
+            continue
+        result.append(s.BreachRiskOut(
+            contract_id=row.id, tenant=tenants[row.tenant_id], providers=[providers[p] for p in row.provider_ids],
+            model=risk.model, pricing_model=str(risk.pricing_model), contract_price=risk.contract_price,
+            index_price=risk.index_price, premium=risk.premium.quantize(Decimal("0.0001"), ROUND_HALF_UP),
+            penalty_rate=risk.penalty_rate, remaining_value=risk.remaining_value,
+            replacement_value=risk.replacement_value, penalty=risk.penalty, tenant_saving=risk.tenant_saving,
+            provider_exposure=risk.provider_exposure))
+    return result

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models (one module per domain), the engine, and Alembic migrations."""

@@ -1,0 +1,84 @@
+"""API keys: shown once, stored hashed with a slow hash, revocable, expiring, scoped."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tests.api.conftest import Api, Clock
+from zhisuan.identity.hashing import hash_secret, verify_secret
+from zhisuan.identity.models import ApiKey
+
+
+def test_key_is_stored_only_as_a_slow_hash(world: Api) -> None:
+    issued = world.ok("POST", "/keys", "acme", {"name": "ci"})
+    secret = issued["key"]
+    with world.client.app.state.ctx.sessions() as session:  # type: ignore[attr-defined]
+        row = session.execute(select(ApiKey).where(ApiKey.key_id == issued["key_id"])).scalar_one()
+    assert secret not in row.secret_hash and secret.split("_", 2)[2] not in row.secret_hash
+    assert row.secret_hash.startswith("scrypt$")
+    assert all("key" not in k for k in world.ok("GET", "/keys", "acme"))  # never shown again
+
+
+def test_default_hash_cost_is_slow() -> None:
+    stored = hash_secret("s3cret")
+    assert stored.split("$")[1] == str(2**14)
+    assert verify_secret("s3cret", stored) and not verify_secret("s3creT", stored)
+
+
+def test_revoked_key_is_refused_at_once(world: Api) -> None:
+    issued = world.ok("POST", "/keys", "acme", {"name": "short-lived"})
+    world.keys["tmp"] = issued["key"]
+    assert world.call("GET", "/auth/whoami", "tmp").status_code == 200  # now cached as verified
+    world.ok("DELETE", f"/keys/{issued['key_id']}", "acme")
+    response = world.call("GET", "/auth/whoami", "tmp")
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_expired_key_is_refused(world: Api, clock: Clock) -> None:
+    world.keys["tmp"] = world.ok("POST", "/keys", "acme", {"expires_in_days": 1})["key"]
+    assert world.call("GET", "/auth/whoami", "tmp").status_code == 200
+    clock.advance(days=1, seconds=1)
+    response = world.call("GET", "/auth/whoami", "tmp")
+    assert response.status_code == 401
+    assert "expired" in response.json()["error"]["message"]
+
+
+def test_wrong_secret_with_a_real_key_id_is_refused(world: Api) -> None:
+    issued = world.ok("POST", "/keys", "acme", {})
+    world.keys["forged"] = f"zs_{issued['key_id']}_{'A' * 43}"
+    assert world.call("GET", "/auth/whoami", "forged").status_code == 401
+    world.keys["garbage"] = "not-a-key"
+    assert world.call("GET", "/auth/whoami", "garbage").status_code == 401
+
+
+def test_read_only_key_cannot_write(world: Api) -> None:
+    world.keys["ro"] = world.ok("POST", "/keys", "operator", {"scopes": ["read"]})["key"]
+    assert world.call("GET", "/tenants", "ro").status_code == 200
+    response = world.call("POST", "/tenants", "ro", {"name": "gamma"})
+    assert response.status_code == 403
+    assert "write" in response.json()["error"]["message"]
+
+
+def test_key_cannot_exceed_its_creators_scopes(world: Api) -> None:
+    world.keys["ro"] = world.ok("POST", "/keys", "acme", {"scopes": ["read"]})["key"]
+    assert world.call("POST", "/keys", "ro", {"scopes": ["read"]}).status_code == 403  # needs write to create
+
+
+def test_console_login(world: Api) -> None:
+    world.ok("POST", "/users", "operator", {"username": "alice", "role": "tenant", "tenant": "acme",
+                                            "password": "correct horse battery"})
+    wrong = {"username": "alice", "password": "wrong password!"}
+    assert world.call("POST", "/auth/login", None, wrong).status_code == 401
+    session = world.ok("POST", "/auth/login", None, {"username": "alice", "password": "correct horse battery"})
+    world.keys["alice"] = session["key"]
+    assert world.ok("GET", "/auth/whoami", "alice")["role"] == "tenant"
+    assert session["expires_at"] is not None
+
+
+def test_mutations_are_audited(world: Api) -> None:
+    world.ok("POST", "/tenants", "operator", {"name": "gamma"})
+    issued = world.ok("POST", "/keys", "acme", {})
+    world.ok("DELETE", f"/keys/{issued['key_id']}", "acme")
+    actions = [e["action"] for e in world.ok("GET", "/audit", "operator")]
+    assert {"tenant.create", "key.create", "key.revoke", "site.create", "provider.create"} <= set(actions)

@@ -1,0 +1,83 @@
+"""A node from agent registration through heartbeats to unreachable and back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.api.conftest import Api, Clock, h100_node
+from zhisuan.loops.heartbeat_monitor import LEASE, monitor_pass
+from zhisuan.store.base import transaction
+from zhisuan.store.leases import acquire_lease
+
+
+def run_monitor(api: Api, clock: Clock, holder: str = "test") -> list[int]:
+    return monitor_pass(api.client.app.state.ctx.sessions, clock(), timedelta(seconds=30), holder)  # type: ignore[attr-defined]
+
+
+def test_register_heartbeat_unreachable_and_back(world: Api, clock: Clock) -> None:
+    ack = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a"))
+    assert ack["status"] == "ready"
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert [d["model"] for d in node["devices"]] == ["h100-sxm"] * 8
+    assert all(d["available"] for d in node["devices"])
+
+    clock.advance(seconds=20)
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [
+        {"index": 3, "healthy": False, "health_detail": "XID 79: fallen off the bus"}]})
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["devices"][3]["health"] == "unhealthy" and not node["devices"][3]["available"]
+    assert sum(d["available"] for d in node["devices"]) == 7
+
+    clock.advance(seconds=25)
+    assert run_monitor(world, clock) == []  # 25 s since the last beat: within the 30 s timeout
+    clock.advance(seconds=10)
+    assert run_monitor(world, clock) == [node["id"]]
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "unreachable"
+    assert not any(d["available"] for d in node["devices"])
+    assert world.ok("GET", "/fleet/summary", "operator")["accelerators_available"] == 0
+    assert run_monitor(world, clock) == []  # idempotent
+
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [
+        {"index": 3, "healthy": True}]})
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "ready" and all(d["available"] for d in node["devices"])
+
+
+def test_second_monitor_process_does_not_apply_while_lease_held(world: Api, clock: Clock) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a"))
+    clock.advance(seconds=31)
+    sessions = world.client.app.state.ctx.sessions  # type: ignore[attr-defined]
+    with transaction(sessions) as session:
+        assert acquire_lease(session, LEASE, "a", clock(), timedelta(seconds=30)) is not None
+    assert run_monitor(world, clock, holder="b") == []  # the node is stale, but "a" holds the lease
+    assert world.ok("GET", "/nodes/s1/gpu-a", "operator")["status"] == "ready"
+    assert len(run_monitor(world, clock, holder="a")) == 1
+
+
+def test_drain_is_kept_across_unreachable(world: Api, clock: Clock) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("PATCH", "/nodes/s1/gpu-a", "operator", {"drained": True})
+    clock.advance(seconds=31)
+    run_monitor(world, clock)
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": []})
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "ready" and node["drained"] and not any(d["available"] for d in node["devices"])
+
+
+def test_reregistration_replaces_devices(world: Api) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8))
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 4))
+    assert len(world.ok("GET", "/nodes/s1/gpu-a", "operator")["devices"]) == 4
+    assert len(world.ok("GET", "/nodes", "operator")) == 1
+
+
+def test_declared_nodes_are_not_marked_unreachable(world: Api, clock: Clock) -> None:
+    world.ok("POST", "/nodes", "p1", {"site": "s1", "name": "slurm-01", "cpu_cores": 64, "memory_mib": 512_000,
+                                      "accelerators": [{"model": "Ascend910B3", "count": 8}]})
+    clock.advance(hours=1)
+    assert run_monitor(world, clock) == []
+    node = world.ok("GET", "/nodes/s1/slurm-01", "p1")
+    assert node["status"] == "ready" and len(node["devices"]) == 8
+    assert node["devices"][0]["model"] == "ascend-910b3"
+    assert all(d["available"] and d["health"] == "healthy" for d in node["devices"])

@@ -1,0 +1,180 @@
+"""The shipped accelerator catalog: every entry valid, sourced, resolvable by real tool names."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from zhisuan.catalog import PRECISIONS, UnknownAcceleratorModel, default_catalog, normalise_name
+from zhisuan.catalog.loader import figure_values
+from zhisuan.errors import InvalidInput
+
+CATALOG = default_catalog()
+MODELS = CATALOG.all()
+TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+REQUIRED_VENDORS = {"nvidia", "huawei", "cambricon", "hygon", "moorethreads", "kunlunxin", "iluvatar",
+                    "metax", "enflame"}  # fmt: skip
+
+
+def test_catalog_has_at_least_25_models_from_at_least_6_vendors() -> None:
+    real_models = [m for m in MODELS if not m.anonymised]
+    assert len(real_models) >= 25
+    assert len(CATALOG.vendors()) >= 6
+    assert set(CATALOG.vendors()) >= REQUIRED_VENDORS
+    assert "anonymised" not in CATALOG.vendors()
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.key)
+def test_every_figure_is_positive_and_named_by_a_source(model) -> None:
+    for field_name, value in figure_values(model).items():
+        naming = [s for s in model.sources if field_name in s.fields]
+        assert naming, f"{model.key}.{field_name} has no source"
+        if value is not None:
+            assert value > 0
+            assert any(s.kind != "none" and (s.url or s.title) for s in naming), f"{model.key}.{field_name}"
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if not m.anonymised], ids=lambda m: m.key)
+def test_real_models_name_their_platform_integration(model) -> None:
+    assert model.stack and model.k8s_resource and model.visible_devices_env and model.smi_tool
+    assert "/" in model.k8s_resource  # a Kubernetes extended resource is domain/name
+    assert model.visible_devices_env.endswith("VISIBLE_DEVICES")
+    assert model.aliases, "tools report names; a model without aliases cannot be resolved from them"
+
+
+# Where an 8-bit path is more than twice the 16-bit figure for a documented reason (see source notes).
+RATIO_EXCEPTIONS = {
+    "rtx-4090": "16-bit figure is the FP32-accumulate rate, which GeForce runs at half speed",
+    "mlu370-x8": "Cambricon publishes 96 TFLOPS FP16 and 256 TOPS INT8",
+}
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.key)
+def test_dense_figures_are_plausibly_dense(model) -> None:
+    """8-bit paths run at 1x-2x the 16-bit rate; 4x would mean a sparse figure slipped in somewhere."""
+    throughput = model.tflops_dense
+    if throughput.bf16 is not None and throughput.fp16 is not None:
+        assert throughput.bf16 == throughput.fp16
+    sixteen_bit = throughput.fp16 or throughput.bf16
+    for low in (throughput.fp8, throughput.int8):
+        if sixteen_bit is not None and low is not None and model.key not in RATIO_EXCEPTIONS:
+            assert sixteen_bit <= low <= sixteen_bit * Decimal("2.05"), model.key
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m.anonymised], ids=lambda m: m.key)
+def test_anonymised_trace_models_have_no_figures(model) -> None:
+    assert all(value is None for value in figure_values(model).values())
+    assert model.vendor == "anonymised"
+
+
+def test_aliases_are_unique_across_models() -> None:
+    owner: dict[str, str] = {}
+    for model in MODELS:
+        for name in (model.key, *model.aliases):
+            normalised = normalise_name(name)
+            assert owner.setdefault(normalised, model.key) == model.key, f"{name!r} claimed twice"
+
+
+@pytest.mark.parametrize(
+    ("reported", "key"),
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),  # nvidia-smi, H100 SXM5
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA A100-SXM4-80GB", "a100-sxm4-80gb"),
+        ("NVIDIA A100-SXM4-40GB", "a100-sxm4-40gb"),
+        ("NVIDIA A800-SXM4-80GB", "a800-sxm4-80gb"),
+        ("NVIDIA H800", "h800"),
+        ("NVIDIA H20", "h20"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA L20", "l20"),
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA A10", "a10"),
+        ("Tesla T4", "t4"),
+        ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"),
+        ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"),
+        ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+        ("Ascend910B3", "ascend-910b3"),  # npu-smi / torch_npu device name
+        ("Ascend 910B3", "ascend-910b3"),  # npu-smi info -m
+        ("910B4-1", "ascend-910b4-1"),  # npu-smi info
+        ("310P3", "ascend-310p3"),
+        ("MLU370-X8", "mlu370-x8"),  # cnmon
+        ("K100_AI", "dcu-k100-ai"),
+        ("Z100L", "dcu-z100"),
+        ("MTT S4000", "mtt-s4000"),  # mthreads-gmi
+        ("Iluvatar BI-V100", "iluvatar-bi-v100"),  # ixsmi
+        ("Iluvatar BI-V150S", "iluvatar-bi-v150"),
+        ("MetaX C500", "metax-c500"),  # mx-smi
+        ("  nvidia   h100 80gb-HBM3 ", "h100-sxm"),  # case, spaces and punctuation are ignored
+        ("ＮＶＩＤＩＡ Ｈ２０", "h20"),  # full-width input (copied from a Chinese document)
+        ("GeForce RTX 4090", "rtx-4090"),
+    ],
+)
+def test_resolve_real_tool_reported_names(reported: str, key: str) -> None:
+    model = CATALOG.resolve(reported)
+    assert model is not None, reported
+    assert model.key == key
+
+
+@pytest.mark.parametrize("name", ["Ascend910", "NVIDIA B300 SXM6 AC", "", "GPU"])
+def test_resolve_returns_none_for_unknown_or_ambiguous_names(name: str) -> None:
+    assert CATALOG.resolve(name) is None
+
+
+def test_get_unknown_model_raises_with_close_matches() -> None:
+    with pytest.raises(UnknownAcceleratorModel) as raised:
+        CATALOG.get("h100-smx")
+    assert isinstance(raised.value, KeyError)
+    assert isinstance(raised.value, InvalidInput)
+    assert "h100-sxm" in raised.value.suggestions
+    assert "h100-smx" in str(raised.value) and "did you mean" in str(raised.value)
+
+
+def test_get_accepts_keys_and_names() -> None:
+    assert CATALOG.get("h100-sxm").name == "NVIDIA H100 SXM5 80GB"
+    assert CATALOG.get("NVIDIA H100 80GB HBM3").key == "h100-sxm"
+
+
+def test_headline_figures_are_dense_not_sparse() -> None:
+    h100 = CATALOG.get("h100-sxm").tflops_dense
+    assert (h100.bf16, h100.fp8, h100.int8) == (Decimal("989.4"), Decimal("1978.9"), Decimal("1978.9"))
+    assert CATALOG.get("a100-sxm4-80gb").tflops_dense.bf16 == Decimal(312)
+    assert CATALOG.get("l40s").tflops_dense.bf16 == Decimal("362.05")
+    assert CATALOG.get("t4").tflops_dense.bf16 is None  # Turing has no BF16: null, not zero
+
+
+def test_multi_die_units_say_how_many_devices_they_show() -> None:
+    assert CATALOG.get("ascend-910c").devices_per_unit == 2
+    assert CATALOG.get("ascend-910c").per_device_tflops("bf16") == Decimal(376)
+    assert CATALOG.get("h100-sxm").devices_per_unit == 1
+
+
+def test_precisions_are_the_four_the_issue_names() -> None:
+    assert PRECISIONS == ("bf16", "fp16", "fp8", "int8")
+
+
+def _trace_models(relative: str, column: str) -> set[str]:
+    path = TRACES / relative
+    if not path.is_file():
+        pytest.skip(f"trace {path} not present")
+    with path.open(newline="") as handle:
+        return {row[column] for row in csv.DictReader(handle) if row[column]}
+
+
+@pytest.mark.parametrize(
+    ("relative", "column"),
+    [
+        ("alibaba-gpu-v2023/openb_node_list_all_node.csv", "model"),
+        ("alibaba-spot-gpu-v2026/node_info_df.csv", "gpu_model"),
+    ],
+)
+def test_every_trace_fleet_model_resolves(relative: str, column: str) -> None:
+    unresolved = sorted(name for name in _trace_models(relative, column) if CATALOG.resolve(name) is None)
+    assert unresolved == []
+
+
+@pytest.mark.parametrize("name", ["V100M16", "V100M32", "P100", "T4", "A10", "G1", "G2", "G3"])
+def test_openb_trace_names_from_the_readme_resolve(name: str) -> None:
+    assert CATALOG.resolve(name) is not None

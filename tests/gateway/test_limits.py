@@ -1,0 +1,143 @@
+"""RPM/TPM limits and budgets, per key and per tenant, in one process and across processes (Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from typing import Any
+
+import openai
+import pytest
+
+from tests.gateway.conftest import TOKEN, grant, one_replica
+from zhisuan.gateway.limits import InMemoryLimitStore, RedisLimitStore, TokenBucketLimiter
+from zhisuan.gateway.protocols import KeyGrant, Limits
+from zhisuan.gateway.resp import RedisClient
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
+
+
+def ask(server: Any, key: str = TOKEN, max_tokens: int = 5) -> Any:
+    c = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=10)
+    return c.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}],
+                                     max_tokens=max_tokens)
+
+
+def test_rpm_per_key_gives_429_with_retry_after(fake_upstream: Any, gateway: Any) -> None:
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(rpm=3))])
+    for _ in range(3):
+        ask(server)
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(server)
+    assert exc.value.code == "rate_limit_exceeded"
+    assert exc.value.body["type"] == "requests"  # type: ignore[index]
+    assert int(exc.value.response.headers["retry-after"]) >= 1
+    assert exc.value.response.headers["x-ratelimit-scope"] == "key"
+
+
+def test_tenant_limit_spans_its_keys(fake_upstream: Any, gateway: Any) -> None:
+    tenant = Limits(rpm=2)
+    server = gateway(one_replica(fake_upstream()),
+                     keys=[grant(tenant_limits=tenant, tenant_id="acme"),
+                           grant(tenant_limits=tenant, tenant_id="acme", key_id="bob")])
+    ask(server)
+    ask(server, "sk-test-bob")
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(server, "sk-test-bob")
+    assert exc.value.response.headers["x-ratelimit-scope"] == "tenant"
+
+
+def test_tpm_counts_engine_tokens(fake_upstream: Any, gateway: Any) -> None:
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(tpm=20))])
+    ask(server)  # 7 + 5 = 12 tokens: 8 left
+    time.sleep(0.15)  # debits are flushed every 50 ms
+    ask(server)  # admitted while positive, leaves -4
+    time.sleep(0.15)
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(server)
+    assert exc.value.body["type"] == "tokens"  # type: ignore[index]
+
+
+def test_token_budget_is_insufficient_quota(fake_upstream: Any, gateway: Any) -> None:
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(token_budget=24))])
+    ask(server)
+    ask(server)
+    time.sleep(0.15)
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(server)
+    assert exc.value.code == "insufficient_quota"
+
+
+def test_money_budget_uses_the_price_function() -> None:
+    async def go() -> None:
+        limiter = TokenBucketLimiter(InMemoryLimitStore(), price=lambda m, p, c: p * 1 + c * 2)
+        g = KeyGrant("k", "t", key_limits=Limits(money_budget_micros=100))
+        assert await limiter.admit(g, "m") is None
+        limiter.record(g, "m", 30, 40)  # 110 micros
+        await limiter.flush()
+        denial = await limiter.admit(g, "m")
+        assert denial is not None and denial.kind == "budget"
+
+    asyncio.run(go())
+
+
+def test_rpm_bucket_refills_over_time() -> None:
+    now = [0.0]
+
+    async def go() -> None:
+        store = InMemoryLimitStore(clock=lambda: now[0])
+        limiter = TokenBucketLimiter(store, clock=lambda: now[0])
+        g = KeyGrant("k", "t", key_limits=Limits(rpm=60))
+        results = [await limiter.admit(g, "m") for _ in range(61)]
+        assert sum(r is None for r in results) == 60
+        denial = results[-1]
+        assert denial is not None and 0.9 <= denial.retry_after <= 1.1
+        now[0] += 2.0  # leased permits expire; the bucket refilled 2
+        assert await limiter.admit(g, "m") is None
+
+    asyncio.run(go())
+
+
+@needs_redis
+def test_limits_hold_across_gateway_processes(fake_upstream: Any, gateway: Any) -> None:
+    """Two gateways sharing one Redis: the key's 5 rpm hold across both."""
+    port = fake_upstream()
+    key = grant(Limits(rpm=5), key_id=f"shared-{uuid.uuid4().hex[:8]}")
+    a = gateway(one_replica(port), keys=[key], redis_url="redis://127.0.0.1:6379/0")
+    b = gateway(one_replica(port), keys=[key], redis_url="redis://127.0.0.1:6379/0")
+    ok = 0
+    for i in range(12):
+        try:
+            ask(a if i % 2 else b, key["token"])
+            ok += 1
+        except openai.RateLimitError:
+            pass
+    assert ok == 5
+
+
+@needs_redis
+def test_redis_store_matches_in_memory_arithmetic() -> None:
+    async def go() -> None:
+        client = RedisClient()
+        store = RedisLimitStore(client, prefix=f"zs:test:{uuid.uuid4().hex}:")
+        granted, level = await store.take("b", 3, rate=1.0, capacity=5)
+        assert granted == 3 and 1.9 < level <= 2.1
+        granted, level = await store.take("b", 0, rate=1.0, capacity=5, debit=10)
+        assert granted == 0 and level < -7
+        granted, _ = await store.take("b", 1, rate=1.0, capacity=5)
+        assert granted == 0
+        assert await store.spend("c", 5) == 5 and await store.spend("c", 7) == 12
+        await client.close()
+
+    asyncio.run(go())
