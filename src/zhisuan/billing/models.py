@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from zhisuan.market.models import DecimalText
+from zhisuan.store.base import DecimalText
 from zhisuan.store.base import Base, UTCDateTime, utcnow
 
 PURPOSES = ("contract", "job", "instance", "service", "manual")
@@ -74,6 +74,8 @@ class UsageRecord(Base):
     end: Mapped[datetime] = mapped_column(UTCDateTime())
     quantity: Mapped[int] = mapped_column(BigInteger)
     pflops_seconds: Mapped[Decimal] = mapped_column(DecimalText(), default=Decimal(0))
+    # The public id of the API key behind a token record (the gateway's caller); None otherwise.
+    api_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     invoice_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_lines.id", ondelete="RESTRICT"),
                                                         nullable=True, index=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

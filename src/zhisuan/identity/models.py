@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from zhisuan.store.base import Base, UTCDateTime, utcnow
+from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
 ROLES = ("operator", "provider", "tenant")
 
@@ -25,6 +26,8 @@ class Tenant(Base):
     rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Money the tenant's inference may spend in total, in CNY priced by the price book; None = unlimited.
+    money_budget: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
 
 
 class User(Base):
@@ -66,6 +69,7 @@ class ApiKey(Base):
     rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    money_budget: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
 
     user: Mapped[User] = relationship(back_populates="keys")
 

@@ -13,28 +13,10 @@ from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
 
-from zhisuan.store.base import Base, UTCDateTime, utcnow
+from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
 CONTRACT_STATES = ("draft", "active", "expired", "terminated", "breached")
-
-
-class DecimalText(TypeDecorator[Decimal]):
-    """An exact Decimal stored as text on every backend (no float on the way in or out)."""
-
-    impl = String(64)
-    cache_ok = True
-
-    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, Decimal):
-            raise TypeError(f"DecimalText takes Decimal, not {type(value).__name__}")
-        return str(value)
-
-    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
-        return None if value is None else Decimal(value)
 
 
 class PriceBook(Base):

@@ -4,6 +4,7 @@ from zhisuan.billing import models as billing_models  # noqa: F401
 from zhisuan.identity import models as identity_models  # noqa: F401
 from zhisuan.inventory import models as inventory_models  # noqa: F401
 from zhisuan.market import models as market_models  # noqa: F401
+from zhisuan.serving import models as serving_models  # noqa: F401
 from zhisuan.store import leases  # noqa: F401
 from zhisuan.store.base import Base
 

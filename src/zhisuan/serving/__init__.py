@@ -1,0 +1,1 @@
+"""Model services: the registry of servable models, deployments of N replicas, their runtime."""

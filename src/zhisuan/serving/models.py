@@ -1,0 +1,83 @@
+"""Tables of the serving domain: the model registry, deployments and their replicas.
+
+A deployment's replicas are placed on the pool by the placement engine; each placed replica holds
+its devices through allocation rows in the ledger (purpose ``service``, ref ``deployment:<id>/<i>``),
+so metering and "why is this device busy" see model services like any other work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from zhisuan.store.base import Base, UTCDateTime, utcnow
+
+ENGINES = ("llama.cpp", "vllm", "vllm-ascend", "mindie")
+DEPLOYMENT_STATES = ("deploying", "running", "degraded", "draining", "stopped", "failed")
+REPLICA_STATES = ("pending", "starting", "healthy", "unhealthy", "draining", "stopped", "failed")
+
+
+class ServedModel(Base):
+    """A registry entry: one servable model, by the name clients send as ``model``."""
+
+    __tablename__ = "served_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    engine: Mapped[str] = mapped_column(String(32))
+    context_length: Mapped[int] = mapped_column(Integer, default=4096)
+    # Accelerator software stacks it can run on: "cpu", "CUDA", "CANN"…
+    stacks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    embeddings: Mapped[bool] = mapped_column(default=False)
+    extra_args: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelDeployment(Base):
+    """N replicas of a registered model. ``tenant_id`` None = the platform's public MaaS."""
+
+    __tablename__ = "model_deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("served_models.id", ondelete="RESTRICT"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), nullable=True)
+    replicas: Mapped[int] = mapped_column(Integer)
+    # What one replica asks placement for.
+    devices_per_replica: Mapped[int] = mapped_column(Integer, default=0)
+    milli_per_device: Mapped[int] = mapped_column(Integer, default=1000)
+    cpu_milli: Mapped[int] = mapped_column(Integer, default=1000)
+    memory_mib: Mapped[int] = mapped_column(Integer, default=1024)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="deploying")
+    message: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    model: Mapped[ServedModel] = relationship()
+    replica_rows: Mapped[list[DeploymentReplica]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentReplica.index")
+
+
+class DeploymentReplica(Base):
+    """One replica: where placement put it and what its supervisor last reported."""
+
+    __tablename__ = "deployment_replicas"
+    __table_args__ = (UniqueConstraint("deployment_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("model_deployments.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True)
+    device_indices: Mapped[list[int]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(String(1000), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    deployment: Mapped[ModelDeployment] = relationship(back_populates="replica_rows")
