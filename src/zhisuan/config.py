@@ -28,6 +28,8 @@ class Settings:
     heartbeat_interval_s: float = 10.0
     monitor_interval_s: float = 5.0
     metering_interval_s: float = 60.0
+    # How often this machine's serving runtime reconciles its model replicas with the database.
+    serving_interval_s: float = 3.0
     # Registers this machine as site ``local`` and keeps it heartbeating from inside the process.
     register_local_site: bool = True
     run_background_loops: bool = True

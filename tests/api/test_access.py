@@ -24,6 +24,8 @@ def setup_objects(api: Api) -> None:
     """An acme-owned key to revoke, and a node in s1 (provider p1)."""
     api.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     setup_economics(api)  # price book 'std', draft contract 1 (acme, quota on p1)
+    api.ok("POST", "/models", "operator", {"name": "smol", "source": "/models/smol.gguf", "engine": "llama.cpp"})
+    api.ok("POST", "/deployments", "acme", {"model": "smol", "name": "acme-smol"})
 
 
 def acme_key_id(api: Api) -> str:
@@ -102,6 +104,8 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
         "event_id": "e1", "tenant": "acme", "provider": "p1", "model": "qwen-7b", "at": "2026-11-01T07:00:00Z",
         "input_tokens": 10, "output_tokens": 5}]}, {"anonymous": 401, "operator": 200}, 403),
     ("GET", "/usage", None, {"anonymous": 401}, 200),
+    ("GET", "/usage/summary", None, {"anonymous": 401}, 200),
+    ("GET", "/usage/summary?group_by=tenant", None, {"anonymous": 401, "operator": 200}, 403),
     ("POST", "/metering/run", lambda: {}, {"anonymous": 401, "operator": 200}, 403),
     ("POST", "/invoices/run", lambda: {"period": "2026-10"}, {"anonymous": 401, "operator": 201}, 403),
     ("GET", "/invoices", None, {"anonymous": 401, "p1": 403, "p2": 403}, 200),
@@ -110,6 +114,18 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("POST", "/settlements/run", lambda: {"period": "2026-10"}, {"anonymous": 401, "operator": 200}, 403),
     ("GET", "/settlements", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
     ("GET", "/margin/2026-10", None, {"anonymous": 401, "operator": 200}, 403),
+    ("POST", "/models", lambda: {"name": "m9", "source": "/m9.gguf", "engine": "llama.cpp"},
+     {"anonymous": 401, "operator": 201}, 403),
+    ("GET", "/models", None, {"anonymous": 401}, 200),
+    ("GET", "/models/smol", None, {"anonymous": 401}, 200),
+    ("DELETE", "/models/m9", None, {"anonymous": 401, "operator": 404}, 403),
+    ("POST", "/deployments", lambda: {"model": "smol"}, {"anonymous": 401, "operator": 201, "acme": 201, "beta": 201},
+     403),
+    ("GET", "/deployments", None, {"anonymous": 401, "p1": 403, "p2": 403}, 200),
+    ("GET", "/deployments/acme-smol", None, {"anonymous": 401, "operator": 200, "acme": 200, "p1": 403, "p2": 403},
+     404),
+    ("DELETE", "/deployments/acme-smol", None, {"anonymous": 401, "operator": 200, "acme": 200, "p1": 403, "p2": 403},
+     404),
 ]
 
 

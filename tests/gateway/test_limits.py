@@ -81,7 +81,7 @@ def test_token_budget_is_insufficient_quota(fake_upstream: Any, gateway: Any) ->
 
 def test_money_budget_uses_the_price_function() -> None:
     async def go() -> None:
-        limiter = TokenBucketLimiter(InMemoryLimitStore(), price=lambda m, p, c: p * 1 + c * 2)
+        limiter = TokenBucketLimiter(InMemoryLimitStore(), price=lambda t, m, p, c: p * 1 + c * 2)
         g = KeyGrant("k", "t", key_limits=Limits(money_budget_micros=100))
         assert await limiter.admit(g, "m") is None
         limiter.record(g, "m", 30, 40)  # 110 micros

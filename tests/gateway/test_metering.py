@@ -22,7 +22,14 @@ import pytest
 
 from tests.gateway.conftest import TOKEN, free_port, grant, one_replica, shipped, wait_http
 from zhisuan.gateway.protocols import UsageEvent
-from zhisuan.gateway.usage import InMemoryUsageSink, SpoolShipper, SqliteUsageSink, UsageSpool, segment_name
+from zhisuan.gateway.usage import (
+    InMemoryUsageSink,
+    SpoolShipper,
+    SqliteUsageSink,
+    UsageSpool,
+    encode_event,
+    segment_name,
+)
 
 
 def event(i: int) -> UsageEvent:
@@ -55,7 +62,8 @@ def test_torn_unacknowledged_tail_is_dropped_on_reopen(tmp_path: Path) -> None:
         spool.open()
         await spool.append(event(1))
         spool.close()
-        with open(tmp_path / segment_name(0), "ab") as f:
+        with open(tmp_path / segment_name(spool.segment), "r+b") as f:
+            f.seek(len(encode_event(event(1))))
             f.write(b'{"event_id":"torn","key')  # killed mid-write, never acknowledged
         spool = UsageSpool(tmp_path, fsync=False)
         spool.open()

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from zhisuan import __version__
 from zhisuan.api.deps import AppContext
@@ -30,10 +31,14 @@ from zhisuan.config import Settings
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
+from zhisuan.inventory.models import Node
 from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
+from zhisuan.serving.defaults import ensure_onebox_model
+from zhisuan.serving.router import router as serving_router
+from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
 
 log = logging.getLogger("zhisuan")
@@ -66,6 +71,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
         name = register_local_node(ctx, catalog, site_id)
+        app.state.local_node = (site_id, name)
         tasks.append(asyncio.create_task(every(
             settings.heartbeat_interval_s,
             lambda: heartbeat_local_node(ctx.sessions, ctx, catalog, site_id, name), "local-heartbeat",
@@ -73,25 +79,65 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     return tasks
 
 
-async def start_maas(app: FastAPI) -> OneBox:
-    """The gateway on its own fast server (port + 1) and a supervised SmolLM2 replica."""
-    settings = app.state.ctx.settings
+@dataclass
+class Maas:
+    """The one-box MaaS: the gateway server plus this machine's serving runtime."""
+
+    box: OneBox
+    runtime: ServingRuntime | None
+    task: asyncio.Task[None] | None
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.runtime is not None:
+            await self.runtime.shutdown()
+        await self.box.stop()
+
+
+def local_node_id(app: FastAPI) -> int | None:
+    where = getattr(app.state, "local_node", None)
+    if where is None:
+        return None
+    site_id, name = where
+    with app.state.ctx.sessions() as session:
+        node_id: int | None = session.execute(
+            select(Node.id).where(Node.site_id == site_id, Node.name == name)).scalar_one_or_none()
+        return node_id
+
+
+async def start_maas(app: FastAPI) -> Maas:
+    """The gateway on its own fast server (port + 1), and the runtime that runs this machine's
+    replicas (on a first start: SmolLM2 on the CPU, registered and deployed like any model)."""
+    ctx: AppContext = app.state.ctx
+    settings, catalog = ctx.settings, app.state.catalog
     port = settings.gateway_port or settings.port + 1
-    box = await start_onebox(app.state.ctx.sessions, settings.data_dir, host=settings.host, port=port,
-                             sink=LedgerUsageSink(app.state.ctx.sessions, provider=LOCAL_SITE))
-    log.info("OpenAI-compatible gateway at %s (models: %s)", box.base_url,
-             ", ".join(d.spec.name for d in box.deployments) or "none")
-    return box
+    box = await start_onebox(ctx.sessions, settings.data_dir, host=settings.host, port=port, deploy_smollm2=False,
+                             sink=LedgerUsageSink(ctx.sessions, provider=LOCAL_SITE))
+    node_id = local_node_id(app)
+    if node_id is None:
+        log.info("OpenAI-compatible gateway at %s (no local node: no replicas run here)", box.base_url)
+        return Maas(box, None, None)
+    done = await asyncio.to_thread(ensure_onebox_model, ctx.sessions, catalog, ctx.clock())
+    if done:
+        log.info("model service: %s", done)
+    runtime = ServingRuntime(ctx.sessions, catalog, box.server.router, settings.data_dir / "logs", node_id,
+                             clock=ctx.clock)
+    await runtime.reconcile()
+    task = asyncio.create_task(runtime.run(settings.serving_interval_s))
+    log.info("OpenAI-compatible gateway at %s", box.base_url)
+    return Maas(box, runtime, task)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.ctx.settings
     tasks = background_tasks(app) if settings.run_background_loops else []
-    box = await start_maas(app) if settings.maas else None
+    maas = await start_maas(app) if settings.maas else None
     yield
-    if box is not None:
-        await box.stop()
+    if maas is not None:
+        await maas.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -136,7 +182,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router):
+                   billing_router, serving_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     app.add_middleware(RequestMetrics, registry=registry)

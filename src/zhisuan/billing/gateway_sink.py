@@ -7,7 +7,10 @@ same code as ``POST /api/v1/usage/token-events`` — so a re-sent batch is count
 Rules: the event id is the idempotency key; an event with no tokens (the upstream failed before
 producing any) bills nothing; a key that belongs to no tenant (an operator's own test call) is
 platform-internal use and is not billed. Tokens are credited to ``provider``, the owner of the
-replicas (on one box: provider ``local``).
+replicas (on one box: provider ``local``). Each event carries its API key's public id
+(``api_key_id``), so usage is visible per key; a key that no longer exists or no longer belongs to
+the event's tenant (its user was deleted or moved) is dropped from the event rather than blocking
+the spool behind a batch the ledger would refuse — the tokens are still billed to the tenant.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.billing import schemas as s
 from zhisuan.billing.service import ingest_tokens
 from zhisuan.bootstrap import system_principal
 from zhisuan.gateway.protocols import UsageEvent
+from zhisuan.identity.models import ApiKey, User
 from zhisuan.store.base import transaction
 
 log = logging.getLogger("zhisuan.billing.gateway")
@@ -39,8 +44,27 @@ def token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEve
             event_id=f"gw:{event.event_id}", tenant=event.tenant_id[len(TENANT_PREFIX):], provider=provider,
             model=event.model, at=datetime.fromtimestamp(event.ended_at, UTC),
             input_tokens=event.prompt_tokens, output_tokens=event.completion_tokens,
+            api_key_id=event.key_id or None,
         ))
     return billable
+
+
+def known_keys(session: Session, batch: list[s.TokenEventIn]) -> list[s.TokenEventIn]:
+    """``batch`` with every ``api_key_id`` that is unknown or not its event's tenant's set to None."""
+    wanted = {e.api_key_id for e in batch if e.api_key_id}
+    if not wanted:
+        return batch
+    owners = {key_id: str(tenant_id) for key_id, tenant_id in session.execute(
+        select(ApiKey.key_id, User.tenant_id).join(User, ApiKey.user_id == User.id)
+        .where(ApiKey.key_id.in_(wanted))).all()}
+    fixed = []
+    for event in batch:
+        if event.api_key_id and owners.get(event.api_key_id) != event.tenant:
+            log.warning("usage: event %s names API key %s, which is not tenant %s's; recorded without it",
+                        event.event_id, event.api_key_id, event.tenant)
+            event = event.model_copy(update={"api_key_id": None})
+        fixed.append(event)
+    return fixed
 
 
 class LedgerUsageSink:
@@ -58,6 +82,6 @@ class LedgerUsageSink:
     def _record(self, batch: list[s.TokenEventIn]) -> None:
         for start in range(0, len(batch), 1000):  # the ingestion API's batch limit
             with transaction(self.sessions) as session:
-                result = ingest_tokens(session, system_principal(), s.TokenBatch(events=batch[start:start + 1000]),
-                                       datetime.now(UTC))
+                events = known_keys(session, batch[start:start + 1000])
+                result = ingest_tokens(session, system_principal(), s.TokenBatch(events=events), datetime.now(UTC))
             log.debug("usage: %d records accepted, %d replayed", len(result.accepted), len(result.replayed))

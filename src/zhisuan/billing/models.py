@@ -8,8 +8,7 @@ from decimal import Decimal
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from zhisuan.store.base import DecimalText
-from zhisuan.store.base import Base, UTCDateTime, utcnow
+from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
 PURPOSES = ("contract", "job", "instance", "service", "manual")
 

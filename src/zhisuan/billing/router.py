@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
 from zhisuan.billing import schemas as s
 from zhisuan.billing import service
+from zhisuan.billing.usage_summary import usage_summary as usage_summary_service
 from zhisuan.catalog.loader import Catalog
 
 router = APIRouter(tags=["billing"])
@@ -55,6 +56,19 @@ def ingest_tokens(body: s.TokenBatch, session: SessionDep, principal: Writer, ct
 def list_usage(session: SessionDep, principal: Reader, period: str | None = None,
                tenant: str | None = None) -> list[s.UsageOut]:
     return service.list_usage(session, principal, period, tenant)
+
+
+@router.get("/usage/summary", response_model=s.UsageSummaryOut)
+def usage_summary(session: SessionDep, principal: Reader, ctx: ContextDep,
+                  group_by: Annotated[str, Query(description="comma-separated: key, model, day, tenant")] =
+                  "key,model,day",
+                  period: Annotated[str | None, Query(description="YYYY-MM (UTC month)")] = None,
+                  from_: Annotated[str | None, Query(alias="from", description="first UTC day, YYYY-MM-DD")] = None,
+                  to: Annotated[str | None, Query(description="last UTC day (included), YYYY-MM-DD")] = None,
+                  tenant: str | None = None, key: str | None = None, model: str | None = None) -> s.UsageSummaryOut:
+    params = {"group_by": group_by, "period": period, "from": from_, "to": to, "tenant": tenant, "key": key,
+              "model": model}
+    return usage_summary_service(session, principal, params, ctx.clock())
 
 
 @router.post("/metering/run", response_model=s.MeterResult)

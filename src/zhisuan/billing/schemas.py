@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
@@ -60,6 +60,9 @@ class TokenEventIn(Strict):
     at: datetime
     input_tokens: int = Field(ge=0, le=10**12)
     output_tokens: int = Field(ge=0, le=10**12)
+    api_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                                   description="public id of the caller's API key (the <id> of zs_<id>_<secret>); "
+                                               "it must belong to the event's tenant")
 
 
 class TokenBatch(Strict):
@@ -96,7 +99,34 @@ class UsageOut(BaseModel):
     end: datetime
     quantity: int
     pflops_seconds: Decimal
+    api_key_id: str | None = None
     invoice_line_id: int | None
+
+
+class UsageSummaryRow(BaseModel):
+    """One group of token usage; a dimension not grouped by is null. ``amount`` is null when the price
+    book has no price for some of the group's usage (``note`` says why)."""
+
+    tenant: str | None = None
+    key: str | None = None
+    model: str | None = None
+    day: date | None = None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    amount: Decimal | None
+    note: str | None = None
+
+
+class UsageSummaryOut(BaseModel):
+    group_by: list[str]
+    start: datetime = Field(description="first instant counted (UTC)")
+    end: datetime = Field(description="first instant not counted (UTC)")
+    book: str | None = Field(description="the price book the amounts come from (the default book)")
+    currency: str | None
+    rows: list[UsageSummaryRow]
+    totals: UsageSummaryRow = Field(description="all rows together, priced as the invoice prices them")
+    notes: list[str]
 
 
 class InvoiceRun(Strict):

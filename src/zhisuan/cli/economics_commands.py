@@ -274,6 +274,33 @@ def usage_ingest(file: Annotated[Path, typer.Argument(help="JSON file: a list of
     typer.echo(f"{result['status']}: {len(result['accepted'])} new records, {len(result['replayed'])} replayed")
 
 
+@usage_app.command("summary")
+def usage_summary(
+    by: Annotated[str, typer.Option("--by", help="group by, comma-separated: key, model, day, tenant")] =
+    "key,model,day",
+    period: Annotated[str | None, typer.Option(help="billing month YYYY-MM (default: this month)")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="first UTC day YYYY-MM-DD")] = None,
+    to: Annotated[str | None, typer.Option(help="last UTC day YYYY-MM-DD (included)")] = None,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant (operators)")] = None,
+    key: Annotated[str | None, typer.Option(help="only this API key id (the <id> of zs_<id>_…)")] = None,
+    model: Annotated[str | None, typer.Option(help="only this served model")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Token usage (requests, tokens, amount priced by the price book) per key, model and day."""
+    summary = api().get("/usage/summary", group_by=by, period=period, to=to, tenant=tenant, key=key, model=model,
+                        **{"from": from_})
+    if json:
+        emit(summary, True)
+        return
+    book = f"book {summary['book']} ({summary['currency']})" if summary["book"] else "no price book"
+    typer.echo(f"token usage from {summary['start']} until {summary['end']}, priced by {book}")
+    dims = summary["group_by"]
+    total = {**summary["totals"], dims[0]: "TOTAL"} if dims else summary["totals"]
+    emit([*summary["rows"], total], False, (*dims, "requests", "input_tokens", "output_tokens", "amount", "note"))
+    for note in summary["notes"]:
+        typer.echo(f"note: {note}")
+
+
 @usage_app.command("meter")
 def usage_meter(until: Annotated[str | None, typer.Option(help="ISO instant (default now)")] = None,
                 json: JsonFlag = False) -> None:

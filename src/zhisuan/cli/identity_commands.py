@@ -44,11 +44,14 @@ def tenant_limits(
     rpm: Annotated[int | None, typer.Option(help="requests per minute over all keys (omit = unlimited)")] = None,
     tpm: Annotated[int | None, typer.Option(help="tokens per minute over all keys (omit = unlimited)")] = None,
     token_budget: Annotated[int | None, typer.Option(help="total tokens (omit = unlimited)")] = None,
+    money_budget: Annotated[str | None, typer.Option(help="total spend in CNY, e.g. 12.50 (omit = unlimited)")] = None,
     json: JsonFlag = False,
 ) -> None:
     """Set a tenant's inference limits; a limit not given is cleared (operators)."""
-    body = {"rpm": rpm, "tpm": tpm, "token_budget": token_budget}
-    emit(api().patch(f"/tenants/{ref}/limits", body), json, TENANT_COLUMNS + ("rpm", "tpm", "token_budget"))
+    # The amount goes as a string, so it reaches the server exactly (the server validates it).
+    body = {"rpm": rpm, "tpm": tpm, "token_budget": token_budget, "money_budget": money_budget}
+    emit(api().patch(f"/tenants/{ref}/limits", body), json,
+         TENANT_COLUMNS + ("rpm", "tpm", "token_budget", "money_budget"))
 
 
 @tenant_app.command("delete")
@@ -85,10 +88,12 @@ def key_create(
     rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
     tpm: Annotated[int | None, typer.Option(help="tokens per minute")] = None,
     token_budget: Annotated[int | None, typer.Option(help="total tokens")] = None,
+    money_budget: Annotated[str | None, typer.Option(help="total spend in CNY, e.g. 12.50")] = None,
     json: JsonFlag = False,
 ) -> None:
     body: dict[str, object] = {"name": name, "expires_in_days": expires_in_days, "user": user,
-                               "models": model or None, "rpm": rpm, "tpm": tpm, "token_budget": token_budget}
+                               "models": model or None, "rpm": rpm, "tpm": tpm, "token_budget": token_budget,
+                               "money_budget": money_budget}
     if scope:
         body["scopes"] = scope
     issued = api().post("/keys", body)

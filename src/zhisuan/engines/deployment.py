@@ -21,12 +21,15 @@ from zhisuan.gateway.router import Router
 
 class Deployment:
     def __init__(self, spec: ModelSpec, assignments: list[DeviceAssignment], router: Router, log_dir: Path,
-                 *, policy: SupervisorPolicy | None = None, name: str | None = None) -> None:
+                 *, policy: SupervisorPolicy | None = None, name: str | None = None,
+                 indices: list[int] | None = None) -> None:
+        """``indices``: the deployment-wide replica numbers of ``assignments`` (default 0…n-1), for
+        a machine that runs only some of a deployment's replicas."""
         self.spec = spec
         self.router = router
         self.name = name or spec.name
         self.supervisors: list[ReplicaSupervisor] = []
-        for i, assignment in enumerate(assignments):
+        for i, assignment in zip(indices or range(len(assignments)), assignments, strict=True):
             rid = f"{self.name}-{i}"
             self.supervisors.append(ReplicaSupervisor(
                 rid, spec.name, self._planner(assignment), log_dir, policy or SupervisorPolicy(),
@@ -60,8 +63,8 @@ class Deployment:
         elif rp.state == "stopped":
             self.router.remove_replica(rp.replica_id)
 
-    async def start(self) -> None:
-        await asyncio.gather(*(s.start() for s in self.supervisors))
+    async def start(self, wait_healthy: bool = True) -> None:
+        await asyncio.gather(*(s.start(wait_healthy=wait_healthy) for s in self.supervisors))
 
     async def stop(self) -> None:
         """Undeploy: drain every replica, then stop it."""

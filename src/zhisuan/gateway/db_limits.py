@@ -1,5 +1,9 @@
-"""Model scopes and limits stored with API keys and tenants (``api_keys.models/rpm/tpm/token_budget``,
-``tenants.rpm/tpm/token_budget``), for ``DbKeyAuthority(sessions, limits_for=limits_from_db(sessions))``.
+"""Model scopes and limits stored with API keys and tenants (``api_keys.models/rpm/tpm/token_budget/
+money_budget``, ``tenants.rpm/tpm/token_budget/money_budget``), for
+``DbKeyAuthority(sessions, limits_for=limits_from_db(sessions))``.
+
+A money budget is a Decimal in CNY with at most 2 decimal places (the API refuses more), so its value in
+micro-CNY (``Limits.money_budget_micros``, the unit ``gateway.db_prices`` prices tokens in) is exact.
 
 The read happens where the authority verifies a key: in its worker thread, once per cache fill. There is
 no database call per request, so a change to a key's or tenant's limits (like a revocation) reaches each
@@ -9,18 +13,29 @@ The counters themselves live in the rate limiter (Redis when shared), so limits 
 
 from __future__ import annotations
 
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from sqlalchemy import select
 
 from zhisuan.gateway.keys import LimitsFor
+from zhisuan.gateway.limits import MICROS
 from zhisuan.gateway.protocols import UNLIMITED, Limits
 
 
+def money_micros(amount: Decimal | None) -> int | None:
+    """CNY → micro-CNY, exact; a (non-API) value with more than 6 decimals rounds down to the micro."""
+    if amount is None:
+        return None
+    return int((amount * MICROS).to_integral_value(rounding=ROUND_FLOOR))
+
+
 def _limits(row: Any) -> Limits:
-    if row is None or (row.rpm is None and row.tpm is None and row.token_budget is None):
+    if row is None:
         return UNLIMITED
-    return Limits(rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget)
+    limits = Limits(rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget,
+                    money_budget_micros=money_micros(row.money_budget))
+    return UNLIMITED if limits == UNLIMITED else limits
 
 
 def limits_from_db(sessions: Any) -> LimitsFor:

@@ -12,6 +12,9 @@ Shared state lives in a ``LimitStore`` (``RedisLimitStore`` across gateway proce
   process refreshes its view of the level every ``refresh_s`` (at once when it looks exhausted).
 - Budgets: monotone counters of tokens and money spent (micro-units, priced by ``price``);
   refused once spent ≥ budget. Budget resets belong to billing (a new counter name per period).
+  A money budget needs a price: when the model has none for the caller's tenant (``price`` answers
+  None) or the limiter has no ``price`` at all, a request under a money budget is refused
+  (``insufficient_quota``) rather than served unmetered.
 
 A refusal carries ``retry_after``: when the bucket will have refilled enough.
 """
@@ -23,14 +26,19 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from zhisuan.gateway.protocols import Denial, KeyGrant, Limits
 from zhisuan.gateway.resp import RedisClient
 
-# model, prompt tokens, completion tokens → price in micro-units (the billing price book plugs in here).
-PriceFn = Callable[[str, int, int], int]
+# tenant id (as in KeyGrant), model, prompt tokens, completion tokens → price in micro-units of the tenant's
+# currency, or None when the model has no price for that tenant (``gateway.db_prices`` plugs the price book in).
+PriceFn = Callable[[str, str, int, int], int | None]
 BUDGET_RETRY_AFTER_S = 3600.0
+# A missing price is an operator's fix (add a rate); prices are re-read within a minute.
+UNPRICED_RETRY_AFTER_S = 60.0
+MICROS = 1_000_000
 
 
 class LimitStore(Protocol):
@@ -150,52 +158,78 @@ class TokenBucketLimiter:
             if limits.rpm is None and limits.tpm is None and limits.token_budget is None \
                     and limits.money_budget_micros is None:
                 continue
-            denial = await self._admit_scope(scope, ident, limits)
+            denial = await self._admit_scope(scope, ident, limits, grant.tenant_id, model)
             if denial is not None:
                 return denial
         return None
 
-    async def _admit_scope(self, scope: str, ident: str, limits: Limits) -> Denial | None:
+    async def _admit_scope(self, scope: str, ident: str, limits: Limits, tenant: str, model: str) -> Denial | None:
+        """TPM and budgets first, the RPM bucket last, so a request refused for tokens or money does
+        not spend a request permit."""
         now = self.clock()
         if limits.tpm is not None:
-            name = f"tpm:{scope}:{ident}"
-            rate = limits.tpm / 60.0
-            level = self._level(name, limits.tpm, rate, now)
-            if level is None or level <= 0:
-                await self._refresh_level(name, rate, limits.tpm)
-                level = self._level(name, limits.tpm, rate, now)
-            elif now - self._levels[name].at > self.refresh_s:
-                self._spawn(self._refresh_level(name, rate, limits.tpm))
-            if level is not None and level <= 0:
-                return Denial("tokens", scope, max(1.0, -level / rate),
-                              f"Rate limit reached for tokens per minute on {scope} {ident}: limit {limits.tpm}.")
+            denial = await self._check_tpm(scope, ident, limits.tpm, now)
+            if denial is not None:
+                return denial
+        if limits.money_budget_micros is not None and self._unpriced(tenant, model):
+            return Denial("budget", scope, UNPRICED_RETRY_AFTER_S,
+                          f"The model '{model}' has no token price for this tenant, so the money budget of "
+                          f"{scope} {ident} cannot be enforced; ask the operator to add input and output token "
+                          "rates to the price book.")
         for budget, unit in ((limits.token_budget, "tokens"), (limits.money_budget_micros, "money")):
-            if budget is None:
-                continue
-            name = f"spent:{unit}:{scope}:{ident}"
-            view = self._totals.get(name)
-            spent = (view.level if view else 0) + self._spends.get(name, 0)
-            if view is None or spent >= budget:
-                await self._refresh_total(name)
-                spent = self._totals[name].level + self._spends.get(name, 0)
-            elif now - view.at > self.refresh_s:
-                self._spawn(self._refresh_total(name))
-            if spent >= budget:
-                return Denial("budget", scope, BUDGET_RETRY_AFTER_S,
-                              f"You exceeded the {unit} budget of {scope} {ident} ({budget}).")
+            if budget is not None:
+                denial = await self._check_budget(scope, ident, budget, unit, now)
+                if denial is not None:
+                    return denial
         if limits.rpm is not None:
-            name = f"rpm:{scope}:{ident}"
-            left, leased_at = self._permits.get(name, (0, 0.0))
-            if left > 0 and now - leased_at < self.lease_ttl_s:
-                self._permits[name] = (left - 1, leased_at)
-                return None
-            rate = limits.rpm / 60.0
-            granted, level = await self.store.take(name, self.lease_size(limits.rpm), rate, limits.rpm)
-            if granted == 0:
-                self._permits.pop(name, None)
-                return Denial("requests", scope, max(1.0, (1 - level) / rate),
-                              f"Rate limit reached for requests per minute on {scope} {ident}: limit {limits.rpm}.")
-            self._permits[name] = (granted - 1, self.clock())
+            return await self._take_rpm(scope, ident, limits.rpm)
+        return None
+
+    def _unpriced(self, tenant: str, model: str) -> bool:
+        return self.price is None or self.price(tenant, model, 0, 0) is None
+
+    async def _check_tpm(self, scope: str, ident: str, tpm: int, now: float) -> Denial | None:
+        name = f"tpm:{scope}:{ident}"
+        rate = tpm / 60.0
+        level = self._level(name, tpm, rate, now)
+        if level is None or level <= 0:
+            await self._refresh_level(name, rate, tpm)
+            level = self._level(name, tpm, rate, now)
+        elif now - self._levels[name].at > self.refresh_s:
+            self._spawn(self._refresh_level(name, rate, tpm))
+        if level is not None and level <= 0:
+            return Denial("tokens", scope, max(1.0, -level / rate),
+                          f"Rate limit reached for tokens per minute on {scope} {ident}: limit {tpm}.")
+        return None
+
+    async def _check_budget(self, scope: str, ident: str, budget: int, unit: str, now: float) -> Denial | None:
+        name = f"spent:{unit}:{scope}:{ident}"
+        view = self._totals.get(name)
+        spent = (view.level if view else 0) + self._spends.get(name, 0)
+        if view is None or spent >= budget:
+            await self._refresh_total(name)
+            spent = self._totals[name].level + self._spends.get(name, 0)
+        elif now - view.at > self.refresh_s:
+            self._spawn(self._refresh_total(name))
+        if spent < budget:
+            return None
+        shown = f"{Decimal(budget) / MICROS} CNY" if unit == "money" else str(budget)
+        return Denial("budget", scope, BUDGET_RETRY_AFTER_S,
+                      f"You exceeded the {unit} budget of {scope} {ident} ({shown}).")
+
+    async def _take_rpm(self, scope: str, ident: str, rpm: int) -> Denial | None:
+        name = f"rpm:{scope}:{ident}"
+        left, leased_at = self._permits.get(name, (0, 0.0))
+        if left > 0 and self.clock() - leased_at < self.lease_ttl_s:
+            self._permits[name] = (left - 1, leased_at)
+            return None
+        rate = rpm / 60.0
+        granted, level = await self.store.take(name, self.lease_size(rpm), rate, rpm)
+        if granted == 0:
+            self._permits.pop(name, None)
+            return Denial("requests", scope, max(1.0, (1 - level) / rate),
+                          f"Rate limit reached for requests per minute on {scope} {ident}: limit {rpm}.")
+        self._permits[name] = (granted - 1, self.clock())
         return None
 
     def _level(self, name: str, capacity: int, rate: float, now: float) -> float | None:
@@ -219,8 +253,11 @@ class TokenBucketLimiter:
     # -- accounting --------------------------------------------------------------------------------
 
     def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """Debit a finished request. Its price is taken once (key and tenant pay the same amount); a
+        model whose price vanished since admission costs nothing here (billing still rates the usage)."""
         tokens = prompt_tokens + completion_tokens
         cost: int | None = None
+        priced = False
         for scope, ident, limits in (("key", grant.key_id, grant.key_limits),
                                      ("tenant", grant.tenant_id, grant.tenant_limits)):
             if limits.tpm is not None and tokens:
@@ -231,8 +268,8 @@ class TokenBucketLimiter:
                 name = f"spent:tokens:{scope}:{ident}"
                 self._spends[name] = self._spends.get(name, 0) + tokens
             if limits.money_budget_micros is not None and self.price is not None:
-                if cost is None:
-                    cost = self.price(model, prompt_tokens, completion_tokens)
+                if not priced:
+                    cost, priced = self.price(grant.tenant_id, model, prompt_tokens, completion_tokens), True
                 if cost:
                     name = f"spent:money:{scope}:{ident}"
                     self._spends[name] = self._spends.get(name, 0) + cost

@@ -20,7 +20,9 @@ from zhisuan.engines.models import smollm2_spec
 from zhisuan.engines.spec import DeviceAssignment
 from zhisuan.engines.supervisor import SupervisorPolicy
 from zhisuan.gateway.db_limits import limits_from_db
+from zhisuan.gateway.db_prices import DbPrices
 from zhisuan.gateway.keys import DbKeyAuthority, LimitsFor
+from zhisuan.gateway.limits import PriceFn
 from zhisuan.gateway.protocols import UsageSink
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
@@ -43,13 +45,17 @@ class OneBox:
 async def start_onebox(sessions: Any, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
                        redis_url: str | None = None, sink: UsageSink | None = None,
                        limits_for: LimitsFor | None = None, deploy_smollm2: bool = True,
-                       threads: int | None = None, policy: SupervisorPolicy | None = None) -> OneBox:
+                       threads: int | None = None, policy: SupervisorPolicy | None = None,
+                       price_fn: PriceFn | None = None) -> OneBox:
     data_dir = Path(data_dir)
     config = GatewayConfig(spool_dir=data_dir / "usage-spool", host=host, port=port, redis_url=redis_url,
                            sink=f"sqlite:{data_dir / 'usage.sqlite'}")
     data_dir.mkdir(parents=True, exist_ok=True)
     keys = DbKeyAuthority(sessions, limits_for=limits_for or limits_from_db(sessions))
-    server = GatewayServer(config, keys=keys, sink=sink)
+    if price_fn is None:  # money budgets priced from the default price book (gateway/db_prices.py)
+        price_fn = prices = DbPrices(sessions)
+        await prices.load()
+    server = GatewayServer(config, keys=keys, sink=sink, price=price_fn)
     await server.start()
     deployments = []
     spec = smollm2_spec() if deploy_smollm2 else None

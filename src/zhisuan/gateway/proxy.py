@@ -196,6 +196,7 @@ class Gateway:
         self.max_attempts = max_attempts
         self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
         self._seq = 0
+        self.in_flight = 0  # forwarded requests not yet answered (decides inline spool commits)
 
     def next_event_id(self) -> str:
         self._seq += 1
@@ -263,6 +264,13 @@ class Gateway:
         self.metrics.reject(model, f"{d.kind}_{d.scope}")
 
     async def forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
+        self.in_flight += 1
+        try:
+            await self._forward(conn, req, endpoint)
+        finally:
+            self.in_flight -= 1
+
+    async def _forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
         grant = await self._grant(conn, req)
         if grant is None:
             return
@@ -365,7 +373,8 @@ class Gateway:
         stats.prompt_tokens += event.prompt_tokens
         stats.completion_tokens += event.completion_tokens
         self.limiter.record(grant, event.model, event.prompt_tokens, event.completion_tokens)
-        await self.spool.append(event)
+        # Alone in the gateway: commit on the loop thread now (no group to wait for, nobody to stall).
+        await self.spool.append(event, alone=self.in_flight == 1)
 
     async def _finish_buffered(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
                                endpoint: str, bx: BufferedExchange, result: int, started: float, wall: float) -> None:

@@ -31,7 +31,7 @@ def key_out(row: ApiKey) -> KeyOut:
         site_id=row.site_id, created_at=row.created_at, expires_at=row.expires_at,
         revoked_at=row.revoked_at, last_used_at=row.last_used_at,
         models=list(row.models) if row.models is not None else None,
-        rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget,
+        rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget, money_budget=row.money_budget,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -26,6 +27,9 @@ class TenantCreate(Strict):
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 RateLimit = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Budget = Annotated[int, Field(ge=1, le=2**62)]
+# CNY, exact: a JSON string ("12.50", preferred) or number; ≥ 0 with at most 2 decimal places, so the
+# gateway's micro-CNY counters hold it exactly (≤ 10¹² CNY keeps them within a signed 64-bit integer).
+MoneyBudget = Annotated[Decimal, Field(ge=0, le=10**12, max_digits=15, decimal_places=2)]
 
 
 class TenantOut(BaseModel):
@@ -38,6 +42,7 @@ class TenantOut(BaseModel):
     rpm: int | None = None
     tpm: int | None = None
     token_budget: int | None = None
+    money_budget: Decimal | None = None
 
 
 class TenantLimits(Strict):
@@ -46,6 +51,7 @@ class TenantLimits(Strict):
     rpm: RateLimit | None = Field(default=None, description="requests per minute")
     tpm: RateLimit | None = Field(default=None, description="tokens per minute")
     token_budget: Budget | None = Field(default=None, description="total tokens")
+    money_budget: MoneyBudget | None = Field(default=None, description="total spend in CNY, priced by the price book")
 
 
 class UserCreate(Strict):
@@ -76,6 +82,8 @@ class KeyCreate(Strict):
     rpm: RateLimit | None = Field(default=None, description="requests per minute; null = unlimited")
     tpm: RateLimit | None = Field(default=None, description="tokens per minute; null = unlimited")
     token_budget: Budget | None = Field(default=None, description="total tokens; null = unlimited")
+    money_budget: MoneyBudget | None = Field(
+        default=None, description="total spend in CNY (e.g. \"12.50\"), priced by the price book; null = unlimited")
 
 
 class KeyOut(BaseModel):
@@ -93,6 +101,7 @@ class KeyOut(BaseModel):
     rpm: int | None = None
     tpm: int | None = None
     token_budget: int | None = None
+    money_budget: Decimal | None = None
 
 
 class KeyIssued(KeyOut):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from zhisuan.identity.schemas import KeyCreate, TenantCreate, TenantLimits, User
 from zhisuan.inventory.models import Provider
 
 CONSOLE_SESSION = timedelta(hours=12)
+FEN = Decimal("0.01")
 
 
 def by_ref(session: Session, model: Any, ref: str | int, what: str, field: str = "name") -> Any:
@@ -67,15 +69,27 @@ def delete_tenant(session: Session, principal: Principal, ref: str) -> None:
                                "kept, so the tenant cannot be deleted")
 
 
+def fen(amount: Decimal | None) -> Decimal | None:
+    """A money budget as stored: CNY to the fen ("12.5" → "12.50"); the schema allows no finer amount."""
+    return None if amount is None else amount.quantize(FEN)
+
+
+def limits_detail(row: Tenant) -> dict[str, Any]:
+    """A tenant's limits for the audit log (money as its exact decimal string)."""
+    money = None if row.money_budget is None else str(row.money_budget)
+    return {"rpm": row.rpm, "tpm": row.tpm, "token_budget": row.token_budget, "money_budget": money}
+
+
 def set_tenant_limits(session: Session, principal: Principal, ref: str, body: TenantLimits) -> Tenant:
     """Replace a tenant's inference limits (None = unlimited). Operators only."""
     require_role(principal, "operator")
     tenant = get_tenant(session, principal, ref)
-    before = {"rpm": tenant.rpm, "tpm": tenant.tpm, "token_budget": tenant.token_budget}
+    before = limits_detail(tenant)
     tenant.rpm, tenant.tpm, tenant.token_budget = body.rpm, body.tpm, body.token_budget
+    tenant.money_budget = fen(body.money_budget)
     session.flush()
     audit.record(session, principal, "tenant.limits", "tenant", tenant.name, tenant_id=tenant.id,
-                 detail={"before": before, "after": body.model_dump()})
+                 detail={"before": before, "after": limits_detail(tenant)})
     return tenant
 
 
@@ -155,10 +169,12 @@ def create_key(session: Session, principal: Principal, body: KeyCreate, now: dat
     # Model scopes and limits only restrict a key, so anyone who may create a key may set them.
     row = issued.row
     row.models = sorted(set(body.models)) if body.models is not None else None
-    row.rpm, row.tpm, row.token_budget = body.rpm, body.tpm, body.token_budget
+    row.rpm, row.tpm, row.token_budget, row.money_budget = body.rpm, body.tpm, body.token_budget, fen(body.money_budget)
     session.flush()
     limits = {k: v for k, v in (("models", row.models), ("rpm", row.rpm), ("tpm", row.tpm),
-                                ("token_budget", row.token_budget)) if v is not None}
+                                ("token_budget", row.token_budget),
+                                ("money_budget", None if row.money_budget is None else str(row.money_budget)))
+              if v is not None}
     audit.record(
         session, principal, "key.create", "api_key", row.key_id,
         tenant_id=owner.tenant_id, provider_id=owner.provider_id, detail={"scopes": row.scopes, **limits},

@@ -7,7 +7,7 @@ token it got is still the lease's token, so two processes sharing one database n
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -47,3 +47,11 @@ def lease_is_held(session: Session, name: str, token: str, now: datetime) -> boo
         select(LoopLease.token, LoopLease.expires_at).where(LoopLease.name == name)
     ).one_or_none()
     return current is not None and current[0] == token and current[1] > now
+
+
+def release_lease(session: Session, name: str, holder: str) -> None:
+    """Give the lease up (a clean shutdown), so another process need not wait for it to expire."""
+    session.execute(
+        update(LoopLease).where(LoopLease.name == name, LoopLease.holder == holder)
+        .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC)).execution_options(synchronize_session=False)
+    )

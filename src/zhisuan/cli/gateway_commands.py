@@ -1,0 +1,53 @@
+"""``zhisuan gateway``: an OpenAI-compatible gateway process beside the control plane (``gateway/standalone.py``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zhisuan.cli.client import CliError
+
+
+def gateway(
+    database: Annotated[str, typer.Option(envvar="ZHISUAN_DATABASE_URL",
+                                          help="the control plane's database (keys, limits, price book)")],
+    server: Annotated[str, typer.Option(envvar="ZHISUAN_SERVER", help="control plane URL (receives usage)")],
+    token: Annotated[str, typer.Option(envvar="ZHISUAN_GATEWAY_TOKEN",
+                                       help="operator API key with the 'write' scope, to post usage")],
+    upstream: Annotated[list[str] | None, typer.Option(
+        help="MODEL=http://HOST:PORT of an OpenAI-compatible engine (repeatable; more per model = replicas)",
+    )] = None,
+    redis: Annotated[str | None, typer.Option(
+        envvar="ZHISUAN_REDIS_URL", help="redis://HOST:PORT/DB shared by all gateways (omit = per-process limits)",
+    )] = None,
+    limits_prefix: Annotated[str, typer.Option(help="Redis key prefix of the limit counters")] = "zs:lim:",
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8422,
+    spool_dir: Annotated[Path | None, typer.Option(
+        help="this process's usage spool (default ~/.zhisuan/gateway-PORT)")] = None,
+    provider: Annotated[str, typer.Option(help="provider credited with the tokens")] = "local",
+    key_ttl: Annotated[float, typer.Option(help="seconds a key's grant and limits are cached")] = 5.0,
+) -> None:
+    """Serve /v1 (OpenAI-compatible) with the platform's keys, limits shared through Redis, and usage
+    shipped to the control plane. Run several on one database and Redis for more throughput."""
+    from zhisuan.config import default_data_dir
+    from zhisuan.gateway.standalone import StandaloneConfig, StandaloneError, parse_upstreams, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        config = StandaloneConfig(
+            database_url=database, server=server, token=token, upstreams=parse_upstreams(upstream or []),
+            redis_url=redis, limits_prefix=limits_prefix, host=host, port=port, provider=provider,
+            spool_dir=spool_dir or default_data_dir() / f"gateway-{port}", gateway_id=f"gw{port}",
+            key_ttl_s=key_ttl)
+        run(config)
+    except StandaloneError as error:
+        raise CliError(str(error)) from error
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gateway")(gateway)

@@ -1,0 +1,82 @@
+"""Request and response bodies of the serving API (model registry and deployments)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from zhisuan.identity.schemas import NAME_PATTERN, Strict
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+ENGINE_PATTERN = r"^(llama\.cpp|vllm|vllm-ascend|mindie)$"
+
+
+class ModelRegister(Strict):
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="the name clients send as `model`")
+    source: str = Field(min_length=1, max_length=1000,
+                        description="weights on the serving node: a GGUF file (llama.cpp) or a directory")
+    engine: str = Field(pattern=ENGINE_PATTERN, description="llama.cpp | vllm | vllm-ascend | mindie")
+    context_length: int = Field(default=4096, ge=128, le=1_048_576)
+    stacks: list[str] | None = Field(default=None, max_length=8,
+                                     description="software stacks it runs on (default: the engine's)")
+    embeddings: bool = Field(default=False, description="serve /v1/embeddings from this model")
+    extra_args: list[str] = Field(default_factory=list, max_length=64, description="extra engine flags")
+    description: str = Field(default="", max_length=500)
+
+
+class ModelOut(BaseModel):
+    id: int
+    name: str
+    source: str
+    engine: str
+    context_length: int
+    stacks: list[str]
+    embeddings: bool
+    extra_args: list[str]
+    description: str
+    created_at: datetime
+
+
+class DeploymentCreate(Strict):
+    model: str = Field(min_length=1, max_length=128, description="registered model name or id")
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: derived from the model")
+    replicas: int = Field(default=1, ge=1, le=64)
+    devices_per_replica: int = Field(default=0, ge=0, le=16, description="0 = a CPU replica (llama.cpp)")
+    milli_per_device: int = Field(default=1000, ge=1, le=1000,
+                                  description="share of each device; below 1000 only with one device")
+    cpu_cores: float = Field(default=1.0, gt=0, le=512)
+    memory_gib: float = Field(default=1.0, gt=0, le=16384)
+    site: str | None = Field(default=None, max_length=64, description="keep replicas in this site")
+    tenant: str | None = Field(default=None, max_length=64,
+                               description="owner (operators only; default: the platform's public MaaS)")
+
+
+class ReplicaOut(BaseModel):
+    index: int
+    node: str | None
+    devices: list[int]
+    state: str
+    port: int | None
+    restarts: int
+    message: str
+    updated_at: datetime
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    name: str
+    model: str
+    engine: str
+    tenant: str | None
+    replicas: int
+    devices_per_replica: int
+    milli_per_device: int
+    cpu_cores: float
+    memory_gib: float
+    site: str | None
+    status: str
+    message: str
+    created_at: datetime
+    stopped_at: datetime | None
+    replica_states: list[ReplicaOut]

@@ -1,0 +1,339 @@
+"""The model registry and deployments: register a model, deploy N replicas, undeploy.
+
+Deploying is all-or-nothing. In one transaction, for each replica in turn: take the live snapshot
+(devices held in the allocation ledger and CPU/memory held by running replicas subtracted), ask the
+placement core (``core.placement.place``, the same engine as the trace replay and the placement
+preview) for a node, record the replica, and hold its devices with allocation rows (purpose
+``service``, ref ``deployment:<id>/<index>``) through ``billing.service.create_allocations``. If any
+replica does not fit, the whole deployment is refused with the placement engine's per-node reasons
+and nothing is written.
+
+Who pays for the devices: a tenant's own deployment holds them for that tenant (billable device
+time, or inside the tenant's lease when the node is one it leases); the platform's public MaaS
+holds them for the reserved tenant ``platform-maas``, not billable — the platform recovers that
+cost through token prices.
+
+Undeploying: replicas a runtime has started are drained by that runtime (it stops new traffic,
+lets in-flight requests finish, stops the engine, then reports them stopped); replicas nobody
+started stop at once. A stopped replica's allocations end at that moment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from zhisuan.billing import models as b
+from zhisuan.billing.schemas import AllocationCreate
+from zhisuan.billing.service import create_allocations
+from zhisuan.bootstrap import system_principal
+from zhisuan.catalog.loader import Catalog
+from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
+from zhisuan.engines.profiles import ENGINE_STACK
+from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
+from zhisuan.identity import audit
+from zhisuan.identity.access import Principal, require_role
+from zhisuan.identity.models import Tenant
+from zhisuan.identity.service import by_ref, flush_or_conflict
+from zhisuan.inventory.models import Node, Site
+from zhisuan.placement.service import live_snapshot
+from zhisuan.serving import schemas as s
+from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
+
+PLATFORM_TENANT = "platform-maas"
+ACTIVE_DEPLOYMENT = ("deploying", "running", "degraded", "draining")
+# Replica states in which a runtime has an engine process for it (it must drain it to stop it).
+RUNNING_REPLICA = ("starting", "healthy", "unhealthy", "draining")
+HOLDING_REPLICA = ("pending", *RUNNING_REPLICA)
+PLACEMENT_POLICY = "zhisuan"
+# The catalog's names of the stacks the engines run on ("cpu" means no accelerator).
+CATALOG_STACK = {"cpu": "cpu", "cuda": "CUDA", "cann": "CANN"}
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def register_model(session: Session, principal: Principal, body: s.ModelRegister) -> ServedModel:
+    require_role(principal, "operator")
+    engine_stack = CATALOG_STACK[ENGINE_STACK[body.engine]]
+    stacks = body.stacks if body.stacks is not None else [engine_stack]
+    for n, stack in enumerate(stacks):
+        if stack.lower() != engine_stack.lower():
+            raise InvalidInput(f"engine {body.engine} runs on {engine_stack}, not {stack}", field=f"stacks.{n}")
+    if body.engine == "llama.cpp" and not body.source.endswith(".gguf"):
+        raise InvalidInput("llama.cpp serves GGUF files: source must end in .gguf", field="source")
+    if session.execute(select(ServedModel.id).where(ServedModel.name == body.name)).first():
+        raise Conflict(f"a model named '{body.name}' is already registered", field="name")
+    row = ServedModel(name=body.name, source=body.source, engine=body.engine, context_length=body.context_length,
+                      stacks=stacks, embeddings=body.embeddings, extra_args=list(body.extra_args),
+                      description=body.description)
+    session.add(row)
+    session.flush()
+    audit.record(session, principal, "model.register", "model", body.name, detail={"engine": body.engine})
+    return row
+
+
+def list_models(session: Session) -> list[ServedModel]:
+    return list(session.execute(select(ServedModel).order_by(ServedModel.name)).scalars())
+
+
+def get_model(session: Session, ref: str) -> ServedModel:
+    row: ServedModel = by_ref(session, ServedModel, ref, "model")
+    return row
+
+
+def delete_model(session: Session, principal: Principal, ref: str) -> None:
+    require_role(principal, "operator")
+    row = get_model(session, ref)
+    in_use = session.execute(select(ModelDeployment.name).where(
+        ModelDeployment.model_id == row.id, ModelDeployment.status.in_(ACTIVE_DEPLOYMENT))).scalars().first()
+    if in_use:
+        raise Conflict(f"model '{row.name}' is served by deployment '{in_use}': undeploy it first", field="model")
+    session.delete(row)
+    flush_or_conflict(session, f"model '{row.name}' is still referenced by past deployments")
+    audit.record(session, principal, "model.delete", "model", row.name)
+
+
+# ----------------------------------------------------------------------------- deploying
+
+
+def deployment_owner(session: Session, principal: Principal, body: s.DeploymentCreate) -> Tenant | None:
+    """Tenants deploy for themselves; operators for a named tenant or for the platform (None)."""
+    require_role(principal, "operator", "tenant")
+    if principal.role == "tenant":
+        own: Tenant = session.get_one(Tenant, principal.tenant_id)
+        if body.tenant is not None and body.tenant not in (own.name, str(own.id)):
+            raise Forbidden("a tenant deploys only for itself")
+        return own
+    if body.tenant is None:
+        return None
+    tenant: Tenant = by_ref(session, Tenant, body.tenant, "tenant")
+    return tenant
+
+
+def platform_tenant(session: Session) -> Tenant:
+    """The reserved tenant holding the platform's own MaaS capacity (created on first use)."""
+    row = session.execute(select(Tenant).where(Tenant.name == PLATFORM_TENANT)).scalar_one_or_none()
+    if row is None:
+        row = Tenant(name=PLATFORM_TENANT, display_name="the platform's public MaaS (holds its replicas' devices)")
+        session.add(row)
+        session.flush()
+    return row
+
+
+def deployment_name(session: Session, body: s.DeploymentCreate, model: ServedModel) -> str:
+    taken = set(session.execute(select(ModelDeployment.name)).scalars())
+    if body.name is not None:
+        if body.name in taken:
+            raise Conflict(f"a deployment named '{body.name}' exists", field="name")
+        return body.name
+    base = re.sub(r"[^a-z0-9-]+", "-", model.name.lower()).strip("-")[:56] or "model"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def check_shape(body: s.DeploymentCreate, model: ServedModel) -> str | None:
+    """The catalog stack a replica's devices must run (None for a CPU replica)."""
+    stack = CATALOG_STACK[ENGINE_STACK[model.engine]]
+    if body.devices_per_replica == 0:
+        if stack != "cpu":
+            raise InvalidInput(f"engine {model.engine} needs accelerators: set devices_per_replica ≥ 1",
+                               field="devices_per_replica")
+        return None
+    if stack == "cpu":
+        raise InvalidInput(f"engine {model.engine} runs on CPU: devices_per_replica must be 0",
+                           field="devices_per_replica")
+    if body.milli_per_device < 1000 and body.devices_per_replica > 1:
+        raise InvalidInput("a share of a device (milli_per_device < 1000) is only possible with one device",
+                           field="milli_per_device")
+    return stack
+
+
+def create_deployment(session: Session, catalog: Catalog, principal: Principal, body: s.DeploymentCreate,
+                      now: datetime) -> ModelDeployment:
+    model = get_model(session, body.model)
+    stack = check_shape(body, model)
+    owner = deployment_owner(session, principal, body)
+    site = by_ref(session, Site, body.site, "site") if body.site is not None else None
+    row = ModelDeployment(
+        name=deployment_name(session, body, model), model_id=model.id, tenant_id=owner.id if owner else None,
+        replicas=body.replicas, devices_per_replica=body.devices_per_replica, milli_per_device=body.milli_per_device,
+        cpu_milli=round(body.cpu_cores * 1000), memory_mib=round(body.memory_gib * 1024),
+        site_id=site.id if site else None, status="deploying", message="placed; waiting for replicas to start",
+        created_at=now)
+    session.add(row)
+    session.flush()
+    holder = owner or platform_tenant(session)
+    request = PlacementRequest(
+        cpu_milli=row.cpu_milli, memory_mib=row.memory_mib, device_count=body.devices_per_replica,
+        milli_per_device=body.milli_per_device if body.devices_per_replica else 1000, stack=stack,
+        tenant=owner.name if owner else None)
+    for index in range(body.replicas):
+        place_replica(session, catalog, row, index, request, site, holder, now)
+    audit.record(session, principal, "deployment.create", "deployment", row.name,
+                 tenant_id=row.tenant_id, detail={"model": model.name, "replicas": body.replicas})
+    return row
+
+
+def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, index: int, request: PlacementRequest,
+                  site: Site | None, holder: Tenant, now: datetime) -> DeploymentReplica:
+    """Place one replica on the snapshot as it is *now* (earlier replicas' holdings included)."""
+    snapshot = serving_snapshot(session, catalog, now, site.name if site else None)
+    decision = place(snapshot, request, policy=PLACEMENT_POLICY)
+    if isinstance(decision, Rejection):
+        # The rejection's message already counts nodes per reason ("3 nodes: not enough free CPU; …").
+        raise Conflict(f"replica {index + 1} of {row.replicas} does not fit: {decision.message}", field="replicas")
+    site_name, _, node_name = decision.node.partition("/")
+    node = session.execute(select(Node).join(Site).where(Site.name == site_name, Node.name == node_name)).scalar_one()
+    replica = DeploymentReplica(deployment_id=row.id, index=index, node_id=node.id,
+                                device_indices=list(decision.device_indices), state="pending", updated_at=now)
+    session.add(replica)
+    session.flush()
+    if decision.device_indices:
+        create_allocations(session, system_principal(), AllocationCreate(
+            tenant=str(holder.id), node=str(node.id), devices=list(decision.device_indices),
+            milli=decision.milli_per_device, purpose="service", ref=allocation_ref(row.id, index),
+            billable=False if holder.name == PLATFORM_TENANT else None), now)
+    return replica
+
+
+def allocation_ref(deployment_id: int, index: int) -> str:
+    return f"deployment:{deployment_id}/{index}"
+
+
+def serving_snapshot(session: Session, catalog: Catalog, now: datetime, site: str | None) -> ClusterSnapshot:
+    """The live snapshot minus the CPU and memory that placed replicas hold (devices are in the ledger)."""
+    snapshot = live_snapshot(session, catalog, now)
+    held_cpu: dict[int, int] = defaultdict(int)
+    held_mem: dict[int, int] = defaultdict(int)
+    rows = session.execute(
+        select(DeploymentReplica.node_id, ModelDeployment.cpu_milli, ModelDeployment.memory_mib)
+        .join(ModelDeployment).where(DeploymentReplica.state.in_(HOLDING_REPLICA),
+                                     DeploymentReplica.node_id.is_not(None)))
+    for node_id, cpu, mem in rows:
+        assert node_id is not None  # filtered above
+        held_cpu[node_id] += cpu
+        held_mem[node_id] += mem
+    names = {f"{site_name}/{node_name}": node_id for node_id, node_name, site_name in session.execute(
+        select(Node.id, Node.name, Site.name).join(Site))}
+    nodes = []
+    for node in snapshot.nodes:
+        if site is not None and node.site != site:
+            continue
+        node_id = names[node.name]
+        nodes.append(replace(node, cpu_milli_free=max(0, node.cpu_milli_free - held_cpu[node_id]),
+                             memory_mib_free=max(0, node.memory_mib_free - held_mem[node_id])))
+    return ClusterSnapshot(nodes=tuple(nodes))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def deployment_query(principal: Principal):  # type: ignore[no-untyped-def]
+    """Operators see every deployment; tenants their own and the platform's public ones; providers none."""
+    query = select(ModelDeployment).options(selectinload(ModelDeployment.replica_rows),
+                                            selectinload(ModelDeployment.model)).order_by(ModelDeployment.id)
+    if principal.role == "tenant":
+        return query.where((ModelDeployment.tenant_id == principal.tenant_id) | ModelDeployment.tenant_id.is_(None))
+    require_role(principal, "operator")
+    return query
+
+
+def list_deployments(session: Session, principal: Principal, include_stopped: bool = False) -> list[ModelDeployment]:
+    query = deployment_query(principal)
+    if not include_stopped:
+        query = query.where(ModelDeployment.status.in_(ACTIVE_DEPLOYMENT))
+    return list(session.execute(query).scalars())
+
+
+def get_deployment(session: Session, principal: Principal, ref: str) -> ModelDeployment:
+    column = ModelDeployment.id if ref.isdigit() else ModelDeployment.name
+    value: int | str = int(ref) if ref.isdigit() else ref
+    row = session.execute(deployment_query(principal).where(column == value)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"deployment '{ref}' not found", field="deployment")
+    return row  # type: ignore[no-any-return]
+
+
+def deployment_out(session: Session, row: ModelDeployment) -> s.DeploymentOut:
+    node_ids = {r.node_id for r in row.replica_rows if r.node_id is not None}
+    labels = {node_id: f"{site}/{name}" for node_id, name, site in session.execute(
+        select(Node.id, Node.name, Site.name).join(Site).where(Node.id.in_(node_ids)))} if node_ids else {}
+    tenant = session.get(Tenant, row.tenant_id) if row.tenant_id is not None else None
+    site = session.get(Site, row.site_id) if row.site_id is not None else None
+    return s.DeploymentOut(
+        id=row.id, name=row.name, model=row.model.name, engine=row.model.engine, tenant=tenant.name if tenant else None,
+        replicas=row.replicas, devices_per_replica=row.devices_per_replica, milli_per_device=row.milli_per_device,
+        cpu_cores=row.cpu_milli / 1000, memory_gib=row.memory_mib / 1024, site=site.name if site else None,
+        status=row.status, message=row.message, created_at=row.created_at, stopped_at=row.stopped_at,
+        replica_states=[s.ReplicaOut(index=r.index, node=labels.get(r.node_id) if r.node_id else None,
+                                     devices=list(r.device_indices), state=r.state, port=r.port,
+                                     restarts=r.restarts, message=r.message, updated_at=r.updated_at)
+                        for r in row.replica_rows])
+
+
+# ----------------------------------------------------------------------------- undeploying and runtime reports
+
+
+def undeploy(session: Session, principal: Principal, ref: str, now: datetime) -> ModelDeployment:
+    row = get_deployment(session, principal, ref)
+    if principal.role == "tenant" and row.tenant_id != principal.tenant_id:
+        raise Forbidden("only the platform's operators undeploy the public MaaS")
+    if row.status in ("stopped", "failed"):
+        raise Conflict(f"deployment '{row.name}' is already {row.status}", field="deployment")
+    row.status, row.message = "draining", "undeploying: draining replicas"
+    for replica in row.replica_rows:
+        if replica.state in RUNNING_REPLICA:
+            replica.state, replica.updated_at = "draining", now
+        elif replica.state == "pending":
+            stop_replica(session, row, replica, now, "undeployed before it started")
+    refresh_status(row, now)
+    audit.record(session, principal, "deployment.undeploy", "deployment", row.name, tenant_id=row.tenant_id)
+    return row
+
+
+def stop_replica(session: Session, row: ModelDeployment, replica: DeploymentReplica, now: datetime,
+                 message: str) -> None:
+    """The replica no longer runs: release its devices (its allocations end now)."""
+    replica.state, replica.message, replica.updated_at = "stopped", message, now
+    session.execute(update(b.Allocation).where(
+        b.Allocation.ref == allocation_ref(row.id, replica.index), b.Allocation.purpose == "service",
+        b.Allocation.end.is_(None)).values(end=now).execution_options(synchronize_session=False))
+
+
+def refresh_status(row: ModelDeployment, now: datetime) -> None:
+    """The deployment's status from its replicas' states (draining ends in stopped)."""
+    states = [r.state for r in row.replica_rows]
+    if row.status == "draining":
+        if all(state in ("stopped", "failed") for state in states):
+            row.status, row.message, row.stopped_at = "stopped", "undeployed", now
+        return
+    healthy = states.count("healthy")
+    progress = f"{healthy} of {len(states)} replicas healthy"
+    if states and all(state == "failed" for state in states):
+        row.status, row.message, row.stopped_at = "failed", "every replica failed to start", now
+    elif healthy == len(states):
+        row.status, row.message = "running", progress
+    elif any(state in ("unhealthy", "failed") for state in states):
+        row.status, row.message = "degraded", progress
+    else:  # the rest are still pending or starting
+        row.status, row.message = "deploying", progress
+
+
+def replicas_on_node(session: Session, node_id: int) -> Iterable[tuple[ModelDeployment, DeploymentReplica]]:
+    """Every replica placed on one node of an active deployment, with its deployment (for a runtime)."""
+    rows = session.execute(
+        select(DeploymentReplica, ModelDeployment).join(ModelDeployment)
+        .options(selectinload(ModelDeployment.model))
+        .where(DeploymentReplica.node_id == node_id, ModelDeployment.status.in_(ACTIVE_DEPLOYMENT))
+        .order_by(ModelDeployment.id, DeploymentReplica.index)).all()
+    return [(deployment, replica) for replica, deployment in rows]
