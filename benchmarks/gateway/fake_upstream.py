@@ -6,7 +6,9 @@ Answers /v1/chat/completions, /v1/completions (streaming and not, with ``usage``
 when ``stream_options.include_usage``), /v1/embeddings, /v1/models and /health with canned text:
 ``max_tokens`` (default 5) tokens of "tok ", prompt_tokens = 7. raw asyncio + httptools + uvloop,
 so it costs the benchmark's shared core as little as possible. ``--close-before-response`` makes it
-accept a connection and drop it without a byte (the "fails before the first byte" case).
+accept a connection and drop it without a byte (the "fails before the first byte" case);
+``--stall`` makes it read completion and embedding requests and never answer them (/health still
+answers), the case of the gateway's first-byte timeout.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class Upstream(asyncio.Protocol):
         if path in (b"/health", b"/v1/models"):
             self.respond(b'{"status":"ok"}')
             return
+        if self.opts.stall:
+            return  # keeps the connection open and says nothing
         req = json.loads(b"".join(self.body) or b"{}")
         model = req.get("model", "fake")
         n = int(req.get("max_tokens") or 5)
@@ -168,6 +172,7 @@ def main() -> None:
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--chunk-delay-ms", type=float, default=0.0)
     p.add_argument("--close-before-response", action="store_true")
+    p.add_argument("--stall", action="store_true")
     opts = p.parse_args()
     try:
         import uvloop

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, Clock, h100_node
-from zhisuan.serving.runtime import finish_drain, plan_changes, record_replica
+from zhisuan.serving.runtime import Observed, finish_drain, plan_changes, record_replica
 from zhisuan.store.base import transaction
 
 VLLM = {"name": "qwen2.5-7b-instruct", "source": "/models/qwen2.5-7b-instruct", "engine": "vllm",
@@ -171,13 +171,16 @@ def test_runtime_reports_drive_status_and_draining_ends_the_allocations(fleet: A
 
     def report(index: int, state: str) -> None:
         with transaction(sessions) as session:
-            record_replica(session, out["id"], index, state, 4000 + index, 0, "", clock.now)
+            record_replica(session, Observed(out["id"], index, state, 4000 + index, 0, in_flight=index, slots=2),
+                           clock.now)
 
     report(0, "healthy")
     report(1, "starting")
     assert fleet.ok("GET", f"/deployments/{out['id']}", "operator")["status"] == "deploying"
     report(1, "healthy")
-    assert fleet.ok("GET", f"/deployments/{out['id']}", "operator")["status"] == "running"
+    running = fleet.ok("GET", f"/deployments/{out['id']}", "operator")
+    assert running["status"] == "running"
+    assert [(r["in_flight"], r["load"]) for r in running["replica_states"]] == [(0, 0.0), (1, 0.5)]
     report(1, "unhealthy")
     assert fleet.ok("GET", f"/deployments/{out['id']}", "operator")["status"] == "degraded"
 

@@ -22,8 +22,9 @@ def api() -> ApiClient:
 
 
 def with_where(row: dict[str, Any]) -> dict[str, Any]:
-    """One cell summarising the replicas: ``local/vm:healthy, local/vm:starting``."""
-    where = ", ".join(f"{r['node'] or '?'}{r['devices'] or ''}:{r['state']}" for r in row["replica_states"])
+    """One cell summarising the replicas: ``local/vm:healthy(load 0.5), local/vm:starting``."""
+    where = ", ".join(f"{r['node'] or '?'}{r['devices'] or ''}:{r['state']}"
+                      + (f"(load {r['load']:g})" if r["state"] == "healthy" else "") for r in row["replica_states"])
     return {**row, "where": where or "-"}
 
 

@@ -28,6 +28,7 @@ class Deployment:
         self.spec = spec
         self.router = router
         self.name = name or spec.name
+        self.assignments = list(assignments)
         self.supervisors: list[ReplicaSupervisor] = []
         for i, assignment in zip(indices or range(len(assignments)), assignments, strict=True):
             rid = f"{self.name}-{i}"
@@ -69,6 +70,11 @@ class Deployment:
     async def stop(self) -> None:
         """Undeploy: drain every replica, then stop it."""
         await asyncio.gather(*(s.stop() for s in self.supervisors))
+
+    @property
+    def slots(self) -> list[int]:
+        """Each replica's parallel request slots (its capacity, for load = in flight / slots)."""
+        return [a.parallel for a in self.assignments]
 
     @property
     def replicas(self) -> list[ReplicaProcess]:

@@ -2,8 +2,19 @@
 
 Per request: bearer key → grant (cached) → JSON body → model route and key scope → limits →
 least-outstanding healthy replica → forward on a pooled keep-alive connection. A replica that fails
-before sending its first byte is retried on another one (up to ``max_attempts``); when none is
-healthy the client gets a 503 ``no_healthy_replica``.
+before sending its first byte is retried on another one (up to ``max_attempts``).
+
+First-byte timeout: a replica that sends no byte of its response within ``first_byte_timeout_s``
+(streams, default 30 s: room for a CPU engine's prompt processing and queueing) or
+``nonstream_first_byte_timeout_s`` (non-streaming requests and embeddings, default 600 s: their
+first byte comes only when the whole answer is generated) counts as failed before the first byte
+(metric ``errors{kind="first_byte_timeout"}``): its connection is closed (the engine stops), it is
+ejected for a moment, and the request is retried on another healthy replica.
+When no replica answers, the client gets an OpenAI-shaped error:
+- 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
+  (the SDKs retry 5xx by default);
+- 503 ``service_unavailable`` / ``no_healthy_replica`` (``retry-after: 1``) if none could be reached.
+Neither writes a usage event: no replica produced anything the gateway could meter.
 
 Metering rules (exactly one ``UsageEvent`` per forwarded request):
 - tokens are the engine's own counts: ``usage`` of a response; for streams the gateway asks the
@@ -33,7 +44,7 @@ from typing import Any
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.metrics import GatewayMetrics
 from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, UsageEvent
-from zhisuan.gateway.router import Replica, Router
+from zhisuan.gateway.router import ModelRoute, Replica, Router
 from zhisuan.gateway.upstream import Exchange, UpstreamConnection
 from zhisuan.gateway.usage import UsageSpool
 
@@ -184,9 +195,21 @@ class StreamExchange(FutureExchange):
             self.future.set_result(FAILED)
 
 
+class Tries:
+    """The replicas one request has tried, and how the failed tries failed."""
+
+    __slots__ = ("tried", "reuse_retried", "timed_out")
+
+    def __init__(self) -> None:
+        self.tried: set[str] = set()
+        self.reuse_retried = False
+        self.timed_out = False
+
+
 class Gateway:
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
-                 *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw") -> None:
+                 *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
+                 first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0) -> None:
         self.router = router
         self.keys = keys
         self.limiter = limiter
@@ -194,6 +217,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.metrics.outstanding = router.gauges
         self.max_attempts = max_attempts
+        self.first_byte_timeout_s = first_byte_timeout_s
+        self.nonstream_first_byte_timeout_s = nonstream_first_byte_timeout_s
         self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
         self._seq = 0
         self.in_flight = 0  # forwarded requests not yet answered (decides inline spool commits)
@@ -271,9 +296,52 @@ class Gateway:
             self.in_flight -= 1
 
     async def _forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
+        admitted = await self._admit(conn, req)
+        if admitted is None:
+            return
+        grant, body, model, route = admitted
+        stream = bool(body.get("stream")) and endpoint != "embeddings"
+        payload, client_wants_usage = self._payload(req.body, body, stream)
+        timeout = self.first_byte_timeout_s if stream else self.nonstream_first_byte_timeout_s
+        started = time.monotonic()
+        wall = time.time()
+        event_id = self.next_event_id()
+        tries = Tries()
+        loop = asyncio.get_running_loop()
+        for _ in range(self.max_attempts + 1):
+            replica = route.pick(tries.tried)
+            if replica is None:
+                break
+            replica.outstanding += 1
+            try:
+                up = await self._connect(model, replica, tries)
+                if up is None:
+                    continue
+                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, len(payload))
+                fut: asyncio.Future[int] = loop.create_future()
+                x = StreamExchange(fut, conn, up, client_wants_usage, started, event_id) if stream \
+                    else BufferedExchange(fut)
+                up.send(head + payload, x, timeout)
+                result = await fut
+                if result == RETRY:
+                    self._retry_bookkeeping(model, replica, up, tries)
+                    continue
+                if isinstance(x, StreamExchange):
+                    await self._finish_stream(conn, event_id, grant, model, replica, endpoint, x, result, body,
+                                              started, wall)
+                else:
+                    await self._finish_buffered(conn, event_id, grant, model, replica, endpoint, x, result,
+                                                started, wall)
+                return
+            finally:
+                replica.outstanding -= 1
+        self._unavailable(conn, model, timeout if tries.timed_out else None)
+
+    async def _admit(self, conn: HttpConnection, req: Request) -> tuple[KeyGrant, dict[str, Any], str, ModelRoute] | None:
+        """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
         grant = await self._grant(conn, req)
         if grant is None:
-            return
+            return None
         try:
             body = json.loads(req.body)
             if not isinstance(body, dict):
@@ -281,88 +349,70 @@ class Gateway:
         except ValueError:
             conn.respond(400, error_body("We could not parse the JSON body of your request.",
                                          "invalid_request_error"))
-            return
+            return None
         model = body.get("model")
         if not isinstance(model, str) or not model:
             conn.respond(400, error_body("You must provide a model parameter.", "invalid_request_error",
                                          None, "model"))
-            return
+            return None
         route = self.router.get(model)
         if route is None or not route.replicas or not grant.may_use(model):
             conn.respond(404, error_body(f"The model '{model}' does not exist or you do not have access to it.",
                                          "invalid_request_error", "model_not_found", "model"))
             self.metrics.reject(model, "model_not_found")
-            return
+            return None
         denial = await self.limiter.admit(grant, model)
         if denial is not None:
             self._limit_response(conn, model, denial)
+            return None
+        return grant, body, model, route
+
+    @staticmethod
+    def _payload(raw: bytes, body: dict[str, Any], stream: bool) -> tuple[bytes, bool]:
+        """The body to send upstream (streams ask the engine for a final usage chunk) and whether the
+        client asked for that chunk itself."""
+        if not stream:
+            return raw, False
+        so = body.get("stream_options")
+        so = so if isinstance(so, dict) else {}
+        if so.get("include_usage"):
+            return raw, True
+        body["stream_options"] = {**so, "include_usage": True}
+        return json.dumps(body, separators=(",", ":")).encode(), False
+
+    async def _connect(self, model: str, replica: Replica, tries: Tries) -> UpstreamConnection | None:
+        try:
+            return await replica.pool.acquire()
+        except (TimeoutError, OSError):
+            replica.eject()
+            tries.tried.add(replica.id)
+            stats = self.metrics.of(model, replica.id)
+            stats.errors["connect"] = stats.errors.get("connect", 0) + 1
+            return None
+
+    def _unavailable(self, conn: HttpConnection, model: str, timed_out_after: float | None) -> None:
+        """No replica answered: 504 if one was reached but sent nothing in time, else 503."""
+        if timed_out_after is not None:
+            conn.respond(504, error_body(f"No replica of model '{model}' started answering within "
+                                         f"{timed_out_after:g} s; try again later.", "server_error",
+                                         "upstream_timeout"))
+            self.metrics.reject(model, "upstream_timeout")
             return
-        stream = bool(body.get("stream")) and endpoint != "embeddings"
-        payload = req.body
-        client_wants_usage = False
-        if stream:
-            so = body.get("stream_options")
-            so = so if isinstance(so, dict) else {}
-            client_wants_usage = bool(so.get("include_usage"))
-            if not client_wants_usage:
-                body["stream_options"] = {**so, "include_usage": True}
-                payload = json.dumps(body, separators=(",", ":")).encode()
-        started = time.monotonic()
-        wall = time.time()
-        event_id = self.next_event_id()
-        tried: set[str] = set()
-        reuse_retried = False
-        loop = asyncio.get_running_loop()
-        for _ in range(self.max_attempts + 1):
-            replica = route.pick(tried)
-            if replica is None:
-                break
-            replica.outstanding += 1
-            try:
-                try:
-                    up = await replica.pool.acquire()
-                except (TimeoutError, OSError):
-                    replica.eject()
-                    tried.add(replica.id)
-                    self.metrics.of(model, replica.id).errors["connect"] = \
-                        self.metrics.of(model, replica.id).errors.get("connect", 0) + 1
-                    continue
-                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, len(payload))
-                fut: asyncio.Future[int] = loop.create_future()
-                if stream:
-                    sx = StreamExchange(fut, conn, up, client_wants_usage, started, event_id)
-                    up.send(head + payload, sx)
-                    result = await fut
-                    if result == RETRY:
-                        tried, reuse_retried = self._retry_bookkeeping(model, replica, up, tried, reuse_retried)
-                        continue
-                    await self._finish_stream(conn, event_id, grant, model, replica, endpoint, sx, result, body,
-                                              started, wall)
-                else:
-                    bx = BufferedExchange(fut)
-                    up.send(head + payload, bx)
-                    result = await fut
-                    if result == RETRY:
-                        tried, reuse_retried = self._retry_bookkeeping(model, replica, up, tried, reuse_retried)
-                        continue
-                    await self._finish_buffered(conn, event_id, grant, model, replica, endpoint, bx, result,
-                                                started, wall)
-                return
-            finally:
-                replica.outstanding -= 1
         conn.respond(503, error_body(f"No healthy replica of model '{model}' is available; try again later.",
                                      "service_unavailable", "no_healthy_replica"), extra=b"retry-after: 1\r\n")
         self.metrics.reject(model, "no_healthy_replica")
 
-    def _retry_bookkeeping(self, model: str, replica: Replica, up: UpstreamConnection, tried: set[str],
-                           reuse_retried: bool) -> tuple[set[str], bool]:
+    def _retry_bookkeeping(self, model: str, replica: Replica, up: UpstreamConnection, tries: Tries) -> None:
         stats = self.metrics.of(model, replica.id)
-        stats.errors["before_first_byte"] = stats.errors.get("before_first_byte", 0) + 1
-        if up.reused and not reuse_retried:
-            return tried, True  # a stale keep-alive connection: the replica itself may be fine
+        kind = "first_byte_timeout" if up.timed_out else "before_first_byte"
+        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+        if up.timed_out:
+            tries.timed_out = True
+        elif up.reused and not tries.reuse_retried:
+            tries.reuse_retried = True  # a stale keep-alive connection: the replica itself may be fine
+            return
         replica.eject()
-        tried.add(replica.id)
-        return tried, reuse_retried
+        tries.tried.add(replica.id)
 
     def _event(self, event_id: str, grant: KeyGrant, model: str, replica: Replica, endpoint: str, p: int, c: int,
                stream: bool, status: str, wall: float, estimated: bool = False) -> UsageEvent:

@@ -44,6 +44,11 @@ class GatewayConfig:
     # "memory" or "sqlite:<path>"
     sink: str = "memory"
     ship_interval_s: float = 0.2
+    # A replica silent this long after a request counts as failed before its first byte and the
+    # request moves to another replica (proxy.py). Streams get their head and first tokens early;
+    # a non-streaming answer (and embeddings) comes in one piece when generation is done.
+    first_byte_timeout_s: float = 30.0
+    nonstream_first_byte_timeout_s: float = 600.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GatewayConfig:
@@ -90,7 +95,9 @@ class GatewayServer:
         self.sink = sink
         self.spool = UsageSpool(config.spool_dir, fsync=config.fsync)
         self.shipper = SpoolShipper(config.spool_dir, sink, interval_s=config.ship_interval_s)
-        self.gateway = Gateway(self.router, keys, self.limiter, self.spool, gateway_id=config.gateway_id)
+        self.gateway = Gateway(self.router, keys, self.limiter, self.spool, gateway_id=config.gateway_id,
+                               first_byte_timeout_s=config.first_byte_timeout_s,
+                               nonstream_first_byte_timeout_s=config.nonstream_first_byte_timeout_s)
         self._server: asyncio.Server | None = None
         self._ship_task: asyncio.Task[None] | None = None
 

@@ -1,7 +1,9 @@
 """Persistent HTTP/1.1 keep-alive connections to one replica, parsed with httptools.
 
 A connection carries one exchange at a time and calls its ``Exchange`` back from the protocol
-callbacks — no task switch per response chunk.
+callbacks — no task switch per response chunk. ``send`` may arm a first-byte timeout: a replica
+that sends no byte of its response in time fails the exchange "before the first byte" (retryable)
+with ``FirstByteTimeout``, and the connection is closed (an engine stops work for a closed client).
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import asyncio
 
 import httptools  # type: ignore[import-untyped]
+
+
+class FirstByteTimeout(TimeoutError):
+    """The replica sent no byte of its response within the first-byte timeout."""
 
 
 class Exchange:
@@ -32,13 +38,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.closed = False
         self.reused = False
+        self.timed_out = False
+        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
+        if not self.got_bytes:
+            self.got_bytes = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -69,9 +81,10 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.on_complete()
 
     # ours
-    def send(self, data: bytes, exchange: Exchange) -> None:
+    def send(self, data: bytes, exchange: Exchange, first_byte_timeout_s: float | None = None) -> None:
         self.exchange = exchange
         self.got_bytes = False
+        self.timed_out = False
         # The upstream may have closed between connect (or pooling) and now: connection_lost then
         # ran with no exchange to fail, and a write to a closed transport is silently dropped —
         # the request would wait forever. Fail it at once as "before the first byte" (retryable).
@@ -79,9 +92,21 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ConnectionResetError("upstream closed the connection before the request was sent"))
             return
         self.transport.write(data)
+        if first_byte_timeout_s is not None:
+            self._timer = asyncio.get_running_loop().call_later(first_byte_timeout_s, self._first_byte_timeout,
+                                                                first_byte_timeout_s)
+
+    def _first_byte_timeout(self, after_s: float) -> None:
+        self._timer = None
+        if self.exchange is not None and not self.got_bytes:
+            self.timed_out = True
+            self._fail(FirstByteTimeout(f"no response byte within {after_s:g} s"))
 
     def _fail(self, exc: Exception) -> None:
         exchange, self.exchange = self.exchange, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.close()
         if exchange is not None:
             exchange.on_error(exc, not self.got_bytes)

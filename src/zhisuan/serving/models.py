@@ -77,6 +77,9 @@ class DeploymentReplica(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
+    # Load as the runtime last sampled it: requests in flight over the engine's parallel slots.
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    slots: Mapped[int] = mapped_column(Integer, default=1)
     message: Mapped[str] = mapped_column(String(1000), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

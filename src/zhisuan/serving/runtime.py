@@ -70,6 +70,8 @@ class Observed:
     port: int | None
     restarts: int
     message: str = ""
+    in_flight: int = 0
+    slots: int = 1
 
 
 def plan_changes(desired: list[Desired], running: set[int]) -> tuple[list[Desired], list[int]]:
@@ -159,8 +161,13 @@ class ServingRuntime:
 
     def observe(self) -> list[Observed]:
         # A supervisor reports "stopped" before its first spawn: only finish_drain stops a replica.
-        seen = [Observed(did, int(p.replica_id.rsplit("-", 1)[1]), p.state, p.port or None, p.restarts)
-                for did, dep in self.running.items() for p in dep.replicas if p.state in service.RUNNING_REPLICA]
+        seen = []
+        for did, dep in self.running.items():
+            for p, slots in zip(dep.replicas, dep.slots, strict=True):
+                if p.state in service.RUNNING_REPLICA:
+                    routed = self.router.by_id.get(p.replica_id)
+                    seen.append(Observed(did, int(p.replica_id.rsplit("-", 1)[1]), p.state, p.port or None,
+                                         p.restarts, in_flight=routed.outstanding if routed else 0, slots=slots))
         seen += [Observed(did, index, "failed", None, 0, why) for (did, index), why in self.failed.items()]
         return seen
 
@@ -169,9 +176,8 @@ class ServingRuntime:
         with transaction(self.sessions) as session:
             if not lease_is_held(session, self.lease, token, now):
                 return
-            for deployment_id, index, state, port, restarts, message in (
-                    (o.deployment_id, o.index, o.state, o.port, o.restarts, o.message) for o in observed):
-                record_replica(session, deployment_id, index, state, port, restarts, message, now)
+            for seen in observed:
+                record_replica(session, seen, now)
             for deployment_id in drained:
                 finish_drain(session, deployment_id, self.node_id, now)
 
@@ -197,23 +203,23 @@ class ServingRuntime:
             release_lease(session, self.lease, self.holder)
 
 
-def record_replica(session: Session, deployment_id: int, index: int, state: str, port: int | None, restarts: int,
-                   message: str, now: datetime) -> None:
+def record_replica(session: Session, seen: Observed, now: datetime) -> None:
     """Store what the supervisor saw; a replica the API already marked draining stays draining."""
-    row = session.get(ModelDeployment, deployment_id)
+    row = session.get(ModelDeployment, seen.deployment_id)
     if row is None:
         return
-    replica = next((r for r in row.replica_rows if r.index == index), None)
+    replica = next((r for r in row.replica_rows if r.index == seen.index), None)
     if replica is None or replica.state in ("stopped", "failed"):
         return
-    if state == "failed":
-        if replica.state != "failed":
-            service.stop_replica(session, row, replica, now, message)
-            replica.state = "failed"
-    elif (replica.state != "draining" or state in ("draining", "stopped")) and \
-            (replica.state, replica.port, replica.restarts) != (state, port, restarts):
-        replica.state, replica.port, replica.restarts, replica.updated_at = state, port, restarts, now
-        replica.message = message
+    if seen.state == "failed":
+        service.stop_replica(session, row, replica, now, seen.message)
+        replica.state = "failed"
+    else:
+        replica.in_flight, replica.slots = seen.in_flight, seen.slots
+        if (replica.state != "draining" or seen.state in ("draining", "stopped")) and \
+                (replica.state, replica.port, replica.restarts) != (seen.state, seen.port, seen.restarts):
+            replica.state, replica.port, replica.restarts = seen.state, seen.port, seen.restarts
+            replica.message, replica.updated_at = seen.message, now
     service.refresh_status(row, now)
 
 

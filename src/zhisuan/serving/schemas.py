@@ -59,6 +59,8 @@ class ReplicaOut(BaseModel):
     state: str
     port: int | None
     restarts: int
+    in_flight: int = Field(description="requests in flight when the runtime last looked")
+    load: float = Field(description="in_flight / the engine's parallel slots (1.0 = every slot busy)")
     message: str
     updated_at: datetime
 

@@ -277,7 +277,9 @@ def deployment_out(session: Session, row: ModelDeployment) -> s.DeploymentOut:
         status=row.status, message=row.message, created_at=row.created_at, stopped_at=row.stopped_at,
         replica_states=[s.ReplicaOut(index=r.index, node=labels.get(r.node_id) if r.node_id else None,
                                      devices=list(r.device_indices), state=r.state, port=r.port,
-                                     restarts=r.restarts, message=r.message, updated_at=r.updated_at)
+                                     restarts=r.restarts, in_flight=r.in_flight,
+                                     load=round(r.in_flight / max(1, r.slots), 3), message=r.message,
+                                     updated_at=r.updated_at)
                         for r in row.replica_rows])
 
 

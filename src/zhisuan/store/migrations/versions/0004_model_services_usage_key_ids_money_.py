@@ -65,6 +65,8 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('port', sa.Integer(), nullable=True),
     sa.Column('restarts', sa.Integer(), nullable=False),
+    sa.Column('in_flight', sa.Integer(), nullable=False),
+    sa.Column('slots', sa.Integer(), nullable=False),
     sa.Column('message', sa.String(length=1000), nullable=False),
     sa.Column('updated_at', zhisuan.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['deployment_id'], ['model_deployments.id'], name=op.f('fk_deployment_replicas_deployment_id_model_deployments'), ondelete='CASCADE'),
