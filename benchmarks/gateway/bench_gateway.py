@@ -38,6 +38,34 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 KEY = "sk-bench-zhisuan-key"
 LITELLM_KEY = "sk-bench-litellm-master"
+# The one LiteLLM release this benchmark runs. 1.82.7 and 1.82.8 were published with malicious code:
+# never install them, nor any version this file was not reviewed against.
+LITELLM_VERSION = "1.80.17"
+LITELLM_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zhisuan-bench"
+
+
+def installed_version(python: Path, package: str) -> str | None:
+    probe = f"import importlib.metadata as m; print(m.version({package!r}))"
+    r = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def ensure_litellm(version: str = LITELLM_VERSION, cache: Path = LITELLM_CACHE) -> Path:
+    """The litellm CLI of a virtualenv of its own under ``cache``, created with
+    ``pip install 'litellm[proxy]==<version>'`` when missing. Any version but the pinned one is refused."""
+    if version != LITELLM_VERSION:
+        raise SystemExit(f"refusing litellm {version}: this benchmark runs litellm {LITELLM_VERSION} only")
+    venv = cache / f"litellm-{version}"
+    python, cli = venv / "bin" / "python", venv / "bin" / "litellm"
+    if cli.exists() and installed_version(python, "litellm") == version:
+        return cli
+    print(f"creating {venv} with litellm[proxy]=={version} (once)", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"litellm[proxy]=={version}"], check=True)
+    got = installed_version(python, "litellm")
+    if got != version:  # a resolver surprise must not run an unreviewed release
+        raise SystemExit(f"{venv} holds litellm {got}, not {version}; remove it")
+    return cli
 
 
 def wait(url: str, timeout: float = 90, headers: dict[str, str] | None = None) -> None:

@@ -31,6 +31,9 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
     agent_key = platform.cli_json("site", "agent-key", "east-1")["key"]
     platform.cli("agent", "--server", platform.url, "--token", agent_key, "--name", "gpu-01", "--once",
                  ZHISUAN_FAKE_SMI_DIR=H100_FIXTURES)
+    # A model service placed on that node (no runtime runs there in this test: it stays pending).
+    platform.cli("model", "register", "qwen-7b", "--source", "/models/qwen-7b", "--engine", "vllm")
+    platform.cli("deployment", "create", "qwen-7b", "--devices", "2")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium_path(),
@@ -54,6 +57,8 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
         nodes = page.inner_text("#nodes")
         assert "east-1/gpu-01" in nodes and "h100-sxm" in nodes
         assert "east-1" in page.inner_text("#sites")
+        services = page.inner_text("#services")
+        assert "qwen-7b" in services and "vllm" in services and "east-1/gpu-01" in services and "pending" in services
         assert page.inner_text("#who").startswith("admin (operator)")
         cards = page.inner_text("#cards")
         assert "ACCELERATORS\n8\n" in cards.upper() and "H100-EQUIVALENTS\n8.0" in cards.upper()

@@ -4,7 +4,6 @@ reopening, rolling, and the inline ("alone") commit path."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from zhisuan.gateway.protocols import UsageEvent

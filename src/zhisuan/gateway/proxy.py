@@ -195,6 +195,9 @@ class StreamExchange(FutureExchange):
             self.future.set_result(FAILED)
 
 
+Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute]  # grant, body, model, route
+
+
 class Tries:
     """The replicas one request has tried, and how the failed tries failed."""
 
@@ -337,7 +340,7 @@ class Gateway:
                 replica.outstanding -= 1
         self._unavailable(conn, model, timeout if tries.timed_out else None)
 
-    async def _admit(self, conn: HttpConnection, req: Request) -> tuple[KeyGrant, dict[str, Any], str, ModelRoute] | None:
+    async def _admit(self, conn: HttpConnection, req: Request) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
         grant = await self._grant(conn, req)
         if grant is None:
