@@ -1,17 +1,25 @@
 """zhisuan's gateway vs LiteLLM's proxy, side by side, in front of the same fast fake upstream.
 
-    uv run python benchmarks/gateway/bench_gateway.py --litellm /tmp/litellm-venv/bin/litellm \
-        --repeats 3 --duration 8 --out benchmarks/gateway/results.json
+    uv run python benchmarks/gateway/bench_gateway.py --repeats 3 --duration 8 \
+        --out benchmarks/gateway/results/<date>.json
+
+LiteLLM runs from a virtualenv of its own, ``~/.cache/zhisuan-bench/litellm-1.80.17``, created on the
+first run (``python -m venv`` + ``pip install 'litellm[proxy]==1.80.17'``); no other LiteLLM version
+is accepted (1.82.7 and 1.82.8 were malicious). ``--litellm none`` measures zhisuan alone.
 
 Layout on a 2-core box: the gateway under test is pinned to core 0 (taskset); the fake upstream
-and the load client share core 1. Every repeat runs, in order: the upstream alone (baseline), then
-zhisuan and LiteLLM alternately (the order flips every repeat), non-streaming then streaming, with
-32 concurrent keep-alive connections, then a concurrency-1 run (pure per-request latency).
+and the load client share core 1. Every repeat runs, for non-streaming then streaming: the upstream
+alone (baseline), zhisuan and LiteLLM (the order flips every repeat) with 32 concurrent keep-alive
+connections (load.py), then one connection per target taking turns request by request — upstream
+alone, zhisuan, LiteLLM, upstream alone, … (interleaved.py) — for the per-request latency at c=1,
+so that a noisy neighbour's disk flushes or CPU bursts hit every target alike.
 Reported per run: requests/s, p50/p99 latency added over the upstream alone, CPU time of the gateway
-process per request (utime + stime from /proc, children included).
+process per request (utime + stime from /proc, children included). Finally a metering check
+(metering_check.py): N requests with a key of their own — plain, streamed, and streams the client
+aborts part-way — must leave exactly N usage records in the gateway's sink, with matching tokens.
 
 zhisuan runs with keys (an in-memory key grant), limits (RPM, TPM and a token budget per key and
-per tenant, shared through Redis) and metering (usage events group-committed with fdatasync to the
+per tenant, shared through Redis) and metering (usage events committed with fdatasync to the
 spool before each response, shipped to a SQLite sink) switched on.
 LiteLLM runs with one worker and its master key (auth on); its per-key limits and spend tracking
 need its PostgreSQL schema (Prisma), which is not set up here.
@@ -24,11 +32,13 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 KEY = "sk-bench-zhisuan-key"
 LITELLM_KEY = "sk-bench-litellm-master"
+METER_KEY = "sk-bench-zhisuan-meter"
 # The one LiteLLM release this benchmark runs. 1.82.7 and 1.82.8 were published with malicious code:
 # never install them, nor any version this file was not reviewed against.
 LITELLM_VERSION = "1.80.17"
@@ -107,16 +118,20 @@ def load(url: str, key: str, *, stream: bool, concurrency: int, duration: float)
     return json.loads(out.strip().splitlines()[-1])
 
 
-def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True) -> subprocess.Popen[bytes]:
+def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True,
+                  slow_port: int | None = None) -> subprocess.Popen[bytes]:
     limits = {"rpm": 100_000_000, "tpm": 10_000_000_000, "token_budget": 10**15}
+    models: dict[str, Any] = {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port}]}
+    if slow_port is not None:  # streams slowly enough for the metering check's aborts to land mid-stream
+        models["slow-model"] = [{"id": "slow-0", "host": "127.0.0.1", "port": slow_port}]
     cfg = {"spool_dir": str(work / "spool"), "port": port, "fsync": fsync,
-           "redis_url": "redis://127.0.0.1:6379/0", "sink": f"sqlite:{work / 'usage.sqlite'}",
-           "models": {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port}]},
-           "keys": [{"token": KEY, "key_id": f"bench-{os.getpid()}", "tenant_id": f"bench-{os.getpid()}",
-                     "key_limits": limits, "tenant_limits": limits}]}
+           "redis_url": "redis://127.0.0.1:6379/0", "sink": f"sqlite:{work / 'usage.sqlite'}", "models": models,
+           "keys": [{"token": token, "key_id": f"{name}-{os.getpid()}", "tenant_id": f"bench-{os.getpid()}",
+                     "key_limits": limits, "tenant_limits": limits}
+                    for name, token in (("bench", KEY), ("meter", METER_KEY))]}
     (work / "zhisuan.json").write_text(json.dumps(cfg))
     p = subprocess.Popen(["taskset", "-c", "0", PY, "-m", "zhisuan.gateway", "--config", str(work / "zhisuan.json")],
-                         stdout=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, start_new_session=True)
     wait(f"http://127.0.0.1:{port}/health")
     return p
 
@@ -139,7 +154,8 @@ def start_litellm(litellm: str, work: Path, upstream_port: int, port: int) -> su
     env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "DISABLE_ADMIN_UI": "True"}
     p = subprocess.Popen(["taskset", "-c", "0", litellm, "--config", str(work / "litellm.yaml"), "--host", "127.0.0.1",
                           "--port", str(port), "--num_workers", "1"], stdout=subprocess.DEVNULL,
-                         stderr=open("/tmp/zs-gw-bench-litellm.log", "w"), env=env)  # noqa: SIM115
+                         stderr=open("/tmp/zs-gw-bench-litellm.log", "w"), env=env,  # noqa: SIM115
+                         start_new_session=True)
     wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
     return p
 
@@ -152,55 +168,90 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def litellm_cli(arg: str | None) -> str | None:
+    """``auto``: the pinned release in its cached virtualenv (created if missing); a path: that CLI,
+    if its virtualenv holds the pinned release; ``none``: no LiteLLM."""
+    if arg == "none":
+        return None
+    if arg in (None, "auto"):
+        return str(ensure_litellm())
+    got = installed_version(Path(arg).parent / "python", "litellm")
+    if got != LITELLM_VERSION:
+        raise SystemExit(f"{arg} runs litellm {got}; this benchmark runs litellm {LITELLM_VERSION} only")
+    return arg
+
+
+def measure(targets: dict[str, tuple[str, str, int]], base_url: str, order: list[str], stream: bool,
+            a: argparse.Namespace, rep: int) -> list[dict[str, Any]]:
+    """One repeat of one mode: the upstream alone at c=32, then each gateway in ``order`` — c=32, and c=1
+    taking turns request by request with the upstream alone (interleaved.py). The gateway not under
+    test is stopped (SIGSTOP) meanwhile: both are pinned to core 0 and an idle proxy's timers must
+    not bill the other one's latency."""
+    base = load(base_url, "none", stream=stream, concurrency=32, duration=a.duration)
+    rows = []
+    for name in order:
+        url, key, pid = targets[name]
+        with only_running(pid, [t[2] for t in targets.values()]):
+            c0 = tree_cpu(pid)
+            r = load(url, key, stream=stream, concurrency=32, duration=a.duration)
+            cpu = tree_cpu(pid) - c0  # the load client's warm-up requests count too: CPU over all it sent
+            c1 = interleaved({"upstream": (base_url, "none"), name: (url, key)}, stream, a.latency_duration)
+        mine, alone = c1[name], c1["upstream"]
+        rows.append({"repeat": rep, "gateway": name, "stream": stream, "rps": r["rps"], "errors": r["errors"],
+                     "requests": r["requests"],
+                     "cpu_ms_per_req": 1000 * cpu / max(1, r["requests"] * (1 + 1 / a.duration)),
+                     "added_p50_ms_c32": r["p50_ms"] - base["p50_ms"], "added_p99_ms_c32": r["p99_ms"] - base["p99_ms"],
+                     "added_p50_ms_c1": mine["p50_ms"] - alone["p50_ms"],
+                     "added_p99_ms_c1": mine["p99_ms"] - alone["p99_ms"], "c1_requests": mine["requests"],
+                     "c1_errors": mine["errors"], "upstream_alone_rps": base["rps"],
+                     "upstream_alone_p50_ms_c1": alone["p50_ms"]})
+    return rows
+
+
+@contextlib.contextmanager
+def only_running(pid: int, pids: list[int]) -> Iterator[None]:
+    """Stops the process groups of ``pids`` other than ``pid`` for the duration."""
+    others = [p for p in pids if p != pid]
+    for p in others:
+        os.killpg(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in others:
+            os.killpg(p, signal.SIGCONT)
+
+
+def interleaved(targets: dict[str, tuple[str, str]], stream: bool, duration: float) -> dict[str, Any]:
+    args = ["taskset", "-c", "1", PY, str(HERE / "interleaved.py"), "--duration", str(duration)]
+    for name, (url, key) in targets.items():
+        args += ["--target", f"{name}={url},{key}"]
+    if stream:
+        args.append("--stream")
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--litellm", default=None, help="path of the litellm CLI in its own virtualenv")
+    ap.add_argument("--litellm", default="auto",
+                    help=f"auto (default): litellm[proxy]=={LITELLM_VERSION} in its own virtualenv under "
+                         f"{LITELLM_CACHE}, created if missing; a path to that CLI; or none")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--latency-duration", type=float, default=3.0)
+    ap.add_argument("--latency-duration", type=float, default=6.0, help="seconds of the interleaved c=1 run")
+    ap.add_argument("--meter", type=int, default=300, help="requests of the metering check (0: skip)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--no-fsync", action="store_true", help="spool written before ack but not fdatasync'd")
+    ap.add_argument("--nofsync-reference", action="store_true",
+                    help="also measure a second zhisuan without fdatasync, to show what the disk flush costs")
     a = ap.parse_args()
+    litellm = litellm_cli(a.litellm)
     work = Path(tempfile.mkdtemp(prefix="zs-gw-bench-"))
-    up_port, zs_port, ll_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     results: list[dict[str, Any]] = []
+    meter: dict[str, Any] | None = None
     try:
-        up = subprocess.Popen(["taskset", "-c", "1", PY, str(HERE / "fake_upstream.py"), "--port", str(up_port)],
-                              stdout=subprocess.DEVNULL)
-        procs.append(up)
-        wait(f"http://127.0.0.1:{up_port}/health")
-        targets: dict[str, tuple[str, str, int]] = {}
-        zs = start_zhisuan(work, up_port, zs_port, fsync=not a.no_fsync)
-        procs.append(zs)
-        targets["zhisuan"] = (f"http://127.0.0.1:{zs_port}/v1/chat/completions", KEY, zs.pid)
-        if a.litellm:
-            ll = start_litellm(a.litellm, work, up_port, ll_port)
-            procs.append(ll)
-            targets["litellm"] = (f"http://127.0.0.1:{ll_port}/v1/chat/completions", LITELLM_KEY, ll.pid)
-        base_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-        for rep in range(a.repeats):
-            order = list(targets) if rep % 2 == 0 else list(reversed(targets))
-            for stream in (False, True):
-                base = load(base_url, "none", stream=stream, concurrency=32, duration=a.duration)
-                base1 = load(base_url, "none", stream=stream, concurrency=1, duration=a.latency_duration)
-                for name in order:
-                    url, key, pid = targets[name]
-                    c0 = tree_cpu(pid)
-                    r = load(url, key, stream=stream, concurrency=32, duration=a.duration)
-                    # the load client's warm-up requests count too: CPU over all requests it sent
-                    cpu = tree_cpu(pid) - c0
-                    r1 = load(url, key, stream=stream, concurrency=1, duration=a.latency_duration)
-                    row = {"repeat": rep + 1, "gateway": name, "stream": stream, "rps": r["rps"],
-                           "errors": r["errors"], "requests": r["requests"],
-                           "cpu_ms_per_req": 1000 * cpu / max(1, r["requests"] * (1 + 1 / a.duration)),
-                           "added_p50_ms_c32": r["p50_ms"] - base["p50_ms"],
-                           "added_p99_ms_c32": r["p99_ms"] - base["p99_ms"],
-                           "added_p50_ms_c1": r1["p50_ms"] - base1["p50_ms"],
-                           "added_p99_ms_c1": r1["p99_ms"] - base1["p99_ms"],
-                           "upstream_alone_rps": base["rps"], "upstream_alone_p50_ms_c1": base1["p50_ms"]}
-                    results.append(row)
-                    print(json.dumps(row), flush=True)
+        meter = run(a, litellm, work, procs, results)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -209,9 +260,48 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         if a.out:
-            a.out.write_text(json.dumps(results, indent=1))
+            a.out.write_text(json.dumps({"runs": results, "metering_check": meter}, indent=1))
         shutil.rmtree(work, ignore_errors=True)
     summary(results)
+    if meter is not None:
+        print("\nmetering check:", json.dumps(meter))
+        if not meter["exact"]:
+            raise SystemExit("metering check FAILED")
+
+
+def run(a: argparse.Namespace, litellm: str | None, work: Path, procs: list[subprocess.Popen[bytes]],
+        results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    up_port, slow_port, zs_port, ll_port = free_port(), free_port(), free_port(), free_port()
+    for port, extra in ((up_port, []), (slow_port, ["--chunk-delay-ms", "20"])):
+        procs.append(subprocess.Popen(["taskset", "-c", "1", PY, str(HERE / "fake_upstream.py"), "--port", str(port),
+                                       *extra], stdout=subprocess.DEVNULL))
+        wait(f"http://127.0.0.1:{port}/health")
+    zs = start_zhisuan(work, up_port, zs_port, fsync=not a.no_fsync, slow_port=slow_port)
+    procs.append(zs)
+    targets = {"zhisuan": (f"http://127.0.0.1:{zs_port}/v1/chat/completions", KEY, zs.pid)}
+    if a.nofsync_reference and not a.no_fsync:  # same gateway, spool written before ack but not fdatasync'd
+        ref_port = free_port()
+        (work / "nofsync").mkdir()
+        ref = start_zhisuan(work / "nofsync", up_port, ref_port, fsync=False)
+        procs.append(ref)
+        targets["zhisuan-nofsync"] = (f"http://127.0.0.1:{ref_port}/v1/chat/completions", KEY, ref.pid)
+    if litellm:
+        ll = start_litellm(litellm, work, up_port, ll_port)
+        procs.append(ll)
+        targets["litellm"] = (f"http://127.0.0.1:{ll_port}/v1/chat/completions", LITELLM_KEY, ll.pid)
+    base_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+    for rep in range(a.repeats):
+        order = list(targets) if rep % 2 == 0 else list(reversed(targets))
+        for stream in (False, True):
+            for row in measure(targets, base_url, order, stream, a, rep + 1):
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    if not a.meter:
+        return None
+    from metering_check import run_check  # type: ignore[import-not-found]
+
+    return dict(run_check(f"http://127.0.0.1:{zs_port}/v1", METER_KEY, f"meter-{os.getpid()}", "slow-model",
+                          work / "usage.sqlite", a.meter))
 
 
 def summary(results: list[dict[str, Any]]) -> None:
@@ -231,6 +321,17 @@ def summary(results: list[dict[str, Any]]) -> None:
             print(f"| {name} | {'stream' if stream else 'non-stream'} | {med('rps'):,.0f} "
                   f"({min(rps):,.0f}–{max(rps):,.0f}) | {med('added_p50_ms_c32'):.2f} / {med('added_p99_ms_c32'):.2f} "
                   f"| {med('added_p50_ms_c1'):.2f} / {med('added_p99_ms_c1'):.2f} | {med('cpu_ms_per_req'):.3f} |")
+    for stream in (False, True):
+        ratios = []
+        for repeat in sorted({r["repeat"] for r in results}):
+            by = {r["gateway"]: r for r in results if r["repeat"] == repeat and r["stream"] == stream}
+            if "zhisuan" in by and "litellm" in by:
+                ratios.append((by["zhisuan"]["rps"] / by["litellm"]["rps"],
+                               by["litellm"]["cpu_ms_per_req"] / by["zhisuan"]["cpu_ms_per_req"]))
+        if ratios:
+            print(f"{'stream' if stream else 'non-stream'}: zhisuan/LiteLLM req/s ×"
+                  f"{statistics.median(r[0] for r in ratios):.0f}, LiteLLM/zhisuan CPU per request "
+                  f"×{statistics.median(r[1] for r in ratios):.0f} (medians of per-repeat ratios)")
 
 
 if __name__ == "__main__":

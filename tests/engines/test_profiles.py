@@ -29,7 +29,7 @@ def test_llamacpp_without_binary_uses_the_xllamacpp_host() -> None:
     plan = llamacpp.build(spec, DeviceAssignment(port=9101, parallel=1), python="/venv/bin/python")
     assert plan.argv == ("/venv/bin/python", "-m", "zhisuan.engines.llamacpp_host", "--model", "/m/e.gguf",
                          "--alias", "e", "--host", "127.0.0.1", "--port", "9101", "--ctx-size", "4096",
-                         "--parallel", "1", "--embeddings")
+                         "--parallel", "1", "--embeddings", "--pooling", "mean")
 
 
 def test_llamacpp_refuses_accelerators_and_non_gguf() -> None:

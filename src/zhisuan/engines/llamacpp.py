@@ -33,7 +33,9 @@ def server_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
     if a.threads:
         args += ["--threads", str(a.threads)]
     if spec.embeddings:
-        args.append("--embeddings")
+        # A chat model's GGUF leaves pooling unset, which llama.cpp serves as "none" (one vector per
+        # token) and its OpenAI /v1/embeddings refuses; mean pooling gives one vector per input.
+        args += ["--embeddings", "--pooling", "mean"]
     return args + list(spec.extra_args)
 
 

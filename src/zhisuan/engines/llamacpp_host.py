@@ -24,6 +24,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--embeddings", action="store_true")
+    p.add_argument("--pooling", choices=("none", "mean", "cls", "last", "rank"), default=None)
     return p.parse_args(argv)
 
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         params.cpuparams_batch.n_threads = args.threads
     if args.embeddings:
         params.embedding = True
+    if args.pooling:
+        params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

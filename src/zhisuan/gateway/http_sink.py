@@ -78,6 +78,7 @@ class HttpUsageSink:
         self.requests = 0
         self.rejected = 0
         self._client: httpx.AsyncClient | None = None
+        self._down: str | None = None  # why the control plane last could not take usage (logged once)
 
     async def ingest(self, events: Sequence[UsageEvent]) -> None:
         from zhisuan.billing.gateway_sink import token_events
@@ -120,16 +121,26 @@ class HttpUsageSink:
         try:
             response = await self._http().post(self.url, json=body, headers={"Authorization": f"Bearer {self.token}"})
         except httpx.HTTPError as exc:
-            raise SinkUnavailable(f"cannot reach {self.url}: {exc!r}") from exc
+            raise self._unavailable(f"cannot reach {self.url}: {exc!r}") from exc
         if response.is_success:
+            if self._down is not None:
+                log.info("usage: %s takes usage again", self.url)
+                self._down = None
             return None
         try:
             error = response.json().get("error") or {}
         except (ValueError, AttributeError):
             error = {"message": response.text[:500]}
         if not is_content_refusal(response.status_code, error):
-            raise SinkUnavailable(f"{self.url} answered {response.status_code}: {error.get('message')}")
+            raise self._unavailable(f"{self.url} answered {response.status_code}: {error.get('message')}")
         return response.status_code, error
+
+    def _unavailable(self, why: str) -> SinkUnavailable:
+        # The shipper retries quietly; say once per outage why usage is piling up in the spool.
+        if self._down is None:
+            log.warning("usage: kept in the spool until the control plane takes it: %s", why)
+        self._down = why
+        return SinkUnavailable(why)
 
     async def _set_aside(self, events: list[Any], status: int, error: dict[str, Any]) -> None:
         at = datetime.now(UTC).isoformat()
