@@ -3,7 +3,10 @@
 Path of an event:
 1. ``UsageSpool.append`` — the event becomes a JSON line in the spool's current segment. Lines are
    group-committed: one ``pwrite`` per batch at the end of the data, and then
-   - ``fsync=True`` (default): one ``fdatasync`` before the batch counts as committed;
+   - ``fsync=True`` (default): one ``fdatasync`` before the batch counts as committed — in a worker
+     thread, so the loop serves other requests during the flush; but a request that is the only one
+     in flight (``append(..., alone=True)``) is written and synced at once on the loop thread: no
+     group to wait for and nobody to stall, and it saves a thread hop and several loop turns;
    - ``fsync=False``: committed once written (in the page cache: it survives a kill of the gateway
      process), ``fdatasync`` follows within ``sync_interval_s`` (the window a machine crash can lose).
    The gateway sends the last bytes of a response (the body of a non-streaming response, the final
@@ -15,14 +18,14 @@ Path of an event:
 
 Segment format (why: an ``fdatasync`` after an append must also commit the file's new size through
 the filesystem journal; an overwrite inside allocated, written blocks needs no metadata, which
-measured ~70 µs cheaper per commit on ext4 — BENCHMARKS.md, MaaS gateway):
+measured 40–70 µs cheaper per commit on ext4 — benchmarks/gateway/fsync_cost.py, BENCHMARKS.md):
 - a segment ``usage-<n>.jsonl`` is created full size (``segment_bytes``) and filled with NUL bytes,
   fsync'd once, under a temporary ``*.zeroed`` name by a worker thread ahead of need, then renamed
   into place (directory fsync'd before any event in it is acknowledged);
 - lines are written over the zeros, in order, from offset 0; the next segment starts when a batch
   would not fit (a single batch larger than a segment extends the file — slower, still correct);
 - **end of data**: a segment's data ends at its first NUL byte (or at the end of the file), and only
-  lines ending in ``\n`` count. JSON lines never hold a NUL (``json.dumps`` escapes control bytes).
+  lines ending in a newline count. JSON lines never hold a NUL (``json.dumps`` escapes control bytes).
 - the writer never touches segment n again once n+1 exists, so a reader that sees n+1 and then
   finds no new line in n is done with n.
 
