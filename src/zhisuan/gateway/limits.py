@@ -143,6 +143,9 @@ class TokenBucketLimiter:
         self._totals: dict[str, _View] = {}
         self._debits: dict[str, tuple[int, float, float]] = {}
         self._spends: dict[str, int] = {}
+        # Spends sent to the store and not yet acknowledged: still counted, so a request admitted
+        # while a flush is in flight sees them (else it could slip over the budget in that window).
+        self._sending: dict[str, int] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -205,10 +208,10 @@ class TokenBucketLimiter:
     async def _check_budget(self, scope: str, ident: str, budget: int, unit: str, now: float) -> Denial | None:
         name = f"spent:{unit}:{scope}:{ident}"
         view = self._totals.get(name)
-        spent = (view.level if view else 0) + self._spends.get(name, 0)
+        spent = (view.level if view else 0) + self._unacknowledged(name)
         if view is None or spent >= budget:
             await self._refresh_total(name)
-            spent = self._totals[name].level + self._spends.get(name, 0)
+            spent = self._totals[name].level + self._unacknowledged(name)
         elif now - view.at > self.refresh_s:
             self._spawn(self._refresh_total(name))
         if spent < budget:
@@ -245,10 +248,25 @@ class TokenBucketLimiter:
         _, level = await self.store.take(name, 0, rate, capacity, debit)
         self._levels[name] = _View(level, self.clock())
 
-    async def _refresh_total(self, name: str) -> None:
-        pending = self._spends.pop(name, 0)
-        total = await self.store.spend(name, pending)
+    def _unacknowledged(self, name: str) -> int:
+        return self._spends.get(name, 0) + self._sending.get(name, 0)
+
+    async def _send_spend(self, name: str, amount: int) -> None:
+        """Add ``amount`` to the shared total; it stays counted locally until the store has it."""
+        self._sending[name] = self._sending.get(name, 0) + amount
+        try:
+            total = await self.store.spend(name, amount)
+        finally:
+            left = self._sending.get(name, 0) - amount
+            if left:
+                self._sending[name] = left
+            else:
+                self._sending.pop(name, None)
+        # No await between the two updates: the total now includes what left _sending.
         self._totals[name] = _View(float(total), self.clock())
+
+    async def _refresh_total(self, name: str) -> None:
+        await self._send_spend(name, self._spends.pop(name, 0))
 
     # -- accounting --------------------------------------------------------------------------------
 
@@ -288,8 +306,10 @@ class TokenBucketLimiter:
             _, level = await self.store.take(name, 0, rate, capacity, n)
             self._levels[name] = _View(level, self.clock())
         for name, amount in spends.items():
-            total = await self.store.spend(name, amount)
-            self._totals[name] = _View(float(total), self.clock())
+            self._sending[name] = self._sending.get(name, 0) + amount
+        for name, amount in spends.items():
+            self._sending[name] -= amount  # _send_spend counts it again until acknowledged
+            await self._send_spend(name, amount)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
