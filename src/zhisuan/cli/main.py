@@ -104,13 +104,19 @@ def login(
 
 
 def register_subcommands() -> None:
-    from zhisuan.cli import economics_commands, identity_commands, inventory_commands, serving_commands
+    from zhisuan.cli import (
+        economics_commands,
+        gateway_commands,
+        identity_commands,
+        inventory_commands,
+        serving_commands,
+    )
 
     identity_commands.register(app)
     inventory_commands.register(app)
     economics_commands.register(app)
     serving_commands.register(app)
-    __import__("zhisuan.cli.gateway_commands", fromlist=["register"]).register(app)  # zhisuan gateway
+    gateway_commands.register(app)
     try:
         from zhisuan.sim.cli import sim_app
     except ImportError:  # the simulator's optional plotting stack is missing

@@ -252,8 +252,8 @@ class TokenBucketLimiter:
         return self._spends.get(name, 0) + self._sending.get(name, 0)
 
     async def _send_spend(self, name: str, amount: int) -> None:
-        """Add ``amount`` to the shared total; it stays counted locally until the store has it."""
-        self._sending[name] = self._sending.get(name, 0) + amount
+        """Add ``amount`` (already counted in ``_sending``) to the shared total; it leaves ``_sending``
+        when the store has it."""
         try:
             total = await self.store.spend(name, amount)
         finally:
@@ -266,7 +266,9 @@ class TokenBucketLimiter:
         self._totals[name] = _View(float(total), self.clock())
 
     async def _refresh_total(self, name: str) -> None:
-        await self._send_spend(name, self._spends.pop(name, 0))
+        amount = self._spends.pop(name, 0)
+        self._sending[name] = self._sending.get(name, 0) + amount
+        await self._send_spend(name, amount)
 
     # -- accounting --------------------------------------------------------------------------------
 
@@ -305,10 +307,9 @@ class TokenBucketLimiter:
         for name, (n, rate, capacity) in debits.items():
             _, level = await self.store.take(name, 0, rate, capacity, n)
             self._levels[name] = _View(level, self.clock())
-        for name, amount in spends.items():
+        for name, amount in spends.items():  # all counted before the first await
             self._sending[name] = self._sending.get(name, 0) + amount
         for name, amount in spends.items():
-            self._sending[name] -= amount  # _send_spend counts it again until acknowledged
             await self._send_spend(name, amount)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -194,11 +194,10 @@ class ServingRuntime:
         running, self.running = self.running, {}
         await asyncio.gather(*(d.stop() for d in running.values()))
         with transaction(self.sessions) as session:
-            for deployment_id in running:
-                for row, replica in service.replicas_on_node(session, self.node_id):
-                    if row.id == deployment_id and replica.state in service.RUNNING_REPLICA:
-                        replica.state, replica.port = "pending", None
-                        replica.message = "control plane stopped; restarts with it"
+            for row, replica in service.replicas_on_node(session, self.node_id):
+                if row.id in running and replica.state in service.RUNNING_REPLICA:
+                    replica.state, replica.port = "pending", None
+                    replica.message = "control plane stopped; restarts with it"
                     service.refresh_status(row, self.clock())
             release_lease(session, self.lease, self.holder)
 
