@@ -11,10 +11,16 @@ EJECT_S = 2.0
 
 
 class Replica:
-    __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until")
+    __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until",
+                 "tenant_id", "secret")
 
-    def __init__(self, replica_id: str, model: str, host: str, port: int) -> None:
+    def __init__(self, replica_id: str, model: str, host: str, port: int, *, tenant_id: int | None = None,
+                 secret: str | None = None) -> None:
+        """``tenant_id``: the owning tenant of a private service (None = public, every tenant may call it);
+        ``secret``: the per-replica key the engine was started with, presented upstream by the gateway."""
         self.id = replica_id
+        self.tenant_id = tenant_id
+        self.secret = secret
         self.model = model
         self.host = host
         self.port = port
@@ -60,9 +66,10 @@ class Router:
         self.routes: dict[str, ModelRoute] = {}
         self.by_id: dict[str, Replica] = {}
 
-    def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True) -> Replica:
+    def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
+                    tenant_id: int | None = None, secret: str | None = None) -> Replica:
         self.remove_replica(replica_id)
-        r = Replica(replica_id, model, host, port)
+        r = Replica(replica_id, model, host, port, tenant_id=tenant_id, secret=secret)
         r.healthy = healthy
         self.routes.setdefault(model, ModelRoute(model)).replicas.append(r)
         self.by_id[replica_id] = r

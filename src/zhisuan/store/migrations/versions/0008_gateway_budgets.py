@@ -1,0 +1,23 @@
+"""gateway: budget periods and revocation version
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01 22:30:00
+"""
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
