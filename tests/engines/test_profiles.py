@@ -8,7 +8,7 @@ import pytest
 
 from zhisuan.engines import llamacpp, mindie, vllm, vllm_ascend
 from zhisuan.engines.profiles import launch_plan
-from zhisuan.engines.spec import DeviceAssignment, ModelSpec, ProfileError
+from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError
 
 GGUF = ModelSpec(name="smollm2", source="/models/smol.gguf", engine="llama.cpp", context_length=2048)
 QWEN = ModelSpec(name="qwen2.5-72b", source="/models/Qwen2.5-72B-Instruct", engine="vllm", context_length=32768,
@@ -19,7 +19,7 @@ def test_llamacpp_binary() -> None:
     plan = llamacpp.build(GGUF, DeviceAssignment(port=9100, threads=2, parallel=2), binary="/usr/bin/llama-server")
     assert plan.argv == ("/usr/bin/llama-server", "--model", "/models/smol.gguf", "--alias", "smollm2",
                          "--host", "127.0.0.1", "--port", "9100", "--ctx-size", "4096", "--parallel", "2",
-                         "--threads", "2")
+                         "--cors-origins", "", "--threads", "2")
     assert plan.env == {"CUDA_VISIBLE_DEVICES": "", "LLAMA_ARG_NO_WEBUI": "1"}
     assert plan.base_url == "http://127.0.0.1:9100" and plan.health_path == "/health"
 
@@ -29,7 +29,7 @@ def test_llamacpp_without_binary_uses_the_xllamacpp_host() -> None:
     plan = llamacpp.build(spec, DeviceAssignment(port=9101, parallel=1), python="/venv/bin/python")
     assert plan.argv == ("/venv/bin/python", "-m", "zhisuan.engines.llamacpp_host", "--model", "/m/e.gguf",
                          "--alias", "e", "--host", "127.0.0.1", "--port", "9101", "--ctx-size", "4096",
-                         "--parallel", "1", "--embeddings", "--pooling", "mean")
+                         "--parallel", "1", "--cors-origins", "", "--embeddings", "--pooling", "mean")
 
 
 def test_llamacpp_refuses_accelerators_and_non_gguf() -> None:
@@ -46,7 +46,8 @@ def test_vllm_tensor_parallel_over_assigned_gpus() -> None:
     assert plan.argv == ("/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server",
                          "--model", "/models/Qwen2.5-72B-Instruct", "--served-model-name", "qwen2.5-72b",
                          "--host", "127.0.0.1", "--port", "9200", "--max-model-len", "32768",
-                         "--tensor-parallel-size", "4", "--max-num-seqs", "64", "--disable-log-requests")
+                         "--tensor-parallel-size", "4", "--max-num-seqs", "64", "--disable-log-requests",
+                         "--allowed-origins", "[]")
     assert plan.env == {"CUDA_VISIBLE_DEVICES": "2,3,6,7", "VLLM_NO_USAGE_STATS": "1"}
 
 
@@ -87,3 +88,36 @@ def test_launch_plan_checks_the_models_stacks() -> None:
         launch_plan(ModelSpec(name="x", source="/x", engine="tgi"), DeviceAssignment(port=1))
     plan = launch_plan(QWEN, DeviceAssignment(port=5, stack="CUDA", device_indices=(0,)))
     assert plan.env["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+SECRET = "s3cret-Zq9"
+
+
+@pytest.mark.parametrize(("plan", "variable"), [
+    (llamacpp.build(GGUF, DeviceAssignment(port=9100), binary="/usr/bin/llama-server", secret=SECRET), "LLAMA_API_KEY"),
+    (llamacpp.build(GGUF, DeviceAssignment(port=9100), python="python3", secret=SECRET), "LLAMA_API_KEY"),
+    (vllm.build(QWEN, DeviceAssignment(port=9200, stack="CUDA", device_indices=(0,)), secret=SECRET), "VLLM_API_KEY"),
+    (vllm_ascend.build(QWEN, DeviceAssignment(port=9300, stack="CANN", device_indices=(0,)), secret=SECRET),
+     "VLLM_API_KEY"),
+])
+def test_the_replica_secret_reaches_the_engine_through_its_environment_only(plan: LaunchPlan, variable: str) -> None:
+    # The engine demands the key (llama-server and vLLM read --api-key from these variables) …
+    assert plan.environment()[variable] == SECRET and plan.secret == SECRET and plan.secret_env == variable
+    # … and it is nowhere ps shows, nor in the plan's repr (which may end up in a log).
+    assert not any(SECRET in arg for arg in plan.argv)
+    assert SECRET not in repr(plan)
+
+
+def test_engines_allow_no_cross_origin_callers() -> None:
+    for plan in (llamacpp.build(GGUF, DeviceAssignment(port=1), binary="llama-server"),
+                 llamacpp.build(GGUF, DeviceAssignment(port=1), python="python3")):
+        assert plan.argv[plan.argv.index("--cors-origins") + 1] == ""
+    plan = vllm.build(QWEN, DeviceAssignment(port=1, stack="CUDA", device_indices=(0,)))
+    assert plan.argv[plan.argv.index("--allowed-origins") + 1] == "[]"
+
+
+def test_launch_plan_passes_the_secret_to_every_engine_that_takes_one() -> None:
+    cuda = DeviceAssignment(port=5, stack="CUDA", device_indices=(0,))
+    assert launch_plan(QWEN, cuda, secret=SECRET).environment()["VLLM_API_KEY"] == SECRET
+    assert launch_plan(GGUF, DeviceAssignment(port=5), secret=SECRET).environment()["LLAMA_API_KEY"] == SECRET
+    assert "LLAMA_API_KEY" not in launch_plan(GGUF, DeviceAssignment(port=5)).environment()

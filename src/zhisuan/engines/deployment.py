@@ -4,11 +4,16 @@ in the gateway's router as they start, fail, recover, drain and stop.
 ``assignments`` come from the platform's placement engine (one ``DeviceAssignment`` per replica; the
 ledger allocations are written by the caller) — this class only runs and routes. The assignment's
 port is replaced by a fresh free loopback port at each (re)start.
+
+Each replica gets its own random secret, made here and held only in memory: the engine demands it
+of every caller, the supervisor's health check and the gateway present it (the router's replica
+carries it with the owning tenant, so the gateway routes a private service only to its owner).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +27,13 @@ from zhisuan.gateway.router import Router
 class Deployment:
     def __init__(self, spec: ModelSpec, assignments: list[DeviceAssignment], router: Router, log_dir: Path,
                  *, policy: SupervisorPolicy | None = None, name: str | None = None,
-                 indices: list[int] | None = None) -> None:
+                 indices: list[int] | None = None, tenant_id: int | None = None) -> None:
         """``indices``: the deployment-wide replica numbers of ``assignments`` (default 0…n-1), for
-        a machine that runs only some of a deployment's replicas."""
+        a machine that runs only some of a deployment's replicas; ``tenant_id``: the owner of a
+        private service (None = the platform's public MaaS)."""
         self.spec = spec
         self.router = router
+        self.tenant_id = tenant_id
         self.name = name or spec.name
         self.assignments = list(assignments)
         self.supervisors: list[ReplicaSupervisor] = []
@@ -37,8 +44,10 @@ class Deployment:
                 on_change=self._changed, inflight=self._inflight(rid)))
 
     def _planner(self, assignment: DeviceAssignment) -> Callable[[int], LaunchPlan]:
+        secret = secrets.token_urlsafe(32)
+
         def plan(port: int) -> LaunchPlan:
-            return launch_plan(self.spec, replace(assignment, port=port))
+            return launch_plan(self.spec, replace(assignment, port=port), secret=secret)
 
         return plan
 
@@ -53,7 +62,8 @@ class Deployment:
         r = self.router.by_id.get(rp.replica_id)
         if rp.state == "healthy":
             if r is None or r.port != rp.port:
-                self.router.add_replica(rp.model, rp.replica_id, "127.0.0.1", rp.port)
+                self.router.add_replica(rp.model, rp.replica_id, "127.0.0.1", rp.port, tenant_id=self.tenant_id,
+                                        secret=rp.secret)
             else:
                 self.router.set_healthy(rp.replica_id, True)
         elif rp.state in ("starting", "unhealthy"):

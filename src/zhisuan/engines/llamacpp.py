@@ -4,6 +4,12 @@ Two launchers share one argument set (llama-server's flags):
 - the ``llama-server`` binary when one is installed (``ZHISUAN_LLAMA_SERVER`` or ``PATH``);
 - otherwise ``python -m zhisuan.engines.llamacpp_host``, which runs the same C++ server from the
   prebuilt ``xllamacpp`` wheel (PyPI), so no compiler is needed on the box.
+
+Only the gateway may call a replica: the replica's secret goes in ``LLAMA_API_KEY`` (llama-server
+reads its ``--api-key`` from that variable; the host reads it the same way), so it never appears in
+argv; and ``--cors-origins ""`` makes the server answer every ``Origin`` with an empty
+``Access-Control-Allow-Origin``, which matches no origin — a browser page cannot read a replica's
+answers (llama.cpp's default reflects any origin).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError
 
 ENGINE = "llama.cpp"
+SECRET_ENV = "LLAMA_API_KEY"
 
 
 def find_llama_server() -> str | None:
@@ -29,6 +36,7 @@ def server_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
         "--port", str(a.port),
         "--ctx-size", str(spec.context_length * a.parallel),
         "--parallel", str(a.parallel),
+        "--cors-origins", "",
     ]
     if a.threads:
         args += ["--threads", str(a.threads)]
@@ -39,7 +47,8 @@ def server_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
     return args + list(spec.extra_args)
 
 
-def build(spec: ModelSpec, a: DeviceAssignment, *, binary: str | None = None, python: str | None = None) -> LaunchPlan:
+def build(spec: ModelSpec, a: DeviceAssignment, *, binary: str | None = None, python: str | None = None,
+          secret: str | None = None) -> LaunchPlan:
     """argv + env for one replica. ``binary``: a llama-server path; None → the xllamacpp host."""
     if a.stack.lower() != "cpu":
         raise ProfileError(f"the llama.cpp profile runs on cpu, not {a.stack}")
@@ -51,4 +60,5 @@ def build(spec: ModelSpec, a: DeviceAssignment, *, binary: str | None = None, py
         argv = [python or sys.executable, "-m", "zhisuan.engines.llamacpp_host", *server_args(spec, a)]
     # No accelerator: hide any GPU from a llama.cpp build that could use one.
     env = {"CUDA_VISIBLE_DEVICES": "", "LLAMA_ARG_NO_WEBUI": "1"}
-    return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health")
+    return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health",
+                      secret=secret, secret_env=SECRET_ENV if secret else None)

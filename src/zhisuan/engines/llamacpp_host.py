@@ -3,12 +3,14 @@
     python -m zhisuan.engines.llamacpp_host --model m.gguf --alias NAME --host 127.0.0.1 --port 8080
 
 Only the flags the llama.cpp profile emits are understood. The C++ server runs on its own threads;
-this process just keeps it alive until SIGTERM/SIGINT.
+this process just keeps it alive until SIGTERM/SIGINT. Like llama-server, it takes its API key
+from ``LLAMA_API_KEY`` (never from argv, which ``ps`` shows).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -25,6 +27,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--embeddings", action="store_true")
     p.add_argument("--pooling", choices=("none", "mean", "cls", "last", "rank"), default=None)
+    p.add_argument("--cors-origins", default=None)
     return p.parse_args(argv)
 
 
@@ -46,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         params.cpuparams_batch.n_threads = args.threads
     if args.embeddings:
         params.embedding = True
+    if args.cors_origins is not None:
+        params.cors_origins = args.cors_origins
+        params.cors_origins_explicit = True
+    api_key = os.environ.pop("LLAMA_API_KEY", "")
+    if api_key:
+        params.api_keys = [api_key]
     if args.pooling:
         params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     stop = threading.Event()

@@ -10,16 +10,17 @@ ENGINES = (llamacpp.ENGINE, vllm.ENGINE, vllm_ascend.ENGINE, mindie.ENGINE)
 ENGINE_STACK = {llamacpp.ENGINE: "cpu", vllm.ENGINE: "cuda", vllm_ascend.ENGINE: "cann", mindie.ENGINE: "cann"}
 
 
-def launch_plan(spec: ModelSpec, assignment: DeviceAssignment) -> LaunchPlan:
+def launch_plan(spec: ModelSpec, assignment: DeviceAssignment, secret: str | None = None) -> LaunchPlan:
+    """``secret``: the key the engine must demand of every caller (the gateway presents it)."""
     if assignment.stack.lower() not in {s.lower() for s in spec.stacks}:
         runs_on = ", ".join(spec.stacks)
         raise ProfileError(f"model {spec.name} does not run on {assignment.stack} (it runs on {runs_on})")
     if spec.engine == llamacpp.ENGINE:
-        return llamacpp.build(spec, assignment, binary=llamacpp.find_llama_server())
+        return llamacpp.build(spec, assignment, binary=llamacpp.find_llama_server(), secret=secret)
     if spec.engine == vllm.ENGINE:
-        return vllm.build(spec, assignment)
+        return vllm.build(spec, assignment, secret=secret)
     if spec.engine == vllm_ascend.ENGINE:
-        return vllm_ascend.build(spec, assignment)
+        return vllm_ascend.build(spec, assignment, secret=secret)
     if spec.engine == mindie.ENGINE:
         return mindie.build(spec, assignment)
     raise ProfileError(f"unknown engine {spec.engine!r} (known: {', '.join(ENGINES)})")

@@ -52,6 +52,17 @@ class LaunchPlan:
     health_path: str = "/health"
     # Files the engine reads at start (path → content), written by the supervisor before launch.
     files: dict[str, str] = field(default_factory=dict)
+    # The per-replica key the engine demands, and the environment variable it reads it from (never
+    # argv, which ``ps`` shows); the supervisor adds it to the environment at spawn, its health
+    # check and the gateway present it. Kept out of ``env`` and repr so a logged plan never carries it.
+    secret: str | None = field(default=None, repr=False)
+    secret_env: str | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The variables to set for the engine, the secret included."""
+        if self.secret and self.secret_env:
+            return {**self.env, self.secret_env: self.secret}
+        return dict(self.env)
 
 
 class ProfileError(ValueError):

@@ -1,7 +1,10 @@
 """Replica supervisor: runs one engine replica as a local process and keeps it serving.
 
 - start: picks a free loopback port, builds the launch plan for it, writes the plan's files,
-  starts the process (own session, output to a log file), waits until its health endpoint answers;
+  starts the process (own session and process group, killed by the kernel if this process dies,
+  output to a log file, a pid file next to it), waits until its health endpoint answers — a
+  leftover of a previous control plane under the same replica id is killed first
+  (``engines.leftovers``);
 - health: polls ``health_path`` every ``health_interval_s``; ``unhealthy_after`` failures in a row
   mark it unhealthy (the gateway stops routing to it); a replica unhealthy for
   ``restart_unhealthy_after_s`` is killed and restarted;
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from zhisuan.engines.leftovers import die_with_parent, reap, write_pid_file
 from zhisuan.engines.spec import LaunchPlan
 
 PlanFactory = Callable[[int], LaunchPlan]
@@ -65,6 +69,8 @@ class ReplicaProcess:
     restarts: int = 0
     last_exit: int | None = None
     base_url: str = ""
+    # The key the running engine demands (see LaunchPlan.secret); never logged.
+    secret: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -99,6 +105,10 @@ class ReplicaSupervisor:
             await asyncio.wait_for(self._healthy_event.wait(), self.policy.start_timeout_s)
         return self.replica
 
+    @property
+    def pid_file(self) -> Path:
+        return self.log_dir / f"{self.replica_id}.pid"
+
     async def _spawn(self) -> asyncio.subprocess.Process:
         port = free_loopback_port()
         plan = self.plan_for_port(port)
@@ -106,22 +116,26 @@ class ReplicaSupervisor:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(content)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        reap(self.pid_file)
         log = open(self.log_dir / f"{self.replica_id}.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = await asyncio.create_subprocess_exec(
-                *plan.argv, env={**os.environ, **plan.env}, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+                *plan.argv, env={**os.environ, **plan.environment()}, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         finally:
             log.close()
+        write_pid_file(self.pid_file, proc.pid)
         self.replica.port = port
         self.replica.pid = proc.pid
         self.replica.base_url = plan.base_url
+        self.replica.secret = plan.secret
         self._health_url = plan.base_url + plan.health_path
+        self._health_headers = {"Authorization": f"Bearer {plan.secret}"} if plan.secret else {}
         return proc
 
     async def _healthy(self, client: httpx.AsyncClient) -> bool:
         try:
-            r = await client.get(self._health_url, timeout=self.policy.health_timeout_s)
+            r = await client.get(self._health_url, headers=self._health_headers, timeout=self.policy.health_timeout_s)
             return r.status_code == 200
         except httpx.HTTPError:
             return False
@@ -169,16 +183,17 @@ class ReplicaSupervisor:
                 backoff = min(backoff * 2, self.policy.backoff_max_s)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), self.policy.kill_timeout_s)
-        except TimeoutError:
+        if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.policy.kill_timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        # Workers the engine forked that outlived it are still in its group: kill them, drop the file.
+        reap(self.pid_file)
 
     async def stop(self, drain: bool = True) -> None:
         """Drain (stop new traffic, let in-flight requests finish), then stop the process."""

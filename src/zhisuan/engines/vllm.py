@@ -1,4 +1,8 @@
-"""vLLM profile: CUDA GPUs, OpenAI-compatible server, tensor parallel over the assigned devices."""
+"""vLLM profile: CUDA GPUs, OpenAI-compatible server, tensor parallel over the assigned devices.
+
+The replica's secret goes in ``VLLM_API_KEY`` (vLLM's ``--api-key`` read from the environment, so
+argv never carries it); ``--allowed-origins []`` turns vLLM's allow-all CORS policy off.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError, visible_devices
 
 ENGINE = "vllm"
+SECRET_ENV = "VLLM_API_KEY"
 
 
 def vllm_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
@@ -19,13 +24,15 @@ def vllm_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
         "--tensor-parallel-size", str(len(a.device_indices)),
         "--max-num-seqs", str(max(a.parallel, 1)),
         "--disable-log-requests",
+        "--allowed-origins", "[]",
         *spec.extra_args,
     ]
 
 
-def build(spec: ModelSpec, a: DeviceAssignment, *, python: str | None = None) -> LaunchPlan:
+def build(spec: ModelSpec, a: DeviceAssignment, *, python: str | None = None, secret: str | None = None) -> LaunchPlan:
     if a.stack.upper() != "CUDA":
         raise ProfileError(f"the vLLM profile runs on CUDA, not {a.stack}")
     argv = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", *vllm_args(spec, a)]
     env = {**visible_devices(a, "CUDA_VISIBLE_DEVICES"), "VLLM_NO_USAGE_STATS": "1"}
-    return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health")
+    return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health",
+                      secret=secret, secret_env=SECRET_ENV if secret else None)
