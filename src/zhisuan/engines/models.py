@@ -34,3 +34,17 @@ def smollm2_spec(path: Path | None = None, *, embeddings: bool = False) -> Model
         return None
     return ModelSpec(name=SMOLLM2_NAME, source=str(gguf), engine="llama.cpp", context_length=2048,
                      stacks=("cpu",), embeddings=embeddings)
+
+
+def weights_size(source: str) -> int | None:
+    """Bytes of a model's weights on this machine (a file, or every file under a directory);
+    None when they are not here (the serving node may be another machine)."""
+    path = Path(source)
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
+        return None
+    return None

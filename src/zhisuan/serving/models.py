@@ -1,15 +1,19 @@
-"""Tables of the serving domain: the model registry, deployments and their replicas.
+"""Tables of the serving domain: the model registry, deployments and their replicas, quotas.
 
 A deployment's replicas are placed on the pool by the placement engine; each placed replica holds
 its devices through allocation rows in the ledger (purpose ``service``, ref ``deployment:<id>/<i>``),
-so metering and "why is this device busy" see model services like any other work.
+so metering and "why is this device busy" see model services like any other work. Each replica
+row keeps the CPU and memory it holds on its node (sized by ``engines.sizing``), for the ledger.
+
+Deployment names are unique per owner (a tenant, or the platform's public MaaS): one tenant's
+choice of name never collides with, nor reveals, another tenant's deployment.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, UTCDateTime, utcnow
@@ -32,6 +36,8 @@ class ServedModel(Base):
     # Accelerator software stacks it can run on: "cpu", "CUDA", "CANN"…
     stacks: Mapped[list[str]] = mapped_column(JSON, default=list)
     embeddings: Mapped[bool] = mapped_column(default=False)
+    # Size of the weights (file or directory) when the platform could measure it, for sizing replicas.
+    weights_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     extra_args: Mapped[list[str]] = mapped_column(JSON, default=list)
     description: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -41,9 +47,15 @@ class ModelDeployment(Base):
     """N replicas of a registered model. ``tenant_id`` None = the platform's public MaaS."""
 
     __tablename__ = "model_deployments"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        # NULLs are distinct in the constraint above: the public MaaS's names need their own index.
+        Index("ix_model_deployments_public_name", "name", unique=True,
+              sqlite_where=text("tenant_id IS NULL"), postgresql_where=text("tenant_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     model_id: Mapped[int] = mapped_column(ForeignKey("served_models.id", ondelete="RESTRICT"), index=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), nullable=True)
     replicas: Mapped[int] = mapped_column(Integer)
@@ -74,6 +86,9 @@ class DeploymentReplica(Base):
     index: Mapped[int] = mapped_column(Integer)
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True)
     device_indices: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # What this replica holds on its node (engines.sizing: never below the engine's floor).
+    cpu_milli: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mib: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
@@ -84,3 +99,15 @@ class DeploymentReplica(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     deployment: Mapped[ModelDeployment] = relationship(back_populates="replica_rows")
+
+
+class ServingQuota(Base):
+    """The most replicas a tenant's active deployments may hold. ``tenant_id`` None: the
+    platform-wide default (without one, ``service.DEFAULT_MAX_REPLICAS``)."""
+
+    __tablename__ = "serving_quotas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True,
+                                                  unique=True)
+    max_replicas: Mapped[int] = mapped_column(Integer)

@@ -5,33 +5,37 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
+from zhisuan.identity.access import Principal
+from zhisuan.serving import quotas, service
 from zhisuan.serving import schemas as s
-from zhisuan.serving import service
 from zhisuan.serving.models import ServedModel
 
 router = APIRouter(tags=["serving"])
 
 
-def model_out(row: ServedModel) -> s.ModelOut:
-    return s.ModelOut(id=row.id, name=row.name, source=row.source, engine=row.engine,
+def model_out(row: ServedModel, principal: Principal) -> s.ModelOut:
+    """Weight paths and engine flags are the platform's business: operators only."""
+    operator = principal.is_operator
+    return s.ModelOut(id=row.id, name=row.name, source=row.source if operator else None, engine=row.engine,
                       context_length=row.context_length, stacks=list(row.stacks), embeddings=row.embeddings,
-                      extra_args=list(row.extra_args), description=row.description, created_at=row.created_at)
+                      extra_args=list(row.extra_args) if operator else [], description=row.description,
+                      created_at=row.created_at)
 
 
 @router.post("/models", response_model=s.ModelOut, status_code=status.HTTP_201_CREATED)
 def register_model(body: s.ModelRegister, session: SessionDep, principal: Writer) -> s.ModelOut:
     """Add a servable model to the registry (operators)."""
-    return model_out(service.register_model(session, principal, body))
+    return model_out(service.register_model(session, principal, body), principal)
 
 
 @router.get("/models", response_model=list[s.ModelOut])
 def list_models(session: SessionDep, principal: Reader) -> list[s.ModelOut]:
-    return [model_out(row) for row in service.list_models(session)]
+    return [model_out(row, principal) for row in service.list_models(session)]
 
 
 @router.get("/models/{ref:path}", response_model=s.ModelOut)
 def get_model(ref: str, session: SessionDep, principal: Reader) -> s.ModelOut:
-    return model_out(service.get_model(session, ref))
+    return model_out(service.get_model(session, ref), principal)
 
 
 @router.delete("/models/{ref:path}", status_code=status.HTTP_204_NO_CONTENT)
@@ -44,21 +48,34 @@ def create_deployment(body: s.DeploymentCreate, request: Request, session: Sessi
                       ctx: ContextDep) -> s.DeploymentOut:
     """Place N replicas through the placement engine (all or none) and hold their devices in the ledger."""
     row = service.create_deployment(session, request.app.state.catalog, principal, body, ctx.clock())
-    return service.deployment_out(session, row)
+    return service.deployment_out(session, row, principal)
 
 
 @router.get("/deployments", response_model=list[s.DeploymentOut])
 def list_deployments(session: SessionDep, principal: Reader, all: bool = False) -> list[s.DeploymentOut]:
     """Active deployments (``all=true``: stopped ones too)."""
-    return [service.deployment_out(session, row) for row in service.list_deployments(session, principal, all)]
+    rows = service.list_deployments(session, principal, all)
+    return [service.deployment_out(session, row, principal) for row in rows]
 
 
 @router.get("/deployments/{ref}", response_model=s.DeploymentOut)
 def get_deployment(ref: str, session: SessionDep, principal: Reader) -> s.DeploymentOut:
-    return service.deployment_out(session, service.get_deployment(session, principal, ref))
+    return service.deployment_out(session, service.get_deployment(session, principal, ref), principal)
 
 
 @router.delete("/deployments/{ref}", response_model=s.DeploymentOut)
 def undeploy(ref: str, session: SessionDep, principal: Writer, ctx: ContextDep) -> s.DeploymentOut:
     """Undeploy: running replicas drain (in-flight requests finish), then stop and release their devices."""
-    return service.deployment_out(session, service.undeploy(session, principal, ref, ctx.clock()))
+    return service.deployment_out(session, service.undeploy(session, principal, ref, ctx.clock()), principal)
+
+
+@router.put("/deployment-quotas", response_model=s.QuotaOut)
+def set_quota(body: s.QuotaSet, session: SessionDep, principal: Writer) -> s.QuotaOut:
+    """Operators: the most replicas a tenant (or, without a tenant, every tenant by default) may hold."""
+    return quotas.set_quota(session, principal, body)
+
+
+@router.get("/deployment-quotas", response_model=s.QuotaOut)
+def get_quota(session: SessionDep, principal: Reader, tenant: str | None = None) -> s.QuotaOut:
+    """A tenant's replica quota and how many it holds (tenants: their own)."""
+    return quotas.get_quota(session, principal, tenant)

@@ -12,6 +12,11 @@ One pass (``reconcile``), every few seconds, in the control-plane process of tha
 
 A replica whose weights are missing on this machine, or whose engine cannot build a launch plan,
 is reported ``failed`` with the reason instead of being retried forever.
+
+Before its first pass the runtime kills engines a previous control plane of this machine left
+running (pid files in its log directory, ``engines.leftovers``): the deployments they served are
+started again, with new secrets, by the pass itself. Each replica is registered in the gateway's
+router under its deployment id (names are unique per owner only) with its owner tenant and secret.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.catalog.loader import Catalog
 from zhisuan.engines.deployment import Deployment
+from zhisuan.engines.leftovers import reap_all
 from zhisuan.engines.profiles import launch_plan
 from zhisuan.engines.spec import DeviceAssignment, ModelSpec, ProfileError
 from zhisuan.engines.supervisor import SupervisorPolicy
@@ -56,6 +62,12 @@ class Desired:
     name: str
     spec: ModelSpec
     replicas: tuple[LocalReplica, ...]
+    tenant_id: int | None = None
+
+    @property
+    def process_name(self) -> str:
+        """Unique on this machine (names are unique per owner only): ``<name>@<id>``."""
+        return f"{self.name}@{self.deployment_id}"
 
     @property
     def draining(self) -> bool:
@@ -104,6 +116,7 @@ class ServingRuntime:
         self.policy = policy
         self.running: dict[int, Deployment] = {}
         self.failed: dict[tuple[int, int], str] = {}
+        self.reaped = False
         self.lease = f"serving-runtime:{node_id}"
         # Stable across restarts of this machine's control plane, so a restart takes the lease back
         # at once; another machine claiming the same node waits for the lease to expire.
@@ -121,13 +134,14 @@ class ServingRuntime:
                     by_deployment.setdefault(row.id, []).append((row, replica))
             desired = [Desired(row_id, pairs[0][0].name, model_spec(pairs[0][0]), tuple(
                 LocalReplica(r.index, assignment_for(self.catalog, node, d, r), r.state == "draining")
-                for d, r in pairs)) for row_id, pairs in by_deployment.items()]
+                for d, r in pairs), tenant_id=pairs[0][0].tenant_id) for row_id, pairs in by_deployment.items()]
             return desired, token
 
     def launch_problem(self, desired: Desired) -> str | None:
         """Why this machine cannot run the deployment at all (checked before spawning)."""
         if not Path(desired.spec.source).exists():
-            return f"model source {desired.spec.source} not found on this node"
+            # No path in the message: tenants read it (operators see the model's source).
+            return "the model's weights are not on this node"
         try:
             launch_plan(desired.spec, desired.replicas[0].assignment)
         except ProfileError as error:
@@ -135,6 +149,11 @@ class ServingRuntime:
         return None
 
     async def reconcile(self) -> None:
+        if not self.reaped:
+            killed = await asyncio.to_thread(reap_all, self.log_dir)
+            if killed:
+                log.warning("killed %d engine process(es) a previous control plane left running", len(killed))
+            self.reaped = True
         desired, token = await asyncio.to_thread(self.load)
         if token is None:
             return
@@ -146,8 +165,8 @@ class ServingRuntime:
                     self.failed[(d.deployment_id, r.index)] = problem
                 continue
             deployment = Deployment(d.spec, [r.assignment for r in d.replicas], self.router,
-                                    self.log_dir, policy=self.policy, name=d.name,
-                                    indices=[r.index for r in d.replicas])
+                                    self.log_dir, policy=self.policy, name=d.process_name,
+                                    indices=[r.index for r in d.replicas], tenant_id=d.tenant_id)
             await deployment.start(wait_healthy=False)
             self.running[d.deployment_id] = deployment
             log.info("deployment %s: started %d replica(s) of %s", d.name, len(d.replicas), d.spec.name)

@@ -23,17 +23,20 @@ class ModelRegister(Strict):
     embeddings: bool = Field(default=False, description="serve /v1/embeddings from this model")
     extra_args: list[str] = Field(default_factory=list, max_length=64, description="extra engine flags")
     description: str = Field(default="", max_length=500)
+    weights_bytes: int | None = Field(default=None, ge=0, description=(
+        "size of the weights, for sizing replicas when they are not on the control plane's machine "
+        "(measured when they are; the larger counts)"))
 
 
 class ModelOut(BaseModel):
     id: int
     name: str
-    source: str
+    source: str | None = Field(description="where the weights are on the serving nodes (operators only)")
     engine: str
     context_length: int
     stacks: list[str]
     embeddings: bool
-    extra_args: list[str]
+    extra_args: list[str] = Field(description="extra engine flags (operators only)")
     description: str
     created_at: datetime
 
@@ -45,8 +48,10 @@ class DeploymentCreate(Strict):
     devices_per_replica: int = Field(default=0, ge=0, le=16, description="0 = a CPU replica (llama.cpp)")
     milli_per_device: int = Field(default=1000, ge=1, le=1000,
                                   description="share of each device; below 1000 only with one device")
-    cpu_cores: float = Field(default=1.0, gt=0, le=512)
-    memory_gib: float = Field(default=1.0, gt=0, le=16384)
+    cpu_cores: float = Field(default=1.0, gt=0, le=512,
+                             description="per replica; raised to the engine's floor (engines.sizing)")
+    memory_gib: float = Field(default=1.0, gt=0, le=16384,
+                              description="per replica; raised to the weights and the engine's floor")
     site: str | None = Field(default=None, max_length=64, description="keep replicas in this site")
     tenant: str | None = Field(default=None, max_length=64,
                                description="owner (operators only; default: the platform's public MaaS)")
@@ -54,11 +59,13 @@ class DeploymentCreate(Strict):
 
 class ReplicaOut(BaseModel):
     index: int
-    node: str | None
-    devices: list[int]
+    node: str | None = Field(description="site/node it runs on (operators only)")
+    devices: list[int] = Field(description="node-local device indices (operators only)")
     state: str
-    port: int | None
+    port: int | None = Field(description="the engine's loopback port (operators only)")
     restarts: int
+    cpu_cores: float = Field(description="CPU this replica holds on its node")
+    memory_gib: float = Field(description="memory this replica holds on its node")
     in_flight: int = Field(description="requests in flight when the runtime last looked")
     load: float = Field(description="in_flight / the engine's parallel slots (1.0 = every slot busy)")
     message: str
@@ -82,3 +89,14 @@ class DeploymentOut(BaseModel):
     created_at: datetime
     stopped_at: datetime | None
     replica_states: list[ReplicaOut]
+
+
+class QuotaSet(Strict):
+    tenant: str | None = Field(default=None, max_length=64, description="tenant name or id; none: the platform default")
+    max_replicas: int = Field(ge=0, le=10_000, description="replicas its active deployments may hold at once")
+
+
+class QuotaOut(BaseModel):
+    tenant: str | None
+    max_replicas: int
+    held: int | None = Field(description="replicas the tenant holds now (none for the platform default)")

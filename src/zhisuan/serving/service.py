@@ -35,7 +35,9 @@ from zhisuan.billing.service import create_allocations
 from zhisuan.bootstrap import system_principal
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
+from zhisuan.engines.models import weights_size
 from zhisuan.engines.profiles import ENGINE_STACK
+from zhisuan.engines.sizing import replica_size
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
@@ -45,6 +47,7 @@ from zhisuan.inventory.models import Node, Site
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.quotas import check_replica_quota
 
 PLATFORM_TENANT = "platform-maas"
 ACTIVE_DEPLOYMENT = ("deploying", "running", "degraded", "draining")
@@ -70,9 +73,11 @@ def register_model(session: Session, principal: Principal, body: s.ModelRegister
         raise InvalidInput("llama.cpp serves GGUF files: source must end in .gguf", field="source")
     if session.execute(select(ServedModel.id).where(ServedModel.name == body.name)).first():
         raise Conflict(f"a model named '{body.name}' is already registered", field="name")
+    measured = weights_size(body.source)
+    sizes = [size for size in (measured, body.weights_bytes) if size is not None]
     row = ServedModel(name=body.name, source=body.source, engine=body.engine, context_length=body.context_length,
                       stacks=stacks, embeddings=body.embeddings, extra_args=list(body.extra_args),
-                      description=body.description)
+                      description=body.description, weights_bytes=max(sizes) if sizes else None)
     session.add(row)
     session.flush()
     audit.record(session, principal, "model.register", "model", body.name, detail={"engine": body.engine})
@@ -127,11 +132,14 @@ def platform_tenant(session: Session) -> Tenant:
     return row
 
 
-def deployment_name(session: Session, body: s.DeploymentCreate, model: ServedModel) -> str:
-    taken = set(session.execute(select(ModelDeployment.name)).scalars())
+def deployment_name(session: Session, body: s.DeploymentCreate, model: ServedModel, owner: Tenant | None) -> str:
+    """Names are unique per owner: only the owner's own deployments can clash (and be named)."""
+    owner_id = owner.id if owner else None
+    mine = ModelDeployment.tenant_id == owner_id if owner_id is not None else ModelDeployment.tenant_id.is_(None)
+    taken = set(session.execute(select(ModelDeployment.name).where(mine)).scalars())
     if body.name is not None:
         if body.name in taken:
-            raise Conflict(f"a deployment named '{body.name}' exists", field="name")
+            raise Conflict(f"you already have a deployment named '{body.name}'", field="name")
         return body.name
     base = re.sub(r"[^a-z0-9-]+", "-", model.name.lower()).strip("-")[:56] or "model"
     name, n = base, 1
@@ -164,10 +172,14 @@ def create_deployment(session: Session, catalog: Catalog, principal: Principal, 
     stack = check_shape(body, model)
     owner = deployment_owner(session, principal, body)
     site = by_ref(session, Site, body.site, "site") if body.site is not None else None
+    if owner is not None:
+        check_replica_quota(session, owner, body.replicas)
+    size = replica_size(model.engine, model.weights_bytes if model.weights_bytes is not None else
+                        weights_size(model.source), round(body.cpu_cores * 1000), round(body.memory_gib * 1024))
     row = ModelDeployment(
-        name=deployment_name(session, body, model), model_id=model.id, tenant_id=owner.id if owner else None,
+        name=deployment_name(session, body, model, owner), model_id=model.id, tenant_id=owner.id if owner else None,
         replicas=body.replicas, devices_per_replica=body.devices_per_replica, milli_per_device=body.milli_per_device,
-        cpu_milli=round(body.cpu_cores * 1000), memory_mib=round(body.memory_gib * 1024),
+        cpu_milli=size.cpu_milli, memory_mib=size.memory_mib,
         site_id=site.id if site else None, status="deploying", message="placed; waiting for replicas to start",
         created_at=now)
     session.add(row)
@@ -195,7 +207,8 @@ def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, inde
     site_name, _, node_name = decision.node.partition("/")
     node = session.execute(select(Node).join(Site).where(Site.name == site_name, Node.name == node_name)).scalar_one()
     replica = DeploymentReplica(deployment_id=row.id, index=index, node_id=node.id,
-                                device_indices=list(decision.device_indices), state="pending", updated_at=now)
+                                device_indices=list(decision.device_indices), cpu_milli=row.cpu_milli,
+                                memory_mib=row.memory_mib, state="pending", updated_at=now)
     session.add(replica)
     session.flush()
     if decision.device_indices:
@@ -216,9 +229,8 @@ def serving_snapshot(session: Session, catalog: Catalog, now: datetime, site: st
     held_cpu: dict[int, int] = defaultdict(int)
     held_mem: dict[int, int] = defaultdict(int)
     rows = session.execute(
-        select(DeploymentReplica.node_id, ModelDeployment.cpu_milli, ModelDeployment.memory_mib)
-        .join(ModelDeployment).where(DeploymentReplica.state.in_(HOLDING_REPLICA),
-                                     DeploymentReplica.node_id.is_not(None)))
+        select(DeploymentReplica.node_id, DeploymentReplica.cpu_milli, DeploymentReplica.memory_mib)
+        .where(DeploymentReplica.state.in_(HOLDING_REPLICA), DeploymentReplica.node_id.is_not(None)))
     for node_id, cpu, mem in rows:
         assert node_id is not None  # filtered above
         held_cpu[node_id] += cpu
@@ -256,30 +268,43 @@ def list_deployments(session: Session, principal: Principal, include_stopped: bo
 
 
 def get_deployment(session: Session, principal: Principal, ref: str) -> ModelDeployment:
+    """By id or name. Names are unique per owner: a tenant's own deployment wins over a public one
+    of the same name; an operator naming several gets a conflict asking for the id."""
     column = ModelDeployment.id if ref.isdigit() else ModelDeployment.name
     value: int | str = int(ref) if ref.isdigit() else ref
-    row = session.execute(deployment_query(principal).where(column == value)).scalar_one_or_none()
-    if row is None:
+    rows: list[ModelDeployment] = list(session.execute(deployment_query(principal).where(column == value)).scalars())
+    if principal.role == "tenant":
+        rows.sort(key=lambda row: row.tenant_id != principal.tenant_id)
+        rows = rows[:1]
+    if not rows:
         raise NotFound(f"deployment '{ref}' not found", field="deployment")
-    return row  # type: ignore[no-any-return]
+    if len(rows) > 1:
+        ids = ", ".join(str(row.id) for row in rows)
+        raise Conflict(f"several deployments are named '{ref}' (ids {ids}): name it by id", field="deployment")
+    return rows[0]
 
 
-def deployment_out(session: Session, row: ModelDeployment) -> s.DeploymentOut:
-    node_ids = {r.node_id for r in row.replica_rows if r.node_id is not None}
+def deployment_out(session: Session, row: ModelDeployment, principal: Principal) -> s.DeploymentOut:
+    """Operators see where replicas run (node, devices, loopback port); a tenant sees its replicas'
+    state and load only: node and site names are the provider's, the port is the gateway's."""
+    operator = principal.is_operator
+    node_ids = {r.node_id for r in row.replica_rows if r.node_id is not None} if operator else set()
     labels = {node_id: f"{site}/{name}" for node_id, name, site in session.execute(
         select(Node.id, Node.name, Site.name).join(Site).where(Node.id.in_(node_ids)))} if node_ids else {}
     tenant = session.get(Tenant, row.tenant_id) if row.tenant_id is not None else None
-    site = session.get(Site, row.site_id) if row.site_id is not None else None
+    owns = operator or (row.tenant_id is not None and row.tenant_id == principal.tenant_id)
+    site = session.get(Site, row.site_id) if row.site_id is not None and owns else None
     return s.DeploymentOut(
         id=row.id, name=row.name, model=row.model.name, engine=row.model.engine, tenant=tenant.name if tenant else None,
         replicas=row.replicas, devices_per_replica=row.devices_per_replica, milli_per_device=row.milli_per_device,
         cpu_cores=row.cpu_milli / 1000, memory_gib=row.memory_mib / 1024, site=site.name if site else None,
         status=row.status, message=row.message, created_at=row.created_at, stopped_at=row.stopped_at,
         replica_states=[s.ReplicaOut(index=r.index, node=labels.get(r.node_id) if r.node_id else None,
-                                     devices=list(r.device_indices), state=r.state, port=r.port,
-                                     restarts=r.restarts, in_flight=r.in_flight,
-                                     load=round(r.in_flight / max(1, r.slots), 3), message=r.message,
-                                     updated_at=r.updated_at)
+                                     devices=list(r.device_indices) if operator else [], state=r.state,
+                                     port=r.port if operator else None, restarts=r.restarts,
+                                     cpu_cores=r.cpu_milli / 1000, memory_gib=r.memory_mib / 1024,
+                                     in_flight=r.in_flight, load=round(r.in_flight / max(1, r.slots), 3),
+                                     message=r.message, updated_at=r.updated_at)
                         for r in row.replica_rows])
 
 
