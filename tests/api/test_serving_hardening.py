@@ -145,3 +145,40 @@ def test_tenants_see_their_replicas_state_and_load_but_not_where_they_run(fleet:
         replica = view_of(fleet, "operator", ref)["replica_states"][0]
         assert replica["node"] == "s1/gpu-a" and replica["port"] == 41234
     assert view_of(fleet, "operator", public["id"])["site"] == "s1"
+
+
+# --------------------------------------------------------------------------- the runtime
+
+
+def test_the_runtime_kills_leftovers_first_and_runs_replicas_for_their_owner(fleet: Api, clock: Clock,
+                                                                             tmp_path: Path) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from zhisuan.engines import leftovers
+    from zhisuan.gateway.router import Router
+    from zhisuan.serving.runtime import ServingRuntime
+
+    out = fleet.ok("POST", "/deployments", "acme", {**SMOL, "name": "mine"})
+    app = fleet.client.app
+    node_id = fleet.ok("GET", "/nodes/s1/gpu-a", "operator")["id"]
+    logs = tmp_path / "logs"
+    # An engine a previous control plane of this machine left running.
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        leftovers.write_pid_file(logs / "mine@99-0.pid", leftover.pid)
+        runtime = ServingRuntime(app.state.ctx.sessions, app.state.catalog, Router(), logs,  # type: ignore[attr-defined]
+                                 node_id, clock=clock)
+        desired, token = runtime.load()
+        assert token is not None
+        # Owner and a machine-unique name (deployment names are unique per owner only).
+        assert [(d.tenant_id is not None, d.process_name) for d in desired] == [(True, f"mine@{out['id']}")]
+        asyncio.run(runtime.reconcile())
+        assert leftover.wait(5) == -9 and list(logs.glob("*.pid")) == []
+    finally:
+        leftover.kill()
+        leftover.wait()
+    # The weights are not on this machine: failed, and the reason names no path.
+    replica = fleet.ok("GET", f"/deployments/{out['id']}", "acme")["replica_states"][0]
+    assert replica["state"] == "failed" and GGUF["source"] not in replica["message"]
