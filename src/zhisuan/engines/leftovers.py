@@ -1,6 +1,6 @@
 """Engine processes must not outlive the control plane that started them.
 
-Two rules, both Linux (``prctl`` and ``/proc``):
+Two rules, both Linux (``prctl`` and ``/proc``; elsewhere only the pid files help):
 - at spawn, each engine asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``) and
   leads its own process group, so the supervisor can signal the engine with every worker it forked;
 - each running engine has a pid file (``<replica>.pid``: pid, process group, the kernel's start time
@@ -24,7 +24,10 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    """``preexec_fn`` of an engine: SIGKILL when the process that spawned it dies."""
+    """``preexec_fn`` of an engine: SIGKILL when the process that spawned it dies.
+
+    The kernel watches the spawning *thread*: engines must be spawned from a thread that lives as
+    long as the control plane (the supervisors spawn from the event loop's thread)."""
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
