@@ -21,6 +21,10 @@ from zhisuan.store.base import Base, UTCDateTime, utcnow
 ENGINES = ("llama.cpp", "vllm", "vllm-ascend", "mindie")
 DEPLOYMENT_STATES = ("deploying", "running", "degraded", "draining", "stopped", "failed")
 REPLICA_STATES = ("pending", "starting", "healthy", "unhealthy", "draining", "stopped", "failed")
+# Replica states in which a runtime has an engine process for it (it must drain it to stop it).
+RUNNING_REPLICA = ("starting", "healthy", "unhealthy", "draining")
+# Replica states that hold CPU, memory and devices on their node.
+HOLDING_REPLICA = ("pending", *RUNNING_REPLICA)
 
 
 class ServedModel(Base):

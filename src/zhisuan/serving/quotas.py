@@ -18,11 +18,9 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref
 from zhisuan.serving import schemas as s
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServingQuota
+from zhisuan.serving.models import HOLDING_REPLICA, DeploymentReplica, ModelDeployment, ServingQuota
 
 DEFAULT_MAX_REPLICAS = 8
-# Replica states that hold CPU and memory on a node (service.HOLDING_REPLICA).
-HOLDING = ("pending", "starting", "healthy", "unhealthy", "draining")
 
 
 def quota_row(session: Session, tenant_id: int | None) -> ServingQuota | None:
@@ -38,7 +36,7 @@ def max_replicas(session: Session, tenant_id: int) -> int:
 def replicas_held(session: Session, tenant_id: int) -> int:
     return int(session.execute(
         select(func.count(DeploymentReplica.id)).join(ModelDeployment)
-        .where(ModelDeployment.tenant_id == tenant_id, DeploymentReplica.state.in_(HOLDING))).scalar_one())
+        .where(ModelDeployment.tenant_id == tenant_id, DeploymentReplica.state.in_(HOLDING_REPLICA))).scalar_one())
 
 
 def check_replica_quota(session: Session, owner: Tenant, wanted: int) -> None:

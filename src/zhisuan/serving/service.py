@@ -6,7 +6,9 @@ placement core (``core.placement.place``, the same engine as the trace replay an
 preview) for a node, record the replica, and hold its devices with allocation rows (purpose
 ``service``, ref ``deployment:<id>/<index>``) through ``billing.service.create_allocations``. If any
 replica does not fit, the whole deployment is refused with the placement engine's per-node reasons
-and nothing is written.
+and nothing is written. Before placing, a replica is sized (``engines.sizing``: never below its
+engine's floor and its weights, whatever was declared) and a tenant's replica quota is checked
+(``serving.quotas``); deployment names are unique per owner, so a clash names only the caller's own.
 
 Who pays for the devices: a tenant's own deployment holds them for that tenant (billable device
 time, or inside the tenant's lease when the node is one it leases); the platform's public MaaS
@@ -46,14 +48,11 @@ from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.models import HOLDING_REPLICA, RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
 from zhisuan.serving.quotas import check_replica_quota
 
 PLATFORM_TENANT = "platform-maas"
 ACTIVE_DEPLOYMENT = ("deploying", "running", "degraded", "draining")
-# Replica states in which a runtime has an engine process for it (it must drain it to stop it).
-RUNNING_REPLICA = ("starting", "healthy", "unhealthy", "draining")
-HOLDING_REPLICA = ("pending", *RUNNING_REPLICA)
 PLACEMENT_POLICY = "zhisuan"
 # The catalog's names of the stacks the engines run on ("cpu" means no accelerator).
 CATALOG_STACK = {"cpu": "cpu", "cuda": "CUDA", "cann": "CANN"}
