@@ -158,3 +158,30 @@ def dependency_names() -> list[str]:
     groups = project.get("dependency-groups", {})
     names = [*project["project"]["dependencies"], *[d for deps in groups.values() for d in deps]]
     return [str(name) for name in names]
+
+
+def test_first_start_on_a_terminal_shows_the_credentials_there(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    from tests.e2e.conftest import free_port
+
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zhisuan", "up", "--no-maas", "--port", str(free_port()),
+         "--data-dir", str(tmp_path / "data")],
+        stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.DEVNULL,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"CLI:" not in seen and select.select([main], [], [], 60)[0]:
+            seen += os.read(main, 4096)
+    except OSError:  # the terminal closed: the process is gone
+        pass
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        os.close(main)
+    assert re.search(rb"console login:\s+admin / \S+", seen) and re.search(rb"API key:\s+zs_\S+", seen), seen
+    assert not (tmp_path / "data" / "first-operator.txt").exists()
