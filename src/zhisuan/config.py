@@ -61,6 +61,10 @@ def normalise_database_url(url: str) -> str:
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?P<tail>@)")
 
 
+# ...nor as a query parameter (libpq accepts ``postgresql://host/db?password=…``).
+QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s'\"]+", re.IGNORECASE)
+
+
 def redact_url_passwords(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``."""
-    return URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
+    return QUERY_PASSWORD.sub(r"\g<head>***", URL_PASSWORD.sub(r"\g<head>***\g<tail>", text))

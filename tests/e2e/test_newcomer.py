@@ -185,3 +185,16 @@ def test_first_start_on_a_terminal_shows_the_credentials_there(tmp_path: Path) -
         os.close(main)
     assert re.search(rb"console login:\s+admin / \S+", seen) and re.search(rb"API key:\s+zs_\S+", seen), seen
     assert not (tmp_path / "data" / "first-operator.txt").exists()
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("cannot reach postgresql+psycopg://zs:Pa55@db:5432/zs: refused",
+     "cannot reach postgresql+psycopg://zs:***@db:5432/zs: refused"),
+    ("redis://:hunter2@cache:6379/0 and http://user:pw@proxy", "redis://:***@cache:6379/0 and http://user:***@proxy"),
+    ("postgresql://db/zs?user=zs&password=Pa55&sslmode=require", "postgresql://db/zs?user=zs&password=***&sslmode=require"),
+    ("postgresql://zs@db/zs, http://127.0.0.1:8420/docs", "postgresql://zs@db/zs, http://127.0.0.1:8420/docs"),
+])
+def test_url_passwords_are_redacted(text: str, shown: str) -> None:
+    from zhisuan.config import redact_url_passwords
+
+    assert redact_url_passwords(text) == shown
