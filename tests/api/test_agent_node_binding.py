@@ -44,3 +44,19 @@ def test_a_rejected_registration_does_not_bind_the_key(world: Api) -> None:
     bad["devices"][0]["model"] = "warp-drive"
     assert world.call("POST", "/agent/register", "agent1", bad).status_code == 422
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-b", 1))
+
+
+def test_a_key_from_before_the_binding_binds_to_the_first_node_it_speaks_for(world: Api) -> None:
+    """Keys issued before migration 0009 are unbound: the first of its nodes to speak keeps it."""
+    from sqlalchemy import update
+
+    from zhisuan.identity.models import ApiKey
+    from zhisuan.store.base import transaction
+
+    world.keys["agent1b"] = world.ok("POST", "/sites/s1/agent-keys", "operator", {})["key"]
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 1))
+    world.ok("POST", "/agent/register", "agent1b", h100_node("gpu-b", 1))
+    with transaction(world.client.app.state.ctx.sessions) as session:  # type: ignore[attr-defined]
+        session.execute(update(ApiKey).values(node_name=None))
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-b", "devices": []})
+    assert world.call("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": []}).status_code == 404
