@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +21,10 @@ from zhisuan.store.base import transaction
 from zhisuan.store.migrate import upgrade_to_head
 
 LOCAL_SITE = "local"
+FIRST_OPERATOR_FILE = "first-operator.txt"
+# Owner only: the data directory holds the database, the usage spool, engine logs and, once, the
+# first operator's credentials.
+PRIVATE_BITS = 0o077
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,46 @@ def system_principal(site_id: int | None = None) -> Principal:
 
 
 def migrate(settings: Settings) -> None:
-    if settings.resolved_database_url().startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = settings.resolved_database_url().startswith("sqlite")
+    if embedded:
+        make_private(settings.data_dir)
     upgrade_to_head(settings.resolved_database_url())
+    if embedded:  # the database file (and its journal) did not exist before the first migration
+        make_private(settings.data_dir)
+
+
+def make_private(data_dir: Path) -> None:
+    """Create ``data_dir`` as 0700 and take group/other bits off everything already in it.
+
+    Also for directories an older version left 0755 with a 0644 database. Symlinks are left alone
+    (their targets are not ours to change).
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (data_dir, *data_dir.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o7777
+        if mode & PRIVATE_BITS:
+            path.chmod(mode & ~PRIVATE_BITS)
+
+
+def write_first_operator(data_dir: Path, first: FirstOperator, server_url: str) -> Path:
+    """The first operator's credentials in a 0600 file, for starts whose output goes to a log."""
+    make_private(data_dir)
+    path = data_dir / FIRST_OPERATOR_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(first_operator_lines(first, server_url)) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def first_operator_lines(first: FirstOperator, server_url: str) -> list[str]:
+    return [
+        f"console login:  {first.username} / {first.password}",
+        f"API key:        {first.api_key}",
+        f"CLI:            zhisuan login --server {server_url} --key {first.api_key}",
+    ]
 
 
 def ensure_first_operator(sessions: sessionmaker[Session], settings: Settings) -> FirstOperator | None:

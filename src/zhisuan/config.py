@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,3 +55,16 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+# scheme://user:PASSWORD@host: what a URL must never show in a message or a log line.
+URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?P<tail>@)")
+
+
+# ...nor as a query parameter (libpq accepts ``postgresql://host/db?password=…``).
+QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return QUERY_PASSWORD.sub(r"\g<head>***", URL_PASSWORD.sub(r"\g<head>***\g<tail>", text))

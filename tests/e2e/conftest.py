@@ -70,18 +70,20 @@ def start_platform(tmp: Path, *extra: str, env: dict[str, str] | None = None,
     log: list[str] = []
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    # The banner (and credentials) come before the server listens; the last banner line is "CLI:".
+    # The banner comes before the server listens; stdout is not a terminal, so on a first start its
+    # last line names the 0600 file that holds the operator's credentials.
     while time.monotonic() < deadline and first_start:
         line = process.stdout.readline()
         log.append(line)
-        if "CLI:" in line or (not line and process.poll() is not None):
+        if "First start:" in line or (not line and process.poll() is not None):
             break
     wait_healthy(url, process, deadline, log)
-    text = "".join(log)
+    where = re.search(r"credentials are in (\S+) \(mode 0600\)", "".join(log))
+    text = Path(where.group(1)).read_text() if where else ""
     login = re.search(r"console login:\s+(\S+) / (\S+)", text)
     key = re.search(r"API key:\s+(zs_\S+)", text)
     if first_start:
-        assert login and key, text
+        assert login and key, "".join(log) + text
     return Platform(url, process, login.group(1) if login else "", login.group(2) if login else "",
                     key.group(1) if key else "", log, tmp)
 

@@ -29,7 +29,7 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
     platform.cli("provider", "create", "dc-east", "--revenue-share", "0.7")
     platform.cli("site", "create", "east-1", "--engine", "slurm", "--region", "cn-east-1", "--provider", "dc-east")
     agent_key = platform.cli_json("site", "agent-key", "east-1")["key"]
-    platform.cli("agent", "--server", platform.url, "--token", agent_key, "--name", "gpu-01", "--once",
+    platform.cli("agent", "--server", platform.url, "--name", "gpu-01", "--once", ZHISUAN_AGENT_TOKEN=agent_key,
                  ZHISUAN_FAKE_SMI_DIR=H100_FIXTURES)
     # A model service placed on that node (no runtime runs there in this test: it stays pending).
     platform.cli("model", "register", "qwen-7b", "--source", "/models/qwen-7b", "--engine", "vllm")

@@ -30,8 +30,8 @@ def test_agent_registers_a_node_and_tenants_are_isolated(platform: Platform) -> 
     platform.cli("provider", "create", "dc-east", "--revenue-share", "0.7")
     platform.cli("site", "create", "east-1", "--engine", "slurm", "--region", "cn-east-1", "--provider", "dc-east")
     agent_key = platform.cli_json("site", "agent-key", "east-1")["key"]
-    agent = platform.cli("agent", "--server", platform.url, "--token", agent_key, "--name", "gpu-01", "--once",
-                         ZHISUAN_FAKE_SMI_DIR=H100_FIXTURES)
+    agent = platform.cli("agent", "--server", platform.url, "--name", "gpu-01", "--once",
+                         ZHISUAN_FAKE_SMI_DIR=H100_FIXTURES, ZHISUAN_AGENT_TOKEN=agent_key)
     assert "node registered" in agent.stdout
     node = platform.cli_json("node", "show", "east-1/gpu-01")
     assert [d["model"] for d in node["devices"]] == ["h100-sxm"] * 8

@@ -21,6 +21,7 @@ from zhisuan.api.errors import install_error_handlers
 from zhisuan.api.limits import BodySizeLimit
 from zhisuan.api.local_agent import heartbeat_local_node, register_local_node
 from zhisuan.api.metrics import FleetCollector, RequestMetrics
+from zhisuan.api.swagger_ui import install_offline_docs
 from zhisuan.billing.gateway_sink import LedgerUsageSink
 from zhisuan.billing.loop import metering_pass
 from zhisuan.billing.router import router as billing_router
@@ -174,7 +175,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     engine = make_engine(settings.resolved_database_url())
     ctx = AppContext(settings=settings, sessions=make_session_factory(engine), verifier=KeyVerifier(),
                      clock=clock or (lambda: datetime.now(UTC)))
-    app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI compute cloud platform (智算云平台): inventory, tenancy and access.")
     app.state.ctx, app.state.engine = ctx, engine
     app.state.catalog = catalog or load_catalog()
@@ -185,6 +186,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                    billing_router, serving_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
+    install_offline_docs(app)
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     return app

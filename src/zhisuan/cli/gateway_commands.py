@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from zhisuan.cli.client import CliError
+from zhisuan.cli.logs import configure_logging
 
 
 def gateway(
@@ -36,7 +37,7 @@ def gateway(
     from zhisuan.config import default_data_dir
     from zhisuan.gateway.standalone import StandaloneConfig, StandaloneError, parse_upstreams, run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = StandaloneConfig(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,11 +15,33 @@ user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys: shown once, stored hashed.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log of mutating actions.", no_args_is_help=True)
 TENANT_COLUMNS = ("id", "name", "display_name", "contact_email", "created_at")
-KEY_COLUMNS = ("key_id", "name", "username", "scopes", "expires_at", "revoked_at", "last_used_at")
+KEY_COLUMNS = ("key_id", "name", "username", "scopes", "limits", "expires_at", "revoked_at", "last_used_at")
+# How each inference limit of a key reads in the LIMITS column; absent or null = unlimited.
+KEY_LIMITS = (("models", "models"), ("rpm", "rpm"), ("tpm", "tpm"), ("token_budget", "tokens"),
+              ("money_budget", "CNY"))
 
 
 def api() -> ApiClient:
     return ApiClient.from_environment()
+
+
+def key_limits(key: dict[str, Any]) -> str:
+    """``models=a,b rpm=60 tokens=1000000``, or ``unlimited``."""
+    parts = []
+    for field, label in KEY_LIMITS:
+        value = key.get(field)
+        if value is not None:
+            parts.append(f"{label}={','.join(value) if isinstance(value, list) else value}")
+    return " ".join(parts) or "unlimited"
+
+
+def emit_keys(keys: Any, as_json: bool) -> None:
+    """Keys with their limits: the JSON carries them field by field, the table in one LIMITS column."""
+    if as_json:
+        emit(keys, True)
+        return
+    rows = keys if isinstance(keys, list) else [keys]
+    emit([{**key, "limits": key_limits(key)} for key in rows], False, KEY_COLUMNS)
 
 
 @tenant_app.command("create")
@@ -100,18 +122,19 @@ def key_create(
     if json:
         emit(issued, True)
         return
-    typer.echo(f"key {issued['key_id']} for {issued['username']} (scopes: {', '.join(issued['scopes'])})")
+    typer.echo(f"key {issued['key_id']} for {issued['username']} (scopes: {', '.join(issued['scopes'])};"
+               f" limits: {key_limits(issued)})")
     typer.echo(f"secret (shown once): {issued['key']}")
 
 
 @key_app.command("list")
 def key_list(json: JsonFlag = False) -> None:
-    emit(api().get("/keys"), json, KEY_COLUMNS)
+    emit_keys(api().get("/keys"), json)
 
 
 @key_app.command("revoke")
 def key_revoke(key_id: str, json: JsonFlag = False) -> None:
-    emit(api().delete(f"/keys/{key_id}"), json, KEY_COLUMNS)
+    emit_keys(api().delete(f"/keys/{key_id}"), json)
 
 
 @audit_app.command("list")

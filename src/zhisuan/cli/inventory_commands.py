@@ -72,13 +72,16 @@ def site_show(ref: str, json: JsonFlag = False) -> None:
 
 @site_app.command("agent-key")
 def site_agent_key(ref: str, expires_in_days: float | None = None, json: JsonFlag = False) -> None:
-    """Issue the key that ``zhisuan agent --token`` uses to join nodes to this site."""
+    """Issue a key with which ``zhisuan agent`` joins one node to this site (one key per node).
+
+    The key alone goes to stdout, so ``zhisuan site agent-key SITE > node.key`` makes a key file."""
     issued = api().post(f"/sites/{ref}/agent-keys", {"expires_in_days": expires_in_days})
     if json:
         emit(issued, True)
         return
-    typer.echo(f"agent key {issued['key_id']} for site {ref} (shown once):\n{issued['key']}")
-    typer.echo(f"on the node: zhisuan agent --server {api().server} --token {issued['key']}")
+    typer.echo(f"agent key {issued['key_id']} for one node of site {ref} (shown once); on that node:\n"
+               f"  zhisuan agent --server {api().server} --token-file FILE   (or ZHISUAN_AGENT_TOKEN)", err=True)
+    typer.echo(issued["key"])
 
 
 @node_app.command("list")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from zhisuan.cli.client import ApiClient, CliError, save_profile
+from zhisuan.cli.logs import configure_logging
+from zhisuan.config import redact_url_passwords
+
+if TYPE_CHECKING:
+    from zhisuan.bootstrap import FirstOperator
 
 app = typer.Typer(help="zhisuan (智算): AI compute cloud platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -43,15 +49,17 @@ def up(
     import uvicorn
 
     from zhisuan.api.app import create_app
-    from zhisuan.bootstrap import ensure_first_operator, migrate
+    from zhisuan.bootstrap import ensure_first_operator, make_private, migrate
     from zhisuan.config import Settings, default_data_dir
     from zhisuan.store.base import make_engine, make_session_factory
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(0o077)  # everything this process and its engines create in the data directory: owner only
+    configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # replica health checks every second
     settings = Settings(data_dir=data_dir or default_data_dir(), database_url=database, host=host, port=port,
                         register_local_site=local_site, maas=maas, gateway_port=gateway_port)
     try:
+        make_private(settings.data_dir)
         migrate(settings)
     except Exception as error:  # the database is unreachable or refuses us: say so in one line
         raise CliError(f"cannot prepare the database {settings.resolved_database_url()}: {error}") from error
@@ -64,17 +72,29 @@ def up(
         typer.echo(f"OpenAI-compatible API: http://{host}:{gateway_port or port + 1}/v1  (model smollm2-135m-instruct;"
                    " keys need the 'inference' scope)")
     if first is not None:
-        typer.echo("First start: an operator account was created. Its credentials are shown only this once:")
-        typer.echo(f"  console login:  {first.username} / {first.password}")
-        typer.echo(f"  API key:        {first.api_key}")
-        typer.echo(f"  CLI:            zhisuan login --server {url} --key {first.api_key}")
+        announce_first_operator(first, settings.data_dir, url)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def announce_first_operator(first: FirstOperator, data_dir: Path, url: str) -> None:
+    """Credentials go to a terminal only; a redirected stdout (a service log) gets a 0600 file's path."""
+    from zhisuan.bootstrap import first_operator_lines, write_first_operator
+
+    if sys.stdout.isatty():
+        typer.echo("First start: an operator account was created. Its credentials are shown only this once:")
+        for line in first_operator_lines(first, url):
+            typer.echo(f"  {line}")
+        return
+    path = write_first_operator(data_dir, first, url)
+    typer.echo(f"First start: the operator's credentials are in {path} (mode 0600); read it, then delete it.")
 
 
 @app.command()
 def agent(
     server: Annotated[str, typer.Option(help="control plane URL")],
-    token: Annotated[str, typer.Option(help="agent key of the site to join (zhisuan site agent-key)")],
+    token_file: Annotated[Path | None, typer.Option(
+        help="file holding this node's agent key (zhisuan site agent-key); or set ZHISUAN_AGENT_TOKEN")] = None,
+    token: Annotated[str | None, typer.Option(hidden=True, help="deprecated: visible to every user in ps")] = None,
     name: Annotated[str | None, typer.Option(help="node name (default: host name)")] = None,
     label: Annotated[list[str] | None, typer.Option(help="node label KEY=VALUE, repeatable")] = None,
     once: Annotated[bool, typer.Option(help="register and exit instead of heartbeating")] = False,
@@ -82,14 +102,34 @@ def agent(
     """Run the node agent: detect accelerators, register this machine, heartbeat."""
     from zhisuan.agent.runner import AgentError, run_agent
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
+    key = agent_token(token_file, token)
     try:
-        ack = run_agent(server, token, name=name, labels=parse_pairs(label or [], "label"), once=once)
+        ack = run_agent(server, key, name=name, labels=parse_pairs(label or [], "label"), once=once)
     except AgentError as error:
         raise CliError(str(error)) from error
     except Exception as error:
         raise CliError(f"agent stopped: {error}") from error
     typer.echo(f"node registered: id {ack['node_id']}, status {ack['status']}")
+
+
+def agent_token(token_file: Path | None, token: str | None) -> str:
+    """The agent key, from a file or the environment: a command-line argument is visible in ``ps``."""
+    if token_file is not None:
+        try:
+            key = token_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise CliError(f"cannot read the agent key from {token_file}: {error.strerror}") from error
+        if not key:
+            raise CliError(f"{token_file} is empty; put the agent key from 'zhisuan site agent-key' in it")
+        return key
+    if os.environ.get("ZHISUAN_AGENT_TOKEN"):
+        return os.environ["ZHISUAN_AGENT_TOKEN"].strip()
+    if token:
+        typer.echo("warning: --token shows the agent key to every user of this machine (ps); "
+                   "use --token-file or ZHISUAN_AGENT_TOKEN", err=True)
+        return token
+    raise CliError("no agent key: give --token-file FILE or set ZHISUAN_AGENT_TOKEN")
 
 
 @app.command()
@@ -128,9 +168,47 @@ register_subcommands()
 
 
 def main() -> None:
-    """Entry point: a failing command prints one clear line on stderr and exits 1, not a traceback."""
+    """Entry point: a failing command prints one clear line on stderr and exits 1, not a traceback;
+    a reader that stops early (``| head``) ends the command quietly with exit 0."""
+    stdout_was_devnull = points_at_devnull(1)
     try:
         app()
     except CliError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {redact_url_passwords(str(error))}", err=True)
         sys.exit(1)
+    except SystemExit as done:
+        if done.code not in (0, None) and stdout_closed_early(stdout_was_devnull):
+            quiet_exit()
+        raise done from None
+    except BrokenPipeError:
+        quiet_exit()
+
+
+def stdout_closed_early(stdout_was_devnull: bool) -> bool:
+    """Whether the command ended because its reader went away, which click and rich both turn into
+    exit 1: click wraps stdout in ``PacifyFlushWrapper`` (typer vendors its own click, hence the
+    name rather than the class), rich points it at /dev/null."""
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True
+    if not stdout_was_devnull and points_at_devnull(1):
+        return True
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
+def points_at_devnull(fd: int) -> bool:
+    try:
+        here, devnull = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (devnull.st_dev, devnull.st_ino)
+
+
+def quiet_exit() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail a second time.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.exit(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.catalog.loader import Catalog
@@ -14,7 +14,7 @@ from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, may_see_provider, require_role
 from zhisuan.identity.keys import IssuedKey, issue_key
-from zhisuan.identity.models import User
+from zhisuan.identity.models import ApiKey, User
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.schemas import (
@@ -173,6 +173,9 @@ def register_node(session: Session, catalog: Catalog, principal: Principal, body
     if principal.site_id is None:
         raise Forbidden("only an agent key bound to a site can register nodes")
     devices = device_rows(catalog, body.devices)
+    if not bind_key_to_node(session, principal, body.name):
+        raise Forbidden("this agent key belongs to another node of the site; "
+                        "issue one key per node with 'zhisuan site agent-key'")
     node = find_node(session, principal.site_id, body.name)
     created = node is None
     if node is None:
@@ -193,6 +196,27 @@ def register_node(session: Session, catalog: Catalog, principal: Principal, body
     return node
 
 
+def bind_key_to_node(session: Session, principal: Principal, node_name: str) -> bool:
+    """Whether the caller's agent key may speak for ``node_name``; an unbound key binds to it now.
+
+    One conditional UPDATE, so two machines racing with the same fresh key cannot both win.
+    The control plane's own agent (no key) speaks for its local node only, by construction.
+    """
+    if principal.key_id is None:
+        return True
+    bound = session.execute(select(ApiKey.node_name).where(ApiKey.key_id == principal.key_id)).scalar_one_or_none()
+    if bound == node_name:
+        return True
+    if bound is not None:
+        return False
+    claimed = session.execute(
+        update(ApiKey).where(ApiKey.key_id == principal.key_id,
+                             or_(ApiKey.node_name.is_(None), ApiKey.node_name == node_name))
+        .values(node_name=node_name).execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def find_node(session: Session, site_id: int, name: str) -> Node | None:
     return session.execute(
         select(Node).where(Node.site_id == site_id, Node.name == name).options(selectinload(Node.devices))
@@ -203,7 +227,8 @@ def heartbeat(session: Session, principal: Principal, node_name: str, health: li
     if principal.site_id is None:
         raise Forbidden("only an agent key bound to a site can send heartbeats")
     node = find_node(session, principal.site_id, node_name)
-    if node is None:
+    # Another node's name answers exactly like an unknown one: the key learns nothing about it.
+    if node is None or not bind_key_to_node(session, principal, node_name):
         raise NotFound(f"node '{node_name}' is not registered in this site; register it first", field="node")
     by_index = {device.index: device for device in node.devices}
     for position, report in enumerate(health):

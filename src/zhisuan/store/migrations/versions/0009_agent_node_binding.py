@@ -5,8 +5,8 @@ Revises: 0008
 Create Date: 2026-12-01 22:30:00
 """
 
-from alembic import op  # noqa: F401
-import sqlalchemy as sa  # noqa: F401
+from alembic import op
+import sqlalchemy as sa
 
 
 revision = '0009'
@@ -16,8 +16,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # Keys issued before this revision are unbound; each binds to the node it next registers.
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('node_name', sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_column('node_name')
