@@ -148,7 +148,7 @@ def test_token_ingestion_is_idempotent(world: Api) -> None:
 
 
 def test_ledger_rules_and_placement_views(world: Api) -> None:
-    from zhisuan.billing.service import exclusive_node_tenants, held_shares
+    from zhisuan.ledger.service import exclusive_node_tenants, held_shares
 
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     a800_node(world)
