@@ -163,3 +163,31 @@ def test_market_index_and_breach_risk(world: Api) -> None:
     assert [r["contract_id"] for r in risks] == [dear["id"]]  # 75,000 > 60,000 × 1.2
     assert Decimal(risks[0]["provider_exposure"]) > 0 and risks[0]["tenant"] == "acme"
     assert world.ok("GET", "/market/breach-risk", "beta", at="2027-01-01T00:00:00Z") == []
+
+
+def test_a_terminated_lease_holds_its_node_until_its_notice_period_ends(world: Api) -> None:
+    price_book(world)
+    a800_node(world)
+    first = world.ok("POST", "/contracts", "operator", lease_body())
+    world.ok("POST", f"/contracts/{first['id']}/activate", "operator", {})
+    ended = world.ok("POST", f"/contracts/{first['id']}/terminate", "acme",
+                     {"notice_at": "2027-11-01T00:00:00Z", "effective_at": "2027-12-15T00:00:00Z"})
+    assert ended["state"] == "terminated"
+    before = counts(world)
+    overlapping = lease_body(tenant="beta", start="2027-12-01T00:00:00Z", closed_months=6, open_months=0)
+    response = world.call("POST", "/contracts", "operator", overlapping)
+    assert response.status_code == 409 and "s1/a800-1" in response.json()["error"]["message"], response.text
+    response = world.call("POST", "/allocations", "operator",
+                          {"tenant": "beta", "node": "s1/a800-1", "start": "2027-12-01T00:00:00Z"})
+    assert response.status_code == 409 and response.json()["error"]["field"] == "node", response.text
+    assert counts(world) == before
+    # still priced and assessed while in its notice period; gone once it has taken effect
+    in_notice = world.ok("GET", "/market/index", "operator", at="2027-12-01T00:00:00Z")
+    assert next(e for e in in_notice if e["model"] == "a800-sxm4-80gb")["points"] == 2  # contract + listing
+    risks = world.ok("GET", "/market/breach-risk", "operator", at="2027-12-01T00:00:00Z")
+    assert [r["contract_id"] for r in risks] == [first["id"]]  # 75,000 > 60,000 × 1.2
+    after = world.ok("GET", "/market/index", "operator", at="2027-12-20T00:00:00Z")
+    assert next(e for e in after if e["model"] == "a800-sxm4-80gb")["points"] == 1
+    later = world.ok("POST", "/contracts", "operator", lease_body(
+        tenant="beta", start="2027-12-15T00:00:00Z", closed_months=6, open_months=0))
+    world.ok("POST", f"/contracts/{later['id']}/activate", "operator", {})

@@ -516,12 +516,14 @@ def contract_out(session: Session, row: m.Contract) -> s.ContractOut:
 
 
 def price_points(session: Session, at: datetime) -> tuple[list[m.Contract], list[mi.PricePoint]]:
-    """Observed prices at ``at``: active contracts (terms in force) and the default book's list prices.
+    """Observed prices at ``at``: contracts holding capacity then (active, or terminated and still
+    in their notice period; terms in force) and the default book's list prices.
 
     A list price (a rate of the default book in force, without tenant/site/region scope) weighs as
     many devices of its model as the fleet holds (at least one), so it counts like listed supply.
     """
-    rows = list(session.execute(contract_query().where(m.Contract.state == "active")).scalars())
+    candidates = session.execute(contract_query().where(m.Contract.state != "draft", m.Contract.start <= at)).scalars()
+    rows = [row for row in candidates if core_contract(row).holds_capacity_at(at)]
     contracts = [core_contract(row) for row in rows]
     points = mi.contract_price_points(contracts, at)
     book = session.execute(_books_query().where(m.PriceBook.is_default)).scalar_one_or_none()
