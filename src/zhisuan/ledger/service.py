@@ -8,7 +8,7 @@ entitlements), manual allocations and jobs (``hold``), serving replicas (``hold`
 
 Concurrency. A hold checks what is held, then writes; two transactions doing that at once would
 both see the device free. So every writer first takes the nodes it holds on (``lock_nodes``) and
-only then reads: on PostgreSQL ``SELECT … FOR UPDATE`` on the node rows, in ascending id order
+only then reads: on PostgreSQL ``SELECT … FOR NO KEY UPDATE`` on the node rows, in ascending id order
 (two holders of the same nodes queue; a fixed order cannot deadlock within one call); on SQLite
 ``BEGIN IMMEDIATE`` (the database's single write lock, taken before the first read of the check).
 The loser of a race waits, then sees the winner's rows and gets a 409 naming the device.
@@ -82,7 +82,10 @@ def lock_nodes(session: Session, node_ids: Iterable[int]) -> None:
         return
     ids = sorted(set(node_ids))
     if ids:
-        session.execute(select(Node.id).where(Node.id.in_(ids)).order_by(Node.id).with_for_update())
+        # FOR NO KEY UPDATE, not FOR UPDATE: rows referencing the node (a replica, an allocation)
+        # take KEY SHARE locks on it; FOR UPDATE would conflict with those and deadlock two
+        # transactions that each inserted such a row before holding.
+        session.execute(select(Node.id).where(Node.id.in_(ids)).order_by(Node.id).with_for_update(key_share=True))
 
 
 # ----------------------------------------------------------------------------- reading
