@@ -191,3 +191,17 @@ def test_a_terminated_lease_holds_its_node_until_its_notice_period_ends(world: A
     later = world.ok("POST", "/contracts", "operator", lease_body(
         tenant="beta", start="2027-12-15T00:00:00Z", closed_months=6, open_months=0))
     world.ok("POST", f"/contracts/{later['id']}/activate", "operator", {})
+
+
+def test_a_new_price_book_cannot_be_back_dated_either(world: Api, clock: Clock) -> None:
+    price_book(world)  # created when the clock read START
+    rates = [{"model": "h100-sxm", "pricing_model": "device_hour", "unit_price": "1"}]
+    before = len(world.ok("GET", "/audit", "operator", limit=1000))
+    response = world.call("POST", "/pricebooks", "operator", {
+        "name": "cheap", "default": True, "effective_from": "2026-10-01T00:00:00Z", "rates": rates})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "effective_from"
+    assert len(world.ok("GET", "/audit", "operator", limit=1000)) == before
+    assert [b["name"] for b in world.ok("GET", "/pricebooks", "operator") if b["default"]] == ["std"]
+    later = world.ok("POST", "/pricebooks", "operator", {"name": "cheap", "rates": rates})
+    assert later["versions"][0]["effective_from"] == clock.now.isoformat().replace("+00:00", "Z")

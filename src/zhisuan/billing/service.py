@@ -153,7 +153,8 @@ def allocation_outs(session: Session, rows: Sequence[b.Allocation]) -> list[s.Al
         site=sites.get(r.site_id) if r.site_id else None, node=nodes.get(r.node_id) if r.node_id else None,
         device_index=indexes.get(r.device_id) if r.device_id else None, model=r.model, milli=r.milli,
         purpose=r.purpose, ref=r.ref, contract_id=r.contract_id, billable=r.billable,
-        pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, metered_until=r.metered_until)
+        pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, end_reason=r.end_reason,
+        cpu_milli=r.cpu_milli, memory_mib=r.memory_mib, metered_until=r.metered_until)
         for r in rows]
 
 

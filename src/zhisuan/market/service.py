@@ -108,9 +108,9 @@ def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.
         raise InvalidInput(f"currency mismatch: book '{book.name}' is in {book.currency}, not {body.currency}",
                            field="currency")
     effective = body.effective_from or now
-    if book.versions and effective < now:
-        raise InvalidInput("a new version cannot take effect in the past (issued invoices keep their prices)",
-                           field="effective_from")
+    if effective < now:  # a new book too: made the default, it would reprice usage already metered
+        raise InvalidInput(f"a new {'version' if book.versions else 'price book'} cannot take effect in the past "
+                           f"(metered usage and issued invoices keep their prices)", field="effective_from")
     number = (book.versions[-1].version + 1) if book.versions else 1
     version = m.PriceBookVersion(version=number, effective_from=effective, devices_per_server=body.devices_per_server,
                                  pflops_precision=body.pflops_precision, note=body.note,
