@@ -28,6 +28,7 @@ from zhisuan.billing import models as b
 from zhisuan.billing import schemas as s
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.economics import metering as me
+from zhisuan.core.economics import penalties as pe
 from zhisuan.core.economics import rating as ra
 from zhisuan.core.economics.export import invoice_to_csv_text, invoice_to_json_obj
 from zhisuan.core.economics.periods import BillingPeriod, billing_period, epoch_seconds, from_epoch
@@ -373,8 +374,8 @@ def parse_period(label: str) -> BillingPeriod:
 
 def run_invoices(session: Session, catalog: Catalog, principal: Principal, body: s.InvoiceRun,
                  now: datetime) -> list[b.Invoice]:
-    """Invoice every tenant's not-yet-invoiced usage of a closed period (a re-run bills only late
-    usage, as a supplementary invoice ``…-2``)."""
+    """Invoice every tenant's not-yet-invoiced usage of a closed period, and the early-termination
+    penalties falling due in it (a re-run bills only late usage, as a supplementary invoice ``…-2``)."""
     require_role(principal, "operator")
     period = parse_period(body.period)
     if period.end > now:
@@ -384,7 +385,8 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     rows = session.execute(select(b.UsageRecord).where(
         b.UsageRecord.invoice_line_id.is_(None), b.UsageRecord.start >= period.start,
         b.UsageRecord.start < period.end)).scalars().all()
-    if not rows:
+    penalties = due_penalties(session, period)
+    if not rows and not penalties:
         return []
     core = market.core_book(book)
     contract_ids = {r.contract_id for r in rows if r.contract_id is not None}
@@ -395,7 +397,8 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
         else first.pflops_precision
     ctx = ra.RatingContext(core, throughput(catalog, precision), contracts)
     with econ_errors():
-        invoices = ra.rate_period([core_record(r) for r in rows], period, ctx)
+        invoices = ra.rate_period([core_record(r) for r in rows], period, ctx) if rows else ()
+        invoices = pe.with_penalties(invoices, penalties, period, core.currency)
     tenant_names = names(session, Tenant, {int(inv.tenant_id) for inv in invoices})
     created = []
     for inv in invoices:
@@ -416,10 +419,37 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     return created
 
 
+def due_penalties(session: Session, period: BillingPeriod) -> list[pe.DuePenalty]:
+    """Penalties of contracts that ended in ``period`` and are not invoiced yet (see
+    ``core.economics.penalties``): the provider weights are the leased devices per provider for a
+    node lease, equal parts otherwise."""
+    steps = session.execute(select(m.ContractTransition).where(
+        m.ContractTransition.to_state.in_(("terminated", "breached")), m.ContractTransition.at >= period.start,
+        m.ContractTransition.at < period.end).order_by(m.ContractTransition.id)).scalars().all()
+    steps = [step for step in steps if step.penalty > 0]
+    if not steps:
+        return []
+    ids = {step.contract_id for step in steps}
+    billed = set(session.execute(select(b.InvoiceLine.contract_id).where(
+        b.InvoiceLine.kind == "penalty", b.InvoiceLine.contract_id.in_(ids))).scalars())
+    contracts = {c.id: c for c in session.execute(market.contract_query().where(m.Contract.id.in_(ids))).scalars()}
+    due = []
+    for step in steps:
+        if step.contract_id in billed:
+            continue
+        row = contracts[step.contract_id]
+        weights: dict[str, int] = {str(p): 0 if row.node_ids else 1 for p in row.provider_ids}
+        for provider_id in session.execute(select(Site.provider_id).join(Node, Node.site_id == Site.id)
+                                           .where(Node.id.in_(row.node_ids))).scalars() if row.node_ids else []:
+            weights[str(provider_id)] = weights.get(str(provider_id), 0) + row.devices_per_node
+        due.append(pe.DuePenalty(market.core_contract(row), step.penalty, weights))
+    return due
+
+
 def _line_row(line: ra.InvoiceLine) -> b.InvoiceLine:
     scope = line.scope
     return b.InvoiceLine(
-        line_no=line.line_no, kind="usage", provider_id=int(scope.provider_id), model=scope.model,
+        line_no=line.line_no, kind=line.kind, provider_id=int(scope.provider_id), model=scope.model,
         pricing_model=str(scope.pricing_model), tier=str(scope.tier),
         site_id=None if scope.site_id is None else int(scope.site_id), region=scope.region,
         contract_id=None if scope.contract_id is None else int(scope.contract_id), term_months=scope.term_months,
@@ -518,7 +548,7 @@ def core_invoice(row: b.Invoice, n: Names | None = None) -> ra.Invoice:
         lines.append(ra.InvoiceLine(
             line.line_no, scope, period, line.usage_quantity, line.billable_quantity, line.unit, line.list_price,
             line.discount, line.unit_price, line.exact_amount, line.amount, line.currency,
-            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys)))
+            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys), line.kind))
     return ra.Invoice(row.number, tenant or str(row.tenant_id), period, row.currency, tuple(lines))
 
 

@@ -107,6 +107,7 @@ class InvoiceLine:
     currency: str
     price_source: PriceSource
     usage_record_keys: Sequence[str]
+    kind: str = "usage"  # usage | penalty (``core.economics.penalties``)
 
 
 @dataclass(frozen=True)
