@@ -40,6 +40,7 @@ from zhisuan.identity.models import ApiKey, Tenant, User
 from zhisuan.identity.service import by_ref
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.ledger import service as ledger
+from zhisuan.ledger.models import CPU_MODEL
 from zhisuan.market import models as m
 from zhisuan.market import service as market
 from zhisuan.market.service import econ_errors, names
@@ -202,9 +203,10 @@ def meter(session: Session, catalog: Catalog, until: datetime) -> s.MeterResult:
             continue
         known = row.model in rates.dense_tflops
         figures = rates if known else me.Throughput(rates.precision, {row.model: Decimal(1)})
+        held = row.cpu_milli if row.device_id is None and row.model == CPU_MODEL else row.milli  # cores or devices
         with econ_errors():
-            interval = me.AllocationInterval(str(row.id), scope_of(row), start, end, row.milli)
-            records = me.meter_allocation(interval, figures, cuts)
+            records = me.meter_allocation(me.AllocationInterval(str(row.id), scope_of(row), start, end, held),
+                                          figures, cuts) if held > 0 else ()
         for record in records:
             session.add(_usage_row(record, "allocation", row.id, record.pflops_seconds if known else Decimal(0)))
         old = row.metered_until
@@ -385,11 +387,12 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     rows = session.execute(select(b.UsageRecord).where(
         b.UsageRecord.invoice_line_id.is_(None), b.UsageRecord.start >= period.start,
         b.UsageRecord.start < period.end)).scalars().all()
-    penalties = due_penalties(session, period)
-    if not rows and not penalties:
-        return []
     core = market.core_book(book)
-    contract_ids = {r.contract_id for r in rows if r.contract_id is not None}
+    records, _unpriced_cpu = ra.split_unpriced_cpu([core_record(r) for r in rows], core)  # see docs: CPU usage
+    penalties = due_penalties(session, period)
+    if not records and not penalties:
+        return []
+    contract_ids = {int(r.scope.contract_id) for r in records if r.scope.contract_id is not None}
     contracts = {str(c.id): market.core_contract(c) for c in session.execute(
         market.contract_query().where(m.Contract.id.in_(contract_ids))).scalars()} if contract_ids else {}
     first = book.versions[0]
@@ -397,7 +400,7 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
         else first.pflops_precision
     ctx = ra.RatingContext(core, throughput(catalog, precision), contracts)
     with econ_errors():
-        invoices = ra.rate_period([core_record(r) for r in rows], period, ctx) if rows else ()
+        invoices = ra.rate_period(records, period, ctx) if records else ()
         invoices = pe.with_penalties(invoices, penalties, period, core.currency)
     tenant_names = names(session, Tenant, {int(inv.tenant_id) for inv in invoices})
     created = []
