@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, Clock
+from tests.api.conftest import Api, Clock, h100_node
 from tests.api.econ_setup import START, a800_node, price_book, quota_contract
 
 
@@ -193,8 +193,11 @@ def test_a_terminated_lease_holds_its_node_until_its_notice_period_ends(world: A
     world.ok("POST", f"/contracts/{later['id']}/activate", "operator", {})
 
 
-def test_a_new_price_book_cannot_be_back_dated_either(world: Api, clock: Clock) -> None:
-    price_book(world)  # created when the clock read START
+def test_a_new_price_book_cannot_be_back_dated_over_usage(world: Api, clock: Clock) -> None:
+    price_book(world)  # created when the clock read START, before anything was used
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/allocations", "operator", {"tenant": "acme", "node": "s1/gpu-a", "devices": [0]})
+    clock.advance(hours=2)
     rates = [{"model": "h100-sxm", "pricing_model": "device_hour", "unit_price": "1"}]
     before = len(world.ok("GET", "/audit", "operator", limit=1000))
     response = world.call("POST", "/pricebooks", "operator", {

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from zhisuan.billing.models import UsageRecord
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.economics import contracts as cc
 from zhisuan.core.economics import market_index as mi
@@ -33,6 +34,7 @@ from zhisuan.identity.service import by_ref
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.service import node_by_ref
 from zhisuan.ledger import service as ledger
+from zhisuan.ledger.models import Allocation
 from zhisuan.market import models as m
 from zhisuan.market import schemas as s
 
@@ -108,9 +110,11 @@ def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.
         raise InvalidInput(f"currency mismatch: book '{book.name}' is in {book.currency}, not {body.currency}",
                            field="currency")
     effective = body.effective_from or now
-    if effective < now:  # a new book too: made the default, it would reprice usage already metered
+    if effective < now and (book.versions or usage_since(session, effective, now)):
+        # A new book too: made the default, it would re-price usage already held or metered.
         raise InvalidInput(f"a new {'version' if book.versions else 'price book'} cannot take effect in the past "
-                           f"(metered usage and issued invoices keep their prices)", field="effective_from")
+                           f"(usage since {effective.isoformat()} keeps the prices it was held at)",
+                           field="effective_from")
     number = (book.versions[-1].version + 1) if book.versions else 1
     version = m.PriceBookVersion(version=number, effective_from=effective, devices_per_server=body.devices_per_server,
                                  pflops_precision=body.pflops_precision, note=body.note,
@@ -118,6 +122,17 @@ def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.
     book.versions.append(version)
     core_book(book)  # validates: duplicate scopes, version order, currency
     return version
+
+
+def usage_since(session: Session, since: datetime, now: datetime) -> bool:
+    """Whether anything billable was held or used between ``since`` and ``now`` (a book taking
+    effect from ``since`` would price it). Only on a platform where nothing was used since then may
+    a new book be back-dated (setting up the first prices)."""
+    used = session.execute(select(UsageRecord.id).where(UsageRecord.end > since).limit(1)).first()
+    held = session.execute(select(Allocation.id).where(
+        Allocation.billable, Allocation.start < now, ledger.overlapping(since, None),
+        or_(Allocation.end.is_(None), Allocation.end > Allocation.start)).limit(1)).first()
+    return used is not None or held is not None
 
 
 def create_price_book(session: Session, catalog: Catalog, principal: Principal, body: s.PriceBookCreate,
