@@ -36,6 +36,8 @@ def test_cpu_holds_are_bounded_by_the_node_and_billed_in_core_hours(world: Api, 
             hold_cpu(world, "beta", cores, memory, clock.now)
         assert refused.value.field == field and "s1/cpu-a" in refused.value.message
     beta = hold_cpu(world, "beta", 28, 1_048_000, clock.now)  # exactly what is left
+    with transaction(world.client.app.state.ctx.sessions) as session:  # type: ignore[attr-defined]
+        assert list(ledger.held_node_resources(session, clock.now).values()) == [(128_000, 2_048_000)]
     rows = {r["id"]: r for r in world.ok("GET", "/allocations", "operator")}
     assert (rows[acme]["cpu_milli"], rows[acme]["memory_mib"], rows[acme]["device_index"]) == (100_000, 1_000_000, None)
     assert rows[acme]["model"] == "cpu" and rows[acme]["pricing_model"] == "core_hour" and rows[acme]["billable"]

@@ -115,6 +115,15 @@ def held_shares(session: Session, at: datetime, include_entitlements: bool = Fal
     return {device: int(milli) for device, milli in session.execute(query).all() if device is not None}
 
 
+def held_node_resources(session: Session, at: datetime) -> dict[int, tuple[int, int]]:
+    """Node id → (milli-cores, MiB) held at ``at`` by CPU/memory holds (``hold_cpu``)."""
+    rows = session.execute(select(Allocation.node_id, func.sum(Allocation.cpu_milli), func.sum(Allocation.memory_mib))
+                           .where(Allocation.node_id.is_not(None), Allocation.device_id.is_(None),
+                                  or_(Allocation.cpu_milli > 0, Allocation.memory_mib > 0), live_at(at))
+                           .group_by(Allocation.node_id))
+    return {node: (int(cpu), int(memory)) for node, cpu, memory in rows if node is not None}
+
+
 def exclusive_node_tenants(session: Session, at: datetime) -> dict[int, int]:
     """Node id → tenant id for every node a contract leases at ``at`` (its lease rows are live:
     an active contract, or a terminated one still in its notice period)."""
