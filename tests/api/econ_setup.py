@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from tests.api.conftest import Api
@@ -16,7 +19,19 @@ def a800_node(api: Api, name: str = "a800-1", site: str = "s1") -> dict[str, Any
     return api.ok("POST", "/nodes", "operator", body)  # type: ignore[no-any-return]
 
 
+@contextmanager
+def clock_at(api: Api, instant: str) -> Iterator[None]:
+    """Run with the app's clock (the tests' settable ``Clock``) at ``instant``, then put it back."""
+    clock = api.client.app.state.ctx.clock  # type: ignore[attr-defined]
+    saved, clock.now = clock.now, datetime.fromisoformat(instant)
+    try:
+        yield
+    finally:
+        clock.now = saved
+
+
 def price_book(api: Api, name: str = "std", overrides: bool = True, **extra: Any) -> dict[str, Any]:
+    """Book ``name``, created at START and in force from then (a book cannot take effect in the past)."""
     rates = [
         {"model": "h100-sxm", "pricing_model": "device_hour", "unit_price": "20.00", "spot_discount": "0.4",
          "reserved_discounts": [{"min_months": 12, "discount": "0.15"}]},
@@ -28,7 +43,8 @@ def price_book(api: Api, name: str = "std", overrides: bool = True, **extra: Any
     if not overrides:
         rates = [rate for rate in rates if "tenant" not in rate]
     body = {"name": name, "effective_from": START, "rates": rates, **extra}
-    return api.ok("POST", "/pricebooks", "operator", body)  # type: ignore[no-any-return]
+    with clock_at(api, START):
+        return api.ok("POST", "/pricebooks", "operator", body)  # type: ignore[no-any-return]
 
 
 def quota_contract(api: Api, tenant: str = "acme", provider: str = "p1", **extra: Any) -> dict[str, Any]:

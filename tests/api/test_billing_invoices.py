@@ -148,7 +148,7 @@ def test_token_ingestion_is_idempotent(world: Api) -> None:
 
 
 def test_ledger_rules_and_placement_views(world: Api) -> None:
-    from zhisuan.billing.service import exclusive_node_tenants, held_shares
+    from zhisuan.ledger.service import exclusive_node_tenants, held_shares
 
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     a800_node(world)
@@ -182,3 +182,31 @@ def test_ledger_rules_and_placement_views(world: Api) -> None:
     assert ended["end"] is not None
     assert world.call("POST", f"/allocations/{shared[0]['id']}/end", "operator",
                       {"at": "2030-01-01T00:00:00Z"}).status_code == 409
+
+
+def test_an_early_termination_penalty_is_invoiced_in_its_period_and_settled(world: Api, clock: Clock) -> None:
+    price_book(world)
+    a800_node(world)
+    contract = world.ok("POST", "/contracts", "operator", {
+        "tenant": "acme", "capacity": {"kind": "nodes", "nodes": ["s1/a800-1"]}, "pricing_model": "server_month",
+        "unit_price": "75000", "start": START, "closed_months": 36, "penalty_rate": "0.20", "deposit": "150000"})
+    world.ok("POST", f"/contracts/{contract['id']}/activate", "operator", {})
+    ended = world.ok("POST", f"/contracts/{contract['id']}/terminate", "acme",
+                     {"notice_at": "2026-11-10T00:00:00Z", "effective_at": "2026-12-15T00:00:00Z"})
+    penalty = Decimal(ended["transitions"][-1]["penalty"])
+    assert penalty > 0
+    clock.now = datetime(2027, 1, 2, tzinfo=UTC)
+    november = world.ok("POST", "/invoices/run", "operator", {"period": "2026-11"})[0]
+    assert {line["kind"] for line in november["lines"]} == {"usage"}
+    december = world.ok("POST", "/invoices/run", "operator", {"period": "2026-12"})[0]
+    [line] = [line for line in december["lines"] if line["kind"] == "penalty"]
+    assert Decimal(line["amount"]) == penalty and line["contract_id"] == contract["id"]
+    assert line["provider"] == "p1" and line["unit"] == "penalty" and line["usage_record_keys"] == []
+    usage = sum(Decimal(x["amount"]) for x in december["lines"] if x["kind"] == "usage")
+    assert Decimal(december["total"]) == usage + penalty
+    assert world.ok("GET", f"/invoices/{december['number']}", "acme")["lines"][-1]["kind"] == "penalty"
+    margin = world.ok("POST", "/settlements/run", "operator", {"period": "2026-12"})
+    [p1] = margin["settlements"]
+    assert Decimal(p1["revenue"]) == usage + penalty
+    assert Decimal(p1["payout"]) == ((usage + penalty) * Decimal("0.7")).quantize(Decimal("0.01"))
+    assert world.ok("POST", "/invoices/run", "operator", {"period": "2026-12"}) == []  # billed once

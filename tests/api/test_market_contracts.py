@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, Clock
+from tests.api.conftest import Api, Clock, h100_node
 from tests.api.econ_setup import START, a800_node, price_book, quota_contract
 
 
@@ -163,3 +163,48 @@ def test_market_index_and_breach_risk(world: Api) -> None:
     assert [r["contract_id"] for r in risks] == [dear["id"]]  # 75,000 > 60,000 × 1.2
     assert Decimal(risks[0]["provider_exposure"]) > 0 and risks[0]["tenant"] == "acme"
     assert world.ok("GET", "/market/breach-risk", "beta", at="2027-01-01T00:00:00Z") == []
+
+
+def test_a_terminated_lease_holds_its_node_until_its_notice_period_ends(world: Api) -> None:
+    price_book(world)
+    a800_node(world)
+    first = world.ok("POST", "/contracts", "operator", lease_body())
+    world.ok("POST", f"/contracts/{first['id']}/activate", "operator", {})
+    ended = world.ok("POST", f"/contracts/{first['id']}/terminate", "acme",
+                     {"notice_at": "2027-11-01T00:00:00Z", "effective_at": "2027-12-15T00:00:00Z"})
+    assert ended["state"] == "terminated"
+    before = counts(world)
+    overlapping = lease_body(tenant="beta", start="2027-12-01T00:00:00Z", closed_months=6, open_months=0)
+    response = world.call("POST", "/contracts", "operator", overlapping)
+    assert response.status_code == 409 and "s1/a800-1" in response.json()["error"]["message"], response.text
+    response = world.call("POST", "/allocations", "operator",
+                          {"tenant": "beta", "node": "s1/a800-1", "start": "2027-12-01T00:00:00Z"})
+    assert response.status_code == 409 and response.json()["error"]["field"] == "node", response.text
+    assert counts(world) == before
+    # still priced and assessed while in its notice period; gone once it has taken effect
+    in_notice = world.ok("GET", "/market/index", "operator", at="2027-12-01T00:00:00Z")
+    assert next(e for e in in_notice if e["model"] == "a800-sxm4-80gb")["points"] == 2  # contract + listing
+    risks = world.ok("GET", "/market/breach-risk", "operator", at="2027-12-01T00:00:00Z")
+    assert [r["contract_id"] for r in risks] == [first["id"]]  # 75,000 > 60,000 × 1.2
+    after = world.ok("GET", "/market/index", "operator", at="2027-12-20T00:00:00Z")
+    assert next(e for e in after if e["model"] == "a800-sxm4-80gb")["points"] == 1
+    later = world.ok("POST", "/contracts", "operator", lease_body(
+        tenant="beta", start="2027-12-15T00:00:00Z", closed_months=6, open_months=0))
+    world.ok("POST", f"/contracts/{later['id']}/activate", "operator", {})
+
+
+def test_a_new_price_book_cannot_be_back_dated_over_usage(world: Api, clock: Clock) -> None:
+    price_book(world)  # created when the clock read START, before anything was used
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/allocations", "operator", {"tenant": "acme", "node": "s1/gpu-a", "devices": [0]})
+    clock.advance(hours=2)
+    rates = [{"model": "h100-sxm", "pricing_model": "device_hour", "unit_price": "1"}]
+    before = len(world.ok("GET", "/audit", "operator", limit=1000))
+    response = world.call("POST", "/pricebooks", "operator", {
+        "name": "cheap", "default": True, "effective_from": "2026-10-01T00:00:00Z", "rates": rates})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "effective_from"
+    assert len(world.ok("GET", "/audit", "operator", limit=1000)) == before
+    assert [b["name"] for b in world.ok("GET", "/pricebooks", "operator") if b["default"]] == ["std"]
+    later = world.ok("POST", "/pricebooks", "operator", {"name": "cheap", "rates": rates})
+    assert later["versions"][0]["effective_from"] == clock.now.isoformat().replace("+00:00", "Z")

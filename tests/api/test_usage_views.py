@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, Clock
+from tests.api.econ_setup import clock_at
 from zhisuan.billing.gateway_sink import LedgerUsageSink
 from zhisuan.gateway.protocols import UsageEvent
 
@@ -22,9 +23,10 @@ RATES = [("qwen-7b", "input_tokens", "2.00"), ("qwen-7b", "output_tokens", "6.00
 
 
 def token_book(api: Api) -> None:
-    api.ok("POST", "/pricebooks", "operator", {
-        "name": "tok", "effective_from": "2026-11-01T00:00:00Z",
-        "rates": [{"model": m, "pricing_model": p, "unit_price": u} for m, p, u in RATES]})
+    with clock_at(api, "2026-11-01T00:00:00Z"):  # in force from then: a book cannot take effect in the past
+        api.ok("POST", "/pricebooks", "operator", {
+            "name": "tok", "effective_from": "2026-11-01T00:00:00Z",
+            "rates": [{"model": m, "pricing_model": p, "unit_price": u} for m, p, u in RATES]})
 
 
 def event(event_id: str, key: str | None, model: str, at: str, inp: int, out: int,

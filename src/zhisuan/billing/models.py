@@ -1,4 +1,8 @@
-"""Tables of the billing domain: the allocation ledger, usage records, invoices and settlements."""
+"""Tables of the billing domain: usage records, invoices and settlements.
+
+The allocation ledger's table lives in ``zhisuan.ledger.models``; ``Allocation`` and ``PURPOSES`` are
+re-exported here for the code that reads them as billing models.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +12,10 @@ from decimal import Decimal
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from zhisuan.ledger.models import PURPOSES, Allocation
 from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
-PURPOSES = ("contract", "job", "instance", "service", "manual")
-
-
-class Allocation(Base):
-    """The ledger row: ``milli`` thousandths of a device (or of a quota) held from ``start`` to ``end``.
-
-    ``device_id`` is null only for a quota/PFLOPS entitlement, which holds capacity of a model
-    rather than particular devices. Only ``billable`` rows are metered: a workload running inside
-    a contract's entitlement records its devices with ``billable=False`` (the contract bills).
-    ``metered_until`` is the metering watermark: usage records exist for ``[start, metered_until)``.
-    """
-
-    __tablename__ = "allocations"
-    __table_args__ = (Index("ix_allocations_device_window", "device_id", "start", "end"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True)
-    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
-    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True)
-    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True)
-    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), nullable=True)
-    model: Mapped[str] = mapped_column(String(64))
-    milli: Mapped[int] = mapped_column(Integer)
-    purpose: Mapped[str] = mapped_column(String(16))
-    ref: Mapped[str] = mapped_column(String(200), default="")
-    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id", ondelete="RESTRICT"),
-                                                    nullable=True, index=True)
-    billable: Mapped[bool] = mapped_column(default=True)
-    pricing_model: Mapped[str] = mapped_column(String(16), default="device_hour")
-    tier: Mapped[str] = mapped_column(String(16), default="on_demand")
-    term_months: Mapped[int] = mapped_column(Integer, default=0)
-    start: Mapped[datetime] = mapped_column(UTCDateTime())
-    end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    metered_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
+__all__ = ["PURPOSES", "Allocation", "Invoice", "InvoiceLine", "Settlement", "UsageRecord"]
 
 class UsageRecord(Base):
     """An append-only metered quantity; ``key`` is its idempotency key (unique)."""

@@ -49,6 +49,9 @@ class AllocationOut(BaseModel):
     tier: str
     start: datetime
     end: datetime | None
+    end_reason: str | None = Field(default=None, description="why the platform ended it (its device disappeared)")
+    cpu_milli: int = Field(default=0, description="milli-cores held (a CPU/memory hold: no device)")
+    memory_mib: int = 0
     metered_until: datetime | None
 
 

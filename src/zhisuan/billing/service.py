@@ -18,17 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.billing import models as b
 from zhisuan.billing import schemas as s
 from zhisuan.catalog.loader import Catalog
-from zhisuan.core.economics import contracts as cc
 from zhisuan.core.economics import metering as me
+from zhisuan.core.economics import penalties as pe
 from zhisuan.core.economics import rating as ra
 from zhisuan.core.economics.export import invoice_to_csv_text, invoice_to_json_obj
 from zhisuan.core.economics.periods import BillingPeriod, billing_period, epoch_seconds, from_epoch
@@ -39,6 +39,8 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import ApiKey, Tenant, User
 from zhisuan.identity.service import by_ref
 from zhisuan.inventory.models import Device, Node, Provider, Site
+from zhisuan.ledger import service as ledger
+from zhisuan.ledger.models import CPU_MODEL
 from zhisuan.market import models as m
 from zhisuan.market import service as market
 from zhisuan.market.service import econ_errors, names
@@ -46,184 +48,51 @@ from zhisuan.market.service import econ_errors, names
 CHUNK = 500
 
 
-# ----------------------------------------------------------------------------- placement views
-
-
-def _live_at(at: datetime):  # type: ignore[no-untyped-def]
-    return and_(b.Allocation.start <= at, or_(b.Allocation.end.is_(None), b.Allocation.end > at))
-
-
-def held_shares(session: Session, at: datetime, include_entitlements: bool = False) -> dict[int, int]:
-    """Milli-device shares held per device id at ``at`` by workloads.
-
-    A contract's own entitlement rows (a lease of whole nodes) are left out unless
-    ``include_entitlements``: who may use leased nodes is ``exclusive_node_tenants``' answer.
-    """
-    query = (select(b.Allocation.device_id, func.sum(b.Allocation.milli))
-             .where(b.Allocation.device_id.is_not(None), _live_at(at)).group_by(b.Allocation.device_id))
-    if not include_entitlements:
-        query = query.where(b.Allocation.purpose != "contract")
-    return {device: int(milli) for device, milli in session.execute(query).all() if device is not None}
-
-
-def exclusive_node_tenants(session: Session, at: datetime) -> dict[int, int]:
-    """Node id → tenant id for every node exclusively leased by an active contract at ``at``."""
-    result: dict[int, int] = {}
-    rows = session.execute(select(m.Contract).where(m.Contract.state == "active", m.Contract.capacity_kind == "nodes",
-                                                    m.Contract.start <= at)
-                           .options(selectinload(m.Contract.amendments), selectinload(m.Contract.transitions))
-                           ).scalars()
-    for row in rows:
-        start, end = market.contract_window(row)
-        if start <= at < end:
-            result.update({node_id: row.tenant_id for node_id in row.node_ids})
-    return result
-
-
 # ----------------------------------------------------------------------------- allocations
-
-
-def entitlement_milli(catalog: Catalog, row: m.Contract, capacity: cc.Capacity) -> int:
-    """Milli-devices a quota/PFLOPS entitlement holds (PFLOPS: at the catalog's dense BF16 figure,
-    rounded half up to a thousandth of a device)."""
-    if capacity.kind == cc.CapacityKind.PFLOPS:
-        assert capacity.pflops is not None
-        tflops = catalog.get(row.model).per_device_tflops("bf16")
-        if tflops is None:
-            raise InvalidInput(f"the catalog has no dense bf16 figure for {row.model}", field="capacity.model")
-        return int((capacity.pflops * 1_000_000 / tflops).quantize(Decimal(1), ROUND_HALF_UP))
-    return capacity.quota * 1000
-
-
-def write_contract_allocations(session: Session, catalog: Catalog, row: m.Contract, start: datetime,
-                               end: datetime) -> None:
-    """The ledger rows of a contract's entitlement over ``[start, end)``: every device of leased
-    nodes, or one quota row per stretch of unchanged capacity (split at amendments)."""
-    if end <= start:
-        return
-    common = {"tenant_id": row.tenant_id, "purpose": "contract", "ref": f"contract:C-{row.id}",
-              "contract_id": row.id, "billable": True, "pricing_model": row.pricing_model, "tier": "reserved",
-              "term_months": row.closed_months + row.open_months}
-    if row.capacity_kind == "nodes":
-        nodes = session.execute(select(Node).where(Node.id.in_(row.node_ids))
-                                .options(selectinload(Node.devices), selectinload(Node.site))).scalars()
-        for node in nodes:
-            for device in node.devices:
-                session.add(b.Allocation(provider_id=node.site.provider_id, site_id=node.site_id,
-                                         region=node.site.region, node_id=node.id, device_id=device.id,
-                                         model=device.model, milli=1000, start=start, end=end, **common))
-        return
-    contract = market.core_contract(row)
-    cuts = sorted({a.effective_at for a in row.amendments if start < a.effective_at < end})
-    for a, z in zip([start, *cuts], [*cuts, end], strict=True):
-        milli = entitlement_milli(catalog, row, contract.terms_at(a).capacity)
-        session.add(b.Allocation(provider_id=row.provider_ids[0], model=row.model, milli=milli, start=a, end=z,
-                                 **common))
-
-
-def cut_contract_allocations(session: Session, row: m.Contract, at: datetime) -> None:
-    """End a contract's ledger rows at ``at`` (rows starting later are removed)."""
-    rows = session.execute(select(b.Allocation).where(
-        b.Allocation.contract_id == row.id, b.Allocation.purpose == "contract",
-        or_(b.Allocation.end.is_(None), b.Allocation.end > at))).scalars().all()
-    for alloc in rows:
-        if alloc.metered_until is not None and alloc.metered_until > at:
-            raise Conflict(f"usage of contract C-{row.id} is already metered up to "
-                           f"{alloc.metered_until.isoformat()}; it cannot end before that", field="at")
-    for alloc in rows:
-        if alloc.start >= at:
-            session.delete(alloc)
-        else:
-            alloc.end = at
-    session.flush()
-
-
-def rewrite_contract_allocations(session: Session, catalog: Catalog, row: m.Contract, start: datetime,
-                                 end: datetime, _milli: int | None = None) -> None:
-    cut_contract_allocations(session, row, start)
-    write_contract_allocations(session, catalog, row, start, end)
-    session.flush()
-
-
-def _overlapping(device_id: int, start: datetime, end: datetime | None):  # type: ignore[no-untyped-def]
-    clauses = [b.Allocation.device_id == device_id, b.Allocation.purpose != "contract",
-               or_(b.Allocation.end.is_(None), b.Allocation.end > start)]
-    if end is not None:
-        clauses.append(b.Allocation.start < end)
-    return and_(*clauses)
 
 
 def create_allocations(session: Session, principal: Principal, body: s.AllocationCreate,
                        now: datetime) -> list[b.Allocation]:
-    """Hold ``milli`` of each named device of one node for a tenant (one ledger row per device)."""
+    """Hold ``milli`` of each named device of one node for a tenant (one ledger row per device),
+    through the ledger (which refuses any hold that would take a device past 1000 milli)."""
     require_role(principal, "operator")
     tenant: Tenant = by_ref(session, Tenant, body.tenant, "tenant")
     node = market._resolve_nodes(session, [body.node])[0]
-    start = body.start or now
-    if body.end is not None and body.end <= start:
-        raise InvalidInput(f"end {body.end.isoformat()} is not after start {start.isoformat()}", field="end")
+    window = ledger.Window(body.start or now, body.end)
     by_index = {d.index: d for d in node.devices}
     indexes = body.devices if body.devices is not None else sorted(by_index)
     if not indexes:
-        raise InvalidInput(f"node {market.node_label(node)} has no devices", field="devices")
+        raise InvalidInput(f"node {ledger.node_label(node)} has no devices", field="devices")
     for n, index in enumerate(indexes):
         if index not in by_index:
-            raise InvalidInput(f"node {market.node_label(node)} has no device {index}", field=f"devices.{n}")
+            raise InvalidInput(f"node {ledger.node_label(node)} has no device {index}", field=f"devices.{n}")
     if len(set(indexes)) != len(indexes):
         raise InvalidInput("a device is listed twice", field="devices")
-    contract = _entitlement_for(session, principal, tenant, node, body, start)
-    _check_exclusive(session, tenant, node, start, body.end)
-    for n, index in enumerate(indexes):
-        device = by_index[index]
-        held = session.execute(select(func.coalesce(func.sum(b.Allocation.milli), 0))
-                               .where(_overlapping(device.id, start, body.end))).scalar_one()
-        if int(held) + body.milli > 1000:
-            raise Conflict(f"device {market.node_label(node)}#{index} has only {1000 - int(held)} of 1000 milli "
-                           f"free in that window", field=f"devices.{n}")
-    billable = body.billable if body.billable is not None else contract is None
-    rows = [b.Allocation(tenant_id=tenant.id, provider_id=node.site.provider_id, site_id=node.site_id,
-                         region=node.site.region, node_id=node.id, device_id=by_index[i].id, model=by_index[i].model,
-                         milli=body.milli, purpose=body.purpose, ref=body.ref,
-                         contract_id=contract.id if contract else None, billable=billable,
-                         pricing_model=body.pricing_model, tier=body.tier, term_months=body.term_months,
-                         start=start, end=body.end) for i in indexes]
-    session.add_all(rows)
-    session.flush()
+    contract = _named_entitlement(session, principal, tenant, node, body, window.start)
+    holder = ledger.workload_holder(session, tenant.id, node.id, window.start, body.purpose, body.ref,
+                                    body.billable, contract.id if contract else None,
+                                    pricing_model=body.pricing_model, tier=body.tier, term_months=body.term_months)
+    rows = ledger.hold(session, holder, node, [by_index[i] for i in indexes], body.milli, window)
     audit.record(session, principal, "allocation.create", "allocation", ",".join(str(r.id) for r in rows),
                  tenant_id=tenant.id, provider_id=node.site.provider_id,
-                 detail={"node": market.node_label(node), "devices": indexes, "milli": body.milli})
+                 detail={"node": ledger.node_label(node), "devices": indexes, "milli": body.milli})
     return rows
 
 
-def _entitlement_for(session: Session, principal: Principal, tenant: Tenant, node: Node, body: s.AllocationCreate,
-                     start: datetime) -> m.Contract | None:
-    if body.contract is not None:
-        contract = market.get_contract(session, principal, body.contract)
-        if contract.tenant_id != tenant.id or contract.state != "active":
-            raise InvalidInput(f"contract C-{contract.id} is not an active contract of tenant {tenant.name}",
-                               field="contract")
-        if contract.capacity_kind == "nodes" and node.id not in contract.node_ids:
-            raise InvalidInput(f"contract C-{contract.id} does not lease node {market.node_label(node)}",
-                               field="contract")
-        return contract
-    leases = exclusive_node_tenants(session, start)
-    if leases.get(node.id) == tenant.id:  # the tenant's own leased node: the contract pays
-        for row in market.list_contracts(session, principal, state="active"):
-            if node.id in row.node_ids:
-                return row
-    return None
-
-
-def _check_exclusive(session: Session, tenant: Tenant, node: Node, start: datetime, end: datetime | None) -> None:
-    rows = session.execute(market.contract_query().where(
-        m.Contract.state == "active", m.Contract.capacity_kind == "nodes")).scalars()
-    for row in rows:
-        if node.id not in row.node_ids or row.tenant_id == tenant.id:
-            continue
-        lease_start, lease_end = market.contract_window(row)
-        if lease_start < (end or lease_end + timedelta(seconds=1)) and start < lease_end:
-            raise Conflict(f"node {market.node_label(node)} is leased exclusively by another tenant "
-                           f"(contract C-{row.id}) in that window", field="node")
+def _named_entitlement(session: Session, principal: Principal, tenant: Tenant, node: Node,
+                       body: s.AllocationCreate, start: datetime) -> m.Contract | None:
+    """The contract the body names, checked: the tenant's, holding its entitlement at ``start``
+    (active, or terminated and still in its notice period), and leasing this node if it leases nodes."""
+    if body.contract is None:
+        return None
+    contract = market.get_contract(session, principal, body.contract)
+    if contract.tenant_id != tenant.id or not ledger.contract_holds_at(session, contract.id, start):
+        raise InvalidInput(f"contract C-{contract.id} is not an active contract of tenant {tenant.name}",
+                           field="contract")
+    if contract.capacity_kind == "nodes" and node.id not in contract.node_ids:
+        raise InvalidInput(f"contract C-{contract.id} does not lease node {ledger.node_label(node)}",
+                           field="contract")
+    return contract
 
 
 def allocation_query(principal: Principal):  # type: ignore[no-untyped-def]
@@ -245,7 +114,7 @@ def list_allocations(session: Session, principal: Principal, tenant: str | None 
     if contract is not None:
         query = query.where(b.Allocation.contract_id == contract)
     if active_at is not None:
-        query = query.where(_live_at(active_at))
+        query = query.where(ledger.live_at(active_at))
     return list(session.execute(query.limit(limit)).scalars())
 
 
@@ -267,9 +136,7 @@ def end_allocation(session: Session, principal: Principal, allocation_id: int, a
         raise InvalidInput(f"end {at.isoformat()} is not after start {row.start.isoformat()}", field="at")
     if row.end is not None and at > row.end:
         raise Conflict(f"allocation {row.id} already ends at {row.end.isoformat()}", field="at")
-    if row.metered_until is not None and at < row.metered_until:
-        raise Conflict(f"allocation {row.id} is metered up to {row.metered_until.isoformat()}", field="at")
-    row.end = at
+    ledger.release(session, [row], at)
     audit.record(session, principal, "allocation.end", "allocation", str(row.id), tenant_id=row.tenant_id,
                  provider_id=row.provider_id, detail={"at": at.isoformat()})
     return row
@@ -288,7 +155,8 @@ def allocation_outs(session: Session, rows: Sequence[b.Allocation]) -> list[s.Al
         site=sites.get(r.site_id) if r.site_id else None, node=nodes.get(r.node_id) if r.node_id else None,
         device_index=indexes.get(r.device_id) if r.device_id else None, model=r.model, milli=r.milli,
         purpose=r.purpose, ref=r.ref, contract_id=r.contract_id, billable=r.billable,
-        pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, metered_until=r.metered_until)
+        pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, end_reason=r.end_reason,
+        cpu_milli=r.cpu_milli, memory_mib=r.memory_mib, metered_until=r.metered_until)
         for r in rows]
 
 
@@ -335,9 +203,10 @@ def meter(session: Session, catalog: Catalog, until: datetime) -> s.MeterResult:
             continue
         known = row.model in rates.dense_tflops
         figures = rates if known else me.Throughput(rates.precision, {row.model: Decimal(1)})
+        held = row.cpu_milli if row.device_id is None and row.model == CPU_MODEL else row.milli  # cores or devices
         with econ_errors():
-            interval = me.AllocationInterval(str(row.id), scope_of(row), start, end, row.milli)
-            records = me.meter_allocation(interval, figures, cuts)
+            records = me.meter_allocation(me.AllocationInterval(str(row.id), scope_of(row), start, end, held),
+                                          figures, cuts) if held > 0 else ()
         for record in records:
             session.add(_usage_row(record, "allocation", row.id, record.pflops_seconds if known else Decimal(0)))
         old = row.metered_until
@@ -507,8 +376,8 @@ def parse_period(label: str) -> BillingPeriod:
 
 def run_invoices(session: Session, catalog: Catalog, principal: Principal, body: s.InvoiceRun,
                  now: datetime) -> list[b.Invoice]:
-    """Invoice every tenant's not-yet-invoiced usage of a closed period (a re-run bills only late
-    usage, as a supplementary invoice ``…-2``)."""
+    """Invoice every tenant's not-yet-invoiced usage of a closed period, and the early-termination
+    penalties falling due in it (a re-run bills only late usage, as a supplementary invoice ``…-2``)."""
     require_role(principal, "operator")
     period = parse_period(body.period)
     if period.end > now:
@@ -518,10 +387,12 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     rows = session.execute(select(b.UsageRecord).where(
         b.UsageRecord.invoice_line_id.is_(None), b.UsageRecord.start >= period.start,
         b.UsageRecord.start < period.end)).scalars().all()
-    if not rows:
-        return []
     core = market.core_book(book)
-    contract_ids = {r.contract_id for r in rows if r.contract_id is not None}
+    records, _unpriced_cpu = ra.split_unpriced_cpu([core_record(r) for r in rows], core)  # see docs: CPU usage
+    penalties = due_penalties(session, period)
+    if not records and not penalties:
+        return []
+    contract_ids = {int(r.scope.contract_id) for r in records if r.scope.contract_id is not None}
     contracts = {str(c.id): market.core_contract(c) for c in session.execute(
         market.contract_query().where(m.Contract.id.in_(contract_ids))).scalars()} if contract_ids else {}
     first = book.versions[0]
@@ -529,7 +400,8 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
         else first.pflops_precision
     ctx = ra.RatingContext(core, throughput(catalog, precision), contracts)
     with econ_errors():
-        invoices = ra.rate_period([core_record(r) for r in rows], period, ctx)
+        invoices = ra.rate_period(records, period, ctx) if records else ()
+        invoices = pe.with_penalties(invoices, penalties, period, core.currency)
     tenant_names = names(session, Tenant, {int(inv.tenant_id) for inv in invoices})
     created = []
     for inv in invoices:
@@ -550,10 +422,37 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     return created
 
 
+def due_penalties(session: Session, period: BillingPeriod) -> list[pe.DuePenalty]:
+    """Penalties of contracts that ended in ``period`` and are not invoiced yet (see
+    ``core.economics.penalties``): the provider weights are the leased devices per provider for a
+    node lease, equal parts otherwise."""
+    steps = session.execute(select(m.ContractTransition).where(
+        m.ContractTransition.to_state.in_(("terminated", "breached")), m.ContractTransition.at >= period.start,
+        m.ContractTransition.at < period.end).order_by(m.ContractTransition.id)).scalars().all()
+    steps = [step for step in steps if step.penalty > 0]
+    if not steps:
+        return []
+    ids = {step.contract_id for step in steps}
+    billed = set(session.execute(select(b.InvoiceLine.contract_id).where(
+        b.InvoiceLine.kind == "penalty", b.InvoiceLine.contract_id.in_(ids))).scalars())
+    contracts = {c.id: c for c in session.execute(market.contract_query().where(m.Contract.id.in_(ids))).scalars()}
+    due = []
+    for step in steps:
+        if step.contract_id in billed:
+            continue
+        row = contracts[step.contract_id]
+        weights: dict[str, int] = {str(p): 0 if row.node_ids else 1 for p in row.provider_ids}
+        for provider_id in session.execute(select(Site.provider_id).join(Node, Node.site_id == Site.id)
+                                           .where(Node.id.in_(row.node_ids))).scalars() if row.node_ids else []:
+            weights[str(provider_id)] = weights.get(str(provider_id), 0) + row.devices_per_node
+        due.append(pe.DuePenalty(market.core_contract(row), step.penalty, weights))
+    return due
+
+
 def _line_row(line: ra.InvoiceLine) -> b.InvoiceLine:
     scope = line.scope
     return b.InvoiceLine(
-        line_no=line.line_no, kind="usage", provider_id=int(scope.provider_id), model=scope.model,
+        line_no=line.line_no, kind=line.kind, provider_id=int(scope.provider_id), model=scope.model,
         pricing_model=str(scope.pricing_model), tier=str(scope.tier),
         site_id=None if scope.site_id is None else int(scope.site_id), region=scope.region,
         contract_id=None if scope.contract_id is None else int(scope.contract_id), term_months=scope.term_months,
@@ -652,7 +551,7 @@ def core_invoice(row: b.Invoice, n: Names | None = None) -> ra.Invoice:
         lines.append(ra.InvoiceLine(
             line.line_no, scope, period, line.usage_quantity, line.billable_quantity, line.unit, line.list_price,
             line.discount, line.unit_price, line.exact_amount, line.amount, line.currency,
-            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys)))
+            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys), line.kind))
     return ra.Invoice(row.number, tenant or str(row.tenant_id), period, row.currency, tuple(lines))
 
 

@@ -25,6 +25,7 @@ from zhisuan.inventory.schemas import (
     ProviderCreate,
     SiteCreate,
 )
+from zhisuan.ledger import service as ledger
 
 
 def require_inventory_reader(principal: Principal) -> None:
@@ -168,6 +169,26 @@ def refresh_availability(node: Node) -> None:
         device.available = node.status == "ready" and not node.drained and device.health == "healthy"
 
 
+def end_holds_of_missing_devices(session: Session, principal: Principal, site: Site, node: Node,
+                                 reported: list[Device], now: datetime) -> None:
+    """A device missing from a re-registration is gone: its open holds end now, each audited for its
+    tenant, before the device row goes (its capacity is never leasable twice; billing stops)."""
+    wanted = {device.index for device in reported}
+    missing = [device for device in node.devices if device.index not in wanted]
+    if not missing:
+        return
+    ledger.lock_nodes(session, [node.id])
+    label = f"{site.name}/{node.name}"
+    by_id = {device.id: device for device in missing}
+    reasons = {device.id: f"device {label}#{device.index} disappeared at re-registration" for device in missing}
+    for device in missing:
+        for row in ledger.release_devices(session, [device.id], now, reasons[device.id]):
+            audit.record(session, principal, "allocation.device_gone", "allocation", str(row.id),
+                         tenant_id=row.tenant_id, provider_id=site.provider_id,
+                         detail={"node": label, "device": by_id[device.id].index, "uuid": by_id[device.id].uuid,
+                                 "purpose": row.purpose, "contract_id": row.contract_id, "ended_at": now.isoformat()})
+
+
 def register_node(session: Session, catalog: Catalog, principal: Principal, body: NodeRegister, now: datetime) -> Node:
     """Create or refresh the node an agent runs on; its device list replaces the previous one."""
     if principal.site_id is None:
@@ -186,11 +207,13 @@ def register_node(session: Session, catalog: Catalog, principal: Principal, body
     node.last_heartbeat_at = now
     if node.status == "unreachable":
         node.status = "ready"
+    site = session.get(Site, principal.site_id)
+    assert site is not None
+    if not created:
+        end_holds_of_missing_devices(session, principal, site, node, devices, now)
     replace_devices(node, devices)
     refresh_availability(node)
     session.flush()
-    site = session.get(Site, principal.site_id)
-    assert site is not None
     audit.record(session, principal, "node.register" if created else "node.reregister", "node",
                  f"{site.name}/{node.name}", provider_id=site.provider_id, detail={"devices": len(devices)})
     return node

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from zhisuan.billing.models import UsageRecord
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.economics import contracts as cc
 from zhisuan.core.economics import market_index as mi
@@ -32,6 +33,8 @@ from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.service import node_by_ref
+from zhisuan.ledger import service as ledger
+from zhisuan.ledger.models import Allocation
 from zhisuan.market import models as m
 from zhisuan.market import schemas as s
 
@@ -107,8 +110,10 @@ def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.
         raise InvalidInput(f"currency mismatch: book '{book.name}' is in {book.currency}, not {body.currency}",
                            field="currency")
     effective = body.effective_from or now
-    if book.versions and effective < now:
-        raise InvalidInput("a new version cannot take effect in the past (issued invoices keep their prices)",
+    if effective < now and (book.versions or usage_since(session, effective, now)):
+        # A new book too: made the default, it would re-price usage already held or metered.
+        raise InvalidInput(f"a new {'version' if book.versions else 'price book'} cannot take effect in the past "
+                           f"(usage since {effective.isoformat()} keeps the prices it was held at)",
                            field="effective_from")
     number = (book.versions[-1].version + 1) if book.versions else 1
     version = m.PriceBookVersion(version=number, effective_from=effective, devices_per_server=body.devices_per_server,
@@ -117,6 +122,17 @@ def _new_version(session: Session, catalog: Catalog, book: m.PriceBook, body: s.
     book.versions.append(version)
     core_book(book)  # validates: duplicate scopes, version order, currency
     return version
+
+
+def usage_since(session: Session, since: datetime, now: datetime) -> bool:
+    """Whether anything billable was held or used between ``since`` and ``now`` (a book taking
+    effect from ``since`` would price it). Only on a platform where nothing was used since then may
+    a new book be back-dated (setting up the first prices)."""
+    used = session.execute(select(UsageRecord.id).where(UsageRecord.end > since).limit(1)).first()
+    held = session.execute(select(Allocation.id).where(
+        Allocation.billable, Allocation.start < now, ledger.overlapping(since, None),
+        or_(Allocation.end.is_(None), Allocation.end > Allocation.start)).limit(1)).first()
+    return used is not None or held is not None
 
 
 def create_price_book(session: Session, catalog: Catalog, principal: Principal, body: s.PriceBookCreate,
@@ -270,27 +286,60 @@ def _resolve_nodes(session: Session, refs: list[str]) -> list[Node]:
 
 
 def node_label(node: Node) -> str:
-    return f"{node.site.name}/{node.name}"
+    return ledger.node_label(node)
 
 
 def check_exclusive_overlap(session: Session, node_ids: Sequence[int], start: datetime, end: datetime,
                             exclude_contract: int | None = None) -> None:
-    """409 naming the node if another active contract leases any of these nodes in ``[start, end)``."""
-    wanted = set(node_ids)
-    others = session.execute(contract_query().where(m.Contract.state == "active", m.Contract.capacity_kind == "nodes")
-                             ).scalars()
-    for other in others:
-        if other.id == exclude_contract:
-            continue
-        clash = wanted.intersection(other.node_ids)
-        if not clash:
-            continue
-        other_start, other_end = contract_window(other)
-        if start < other_end and other_start < end:
-            node = session.get(Node, sorted(clash)[0])
-            label = node_label(node) if node else str(sorted(clash)[0])
-            raise Conflict(f"node {label} is already leased exclusively by contract C-{other.id} "
-                           f"from {other_start.isoformat()} to {other_end.isoformat()}", field="capacity.nodes")
+    """409 naming the node if another contract leases any of these nodes in ``[start, end)`` — per
+    the ledger's lease rows: an active contract, or a terminated one until its notice period ends."""
+    clash = ledger.lease_conflict(session, node_ids, ledger.Window(start, end), except_contract=exclude_contract)
+    if clash is None:
+        return
+    node_id, other, other_start, other_end = clash
+    node = session.get(Node, node_id)
+    label = node_label(node) if node else str(node_id)
+    until = other_end.isoformat() if other_end else "open end"
+    raise Conflict(f"node {label} is already leased exclusively by contract C-{other} "
+                   f"from {other_start.isoformat()} to {until}", field="capacity.nodes")
+
+
+# ----------------------------------------------------------------------------- contract entitlements
+
+
+def entitlement_milli(catalog: Catalog, row: m.Contract, capacity: cc.Capacity) -> int:
+    """Milli-devices a quota/PFLOPS entitlement holds (PFLOPS: at the catalog's dense BF16 figure,
+    rounded half up to a thousandth of a device)."""
+    if capacity.kind == cc.CapacityKind.PFLOPS:
+        assert capacity.pflops is not None
+        tflops = catalog.get(row.model).per_device_tflops("bf16")
+        if tflops is None:
+            raise InvalidInput(f"the catalog has no dense bf16 figure for {row.model}", field="capacity.model")
+        return int((capacity.pflops * 1_000_000 / tflops).quantize(Decimal(1), ROUND_HALF_UP))
+    return capacity.quota * 1000
+
+
+def contract_holder(row: m.Contract) -> ledger.Holder:
+    return ledger.Holder(row.tenant_id, "contract", f"contract:C-{row.id}", row.id, True, row.pricing_model,
+                         "reserved", row.closed_months + row.open_months)
+
+
+def hold_entitlement(session: Session, catalog: Catalog, row: m.Contract, start: datetime, end: datetime) -> None:
+    """The ledger rows of a contract's entitlement over ``[start, end)``: an exclusive lease of its
+    nodes, or one quota row per stretch of unchanged capacity (split at amendments)."""
+    if end <= start:
+        return
+    window = ledger.Window(start, end)
+    if row.capacity_kind == "nodes":
+        nodes = session.execute(select(Node).where(Node.id.in_(row.node_ids)).order_by(Node.id)
+                                .options(selectinload(Node.devices), selectinload(Node.site))).scalars().all()
+        ledger.hold_lease(session, contract_holder(row), nodes, window)
+        return
+    contract = core_contract(row)
+    cuts = sorted({a.effective_at for a in row.amendments if start < a.effective_at < end})
+    for a, z in zip([start, *cuts], [*cuts, end], strict=True):
+        milli = entitlement_milli(catalog, row, contract.terms_at(a).capacity)
+        ledger.hold_quota(session, contract_holder(row), row.provider_ids[0], row.model, milli, ledger.Window(a, z))
 
 
 def create_contract(session: Session, catalog: Catalog, principal: Principal, body: s.ContractCreate) -> m.Contract:
@@ -375,25 +424,20 @@ def _record_transition(session: Session, principal: Principal, row: m.Contract, 
 
 def activate_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.ActivateBody,
                       now: datetime) -> m.Contract:
-    import zhisuan.billing.service as billing
-
     require_role(principal, "operator")
     row = get_contract(session, principal, ref)
     before = core_contract(row)
     with econ_errors():
         after = cc.activate(before, body.at or now, body.reason)
-    if row.node_ids:
-        check_exclusive_overlap(session, row.node_ids, *contract_window(row), exclude_contract=row.id)
     _record_transition(session, principal, row, before, after, now)
-    billing.write_contract_allocations(session, catalog, row, *contract_window(row))
+    hold_entitlement(session, catalog, row, *contract_window(row))  # the ledger refuses an overlapping lease
     return row
 
 
 def end_contract(session: Session, principal: Principal, ref: str, action: str,
                  body: s.TerminateBody | s.BreachBody | s.ExpireBody, now: datetime) -> m.Contract:
-    """Terminate (tenant or operator), breach or expire (operator); cuts the contract's allocations."""
-    import zhisuan.billing.service as billing
-
+    """Terminate (tenant or operator), breach or expire (operator); the contract's entitlement ends
+    at ``ended_at`` (a termination with notice keeps holding its nodes until then)."""
     require_role(principal, *(("operator", "tenant") if action == "terminate" else ("operator",)))
     row = get_contract(session, principal, ref)
     before = core_contract(row)
@@ -405,15 +449,13 @@ def end_contract(session: Session, principal: Principal, ref: str, action: str,
         else:
             after = cc.expire(before, body.at or now)
     assert after.ended_at is not None
-    billing.cut_contract_allocations(session, row, after.ended_at)
+    ledger.release_contract(session, row.id, after.ended_at)
     _record_transition(session, principal, row, before, after, now)
     return row
 
 
 def amend_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.AmendmentCreate,
                    now: datetime) -> m.Contract:
-    import zhisuan.billing.service as billing
-
     require_role(principal, "operator")
     row = get_contract(session, principal, ref)
     if (body.quota is not None and row.capacity_kind != "quota") or (
@@ -434,10 +476,8 @@ def amend_contract(session: Session, catalog: Catalog, principal: Principal, ref
     row.amendments.append(amendment)
     session.flush()
     if row.state == "active":
-        milli = None
-        if body.quota is not None or body.pflops is not None:
-            milli = billing.entitlement_milli(catalog, row, after.terms_at(body.effective_at).capacity)
-        billing.rewrite_contract_allocations(session, catalog, row, body.effective_at, new_end, milli)
+        ledger.release_contract(session, row.id, body.effective_at)
+        hold_entitlement(session, catalog, row, body.effective_at, new_end)
     audit.record(session, principal, "contract.amend", "contract", f"C-{row.id}", tenant_id=row.tenant_id,
                  provider_id=row.provider_ids[0], detail=body.model_dump(mode="json", exclude_none=True))
     return row
@@ -491,12 +531,14 @@ def contract_out(session: Session, row: m.Contract) -> s.ContractOut:
 
 
 def price_points(session: Session, at: datetime) -> tuple[list[m.Contract], list[mi.PricePoint]]:
-    """Observed prices at ``at``: active contracts (terms in force) and the default book's list prices.
+    """Observed prices at ``at``: contracts holding capacity then (active, or terminated and still
+    in their notice period; terms in force) and the default book's list prices.
 
     A list price (a rate of the default book in force, without tenant/site/region scope) weighs as
     many devices of its model as the fleet holds (at least one), so it counts like listed supply.
     """
-    rows = list(session.execute(contract_query().where(m.Contract.state == "active")).scalars())
+    candidates = session.execute(contract_query().where(m.Contract.state != "draft", m.Contract.start <= at)).scalars()
+    rows = [row for row in candidates if core_contract(row).holds_capacity_at(at)]
     contracts = [core_contract(row) for row in rows]
     points = mi.contract_price_points(contracts, at)
     book = session.execute(_books_query().where(m.PriceBook.is_default)).scalar_one_or_none()

@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from zhisuan.billing.service import exclusive_node_tenants, held_shares
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import (
     POLICIES,
@@ -30,6 +29,7 @@ from zhisuan.identity.access import Principal
 from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import resolve_model
+from zhisuan.ledger.service import exclusive_node_tenants, held_shares
 from zhisuan.placement.schemas import PlacementAnswer, PlacementQuery, Reason
 
 

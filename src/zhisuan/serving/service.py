@@ -4,7 +4,7 @@ Deploying is all-or-nothing. In one transaction, for each replica in turn: take 
 (devices held in the allocation ledger and CPU/memory held by running replicas subtracted), ask the
 placement core (``core.placement.place``, the same engine as the trace replay and the placement
 preview) for a node, record the replica, and hold its devices with allocation rows (purpose
-``service``, ref ``deployment:<id>/<index>``) through ``billing.service.create_allocations``. If any
+``service``, ref ``deployment:<id>/<index>``) through the ledger (``ledger.service.hold_devices``). If any
 replica does not fit, the whole deployment is refused with the placement engine's per-node reasons
 and nothing is written. Before placing, a replica is sized (``engines.sizing``: never below its
 engine's floor and its weights, whatever was declared) and a tenant's replica quota is checked
@@ -32,9 +32,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.billing import models as b
-from zhisuan.billing.schemas import AllocationCreate
-from zhisuan.billing.service import create_allocations
-from zhisuan.bootstrap import system_principal
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
 from zhisuan.engines.models import weights_size
@@ -46,6 +43,7 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
+from zhisuan.ledger.service import Window, hold_devices
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import HOLDING_REPLICA, RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
@@ -211,10 +209,9 @@ def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, inde
     session.add(replica)
     session.flush()
     if decision.device_indices:
-        create_allocations(session, system_principal(), AllocationCreate(
-            tenant=str(holder.id), node=str(node.id), devices=list(decision.device_indices),
-            milli=decision.milli_per_device, purpose="service", ref=allocation_ref(row.id, index),
-            billable=False if holder.name == PLATFORM_TENANT else None), now)
+        hold_devices(session, holder.id, node, list(decision.device_indices), decision.milli_per_device, Window(now),
+                     purpose="service", ref=allocation_ref(row.id, index),
+                     billable=False if holder.name == PLATFORM_TENANT else None)
     return replica
 
 

@@ -226,6 +226,15 @@ class Contract:
         ended = self.state not in (ContractState.DRAFT, ContractState.ACTIVE)
         return self.transitions[-1].at if ended else None
 
+    def holds_capacity_at(self, instant: datetime) -> bool:
+        """Whether the contract holds its capacity at ``instant``: from its start until its end —
+        for an ended contract until ``ended_at``, so a termination still in its notice period holds
+        (and is priced, and keeps its nodes) until it takes effect."""
+        if self.state == ContractState.DRAFT or instant < self.terms.start:
+            return False
+        ended = self.ended_at
+        return instant < (ended if ended is not None else self.terms_at(instant).end)
+
     def terms_at(self, instant: datetime) -> ContractTerms:
         """Terms in force at ``instant``: the original terms with every amendment effective by then."""
         terms = self.terms

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from zhisuan.core.economics.contracts import Contract, ContractState
+from zhisuan.core.economics.contracts import Contract
 from zhisuan.core.economics.money import CNY, EXACT, ONE, ZERO, check_currency, positive, round_fen
 from zhisuan.core.economics.periods import require_utc
 from zhisuan.core.economics.pricebook import PricingModel
@@ -62,12 +62,13 @@ class IndexEntry:
 
 
 def contract_price_points(contracts: Iterable[Contract], at: datetime) -> list[PricePoint]:
-    """Price points of contracts active at ``at`` (terms in force then)."""
+    """Price points of contracts holding their capacity at ``at`` (terms in force then): active
+    ones, and terminated ones still in their notice period."""
     at = require_utc(at, "at")
     points = []
     for contract in contracts:
         terms = contract.terms_at(at)
-        if contract.state != ContractState.ACTIVE or not terms.start <= at < terms.end:
+        if not contract.holds_capacity_at(at):
             continue
         capacity = terms.capacity
         per_pflops = terms.pricing_model == PricingModel.PFLOPS_YEAR
@@ -138,15 +139,16 @@ def _assess(contract: Contract, index: IndexEntry, at: datetime) -> BreachRisk |
 
 def breach_risk_report(contracts: Iterable[Contract], index: Mapping[IndexKey, IndexEntry],
                        at: datetime) -> tuple[BreachRisk, ...]:
-    """Active contracts in their closed period priced more than their penalty rate above the index,
-    largest tenant saving first. Contracts without an index for their model are skipped."""
+    """Contracts holding their capacity (active, or in a termination's notice period) in their
+    closed period, priced more than their penalty rate above the index, largest tenant saving first.
+    Contracts without an index for their model are skipped."""
     at = require_utc(at, "at")
     risks = []
     for contract in contracts:
         terms = contract.terms_at(at)
         entry = index.get((terms.capacity.model, terms.pricing_model))
         in_closed = terms.start <= at < terms.closed_end
-        if contract.state != ContractState.ACTIVE or entry is None or not in_closed:
+        if not contract.holds_capacity_at(at) or entry is None or not in_closed:
             continue
         risk = _assess(contract, entry, at)
         if risk is not None:

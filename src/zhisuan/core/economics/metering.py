@@ -91,7 +91,8 @@ class UsageScope:
 
 @dataclass(frozen=True, slots=True)
 class AllocationInterval:
-    """A closed Allocation ledger row: ``milli_devices`` held in ``scope`` over ``[start, end)``."""
+    """A closed Allocation ledger row: ``milli_devices`` held in ``scope`` over ``[start, end)`` (for a
+    CORE_HOUR scope: milli-cores of CPU)."""
 
     allocation_id: str
     scope: UsageScope
@@ -107,7 +108,7 @@ class AllocationInterval:
         require_order(self.start, self.end)
         if self.milli_devices <= 0:
             raise InvalidAmountError(f"must be > 0, got {self.milli_devices}", "milli_devices")
-        if self.scope.pricing_model not in CAPACITY_MODELS:
+        if self.scope.pricing_model not in (*CAPACITY_MODELS, PricingModel.CORE_HOUR):
             raise EconomicsError(f"{self.scope.pricing_model} is not a capacity pricing model",
                                  "pricing_model")
 

@@ -11,6 +11,8 @@ Pricing models (the unit each rate is quoted in):
   months, each prorated per second: ``amount = rate / 12 × pflops_seconds / seconds_in_month``
   with ``pflops_seconds = device_seconds × dense_TFLOPS / 1000``.
 * ``INPUT_TOKENS`` / ``OUTPUT_TOKENS`` — CNY per million tokens (MaaS): ``amount = rate × tokens / 10⁶``.
+* ``CORE_HOUR`` — CNY per CPU core-hour of a hold with no accelerator (model ``cpu``: a CPU-only
+  serving replica), metered per second: ``amount = rate × core_seconds / 3600``.
 
 PFLOPS precision: capacity is normalised with the catalog's *dense BF16* throughput by default
 (``pflops_precision = "bf16"``): it is the precision training runs at, every vendor we federate
@@ -52,6 +54,7 @@ class PricingModel(StrEnum):
     PFLOPS_YEAR = "pflops_year"
     INPUT_TOKENS = "input_tokens"
     OUTPUT_TOKENS = "output_tokens"
+    CORE_HOUR = "core_hour"
 
 
 CAPACITY_MODELS = (PricingModel.DEVICE_HOUR, PricingModel.SERVER_MONTH, PricingModel.PFLOPS_YEAR)

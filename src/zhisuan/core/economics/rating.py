@@ -12,6 +12,10 @@ Line amount (exact, then one rounding), with q = the summed integer quantity:
 * SERVER_MONTH  ``rate × q / (1000 × devices_per_server × seconds_in_month)``
 * PFLOPS_YEAR   ``rate × q × TFLOPS / (10⁶ × 12 × seconds_in_month)``
 * *_TOKENS      ``rate × q / 10⁶``                                  (q in tokens)
+* CORE_HOUR     ``rate × q / (1000 × 3600)``                       (q in milli-core-seconds)
+
+CPU usage (CORE_HOUR) is priced only where the book in force has a rate for it:
+``split_unpriced_cpu`` sets apart the records without one, which stay recorded but uninvoiced.
 
 ``rate`` = list price × (1 − discount) from the book, or the contract's unit price (terms in
 force) for usage held under a contract. ``amount = round_fen(exact)`` (ROUND_HALF_UP);
@@ -50,6 +54,7 @@ UNITS = {
     PricingModel.PFLOPS_YEAR: "PFLOPS-year",
     PricingModel.INPUT_TOKENS: "million input tokens",
     PricingModel.OUTPUT_TOKENS: "million output tokens",
+    PricingModel.CORE_HOUR: "core-hour",
 }
 
 
@@ -107,6 +112,7 @@ class InvoiceLine:
     currency: str
     price_source: PriceSource
     usage_record_keys: Sequence[str]
+    kind: str = "usage"  # usage | penalty (``core.economics.penalties``)
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ def _formula(pricing_model: PricingModel, quantity: int, tflops: Decimal, device
              period: BillingPeriod) -> tuple[Decimal, Decimal]:
     """(numerator, denominator) so that ``amount = rate × numerator / denominator``."""
     q = Decimal(quantity)
-    if pricing_model == PricingModel.DEVICE_HOUR:
+    if pricing_model in (PricingModel.DEVICE_HOUR, PricingModel.CORE_HOUR):
         return q, Decimal(MILLI * SECONDS_PER_HOUR)
     if pricing_model == PricingModel.SERVER_MONTH:
         return q, Decimal(MILLI * devices_per_server * period.seconds)
@@ -225,6 +231,25 @@ def invoices_from_aggregates(aggregates: Iterable[UsageAggregate], period: Billi
         lines = tuple(price_aggregate(agg, ctx, n) for n, agg in enumerate(ordered, start=1))
         invoices.append(Invoice(f"INV-{tenant}-{period.label}", tenant, period, ctx.book.currency, lines))
     return tuple(invoices)
+
+
+def split_unpriced_cpu(records: Iterable[UsageRecord], book: PriceBook) -> tuple[list[UsageRecord],
+                                                                                  list[UsageRecord]]:
+    """(records to rate, CPU records no rate of ``book`` prices): a CORE_HOUR record is priced only
+    if the version in force at its start has a rate for its scope; every other record is rated
+    (and a missing rate for it stays an error)."""
+    priced, unpriced = [], []
+    for record in records:
+        scope = record.scope
+        if scope.pricing_model == PricingModel.CORE_HOUR and scope.contract_id is None:
+            try:
+                resolve_rate(book, record.start, scope.model, scope.pricing_model, tenant_id=scope.tenant_id,
+                             site_id=scope.site_id, region=scope.region)
+            except EconomicsError:
+                unpriced.append(record)
+                continue
+        priced.append(record)
+    return priced, unpriced
 
 
 def rate_period(records: Iterable[UsageRecord], period: BillingPeriod,
