@@ -27,9 +27,11 @@ def fleet(world: Api) -> Api:
     return world
 
 
-def service_allocations(api: Api, active: bool = True) -> list[dict[str, Any]]:
+def service_allocations(api: Api, active: bool = True, cpu: bool = False) -> list[dict[str, Any]]:
+    """Replicas' device holds (or, with ``cpu``, their CPU/memory holds: one per replica)."""
     rows = api.ok("GET", "/allocations", "operator")
-    return [r for r in rows if r["purpose"] == "service" and (r["end"] is None or not active)]
+    return [r for r in rows if r["purpose"] == "service" and (r["end"] is None or not active)
+            and (r["device_index"] is None) == cpu]
 
 
 # --------------------------------------------------------------------------- registry

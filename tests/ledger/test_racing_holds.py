@@ -85,3 +85,19 @@ def test_racing_deployments_never_share_a_device(world: Api) -> None:
             assert "s1/gpu-a#" in message or "does not fit" in message, message
     held = held_per_device(world)
     assert len(held) == statuses[201] and set(held.values()) == {1000}
+
+
+def test_racing_deployments_of_one_tenant_never_exceed_its_replica_quota(world: Api) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8))
+    world.ok("POST", "/models", "operator", {"name": "tiny", "source": "/models/tiny.gguf", "engine": "llama.cpp",
+                                             "weights_bytes": 1024 * 1024})
+    world.ok("PUT", "/deployment-quotas", "operator", {"tenant": "acme", "max_replicas": 3})
+    bodies = [("POST", "/deployments", {"model": "tiny", "name": f"tiny-{n}", "tenant": "acme"}) for n in range(24)]
+    responses = race(world, bodies)
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == Counter({201: 3, 409: 21}), [r.text for r in responses if r.status_code != 409][:2]
+    assert world.ok("GET", "/deployment-quotas", "operator", tenant="acme")["held"] == 3
+    # Each replica holds its cores in the ledger: the CPU rows are the tenant's, billable (CPU-only).
+    cpu_rows = [row for row in world.ok("GET", "/allocations", "operator", limit=10000)
+                if row["purpose"] == "service" and row["device_index"] is None and row["end"] is None]
+    assert len(cpu_rows) == 3 and all(row["billable"] for row in cpu_rows), cpu_rows

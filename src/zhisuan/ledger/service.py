@@ -32,6 +32,7 @@ from zhisuan.core.ledger import (
     shortfalls,
 )
 from zhisuan.errors import Conflict, InvalidInput
+from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Device, Node
 from zhisuan.ledger.models import CPU_MODEL, Allocation
 
@@ -70,15 +71,22 @@ def node_label(node: Node) -> str:
 # ----------------------------------------------------------------------------- locking
 
 
+def _sqlite_write_lock(session: Session) -> bool:
+    """On SQLite, take the database's single write lock now; False on other databases."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return False
+    raw = connection.connection.dbapi_connection
+    # The driver opens a transaction only before its first write, and a connection that has
+    # written already holds SQLite's write lock; otherwise take that lock before reading.
+    if raw is not None and not raw.in_transaction:  # type: ignore[attr-defined]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    return True
+
+
 def lock_nodes(session: Session, node_ids: Iterable[int]) -> None:
     """Serialize every ledger writer of these nodes until this transaction ends (see module doc)."""
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        raw = connection.connection.dbapi_connection
-        # The driver opens a transaction only before its first write, and a connection that has
-        # written already holds SQLite's write lock; otherwise take that lock before reading.
-        if raw is not None and not raw.in_transaction:  # type: ignore[attr-defined]
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if _sqlite_write_lock(session):
         return
     ids = sorted(set(node_ids))
     if ids:
@@ -86,6 +94,12 @@ def lock_nodes(session: Session, node_ids: Iterable[int]) -> None:
         # take KEY SHARE locks on it; FOR UPDATE would conflict with those and deadlock two
         # transactions that each inserted such a row before holding.
         session.execute(select(Node.id).where(Node.id.in_(ids)).order_by(Node.id).with_for_update(key_share=True))
+
+
+def lock_tenant(session: Session, tenant_id: int) -> None:
+    """Serialize one tenant's quota checks (count, then hold) until this transaction ends."""
+    if not _sqlite_write_lock(session):
+        session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
 
 
 # ----------------------------------------------------------------------------- reading

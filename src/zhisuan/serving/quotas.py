@@ -17,6 +17,7 @@ from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref
+from zhisuan.ledger.service import lock_tenant
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import HOLDING_REPLICA, DeploymentReplica, ModelDeployment, ServingQuota
 
@@ -40,6 +41,8 @@ def replicas_held(session: Session, tenant_id: int) -> int:
 
 
 def check_replica_quota(session: Session, owner: Tenant, wanted: int) -> None:
+    # Two racing deployments of one tenant must not both pass the count: hold its lock until commit.
+    lock_tenant(session, owner.id)
     limit, held = max_replicas(session, owner.id), replicas_held(session, owner.id)
     if held + wanted > limit:
         raise Conflict(f"tenant '{owner.name}' may hold {limit} replicas; it holds {held} and asks for {wanted} "

@@ -23,7 +23,6 @@ started stop at once. A stopped replica's allocations end at that moment.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -43,10 +42,10 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
-from zhisuan.ledger.service import Window, hold_devices
+from zhisuan.ledger.service import Window, held_node_resources, hold_cpu, hold_devices
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
-from zhisuan.serving.models import HOLDING_REPLICA, RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.models import RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
 from zhisuan.serving.quotas import check_replica_quota
 
 PLATFORM_TENANT = "platform-maas"
@@ -208,10 +207,16 @@ def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, inde
                                 memory_mib=row.memory_mib, state="pending", updated_at=now)
     session.add(replica)
     session.flush()
+    ref = allocation_ref(row.id, index)
+    platform = holder.name == PLATFORM_TENANT
     if decision.device_indices:
         hold_devices(session, holder.id, node, list(decision.device_indices), decision.milli_per_device, Window(now),
-                     purpose="service", ref=allocation_ref(row.id, index),
-                     billable=False if holder.name == PLATFORM_TENANT else None)
+                     purpose="service", ref=ref, billable=False if platform else None)
+    # Every replica holds its cores and memory in the ledger, so no holder can oversubscribe a node's CPU.
+    # A device replica's devices bill it (its CPU row is not billable); a CPU-only replica is billed in
+    # core-hours like any other allocation.
+    hold_cpu(session, holder.id, node, row.cpu_milli, row.memory_mib, Window(now), purpose="service", ref=ref,
+             billable=False if platform or decision.device_indices else None)
     return replica
 
 
@@ -220,26 +225,18 @@ def allocation_ref(deployment_id: int, index: int) -> str:
 
 
 def serving_snapshot(session: Session, catalog: Catalog, now: datetime, site: str | None) -> ClusterSnapshot:
-    """The live snapshot minus the CPU and memory that placed replicas hold (devices are in the ledger)."""
+    """The live snapshot minus the CPU and memory held in the ledger (replicas' ``hold_cpu`` rows)."""
     snapshot = live_snapshot(session, catalog, now)
-    held_cpu: dict[int, int] = defaultdict(int)
-    held_mem: dict[int, int] = defaultdict(int)
-    rows = session.execute(
-        select(DeploymentReplica.node_id, DeploymentReplica.cpu_milli, DeploymentReplica.memory_mib)
-        .where(DeploymentReplica.state.in_(HOLDING_REPLICA), DeploymentReplica.node_id.is_not(None)))
-    for node_id, cpu, mem in rows:
-        assert node_id is not None  # filtered above
-        held_cpu[node_id] += cpu
-        held_mem[node_id] += mem
+    held = held_node_resources(session, now)
     names = {f"{site_name}/{node_name}": node_id for node_id, node_name, site_name in session.execute(
         select(Node.id, Node.name, Site.name).join(Site))}
     nodes = []
     for node in snapshot.nodes:
         if site is not None and node.site != site:
             continue
-        node_id = names[node.name]
-        nodes.append(replace(node, cpu_milli_free=max(0, node.cpu_milli_free - held_cpu[node_id]),
-                             memory_mib_free=max(0, node.memory_mib_free - held_mem[node_id])))
+        cpu, memory = held.get(names[node.name], (0, 0))
+        nodes.append(replace(node, cpu_milli_free=max(0, node.cpu_milli_free - cpu),
+                             memory_mib_free=max(0, node.memory_mib_free - memory)))
     return ClusterSnapshot(nodes=tuple(nodes))
 
 
