@@ -33,6 +33,7 @@ from zhisuan.core.economics import rating as ra
 from zhisuan.core.economics.export import invoice_to_csv_text, invoice_to_json_obj
 from zhisuan.core.economics.periods import BillingPeriod, billing_period, epoch_seconds, from_epoch
 from zhisuan.core.economics.pricebook import PricingModel, Tier
+from zhisuan.core.refs import is_ascii_number, row_id
 from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
@@ -499,7 +500,9 @@ def list_usage(session: Session, principal: Principal, period: str | None, tenan
 
 def parse_period(label: str) -> BillingPeriod:
     year, _, month = label.partition("-")
-    if not (len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+    # Years 1..9998: a period's end (the next month's start) must still be a datetime.
+    if not (len(year) == 4 and is_ascii_number(year) and is_ascii_number(month) and 1 <= int(month) <= 12
+            and 1 <= int(year) <= 9998):
         raise InvalidInput(f"period '{label}' is not YYYY-MM", field="period")
     with econ_errors():
         return billing_period(int(year), int(month))
@@ -594,7 +597,8 @@ def list_invoices(session: Session, principal: Principal, period: str | None = N
 
 def get_invoice(session: Session, principal: Principal, ref: str) -> b.Invoice:
     query = invoice_query(principal)
-    query = query.where(b.Invoice.id == int(ref)) if ref.isdigit() else query.where(b.Invoice.number == ref)
+    number = row_id(ref, "invoice")
+    query = query.where(b.Invoice.id == number) if number is not None else query.where(b.Invoice.number == ref)
     row = session.execute(query).scalar_one_or_none()
     if row is None:
         raise NotFound(f"invoice '{ref}' not found", field="invoice")

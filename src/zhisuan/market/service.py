@@ -25,6 +25,7 @@ from zhisuan.core.economics.errors import (
     DuplicateUsageError,
     EconomicsError,
 )
+from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, may_see_tenant, require_role
@@ -158,8 +159,9 @@ def list_price_books(session: Session, principal: Principal) -> list[m.PriceBook
 
 
 def get_price_book(session: Session, principal: Principal, ref: str) -> m.PriceBook:
-    column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
-    book = session.execute(_books_query().where(column == (int(ref) if ref.isdigit() else ref))).scalar_one_or_none()
+    number = row_id(ref, "pricebook")
+    column = m.PriceBook.id if number is not None else m.PriceBook.name
+    book = session.execute(_books_query().where(column == (ref if number is None else number))).scalar_one_or_none()
     if book is None:
         raise NotFound(f"price book '{ref}' not found", field="pricebook")
     return book  # type: ignore[no-any-return]
@@ -167,8 +169,9 @@ def get_price_book(session: Session, principal: Principal, ref: str) -> m.PriceB
 
 def default_book(session: Session, ref: str | None = None) -> m.PriceBook:
     if ref:
-        column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
-        query = _books_query().where(column == (int(ref) if ref.isdigit() else ref))
+        number = row_id(ref, "book")
+        column = m.PriceBook.id if number is not None else m.PriceBook.name
+        query = _books_query().where(column == (ref if number is None else number))
     else:
         query = _books_query().where(m.PriceBook.is_default)
     book = session.execute(query).scalar_one_or_none()
@@ -199,8 +202,9 @@ def may_see_contract(principal: Principal, contract: m.Contract) -> bool:
 def get_contract(session: Session, principal: Principal, ref: str | int) -> m.Contract:
     ref = str(ref).removeprefix("C-")
     contract = None
-    if ref.isdigit():
-        contract = session.execute(contract_query().where(m.Contract.id == int(ref))).scalar_one_or_none()
+    number = row_id(ref, "contract")
+    if number is not None:
+        contract = session.execute(contract_query().where(m.Contract.id == number)).scalar_one_or_none()
     if contract is None or not may_see_contract(principal, contract):
         raise NotFound(f"contract '{ref}' not found", field="contract")
     return contract  # type: ignore[no-any-return]

@@ -35,6 +35,7 @@ from zhisuan.billing.service import create_allocations
 from zhisuan.bootstrap import system_principal
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
+from zhisuan.core.refs import row_id
 from zhisuan.engines.profiles import ENGINE_STACK
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
@@ -256,8 +257,9 @@ def list_deployments(session: Session, principal: Principal, include_stopped: bo
 
 
 def get_deployment(session: Session, principal: Principal, ref: str) -> ModelDeployment:
-    column = ModelDeployment.id if ref.isdigit() else ModelDeployment.name
-    value: int | str = int(ref) if ref.isdigit() else ref
+    number = row_id(ref, "deployment")
+    column = ModelDeployment.id if number is not None else ModelDeployment.name
+    value: int | str = number if number is not None else ref
     row = session.execute(deployment_query(principal).where(column == value)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"deployment '{ref}' not found", field="deployment")
