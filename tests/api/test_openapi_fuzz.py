@@ -19,7 +19,8 @@ from schemathesis.python import asgi
 
 from tests.api.conftest import Api
 
-EXAMPLES_PER_OPERATION = 12
+# About 60 operations × 5 examples × 3 runs per database: well under two minutes on two cores.
+EXAMPLES_PER_OPERATION = 5
 
 
 def server_errors(world: Api, who: str, mode: GenerationMode) -> list[str]:
@@ -51,8 +52,10 @@ def server_errors(world: Api, who: str, mode: GenerationMode) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
-@pytest.mark.parametrize("who", ["operator", "acme"])
+# Invalid input is refused by validation before roles matter, so it runs as the operator only.
+@pytest.mark.parametrize(("who", "mode"), [("operator", GenerationMode.POSITIVE), ("operator", GenerationMode.NEGATIVE),
+                                           ("acme", GenerationMode.POSITIVE)],
+                         ids=["operator-valid", "operator-invalid", "tenant-valid"])
 def test_no_input_makes_the_api_fail(world: Api, who: str, mode: GenerationMode) -> None:
     failures = server_errors(world, who, mode)
     assert not failures, "\n".join(failures)

@@ -38,7 +38,7 @@ from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import ApiKey, Tenant, User
-from zhisuan.identity.service import by_ref
+from zhisuan.identity.service import by_ref, tenant_filter
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.market import models as m
 from zhisuan.market import service as market
@@ -242,7 +242,7 @@ def list_allocations(session: Session, principal: Principal, tenant: str | None 
                      active_at: datetime | None = None, limit: int = 1000) -> list[b.Allocation]:
     query = allocation_query(principal)
     if tenant:
-        query = query.where(b.Allocation.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.Allocation.tenant_id == tenant_filter(session, principal, tenant))
     if contract is not None:
         query = query.where(b.Allocation.contract_id == contract)
     if active_at is not None:
@@ -276,17 +276,24 @@ def end_allocation(session: Session, principal: Principal, allocation_id: int, a
     return row
 
 
-def allocation_outs(session: Session, rows: Sequence[b.Allocation]) -> list[s.AllocationOut]:
+def allocation_outs(session: Session, rows: Sequence[b.Allocation],
+                    principal: Principal | None = None) -> list[s.AllocationOut]:
+    """Rows as the API shows them; a tenant ``principal`` reads site and node names only of nodes it
+    leases (``market.nodes_named_to``)."""
+    named = market.nodes_named_to(session, principal) if principal is not None else None
     tenants = names(session, Tenant, {r.tenant_id for r in rows})
     providers = names(session, Provider, {r.provider_id for r in rows})
-    sites = names(session, Site, {r.site_id for r in rows if r.site_id})
-    nodes = names(session, Node, {r.node_id for r in rows if r.node_id})
+    shown = [r for r in rows if named is None or r.node_id in named]
+    sites = names(session, Site, {r.site_id for r in shown if r.site_id})
+    nodes = names(session, Node, {r.node_id for r in shown if r.node_id})
+    hidden = {r.id for r in rows} - {r.id for r in shown}
     device_ids = {r.device_id for r in rows if r.device_id}
     indexes = dict(session.execute(select(Device.id, Device.index).where(Device.id.in_(device_ids))).all()) \
         if device_ids else {}
     return [s.AllocationOut(
         id=r.id, tenant=tenants[r.tenant_id], provider=providers[r.provider_id],
-        site=sites.get(r.site_id) if r.site_id else None, node=nodes.get(r.node_id) if r.node_id else None,
+        site=sites.get(r.site_id) if r.site_id and r.id not in hidden else None,
+        node=nodes.get(r.node_id) if r.node_id and r.id not in hidden else None,
         device_index=indexes.get(r.device_id) if r.device_id else None, model=r.model, milli=r.milli,
         purpose=r.purpose, ref=r.ref, contract_id=r.contract_id, billable=r.billable,
         pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, metered_until=r.metered_until)
@@ -481,7 +488,7 @@ def list_usage(session: Session, principal: Principal, period: str | None, tenan
     elif principal.role == "provider":
         query = query.where(b.UsageRecord.provider_id == principal.provider_id)
     if tenant:
-        query = query.where(b.UsageRecord.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.UsageRecord.tenant_id == tenant_filter(session, principal, tenant))
     if period:
         p = parse_period(period)
         query = query.where(b.UsageRecord.start >= p.start, b.UsageRecord.start < p.end)
@@ -591,7 +598,7 @@ def list_invoices(session: Session, principal: Principal, period: str | None = N
     if period:
         query = query.where(b.Invoice.period == parse_period(period).label)
     if tenant:
-        query = query.where(b.Invoice.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.Invoice.tenant_id == tenant_filter(session, principal, tenant))
     return list(session.execute(query).scalars())
 
 

@@ -61,6 +61,16 @@ def get_tenant(session: Session, principal: Principal, ref: str) -> Tenant:
     return tenant
 
 
+def tenant_filter(session: Session, principal: Principal, ref: str) -> int:
+    """The id of the tenant a ``?tenant=`` filter names, for every list that takes one.
+
+    A tenant the caller may not see answers 404 exactly like one that does not exist (rather than
+    an empty list, which would tell that the name exists): operators may name any tenant, a tenant
+    user only its own, providers none (their lists are already limited to their own sites).
+    """
+    return get_tenant(session, principal, ref).id
+
+
 def delete_tenant(session: Session, principal: Principal, ref: str) -> None:
     require_role(principal, "operator")
     tenant = get_tenant(session, principal, ref)

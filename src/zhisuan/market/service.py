@@ -30,7 +30,7 @@ from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, may_see_tenant, require_role
 from zhisuan.identity.models import Tenant
-from zhisuan.identity.service import by_ref
+from zhisuan.identity.service import by_ref, tenant_filter
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.service import node_by_ref
 from zhisuan.market import models as m
@@ -199,6 +199,16 @@ def may_see_contract(principal: Principal, contract: m.Contract) -> bool:
     return may_see_tenant(principal, contract.tenant_id)
 
 
+def nodes_named_to(session: Session, principal: Principal) -> set[int] | None:
+    """The nodes whose site and node names ``principal`` may read in ledger and serving views:
+    None = all (operators, providers: their views are limited to their sites already); a tenant
+    only the nodes its contracts lease, since other nodes are providers' business, not the tenant's."""
+    if principal.role != "tenant":
+        return None
+    leases = session.execute(select(m.Contract.node_ids).where(m.Contract.tenant_id == principal.tenant_id)).scalars()
+    return {int(node_id) for node_ids in leases for node_id in (node_ids or [])}
+
+
 def get_contract(session: Session, principal: Principal, ref: str | int) -> m.Contract:
     ref = str(ref).removeprefix("C-")
     contract = None
@@ -218,7 +228,7 @@ def list_contracts(session: Session, principal: Principal, state: str | None = N
     if principal.role == "tenant":
         query = query.where(m.Contract.tenant_id == principal.tenant_id)
     if tenant:
-        query = query.where(m.Contract.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(m.Contract.tenant_id == tenant_filter(session, principal, tenant))
     rows = list(session.execute(query).scalars())
     return [c for c in rows if may_see_contract(principal, c)]
 

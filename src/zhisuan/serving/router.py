@@ -44,21 +44,22 @@ def create_deployment(body: s.DeploymentCreate, request: Request, session: Sessi
                       ctx: ContextDep) -> s.DeploymentOut:
     """Place N replicas through the placement engine (all or none) and hold their devices in the ledger."""
     row = service.create_deployment(session, request.app.state.catalog, principal, body, ctx.clock())
-    return service.deployment_out(session, row)
+    return service.deployment_out(session, row, principal)
 
 
 @router.get("/deployments", response_model=list[s.DeploymentOut])
 def list_deployments(session: SessionDep, principal: Reader, all: bool = False) -> list[s.DeploymentOut]:
     """Active deployments (``all=true``: stopped ones too)."""
-    return [service.deployment_out(session, row) for row in service.list_deployments(session, principal, all)]
+    rows = service.list_deployments(session, principal, all)
+    return [service.deployment_out(session, row, principal) for row in rows]
 
 
 @router.get("/deployments/{ref}", response_model=s.DeploymentOut)
 def get_deployment(ref: str, session: SessionDep, principal: Reader) -> s.DeploymentOut:
-    return service.deployment_out(session, service.get_deployment(session, principal, ref))
+    return service.deployment_out(session, service.get_deployment(session, principal, ref), principal)
 
 
 @router.delete("/deployments/{ref}", response_model=s.DeploymentOut)
 def undeploy(ref: str, session: SessionDep, principal: Writer, ctx: ContextDep) -> s.DeploymentOut:
     """Undeploy: running replicas drain (in-flight requests finish), then stop and release their devices."""
-    return service.deployment_out(session, service.undeploy(session, principal, ref, ctx.clock()))
+    return service.deployment_out(session, service.undeploy(session, principal, ref, ctx.clock()), principal)

@@ -43,6 +43,7 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
+from zhisuan.market.service import nodes_named_to
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
@@ -266,8 +267,11 @@ def get_deployment(session: Session, principal: Principal, ref: str) -> ModelDep
     return row  # type: ignore[no-any-return]
 
 
-def deployment_out(session: Session, row: ModelDeployment) -> s.DeploymentOut:
-    node_ids = {r.node_id for r in row.replica_rows if r.node_id is not None}
+def deployment_out(session: Session, row: ModelDeployment, principal: Principal | None = None) -> s.DeploymentOut:
+    """A deployment as the API shows it; a tenant ``principal`` reads the node names of replicas only
+    on nodes it leases (``market.nodes_named_to``)."""
+    named = nodes_named_to(session, principal) if principal is not None else None
+    node_ids = {r.node_id for r in row.replica_rows if r.node_id is not None and (named is None or r.node_id in named)}
     labels = {node_id: f"{site}/{name}" for node_id, name, site in session.execute(
         select(Node.id, Node.name, Site.name).join(Site).where(Node.id.in_(node_ids)))} if node_ids else {}
     tenant = session.get(Tenant, row.tenant_id) if row.tenant_id is not None else None
