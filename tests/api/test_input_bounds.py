@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
-from tests.api.conftest import Api, h100_node
+from tests.api.conftest import Api, h100_node, make_settings
+from zhisuan.api.app import create_app
+from zhisuan.api.limits import uvicorn_options
+from zhisuan.catalog.loader import default_catalog
 
 
 def error_of(api: Api, method: str, path: str, who: str, body: Any = None, status: int = 422) -> dict[str, Any]:
@@ -143,3 +151,34 @@ def test_oversized_headers_are_431(world: Api) -> None:
 def test_error_bodies_keep_their_shape(world: Api) -> None:
     response = world.client.get("/api/v1/tenants/%C2%B2", headers={"Authorization": f"Bearer {world.keys['acme']}"})
     assert set(json.loads(response.text)["error"]) == {"type", "message", "field"}
+
+
+def test_server_caps_the_request_head(database_url: str, tmp_path: Path) -> None:
+    """``zhisuan up``'s uvicorn refuses a header block beyond the cap before the app sees it."""
+    settings = make_settings(database_url, tmp_path)
+    options = uvicorn_options(settings.max_header_bytes)
+    assert options["http"] == "h11"  # uvicorn's default when installed, httptools, buffers any head
+    config = uvicorn.Config(create_app(settings, catalog=default_catalog()), host="127.0.0.1", port=0,
+                            log_level="error", lifespan="off", **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            # A head that never ends: a capped server answers once the cap is passed; an uncapped
+            # one keeps buffering and says nothing (recv times out).
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            interrupted = False
+            try:
+                for _ in range(2000):
+                    connection.sendall(b"X-Padding: " + b"x" * 1000 + b"\r\n")
+            except OSError:
+                interrupted = True  # the server closed the connection while we still sent
+            answer = connection.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 400") or (interrupted and answer == b""), answer
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -135,3 +135,12 @@ async def refuse(send: Send, status: int, kind: str, message: str, field: str | 
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def uvicorn_options(max_header_bytes: int) -> dict[str, object]:
+    """How ``zhisuan up`` runs uvicorn: with the h11 parser, whose ``h11_max_incomplete_event_size``
+    caps the request head the server buffers (httptools has no such cap, so a client could stream
+    an endless header block into memory before ``RequestBounds`` ever sees it). The API is not the
+    hot path (the /v1 gateway runs its own server), so h11's speed is enough."""
+    return {"http": "h11", "h11_max_incomplete_event_size": max_header_bytes + 8192,  # + the request line
+            "timeout_keep_alive": 5}

@@ -43,6 +43,7 @@ def up(
     import uvicorn
 
     from zhisuan.api.app import create_app
+    from zhisuan.api.limits import uvicorn_options
     from zhisuan.bootstrap import ensure_first_operator, migrate
     from zhisuan.config import Settings, default_data_dir
     from zhisuan.store.base import make_engine, make_session_factory
@@ -68,7 +69,8 @@ def up(
         typer.echo(f"  console login:  {first.username} / {first.password}")
         typer.echo(f"  API key:        {first.api_key}")
         typer.echo(f"  CLI:            zhisuan login --server {url} --key {first.api_key}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                **uvicorn_options(settings.max_header_bytes))  # type: ignore[arg-type]
 
 
 @app.command()
