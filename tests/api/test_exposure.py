@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Api, Clock, make_settings
+from tests.api.conftest import Api, Clock, h100_node, make_settings
 from tests.api.econ_setup import START, a800_node
 from zhisuan.api.app import create_app
 from zhisuan.catalog.loader import default_catalog
@@ -55,7 +55,7 @@ def test_tenants_read_node_names_only_of_nodes_they_lease(world: Api) -> None:
              "closed_months": 12}
     world.ok("POST", "/contracts", "operator", lease)
     seen = {(row["site"], row["node"]) for row in world.ok("GET", "/allocations", "acme")}
-    assert seen == {(None, None), ("s1", "a800-2")}
+    assert seen == {("s1", None), ("s1", "a800-2")}
     assert {row["node"] for row in world.ok("GET", "/allocations", "operator")} == {"a800-1", "a800-2"}
 
 
@@ -77,3 +77,12 @@ def test_console_has_no_inline_script_or_style(world: Api) -> None:
     assert world.client.get("/console/index.html").status_code == 404
     docs = world.client.get("/docs")
     assert "script-src 'self' 'unsafe-inline'" in docs.headers["content-security-policy"]
+
+
+def test_tenants_read_replica_nodes_only_of_nodes_they_lease(world: Api) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8))
+    world.ok("POST", "/models", "operator", {"name": "qwen", "source": "/models/qwen", "engine": "vllm"})
+    out = world.ok("POST", "/deployments", "acme", {"model": "qwen", "devices_per_replica": 1})
+    assert [r["node"] for r in out["replica_states"]] == [None]
+    operator_view = world.ok("GET", f"/deployments/{out['name']}", "operator")
+    assert [r["node"] for r in operator_view["replica_states"]] == ["s1/gpu-a"]

@@ -278,22 +278,19 @@ def end_allocation(session: Session, principal: Principal, allocation_id: int, a
 
 def allocation_outs(session: Session, rows: Sequence[b.Allocation],
                     principal: Principal | None = None) -> list[s.AllocationOut]:
-    """Rows as the API shows them; a tenant ``principal`` reads site and node names only of nodes it
-    leases (``market.nodes_named_to``)."""
+    """Rows as the API shows them; a tenant ``principal`` reads node names only of nodes it leases
+    (``market.nodes_named_to``); the site, where its own workload runs, it reads as on its invoices."""
     named = market.nodes_named_to(session, principal) if principal is not None else None
     tenants = names(session, Tenant, {r.tenant_id for r in rows})
     providers = names(session, Provider, {r.provider_id for r in rows})
-    shown = [r for r in rows if named is None or r.node_id in named]
-    sites = names(session, Site, {r.site_id for r in shown if r.site_id})
-    nodes = names(session, Node, {r.node_id for r in shown if r.node_id})
-    hidden = {r.id for r in rows} - {r.id for r in shown}
+    sites = names(session, Site, {r.site_id for r in rows if r.site_id})
+    nodes = names(session, Node, {r.node_id for r in rows if r.node_id and (named is None or r.node_id in named)})
     device_ids = {r.device_id for r in rows if r.device_id}
     indexes = dict(session.execute(select(Device.id, Device.index).where(Device.id.in_(device_ids))).all()) \
         if device_ids else {}
     return [s.AllocationOut(
         id=r.id, tenant=tenants[r.tenant_id], provider=providers[r.provider_id],
-        site=sites.get(r.site_id) if r.site_id and r.id not in hidden else None,
-        node=nodes.get(r.node_id) if r.node_id and r.id not in hidden else None,
+        site=sites.get(r.site_id) if r.site_id else None, node=nodes.get(r.node_id) if r.node_id else None,
         device_index=indexes.get(r.device_id) if r.device_id else None, model=r.model, milli=r.milli,
         purpose=r.purpose, ref=r.ref, contract_id=r.contract_id, billable=r.billable,
         pricing_model=r.pricing_model, tier=r.tier, start=r.start, end=r.end, metered_until=r.metered_until)
