@@ -39,6 +39,14 @@ class Settings:
     gateway_port: int = 0  # 0: the API port + 1
     # Bodies larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = 1_048_576
+    # Request headers beyond these are refused with 431 (the server itself also caps a request head).
+    max_header_bytes: int = 16_384
+    max_headers: int = 100
+    # JSON bodies nested deeper than this are refused with 422 before they are parsed.
+    max_json_depth: int = 32
+    # /metrics: False = loopback clients, or a caller with an operator key holding the 'metrics'
+    # scope; True = anyone who can reach the port (only behind a firewall that says who can).
+    metrics_public: bool = False
     # scrypt cost for keys and passwords; tests may lower it, production keeps the default.
     scrypt_n: int = 2**14
 

@@ -34,3 +34,11 @@ class Unauthenticated(DomainError):
 
 class Forbidden(DomainError):
     """The caller is known but its role or scope does not allow this."""
+
+
+class TooManyRequests(DomainError):
+    """Too many failed attempts from this client or for this account: wait ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s

@@ -42,7 +42,14 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
         )
         page = browser.new_page()
         page.set_default_timeout(60_000)  # the suite runs two workers on two cores: be patient
-        page.goto(platform.url + "/")
+        # The Content-Security-Policy allows only the console's own script and styles: anything it
+        # blocks (an inline script or style left behind) is reported on the browser console.
+        blocked: list[str] = []
+        page.on("console", lambda message: blocked.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        response = page.goto(platform.url + "/")
+        assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
         page.fill("#username", platform.username)
         page.fill("#password", "wrong password")
         page.click("button[type=submit]")
@@ -62,5 +69,8 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
         assert page.inner_text("#who").startswith("admin (operator)")
         cards = page.inner_text("#cards")
         assert "ACCELERATORS\n8\n" in cards.upper() and "H100-EQUIVALENTS\n8.0" in cards.upper()
+        assert not blocked, blocked
+        # Styles come from /console/console.css (a blocked stylesheet would leave the header unstyled).
+        assert page.eval_on_selector("header", "h => getComputedStyle(h).display") == "flex"
         page.screenshot(path=os.environ.get("ZHISUAN_TEST_SCREENSHOT", str(tmp_path / "console.png")), full_page=True)
         browser.close()

@@ -10,17 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import select, text
 
 from zhisuan import __version__
-from zhisuan.api.deps import AppContext
+from zhisuan.api.browser_headers import BrowserHeaders
+from zhisuan.api.deps import AppContext, ContextDep, SessionDep
 from zhisuan.api.errors import install_error_handlers
-from zhisuan.api.limits import BodySizeLimit
+from zhisuan.api.limits import RequestBounds
 from zhisuan.api.local_agent import heartbeat_local_node, register_local_node
-from zhisuan.api.metrics import FleetCollector, RequestMetrics
+from zhisuan.api.metrics import FleetCollector, RequestMetrics, check_metrics_access
 from zhisuan.api.swagger_ui import install_offline_docs
 from zhisuan.billing.gateway_sink import LedgerUsageSink
 from zhisuan.billing.loop import metering_pass
@@ -29,6 +30,7 @@ from zhisuan.bootstrap import LOCAL_SITE, ensure_local_site
 from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
+from zhisuan.errors import NotFound
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
@@ -145,6 +147,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine.dispose()
 
 
+CONSOLE_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+
+
 def console_page() -> str:
     return resources.files("zhisuan.console").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -158,13 +163,23 @@ def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
             session.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
-    @router.get("/metrics", tags=["health"], response_class=Response)
-    def metrics() -> Response:
+    @router.get("/metrics", tags=["health"], response_class=Response,
+                responses={401: {"description": "not loopback and no key with the 'metrics' scope"}})
+    def metrics(request: Request, session: SessionDep, ctx: ContextDep) -> Response:
+        check_metrics_access(ctx, session, request.client.host if request.client else None,
+                             request.headers.get("authorization"))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     def console() -> str:
         return console_page()
+
+    @router.get("/console/{asset}", include_in_schema=False)
+    def console_asset(asset: str) -> Response:
+        if asset not in CONSOLE_ASSETS:
+            raise NotFound(f"no console asset '{asset[:64]}'", field="asset")
+        content = resources.files("zhisuan.console").joinpath(f"static/{asset}").read_text(encoding="utf-8")
+        return Response(content, media_type=CONSOLE_ASSETS[asset])
 
     return router
 
@@ -173,8 +188,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                catalog: Catalog | None = None) -> FastAPI:
     """Build the ASGI app. The database must already be migrated (``bootstrap.migrate``)."""
     engine = make_engine(settings.resolved_database_url())
-    ctx = AppContext(settings=settings, sessions=make_session_factory(engine), verifier=KeyVerifier(),
-                     clock=clock or (lambda: datetime.now(UTC)))
+    ctx = AppContext(settings=settings, sessions=make_session_factory(engine),
+                     verifier=KeyVerifier(scrypt_n=settings.scrypt_n), clock=clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI compute cloud platform (智算云平台): inventory, tenancy and access.")
     app.state.ctx, app.state.engine = ctx, engine
@@ -188,5 +203,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)
     app.add_middleware(RequestMetrics, registry=registry)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BrowserHeaders)
+    app.add_middleware(RequestBounds, max_body_bytes=settings.max_body_bytes,
+                       max_header_bytes=settings.max_header_bytes, max_headers=settings.max_headers,
+                       max_json_depth=settings.max_json_depth)
     return app

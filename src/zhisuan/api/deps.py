@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.config import Settings
+from zhisuan.core.refs import MAX_ROW_ID
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.access import Principal, require_scope
 from zhisuan.identity.keys import KeyVerifier
+from zhisuan.identity.login import login_throttle
+from zhisuan.identity.throttle import FailureThrottle
 from zhisuan.store.base import transaction
 
 
@@ -26,6 +29,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     verifier: KeyVerifier
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    login_throttle: FailureThrottle = field(default_factory=login_throttle)
 
 
 def context(request: Request) -> AppContext:
@@ -48,14 +52,20 @@ def db_session(ctx: Annotated[AppContext, Depends(context)]) -> Iterator[Session
 bearer = HTTPBearer(auto_error=False, description="an API key: zs_<id>_<secret>")
 
 
+def client_address(request: Request) -> str:
+    """The peer address (behind a reverse proxy: the proxy's; throttles then count per proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
 def authenticated(
+    request: Request,
     ctx: Annotated[AppContext, Depends(context)],
     session: Annotated[Session, Depends(db_session, scope="function")],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("missing credential: send 'Authorization: Bearer <API key>'")
-    return ctx.verifier.authenticate(session, credentials.credentials, ctx.clock())
+    return ctx.verifier.authenticate(session, credentials.credentials, ctx.clock(), client_address(request))
 
 
 def with_scope(scope: str) -> Callable[[Principal], Principal]:
@@ -71,3 +81,7 @@ ContextDep = Annotated[AppContext, Depends(context)]
 Reader = Annotated[Principal, Depends(with_scope("read"))]
 Writer = Annotated[Principal, Depends(with_scope("write"))]
 Agent = Annotated[Principal, Depends(with_scope("agent"))]
+# Numeric row ids in paths and queries: bounded by the INTEGER column they index, so an id beyond it
+# is a 422 naming the parameter instead of an overflow in the database driver.
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]

@@ -5,6 +5,7 @@ Every error body has the same shape: ``{"error": {"type", "message", "field"}}``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zhisuan.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from zhisuan.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+)
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404,
@@ -20,6 +29,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidInput: 422,
     Unauthenticated: 401,
     Forbidden: 403,
+    TooManyRequests: 429,
 }
 
 
@@ -38,6 +48,8 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = _status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return JSONResponse(error_body(type(exc).__name__, exc.message, exc.field), status, headers=headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 
@@ -12,6 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zhisuan.api.deps import AppContext
+from zhisuan.errors import Unauthenticated
+from zhisuan.identity.access import require_role, require_scope
 from zhisuan.inventory.models import Device, Node, Site
 
 
@@ -71,3 +75,24 @@ class RequestMetrics:
             template = getattr(route, "path", "unmatched")
             self.requests.labels(scope["method"], template, str(status)).inc()
             self.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def check_metrics_access(ctx: AppContext, session: Session, address: str | None, authorization: str | None) -> None:
+    """/metrics is for Prometheus, not the world: fleet gauges name every site and the request
+    counters show traffic. Loopback callers may read it (a local Prometheus or node exporter);
+    others need an operator key with the 'metrics' scope, unless the operator made it public."""
+    if ctx.settings.metrics_public or is_loopback(address):
+        return
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated("metrics: send 'Authorization: Bearer <key with the metrics scope>' "
+                              "(or scrape from the same host)")
+    principal = ctx.verifier.authenticate(session, authorization[7:].strip(), ctx.clock(), address)
+    require_role(principal, "operator")
+    require_scope(principal, "metrics")

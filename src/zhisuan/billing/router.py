@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
+from zhisuan.api.deps import ContextDep, Reader, RowIdPath, RowIdQuery, SessionDep, Writer
 from zhisuan.billing import schemas as s
 from zhisuan.billing import service
 from zhisuan.billing.usage_summary import usage_summary as usage_summary_service
@@ -25,26 +25,27 @@ def catalog_of(request: Request) -> Catalog:
 @router.post("/allocations", response_model=list[s.AllocationOut], status_code=status.HTTP_201_CREATED)
 def create_allocations(body: s.AllocationCreate, session: SessionDep, principal: Writer,
                        ctx: ContextDep) -> list[s.AllocationOut]:
-    return service.allocation_outs(session, service.create_allocations(session, principal, body, ctx.clock()))
+    return service.allocation_outs(session, service.create_allocations(session, principal, body, ctx.clock()),
+                                   principal)
 
 
 @router.get("/allocations", response_model=list[s.AllocationOut])
-def list_allocations(session: SessionDep, principal: Reader, tenant: str | None = None, contract: int | None = None,
+def list_allocations(session: SessionDep, principal: Reader, tenant: str | None = None, contract: RowIdQuery = None,
                      active_at: datetime | None = None) -> list[s.AllocationOut]:
     rows = service.list_allocations(session, principal, tenant, contract, active_at)
-    return service.allocation_outs(session, rows)
+    return service.allocation_outs(session, rows, principal)
 
 
 @router.get("/allocations/{allocation_id}", response_model=s.AllocationOut)
-def get_allocation(allocation_id: int, session: SessionDep, principal: Reader) -> s.AllocationOut:
-    return service.allocation_outs(session, [service.get_allocation(session, principal, allocation_id)])[0]
+def get_allocation(allocation_id: RowIdPath, session: SessionDep, principal: Reader) -> s.AllocationOut:
+    return service.allocation_outs(session, [service.get_allocation(session, principal, allocation_id)], principal)[0]
 
 
 @router.post("/allocations/{allocation_id}/end", response_model=s.AllocationOut)
-def end_allocation(allocation_id: int, body: s.AllocationEnd, session: SessionDep, principal: Writer,
+def end_allocation(allocation_id: RowIdPath, body: s.AllocationEnd, session: SessionDep, principal: Writer,
                    ctx: ContextDep) -> s.AllocationOut:
     row = service.end_allocation(session, principal, allocation_id, body.at, ctx.clock())
-    return service.allocation_outs(session, [row])[0]
+    return service.allocation_outs(session, [row], principal)[0]
 
 
 @router.post("/usage/token-events", response_model=s.IngestResult)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from zhisuan.identity.schemas import Strict
 
-PERIOD = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="billing period YYYY-MM (UTC calendar month)")
+PERIOD = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="billing period YYYY-MM (UTC calendar month)")
 
 
 class AllocationCreate(Strict):

@@ -33,11 +33,12 @@ from zhisuan.core.economics import rating as ra
 from zhisuan.core.economics.export import invoice_to_csv_text, invoice_to_json_obj
 from zhisuan.core.economics.periods import BillingPeriod, billing_period, epoch_seconds, from_epoch
 from zhisuan.core.economics.pricebook import PricingModel, Tier
+from zhisuan.core.refs import is_ascii_number, row_id
 from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import ApiKey, Tenant, User
-from zhisuan.identity.service import by_ref
+from zhisuan.identity.service import by_ref, tenant_filter
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.ledger import service as ledger
 from zhisuan.ledger.models import CPU_MODEL
@@ -110,7 +111,7 @@ def list_allocations(session: Session, principal: Principal, tenant: str | None 
                      active_at: datetime | None = None, limit: int = 1000) -> list[b.Allocation]:
     query = allocation_query(principal)
     if tenant:
-        query = query.where(b.Allocation.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.Allocation.tenant_id == tenant_filter(session, principal, tenant))
     if contract is not None:
         query = query.where(b.Allocation.contract_id == contract)
     if active_at is not None:
@@ -142,11 +143,15 @@ def end_allocation(session: Session, principal: Principal, allocation_id: int, a
     return row
 
 
-def allocation_outs(session: Session, rows: Sequence[b.Allocation]) -> list[s.AllocationOut]:
+def allocation_outs(session: Session, rows: Sequence[b.Allocation],
+                    principal: Principal | None = None) -> list[s.AllocationOut]:
+    """Rows as the API shows them; a tenant ``principal`` reads node names only of nodes it leases
+    (``market.nodes_named_to``); the site, where its own workload runs, it reads as on its invoices."""
+    named = market.nodes_named_to(session, principal) if principal is not None else None
     tenants = names(session, Tenant, {r.tenant_id for r in rows})
     providers = names(session, Provider, {r.provider_id for r in rows})
     sites = names(session, Site, {r.site_id for r in rows if r.site_id})
-    nodes = names(session, Node, {r.node_id for r in rows if r.node_id})
+    nodes = names(session, Node, {r.node_id for r in rows if r.node_id and (named is None or r.node_id in named)})
     device_ids = {r.device_id for r in rows if r.device_id}
     indexes = dict(session.execute(select(Device.id, Device.index).where(Device.id.in_(device_ids))).all()) \
         if device_ids else {}
@@ -349,7 +354,7 @@ def list_usage(session: Session, principal: Principal, period: str | None, tenan
     elif principal.role == "provider":
         query = query.where(b.UsageRecord.provider_id == principal.provider_id)
     if tenant:
-        query = query.where(b.UsageRecord.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.UsageRecord.tenant_id == tenant_filter(session, principal, tenant))
     if period:
         p = parse_period(period)
         query = query.where(b.UsageRecord.start >= p.start, b.UsageRecord.start < p.end)
@@ -368,7 +373,9 @@ def list_usage(session: Session, principal: Principal, period: str | None, tenan
 
 def parse_period(label: str) -> BillingPeriod:
     year, _, month = label.partition("-")
-    if not (len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+    # Years 1..9998: a period's end (the next month's start) must still be a datetime.
+    if not (len(year) == 4 and is_ascii_number(year) and is_ascii_number(month) and 1 <= int(month) <= 12
+            and 1 <= int(year) <= 9998):
         raise InvalidInput(f"period '{label}' is not YYYY-MM", field="period")
     with econ_errors():
         return billing_period(int(year), int(month))
@@ -487,13 +494,14 @@ def list_invoices(session: Session, principal: Principal, period: str | None = N
     if period:
         query = query.where(b.Invoice.period == parse_period(period).label)
     if tenant:
-        query = query.where(b.Invoice.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(b.Invoice.tenant_id == tenant_filter(session, principal, tenant))
     return list(session.execute(query).scalars())
 
 
 def get_invoice(session: Session, principal: Principal, ref: str) -> b.Invoice:
     query = invoice_query(principal)
-    query = query.where(b.Invoice.id == int(ref)) if ref.isdigit() else query.where(b.Invoice.number == ref)
+    number = row_id(ref, "invoice")
+    query = query.where(b.Invoice.id == number) if number is not None else query.where(b.Invoice.number == ref)
     row = session.execute(query).scalar_one_or_none()
     if row is None:
         raise NotFound(f"invoice '{ref}' not found", field="invoice")

@@ -46,7 +46,7 @@ from zhisuan.core.economics.pricebook import PricingModel, Tier
 from zhisuan.errors import Forbidden, InvalidInput, NotFound
 from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import ApiKey, Tenant, User
-from zhisuan.identity.service import by_ref
+from zhisuan.identity.service import tenant_filter
 from zhisuan.market import models as m
 from zhisuan.market import service as market
 from zhisuan.market.service import names
@@ -186,9 +186,7 @@ def parse_query(session: Session, principal: Principal, params: dict[str, Any], 
     start, end = parse_window(params.get("period"), params.get("from"), params.get("to"), now)
     tenant_id = None
     if params.get("tenant"):
-        if not principal.is_operator:
-            raise Forbidden("only operators filter usage by tenant", field="tenant")
-        tenant_id = by_ref(session, Tenant, params["tenant"], "tenant").id
+        tenant_id = tenant_filter(session, principal, params["tenant"])
     key = visible_key(session, principal, params["key"]) if params.get("key") else None
     return SummaryQuery(dims, start, end, tenant_id, key, params.get("model") or None)
 

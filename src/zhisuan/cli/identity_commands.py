@@ -103,7 +103,7 @@ def user_list(json: JsonFlag = False) -> None:
 @key_app.command("create")
 def key_create(
     name: str = "",
-    scope: Annotated[list[str] | None, typer.Option(help="read, write, inference (repeatable)")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="read, write, inference, metrics (repeatable)")] = None,
     expires_in_days: Annotated[float | None, typer.Option(help="expire after this many days")] = None,
     user: Annotated[str | None, typer.Option(help="issue for another user (operators)")] = None,
     model: Annotated[list[str] | None, typer.Option(help="allowed model (repeatable; omit = all)")] = None,

@@ -49,6 +49,7 @@ def up(
     import uvicorn
 
     from zhisuan.api.app import create_app
+    from zhisuan.api.limits import uvicorn_options
     from zhisuan.bootstrap import ensure_first_operator, make_private, migrate
     from zhisuan.config import Settings, default_data_dir
     from zhisuan.store.base import make_engine, make_session_factory
@@ -73,7 +74,8 @@ def up(
                    " keys need the 'inference' scope)")
     if first is not None:
         announce_first_operator(first, settings.data_dir, url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                **uvicorn_options(settings.max_header_bytes))  # type: ignore[arg-type]
 
 
 def announce_first_operator(first: FirstOperator, data_dir: Path, url: str) -> None:

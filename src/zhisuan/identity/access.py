@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from zhisuan.errors import Forbidden
 
-SCOPES = ("read", "write", "agent", "inference")
+# "metrics": read /metrics from afar (operators only; loopback callers need no key).
+SCOPES = ("read", "write", "agent", "inference", "metrics")
 DEFAULT_SCOPES = ("read", "write", "inference")
 
 

@@ -22,6 +22,15 @@ def hash_secret(secret: str, n: int = 2**14) -> str:
     )
 
 
+def dummy_hash(n: int) -> str:
+    """A hash no secret matches, with cost ``n``: checking a secret against it costs what checking
+    against a real one does, so an unknown user or key id answers as slowly as a wrong secret."""
+    return _DUMMY_HASHES.get(n) or _DUMMY_HASHES.setdefault(n, hash_secret(secrets.token_urlsafe(32), n=n))
+
+
+_DUMMY_HASHES: dict[int, str] = {}
+
+
 def verify_secret(secret: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")

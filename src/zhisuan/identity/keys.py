@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.access import Principal
-from zhisuan.identity.hashing import hash_secret, verify_secret
+from zhisuan.identity.hashing import dummy_hash, hash_secret, verify_secret
 from zhisuan.identity.models import ApiKey, User
+from zhisuan.identity.throttle import FailureThrottle
 
 PREFIX = "zs_"
 
@@ -61,32 +62,56 @@ def split_key(token: str) -> tuple[str, str]:
     if not token.startswith(PREFIX) or token.count("_") < 2:
         raise Unauthenticated("malformed API key (expected zs_<id>_<secret>)")
     key_id, _, secret = token[len(PREFIX) :].partition("_")
-    if not key_id or not secret:
+    # Key ids are short hex strings; anything else cannot exist and is not worth a lookup.
+    if not (key_id.isascii() and key_id.isalnum() and len(key_id) <= 32) or not secret:
         raise Unauthenticated("malformed API key (expected zs_<id>_<secret>)")
     return key_id, secret
 
 
+def key_throttle() -> FailureThrottle:
+    """Scripts with a stale key may fail a few dozen times; guessing keys needs far more than that."""
+    return FailureThrottle(free=20, base_s=1.0, cap_s=300.0)
+
+
 @dataclass
 class KeyVerifier:
-    """Checks bearer keys. One per process; holds only digests of keys it has verified."""
+    """Checks bearer keys. One per process; holds only digests of keys it has verified.
+
+    An unknown key id costs the same scrypt work as a wrong secret (``dummy_hash``), so timing does
+    not tell which key ids exist; and a client whose checks keep failing is refused (429) before
+    any hashing (``throttle``, keyed by client address), so it cannot buy scrypt work on demand.
+    """
 
     capacity: int = 10_000
+    scrypt_n: int = 2**14
+    throttle: FailureThrottle = field(default_factory=key_throttle)
     _verified: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
-    def authenticate(self, session: Session, token: str, now: datetime) -> Principal:
-        key_id, secret = split_key(token)
-        row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
-        if row is None:
-            raise Unauthenticated("unknown API key")
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        if self._verified.get(digest) != row.id:
-            if not verify_secret(secret, row.secret_hash):
-                raise Unauthenticated("unknown API key")
-            self._remember(digest, row.id)
+    def authenticate(self, session: Session, token: str, now: datetime, client: str | None = None) -> Principal:
+        """The principal ``token`` authenticates; ``client`` (an address) is throttled on failures."""
+        subjects = [f"client:{client}"] if client else []
+        self.throttle.check(subjects, now, "API key checks")
+        try:
+            row = self._verified_row(session, token)
+        except Unauthenticated:
+            self.throttle.failed(subjects, now)
+            raise
         check_key_usable(row, now)
         if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
             row.last_used_at = now
         return principal_of(row)
+
+    def _verified_row(self, session: Session, token: str) -> ApiKey:
+        key_id, secret = split_key(token)
+        row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if row is not None and self._verified.get(digest) == row.id:
+            return row
+        matches = verify_secret(secret, row.secret_hash if row is not None else dummy_hash(self.scrypt_n))
+        if row is None or not matches:
+            raise Unauthenticated("unknown API key")
+        self._remember(digest, row.id)
+        return row
 
     def _remember(self, digest: str, row_id: int) -> None:
         self._verified[digest] = row_id

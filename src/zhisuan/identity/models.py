@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
@@ -51,6 +51,8 @@ class ApiKey(Base):
     """A credential. The secret is never stored: only its scrypt hash and a public key id."""
 
     __tablename__ = "api_keys"
+    # Console logins delete expired session keys by name and expiry.
+    __table_args__ = (Index("ix_api_keys_name_expires_at", "name", "expires_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32), unique=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
-from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
+from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer, client_address
 from zhisuan.identity import audit, service
+from zhisuan.identity import login as login_service
 from zhisuan.identity.keys import IssuedKey
+from zhisuan.identity.login import LoginAttempt
 from zhisuan.identity.models import ApiKey
 from zhisuan.identity.schemas import (
     AuditOut,
@@ -39,9 +41,11 @@ def key_issued(issued: IssuedKey) -> KeyIssued:
     return KeyIssued(**key_out(issued.row).model_dump(), key=issued.plaintext)
 
 
-@router.post("/auth/login", response_model=KeyIssued, tags=["access"])
-def login(body: LoginRequest, session: SessionDep, ctx: ContextDep) -> KeyIssued:
-    issued = service.login(session, body.username, body.password, ctx.clock(), ctx.settings.scrypt_n)
+@router.post("/auth/login", response_model=KeyIssued, tags=["access"],
+             responses={429: {"description": "too many failed logins for this user or address; see Retry-After"}})
+def login(body: LoginRequest, request: Request, ctx: ContextDep) -> KeyIssued:
+    attempt = LoginAttempt(username=body.username, password=body.password, client=client_address(request))
+    issued = login_service.login(ctx.sessions, ctx.login_throttle, attempt, ctx.clock(), ctx.settings.scrypt_n)
     return key_issued(issued)
 
 

@@ -2,20 +2,82 @@
 
 from __future__ import annotations
 
+import types
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
 
+def scalar_type(annotation: Any) -> type | None:
+    """``int`` or ``bool`` when a field holds exactly that scalar (optionally None), else None."""
+    if get_origin(annotation) is Annotated:
+        return scalar_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return scalar_type(kinds[0]) if len(kinds) == 1 else None
+    return annotation if annotation in (int, bool) else None
+
+
+def item_type(annotation: Any) -> type | None:
+    """``int`` or ``bool`` when a field is a list of that scalar (optionally None), else None."""
+    if get_origin(annotation) is Annotated:
+        return item_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return item_type(kinds[0]) if len(kinds) == 1 else None
+    return scalar_type(get_args(annotation)[0]) if get_origin(annotation) is list else None
+
+
+def check_strict_scalar(kind: type, value: Any) -> None:
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError("must be an integer")
+
+
+def contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
 class Strict(BaseModel):
-    """Bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
+    """Base of every request body.
+
+    - Unknown fields are refused, so a typo is an error rather than silently ignored.
+    - Integers and booleans are strict: ``"rpm": true`` or ``"drained": "yes"`` are errors, not 1 and
+      True. (Pydantic's model-wide strict mode would also refuse the JSON strings that datetimes and
+      decimals arrive as, so strictness is applied to int and bool fields only.)
+    - No string may hold a NUL character: PostgreSQL cannot store one, and no name needs one.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def strict_scalars_and_no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        if contains_nul(value):
+            raise ValueError("must not contain a NUL character")
+        field = cls.model_fields.get(info.field_name or "")
+        if value is None or field is None:
+            return value
+        kind = scalar_type(field.annotation)
+        if kind is not None:
+            check_strict_scalar(kind, value)
+        items = item_type(field.annotation)
+        if items is not None and isinstance(value, list):
+            for item in value:
+                check_strict_scalar(items, item)
+        return value
 
 
 class TenantCreate(Strict):

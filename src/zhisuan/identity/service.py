@@ -10,24 +10,25 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from zhisuan.core.refs import row_id
+from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import SCOPES, Principal, may_see_tenant, require_role
-from zhisuan.identity.hashing import hash_secret, verify_secret
+from zhisuan.identity.hashing import hash_secret
 from zhisuan.identity.keys import IssuedKey, issue_key
 from zhisuan.identity.models import ApiKey, Tenant, User
 from zhisuan.identity.schemas import KeyCreate, TenantCreate, TenantLimits, UserCreate
 from zhisuan.inventory.models import Provider
 
-CONSOLE_SESSION = timedelta(hours=12)
 FEN = Decimal("0.01")
 
 
 def by_ref(session: Session, model: Any, ref: str | int, what: str, field: str = "name") -> Any:
     """Find a row by numeric id or by name; ``NotFound`` names what was looked for."""
-    column = model.id if str(ref).isdigit() else getattr(model, field)
-    value = int(ref) if str(ref).isdigit() else str(ref)
-    row = session.execute(select(model).where(column == value)).scalar_one_or_none()
+    number = row_id(ref, what)
+    column = model.id if number is not None else getattr(model, field)
+    row = session.execute(select(model).where(column == (number if number is not None else str(ref)))
+                          ).scalar_one_or_none()
     if row is None:
         raise NotFound(f"{what} '{ref}' not found", field=what)
     return row
@@ -58,6 +59,16 @@ def get_tenant(session: Session, principal: Principal, ref: str) -> Tenant:
     if not may_see_tenant(principal, tenant.id):
         raise NotFound(f"tenant '{ref}' not found", field="tenant")
     return tenant
+
+
+def tenant_filter(session: Session, principal: Principal, ref: str) -> int:
+    """The id of the tenant a ``?tenant=`` filter names, for every list that takes one.
+
+    A tenant the caller may not see answers 404 exactly like one that does not exist (rather than
+    an empty list, which would tell that the name exists): operators may name any tenant, a tenant
+    user only its own, providers none (their lists are already limited to their own sites).
+    """
+    return get_tenant(session, principal, ref).id
 
 
 def delete_tenant(session: Session, principal: Principal, ref: str) -> None:
@@ -206,14 +217,3 @@ def revoke_key(session: Session, principal: Principal, key_id: str, now: datetim
             tenant_id=row.user.tenant_id, provider_id=row.user.provider_id,
         )
     return row
-
-
-def login(session: Session, username: str, password: str, now: datetime, scrypt_n: int) -> IssuedKey:
-    """Exchange a username and password for a console session key that expires in 12 hours."""
-    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-    if user is None or user.disabled or not user.password_hash or not verify_secret(password, user.password_hash):
-        raise Unauthenticated("wrong username or password")
-    return issue_key(
-        session, user, name="console session", scopes=["read", "write"], expires_at=now + CONSOLE_SESSION,
-        scrypt_n=scrypt_n,
-    )

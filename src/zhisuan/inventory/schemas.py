@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from zhisuan.errors import InvalidInput
 from zhisuan.identity.schemas import NAME_PATTERN, Strict
 
 NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-LABELS = dict[str, str]
+# Labels are small tags (rack=r1, zone=a), not storage: bounded in count, key and value length.
+MAX_LABELS = 64
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+LabelValue = Annotated[str, StringConstraints(max_length=255)]
+LABELS = dict[LabelKey, LabelValue]
+# Device indexes run 0..1023 (what an agent may report), so no node holds more than 1024 devices,
+# whether an agent registers it or an operator declares it by hand.
+MAX_DEVICE_INDEX = 1023
+MAX_DEVICES_PER_NODE = MAX_DEVICE_INDEX + 1
 
 
 class ProviderCreate(Strict):
@@ -50,7 +60,7 @@ class SiteOut(BaseModel):
 class DeviceReport(Strict):
     """One accelerator as a node agent (or an operator) reports it."""
 
-    index: int = Field(ge=0, le=1023)
+    index: int = Field(ge=0, le=MAX_DEVICE_INDEX)
     uuid: str = Field(default="", max_length=128)
     model: str = Field(min_length=1, max_length=128, description="catalog key or a name the device tool reports")
     reported_name: str = Field(default="", max_length=128)
@@ -63,14 +73,14 @@ class NodeRegister(Strict):
     name: str = Field(pattern=NODE_NAME_PATTERN)
     cpu_cores: int = Field(ge=0, le=100_000)
     memory_mib: int = Field(ge=0, le=1_000_000_000)
-    labels: LABELS = Field(default_factory=dict, max_length=64)
+    labels: LABELS = Field(default_factory=dict, max_length=MAX_LABELS)
     agent_version: str | None = Field(default=None, max_length=32)
-    devices: list[DeviceReport] = Field(default_factory=list, max_length=1024)
+    devices: list[DeviceReport] = Field(default_factory=list, max_length=MAX_DEVICES_PER_NODE)
 
 
 class AcceleratorCount(Strict):
     model: str = Field(min_length=1, max_length=128)
-    count: int = Field(ge=1, le=1024)
+    count: int = Field(ge=1, le=MAX_DEVICES_PER_NODE)
 
 
 class NodeDeclare(Strict):
@@ -80,19 +90,27 @@ class NodeDeclare(Strict):
     name: str = Field(pattern=NODE_NAME_PATTERN)
     cpu_cores: int = Field(ge=0, le=100_000)
     memory_mib: int = Field(ge=0, le=1_000_000_000)
-    labels: LABELS = Field(default_factory=dict, max_length=64)
+    labels: LABELS = Field(default_factory=dict, max_length=MAX_LABELS)
     accelerators: list[AcceleratorCount] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def bounded_device_count(self) -> NodeDeclare:
+        total = sum(item.count for item in self.accelerators)
+        if total > MAX_DEVICES_PER_NODE:
+            raise InvalidInput(f"accelerators: {total} devices declared; a node holds at most "
+                               f"{MAX_DEVICES_PER_NODE}", field="accelerators")
+        return self
 
 
 class DeviceHealth(Strict):
-    index: int = Field(ge=0, le=1023)
+    index: int = Field(ge=0, le=MAX_DEVICE_INDEX)
     healthy: bool
     health_detail: str = Field(default="", max_length=255)
 
 
 class Heartbeat(Strict):
     node: str = Field(pattern=NODE_NAME_PATTERN)
-    devices: list[DeviceHealth] = Field(default_factory=list, max_length=1024)
+    devices: list[DeviceHealth] = Field(default_factory=list, max_length=MAX_DEVICES_PER_NODE)
 
 
 class HeartbeatAck(BaseModel):
@@ -103,7 +121,7 @@ class HeartbeatAck(BaseModel):
 
 class NodePatch(Strict):
     drained: bool | None = Field(default=None, description="a drained node takes no new work")
-    labels: LABELS | None = Field(default=None, max_length=64)
+    labels: LABELS | None = Field(default=None, max_length=MAX_LABELS)
 
 
 class DeviceOut(BaseModel):

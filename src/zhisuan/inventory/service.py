@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.router import device_memory_mib
+from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, may_see_provider, require_role
@@ -317,8 +318,9 @@ def get_node(session: Session, principal: Principal, ref: str) -> Node:
 def node_by_ref(session: Session, query: Any, ref: str, field: str) -> Node:
     """The one node among those ``query`` selects (joined with Site) that ``ref`` names: an id,
     ``site/name``, or a bare name unique among them; otherwise NotFound or InvalidInput on ``field``."""
-    if ref.isdigit():
-        query = query.where(Node.id == int(ref))
+    number = row_id(ref, field)
+    if number is not None:
+        query = query.where(Node.id == number)
     elif "/" in ref:
         site_name, _, node_name = ref.partition("/")
         query = query.where(Site.name == site_name, Node.name == node_name)

@@ -26,11 +26,12 @@ from zhisuan.core.economics.errors import (
     DuplicateUsageError,
     EconomicsError,
 )
+from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, may_see_tenant, require_role
 from zhisuan.identity.models import Tenant
-from zhisuan.identity.service import by_ref
+from zhisuan.identity.service import by_ref, tenant_filter
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.service import node_by_ref
 from zhisuan.ledger import service as ledger
@@ -174,8 +175,9 @@ def list_price_books(session: Session, principal: Principal) -> list[m.PriceBook
 
 
 def get_price_book(session: Session, principal: Principal, ref: str) -> m.PriceBook:
-    column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
-    book = session.execute(_books_query().where(column == (int(ref) if ref.isdigit() else ref))).scalar_one_or_none()
+    number = row_id(ref, "pricebook")
+    column = m.PriceBook.id if number is not None else m.PriceBook.name
+    book = session.execute(_books_query().where(column == (ref if number is None else number))).scalar_one_or_none()
     if book is None:
         raise NotFound(f"price book '{ref}' not found", field="pricebook")
     return book  # type: ignore[no-any-return]
@@ -183,8 +185,9 @@ def get_price_book(session: Session, principal: Principal, ref: str) -> m.PriceB
 
 def default_book(session: Session, ref: str | None = None) -> m.PriceBook:
     if ref:
-        column = m.PriceBook.id if ref.isdigit() else m.PriceBook.name
-        query = _books_query().where(column == (int(ref) if ref.isdigit() else ref))
+        number = row_id(ref, "book")
+        column = m.PriceBook.id if number is not None else m.PriceBook.name
+        query = _books_query().where(column == (ref if number is None else number))
     else:
         query = _books_query().where(m.PriceBook.is_default)
     book = session.execute(query).scalar_one_or_none()
@@ -212,11 +215,22 @@ def may_see_contract(principal: Principal, contract: m.Contract) -> bool:
     return may_see_tenant(principal, contract.tenant_id)
 
 
+def nodes_named_to(session: Session, principal: Principal) -> set[int] | None:
+    """The nodes whose site and node names ``principal`` may read in ledger and serving views:
+    None = all (operators, providers: their views are limited to their sites already); a tenant
+    only the nodes its contracts lease, since other nodes are providers' business, not the tenant's."""
+    if principal.role != "tenant":
+        return None
+    leases = session.execute(select(m.Contract.node_ids).where(m.Contract.tenant_id == principal.tenant_id)).scalars()
+    return {int(node_id) for node_ids in leases for node_id in (node_ids or [])}
+
+
 def get_contract(session: Session, principal: Principal, ref: str | int) -> m.Contract:
     ref = str(ref).removeprefix("C-")
     contract = None
-    if ref.isdigit():
-        contract = session.execute(contract_query().where(m.Contract.id == int(ref))).scalar_one_or_none()
+    number = row_id(ref, "contract")
+    if number is not None:
+        contract = session.execute(contract_query().where(m.Contract.id == number)).scalar_one_or_none()
     if contract is None or not may_see_contract(principal, contract):
         raise NotFound(f"contract '{ref}' not found", field="contract")
     return contract  # type: ignore[no-any-return]
@@ -230,7 +244,7 @@ def list_contracts(session: Session, principal: Principal, state: str | None = N
     if principal.role == "tenant":
         query = query.where(m.Contract.tenant_id == principal.tenant_id)
     if tenant:
-        query = query.where(m.Contract.tenant_id == by_ref(session, Tenant, tenant, "tenant").id)
+        query = query.where(m.Contract.tenant_id == tenant_filter(session, principal, tenant))
     rows = list(session.execute(query).scalars())
     return [c for c in rows if may_see_contract(principal, c)]
 

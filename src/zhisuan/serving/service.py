@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 from zhisuan.billing import models as b
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
+from zhisuan.core.refs import row_id
 from zhisuan.engines.models import weights_size
 from zhisuan.engines.profiles import ENGINE_STACK
 from zhisuan.engines.sizing import replica_size
@@ -263,8 +264,9 @@ def list_deployments(session: Session, principal: Principal, include_stopped: bo
 def get_deployment(session: Session, principal: Principal, ref: str) -> ModelDeployment:
     """By id or name. Names are unique per owner: a tenant's own deployment wins over a public one
     of the same name; an operator naming several gets a conflict asking for the id."""
-    column = ModelDeployment.id if ref.isdigit() else ModelDeployment.name
-    value: int | str = int(ref) if ref.isdigit() else ref
+    number = row_id(ref, "deployment")
+    column = ModelDeployment.id if number is not None else ModelDeployment.name
+    value: int | str = number if number is not None else ref
     rows: list[ModelDeployment] = list(session.execute(deployment_query(principal).where(column == value)).scalars())
     if principal.role == "tenant":
         rows.sort(key=lambda row: row.tenant_id != principal.tenant_id)

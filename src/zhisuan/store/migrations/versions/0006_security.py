@@ -16,8 +16,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # Each console login deletes expired session keys (identity.login.purge_expired_sessions).
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.create_index('ix_api_keys_name_expires_at', ['name', 'expires_at'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_index('ix_api_keys_name_expires_at')
