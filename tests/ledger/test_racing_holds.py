@@ -101,3 +101,14 @@ def test_racing_deployments_of_one_tenant_never_exceed_its_replica_quota(world: 
     cpu_rows = [row for row in world.ok("GET", "/allocations", "operator", limit=10000)
                 if row["purpose"] == "service" and row["device_index"] is None and row["end"] is None]
     assert len(cpu_rows) == 3 and all(row["billable"] for row in cpu_rows), cpu_rows
+
+
+def test_racing_first_public_deployments_all_place(world: Api) -> None:
+    """The reserved platform tenant is created once however many first public deployments race."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8))
+    world.ok("POST", "/models", "operator", {"name": "tiny", "source": "/models/tiny.gguf", "engine": "llama.cpp",
+                                             "weights_bytes": 1024 * 1024})
+    bodies = [("POST", "/deployments", {"model": "tiny", "name": f"public-{n}"}) for n in range(12)]
+    responses = race(world, bodies)
+    assert [r.status_code for r in responses] == [201] * 12, [r.text for r in responses if r.status_code != 201][:2]
+    assert {d["tenant"] for d in world.ok("GET", "/deployments", "operator")} == {None}

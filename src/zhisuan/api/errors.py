@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhisuan.errors import (
@@ -74,7 +75,33 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("HTTPError", str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
+# What the databases say when two transactions collide: PostgreSQL's deadlock and serialization
+# failures (SQLSTATE 40P01, 40001) and SQLite's busy timeout. The transaction was rolled back whole.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def is_concurrent_change(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES or "database is locked" in str(exc.orig)
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A constraint the services did not pre-check (a racing insert of the same name, an exclusion
+    constraint of the ledger): nothing was written, the caller may look again."""
+    return JSONResponse(error_body("Conflict", "a concurrent change conflicts with this request; nothing was written"),
+                        409)
+
+
+async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OperationalError)
+    if not is_concurrent_change(exc):
+        raise exc
+    return JSONResponse(error_body("Conflict", "a concurrent change collided with this request; nothing was "
+                                               "written, retry it"), 409, headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OperationalError, _operational_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.billing import models as b
@@ -43,7 +44,7 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
-from zhisuan.ledger.service import Window, held_node_resources, hold_cpu, hold_devices
+from zhisuan.ledger.service import Window, held_node_resources, hold_cpu, hold_devices, lock_nodes
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
@@ -121,12 +122,19 @@ def deployment_owner(session: Session, principal: Principal, body: s.DeploymentC
 
 def platform_tenant(session: Session) -> Tenant:
     """The reserved tenant holding the platform's own MaaS capacity (created on first use)."""
-    row = session.execute(select(Tenant).where(Tenant.name == PLATFORM_TENANT)).scalar_one_or_none()
-    if row is None:
-        row = Tenant(name=PLATFORM_TENANT, display_name="the platform's public MaaS (holds its replicas' devices)")
-        session.add(row)
-        session.flush()
-    return row
+    query = select(Tenant).where(Tenant.name == PLATFORM_TENANT)
+    row = session.execute(query).scalar_one_or_none()
+    if row is not None:
+        return row
+    try:
+        # Two first public deployments may race to create it: the loser's insert (in a savepoint)
+        # fails on the unique name, and it reads the winner's row instead.
+        with session.begin_nested():
+            row = Tenant(name=PLATFORM_TENANT, display_name="the platform's public MaaS (holds its replicas' devices)")
+            session.add(row)
+        return row
+    except IntegrityError:
+        return session.execute(query).scalar_one()
 
 
 def deployment_name(session: Session, body: s.DeploymentCreate, model: ServedModel, owner: Tenant | None) -> str:
@@ -186,6 +194,11 @@ def create_deployment(session: Session, catalog: Catalog, principal: Principal, 
         cpu_milli=row.cpu_milli, memory_mib=row.memory_mib, device_count=body.devices_per_replica,
         milli_per_device=body.milli_per_device if body.devices_per_replica else 1000, stack=stack,
         tenant=owner.name if owner else None)
+    # Lock the candidate nodes (ascending ids, as every ledger writer does) before reading the snapshot:
+    # a racing deployment then places on what the winner left instead of failing on a stale view, and
+    # replicas locking node after node cannot deadlock with another deployment.
+    candidates = select(Node.id).where(Node.site_id == site.id) if site is not None else select(Node.id)
+    lock_nodes(session, session.execute(candidates).scalars())
     for index in range(body.replicas):
         place_replica(session, catalog, row, index, request, site, holder, now)
     audit.record(session, principal, "deployment.create", "deployment", row.name,
