@@ -93,4 +93,4 @@ class DbKeyAuthority:
         tenant = f"tenant-{principal.tenant_id}" if principal.tenant_id is not None else f"user-{principal.user_id}"
         models, key_limits, tenant_limits = self.limits_for(principal)
         return KeyGrant(key_id=principal.key_id or "", tenant_id=tenant, models=models,
-                        key_limits=key_limits, tenant_limits=tenant_limits)
+                        key_limits=key_limits, tenant_limits=tenant_limits, owner=principal.tenant_id)

@@ -24,13 +24,16 @@ UNLIMITED = Limits()
 
 @dataclass(frozen=True)
 class KeyGrant:
-    """What a valid key may do. ``models`` None = every model."""
+    """What a valid key may do. ``models`` None = every model. ``tenant_id`` names the tenant in usage
+    and limits; ``owner`` is the platform tenant id the key belongs to (None: no tenant), which decides
+    the private models it may see (``router.Router.resolve``)."""
 
     key_id: str
     tenant_id: str
     models: frozenset[str] | None = None
     key_limits: Limits = UNLIMITED
     tenant_limits: Limits = UNLIMITED
+    owner: int | None = None
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

@@ -44,7 +44,7 @@ from typing import Any
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.metrics import GatewayMetrics
 from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, UsageEvent
-from zhisuan.gateway.router import ModelRoute, Replica, Router
+from zhisuan.gateway.router import PRIVATE_LABEL, ModelRoute, Replica, Router
 from zhisuan.gateway.upstream import Exchange, UpstreamConnection
 from zhisuan.gateway.usage import UsageSpool
 
@@ -54,15 +54,32 @@ ENDPOINTS = {
     b"/v1/embeddings": "embeddings",
 }
 RETRY, DONE, FAILED = 0, 1, 2
-UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\n%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
 _decoder = json.JSONDecoder()
 # A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
 CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
 EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
+# Refusals of names no route has: the caller's own string, not a label worth a time series each.
+UNKNOWN_LABEL = "unknown"
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
+
+
+def model_not_found(model: str) -> bytes:
+    return error_body(f"The model '{model}' does not exist or you do not have access to it.",
+                      "invalid_request_error", "model_not_found", "model")
+
+
+def model_card(route: ModelRoute) -> dict[str, Any]:
+    owner = "zhisuan" if route.tenant_id is None else f"tenant-{route.tenant_id}"
+    return {"id": route.name, "object": "model", "created": route.created, "owned_by": owner}
+
+
+def metric_label(route: ModelRoute, model: str) -> str:
+    """Public models are named in /metrics; private ones are not."""
+    return model if route.tenant_id is None else PRIVATE_LABEL
 
 
 def extract_usage(body: bytes) -> dict[str, Any] | None:
@@ -269,18 +286,15 @@ class Gateway:
         grant = await self._grant(conn, req)
         if grant is None:
             return
-        visible = [r for name, r in self.router.routes.items() if grant.may_use(name) and r.replicas]
         if req.path.startswith(b"/v1/models/"):
-            name = req.path[len(b"/v1/models/") :].decode()
-            for r in visible:
-                if r.name == name:
-                    conn.respond(200, json.dumps(
-                        {"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"}).encode())
-                    return
-            conn.respond(404, error_body(f"The model '{name}' does not exist or you do not have access to it.",
-                                         "invalid_request_error", "model_not_found", "model"))
+            name = req.path[len(b"/v1/models/") :].decode(errors="replace")
+            route = self.router.resolve(name, grant.owner)
+            if route is None or not grant.may_use(name):
+                conn.respond(404, model_not_found(name))
+                return
+            conn.respond(200, json.dumps(model_card(route)).encode())
             return
-        data = [{"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"} for r in visible]
+        data = [model_card(r) for r in self.router.visible(grant.owner) if grant.may_use(r.name)]
         conn.respond(200, json.dumps({"object": "list", "data": data}).encode())
 
     def _limit_response(self, conn: HttpConnection, model: str, d: Denial) -> None:
@@ -320,7 +334,7 @@ class Gateway:
                 up = await self._connect(model, replica, tries)
                 if up is None:
                     continue
-                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, len(payload))
+                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, replica.auth_header, len(payload))
                 fut: asyncio.Future[int] = loop.create_future()
                 x = StreamExchange(fut, conn, up, client_wants_usage, started, event_id) if stream \
                     else BufferedExchange(fut)
@@ -338,7 +352,7 @@ class Gateway:
                 return
             finally:
                 replica.outstanding -= 1
-        self._unavailable(conn, model, timeout if tries.timed_out else None)
+        self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
 
     async def _admit(self, conn: HttpConnection, req: Request) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
@@ -358,15 +372,15 @@ class Gateway:
             conn.respond(400, error_body("You must provide a model parameter.", "invalid_request_error",
                                          None, "model"))
             return None
-        route = self.router.get(model)
-        if route is None or not route.replicas or not grant.may_use(model):
-            conn.respond(404, error_body(f"The model '{model}' does not exist or you do not have access to it.",
-                                         "invalid_request_error", "model_not_found", "model"))
-            self.metrics.reject(model, "model_not_found")
+        route = self.router.resolve(model, grant.owner)
+        if route is None or not grant.may_use(model):
+            # The same answer for a name that never existed and another tenant's private model.
+            conn.respond(404, model_not_found(model))
+            self.metrics.reject(UNKNOWN_LABEL, "model_not_found")
             return None
         denial = await self.limiter.admit(grant, model)
         if denial is not None:
-            self._limit_response(conn, model, denial)
+            self._limit_response(conn, metric_label(route, model), denial)
             return None
         return grant, body, model, route
 
@@ -389,24 +403,24 @@ class Gateway:
         except (TimeoutError, OSError):
             replica.eject()
             tries.tried.add(replica.id)
-            stats = self.metrics.of(model, replica.id)
+            stats = self.metrics.of(replica.metric_model, replica.metric_id)
             stats.errors["connect"] = stats.errors.get("connect", 0) + 1
             return None
 
-    def _unavailable(self, conn: HttpConnection, model: str, timed_out_after: float | None) -> None:
+    def _unavailable(self, conn: HttpConnection, model: str, label: str, timed_out_after: float | None) -> None:
         """No replica answered: 504 if one was reached but sent nothing in time, else 503."""
         if timed_out_after is not None:
             conn.respond(504, error_body(f"No replica of model '{model}' started answering within "
                                          f"{timed_out_after:g} s; try again later.", "server_error",
                                          "upstream_timeout"))
-            self.metrics.reject(model, "upstream_timeout")
+            self.metrics.reject(label, "upstream_timeout")
             return
         conn.respond(503, error_body(f"No healthy replica of model '{model}' is available; try again later.",
                                      "service_unavailable", "no_healthy_replica"), extra=b"retry-after: 1\r\n")
-        self.metrics.reject(model, "no_healthy_replica")
+        self.metrics.reject(label, "no_healthy_replica")
 
     def _retry_bookkeeping(self, model: str, replica: Replica, up: UpstreamConnection, tries: Tries) -> None:
-        stats = self.metrics.of(model, replica.id)
+        stats = self.metrics.of(replica.metric_model, replica.metric_id)
         kind = "first_byte_timeout" if up.timed_out else "before_first_byte"
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
         if up.timed_out:
@@ -431,7 +445,7 @@ class Gateway:
 
     async def _finish_buffered(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
                                endpoint: str, bx: BufferedExchange, result: int, started: float, wall: float) -> None:
-        stats = self.metrics.of(model, replica.id)
+        stats = self.metrics.of(replica.metric_model, replica.metric_id)
         if result == FAILED:
             stats.errors["upstream_failed"] = stats.errors.get("upstream_failed", 0) + 1
             event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_failed", wall)
@@ -460,7 +474,7 @@ class Gateway:
     async def _finish_stream(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
                              endpoint: str, sx: StreamExchange, result: int, body: dict[str, Any], started: float,
                              wall: float) -> None:
-        stats = self.metrics.of(model, replica.id)
+        stats = self.metrics.of(replica.metric_model, replica.metric_id)
         if not sx.streaming:  # the engine answered with an error, not a stream
             status = "upstream_failed" if result == FAILED else "upstream_error"
             stats.errors[status] = stats.errors.get(status, 0) + 1
