@@ -67,6 +67,24 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
     return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
 
 
+def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
+    """The request's JSON object, or None after answering 400 (never a 500: every parse failure is the
+    client's, including nesting deeper than the parser recurses)."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        conn.respond(400, error_body("The JSON body of your request is nested too deeply.", "invalid_request_error",
+                                     "json_too_deep"))
+        return None
+    except ValueError:  # includes a body that is not UTF-8
+        body = None
+    if not isinstance(body, dict):
+        conn.respond(400, error_body("We could not parse the JSON body of your request as a JSON object.",
+                                     "invalid_request_error"))
+        return None
+    return body
+
+
 def model_not_found(model: str) -> bytes:
     return error_body(f"The model '{model}' does not exist or you do not have access to it.",
                       "invalid_request_error", "model_not_found", "model")
@@ -359,13 +377,8 @@ class Gateway:
         grant = await self._grant(conn, req)
         if grant is None:
             return None
-        try:
-            body = json.loads(req.body)
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            conn.respond(400, error_body("We could not parse the JSON body of your request.",
-                                         "invalid_request_error"))
+        body = parse_body(conn, req.body)
+        if body is None:
             return None
         model = body.get("model")
         if not isinstance(model, str) or not model:

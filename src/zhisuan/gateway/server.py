@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zhisuan.gateway.http import serve
+from zhisuan.gateway.http import DEFAULT_LIMITS, HttpLimits, serve
 from zhisuan.gateway.keys import InMemoryKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, PriceFn, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyAuthority, KeyGrant, Limits, UsageSink
@@ -50,11 +50,15 @@ class GatewayConfig:
     # a non-streaming answer (and embeddings) comes in one piece when generation is done.
     first_byte_timeout_s: float = 30.0
     nonstream_first_byte_timeout_s: float = 600.0
+    # Request size and client timeout bounds of the HTTP server (http.py)
+    http: HttpLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GatewayConfig:
         d = dict(d)
         d["spool_dir"] = Path(d["spool_dir"])
+        if "http" in d:
+            d["http"] = HttpLimits(**d["http"])
         return cls(**d)
 
 
@@ -114,7 +118,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         self.spool.open()
-        self._server = await serve(self.gateway.handle, self.config.host, self.config.port)
+        self._server = await serve(self.gateway.handle, self.config.host, self.config.port, limits=self.config.http)
         self._ship_task = asyncio.ensure_future(self.shipper.run())
 
     async def stop(self) -> None:
