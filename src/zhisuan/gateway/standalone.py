@@ -4,6 +4,8 @@ Several of them may share one database and one Redis, each on its own port behin
 
 - keys: the platform's (``keys.DbKeyAuthority`` over the shared database, ``inference`` scope), with each
   key's and tenant's model scope, RPM/TPM and token and money budgets (``db_limits``), cached ``key_ttl_s``;
+  with Redis, a revocation committed by the control plane (run with the same ``ZHISUAN_REDIS_URL``) is
+  seen before the next request (``revocation``), without it within ``key_ttl_s``;
 - limits: counted in Redis (``limits.RedisLimitStore``) under ``limits_prefix``, so they hold jointly over
   every process using the same Redis and prefix (without Redis: per process, which a warning says);
 - money budgets: priced by the default price book (``db_prices``);
@@ -40,6 +42,7 @@ from zhisuan.gateway.http_sink import HttpUsageSink
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore
 from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.revocation import RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
 log = logging.getLogger("zhisuan.gateway")
@@ -165,6 +168,7 @@ class StandaloneGateway:
         self.sink: HttpUsageSink | None = None
         self._engine: Any = None
         self._redis: RedisClient | None = None
+        self._keys: DbKeyAuthority | None = None
         self._lock_fd = -1
 
     @property
@@ -186,8 +190,13 @@ class StandaloneGateway:
         keys = DbKeyAuthority(sessions, limits_for=limits_from_db(sessions), ttl_s=cfg.key_ttl_s)
         self.sink = HttpUsageSink(cfg.server, cfg.token, dead_letter_dir=cfg.spool_dir, provider=cfg.provider)
         owners = tenant_ids(sessions, {n.partition("@")[2] for n in cfg.upstreams} - {""})
-        self.server = GatewayServer(self._gateway_config(owners), keys=keys, sink=self.sink,
-                                    store=await self._limit_store(), price=prices)
+        store = await self._limit_store()
+        if self._redis is not None:  # revocations committed anywhere reach this process before its next request
+            keys.watch = RedisRevocationWatch(self._redis, keys.revoked_many, keys.forget_all)
+            await keys.watch.start()
+        self._keys = keys
+        self.server = GatewayServer(self._gateway_config(owners), keys=keys, sink=self.sink, store=store,
+                                    price=prices)
         await self.server.start()
 
     def _gateway_config(self, owners: dict[str, int]) -> GatewayConfig:
@@ -212,6 +221,8 @@ class StandaloneGateway:
                 await self.server.stop()  # drains the spool and ships what it can
             except Exception:  # e.g. the control plane is down: the spool keeps the rest for the next start
                 log.exception("usage not fully shipped at shutdown; it stays in %s", self.config.spool_dir)
+        if self._keys is not None:
+            self._keys.close()
         if self.sink is not None:
             await self.sink.aclose()
         if self._redis is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from zhisuan.gateway.revocation import key_revoked
 from zhisuan.identity import audit
 from zhisuan.identity.access import SCOPES, Principal, may_see_tenant, require_role
 from zhisuan.identity.hashing import hash_secret, verify_secret
@@ -201,6 +202,7 @@ def revoke_key(session: Session, principal: Principal, key_id: str, now: datetim
         raise NotFound(f"API key '{key_id}' not found", field="key_id")
     if row.revoked_at is None:
         row.revoked_at = now
+        key_revoked(session, key_id)  # gateways refuse it as soon as this commits
         audit.record(
             session, principal, "key.revoke", "api_key", key_id,
             tenant_id=row.user.tenant_id, provider_id=row.user.provider_id,
