@@ -43,7 +43,7 @@ from typing import Any
 
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.metrics import GatewayMetrics
-from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, UsageEvent
+from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation, UsageEvent
 from zhisuan.gateway.router import PRIVATE_LABEL, ModelRoute, Replica, Router
 from zhisuan.gateway.upstream import Exchange, UpstreamConnection
 from zhisuan.gateway.usage import UsageSpool
@@ -59,6 +59,10 @@ _decoder = json.JSONDecoder()
 # A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
 CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
 EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
+# Reservations against budgets (limits.py): prompt = its text's bytes + the route's template overhead
+# (router.ModelRoute.prompt_overhead); completion = max_tokens. A request under a budget that sets no
+# max_tokens is forwarded with max_tokens = DEFAULT_COMPLETION_BOUND, so what it reserved bounds its use.
+DEFAULT_COMPLETION_BOUND = 1024
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
 
@@ -114,6 +118,36 @@ def extract_usage(body: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _text_bytes(value: Any) -> int:
+    """UTF-8 bytes of the text in a prompt, message content or embedding input (token ids count 1)."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):
+        return sum(_text_bytes(v) if not isinstance(v, dict) else _text_bytes(v.get("text")) for v in value)
+    return 1 if isinstance(value, int) else 0
+
+
+def prompt_text_bytes(body: dict[str, Any]) -> int:
+    """UTF-8 bytes of a request's prompt text: a byte-level BPE or byte-fallback tokenizer never makes
+    more tokens of a text than it has bytes (what the chat template adds is the route's overhead)."""
+    messages = body.get("messages")
+    n = 0
+    if isinstance(messages, list):
+        n += sum(_text_bytes(m.get("content")) for m in messages if isinstance(m, dict))
+    return n + _text_bytes(body.get("prompt")) + _text_bytes(body.get("input"))
+
+
+def completion_limit(body: dict[str, Any]) -> int | None | bool:
+    """The request's ``max_tokens`` (or ``max_completion_tokens``): an int, None when absent, False
+    when it is not a positive integer."""
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return False
+    return value
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
@@ -230,7 +264,25 @@ class StreamExchange(FutureExchange):
             self.future.set_result(FAILED)
 
 
-Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute]  # grant, body, model, route
+Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute, Reservation | None]  # grant, body, model, route, held
+
+
+class Finish:
+    """What finishing one forwarded request needs to know."""
+
+    __slots__ = ("event_id", "grant", "model", "route", "replica", "endpoint", "reservation", "started", "wall")
+
+    def __init__(self, event_id: str, grant: KeyGrant, model: str, route: ModelRoute, replica: Replica, endpoint: str,
+                 reservation: Reservation | None, started: float, wall: float) -> None:
+        self.event_id = event_id
+        self.grant = grant
+        self.model = model
+        self.route = route
+        self.replica = replica
+        self.endpoint = endpoint
+        self.reservation = reservation
+        self.started = started
+        self.wall = wall
 
 
 class Tries:
@@ -331,12 +383,21 @@ class Gateway:
             self.in_flight -= 1
 
     async def _forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
-        admitted = await self._admit(conn, req)
+        admitted = await self._admit(conn, req, endpoint)
         if admitted is None:
             return
-        grant, body, model, route = admitted
+        grant, body, model, route, reservation = admitted
+        try:
+            await self._serve(conn, req, endpoint, grant, body, model, route, reservation)
+        finally:
+            if reservation is not None and reservation.held:  # not served after all: nothing to settle
+                self.limiter.release(reservation)
+
+    async def _serve(self, conn: HttpConnection, req: Request, endpoint: str, grant: KeyGrant, body: dict[str, Any],
+                     model: str, route: ModelRoute, reservation: Reservation | None) -> None:
         stream = bool(body.get("stream")) and endpoint != "embeddings"
-        payload, client_wants_usage = self._payload(req.body, body, stream)
+        rewrite = reservation is not None and reservation.sets_max_tokens
+        payload, client_wants_usage = self._payload(req.body, body, stream, rewrite)
         timeout = self.first_byte_timeout_s if stream else self.nonstream_first_byte_timeout_s
         started = time.monotonic()
         wall = time.time()
@@ -361,18 +422,17 @@ class Gateway:
                 if result == RETRY:
                     self._retry_bookkeeping(model, replica, up, tries)
                     continue
+                done = Finish(event_id, grant, model, route, replica, endpoint, reservation, started, wall)
                 if isinstance(x, StreamExchange):
-                    await self._finish_stream(conn, event_id, grant, model, replica, endpoint, x, result, body,
-                                              started, wall)
+                    await self._finish_stream(conn, done, x, result, body)
                 else:
-                    await self._finish_buffered(conn, event_id, grant, model, replica, endpoint, x, result,
-                                                started, wall)
+                    await self._finish_buffered(conn, done, x, result)
                 return
             finally:
                 replica.outstanding -= 1
         self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
 
-    async def _admit(self, conn: HttpConnection, req: Request) -> Admitted | None:
+    async def _admit(self, conn: HttpConnection, req: Request, endpoint: str) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
         grant = await self._grant(conn, req)
         if grant is None:
@@ -391,22 +451,46 @@ class Gateway:
             conn.respond(404, model_not_found(model))
             self.metrics.reject(UNKNOWN_LABEL, "model_not_found")
             return None
-        denial = await self.limiter.admit(grant, model)
+        reservation = self._reservation(conn, grant, body, endpoint, route)
+        if reservation is False:
+            return None
+        held = reservation if isinstance(reservation, Reservation) else None
+        denial = await self.limiter.admit(grant, model, held)
         if denial is not None:
             self._limit_response(conn, metric_label(route, model), denial)
             return None
-        return grant, body, model, route
+        return grant, body, model, route, held
 
     @staticmethod
-    def _payload(raw: bytes, body: dict[str, Any], stream: bool) -> tuple[bytes, bool]:
-        """The body to send upstream (streams ask the engine for a final usage chunk) and whether the
-        client asked for that chunk itself."""
+    def _reservation(conn: HttpConnection, grant: KeyGrant, body: dict[str, Any], endpoint: str,
+                     route: ModelRoute) -> Reservation | None | bool:  # bool: only False
+        """What the request may use, when a budget applies (else None); False after answering a 400."""
+        limit = completion_limit(body)
+        if limit is False:
+            conn.respond(400, error_body("max_tokens must be a positive integer.", "invalid_request_error",
+                                         "invalid_value", "max_tokens"))
+            return False
+        if not (grant.key_limits.has_budget or grant.tenant_limits.has_budget):
+            return None
+        text = prompt_text_bytes(body)
+        prompt = text + route.prompt_overhead
+        if endpoint == "embeddings":
+            return Reservation(prompt, 0, prompt_text=text)
+        if limit is None:  # bound it, so that the reservation bounds the use
+            body["max_tokens"] = DEFAULT_COMPLETION_BOUND
+            return Reservation(prompt, DEFAULT_COMPLETION_BOUND, sets_max_tokens=True, prompt_text=text)
+        return Reservation(prompt, int(limit), prompt_text=text)
+
+    @staticmethod
+    def _payload(raw: bytes, body: dict[str, Any], stream: bool, rewrite: bool) -> tuple[bytes, bool]:
+        """The body to send upstream (streams ask the engine for a final usage chunk; ``rewrite``: the
+        gateway changed ``body``) and whether the client asked for that chunk itself."""
         if not stream:
-            return raw, False
+            return (json.dumps(body, separators=(",", ":")).encode() if rewrite else raw), False
         so = body.get("stream_options")
         so = so if isinstance(so, dict) else {}
         if so.get("include_usage"):
-            return raw, True
+            return (json.dumps(body, separators=(",", ":")).encode() if rewrite else raw), True
         body["stream_options"] = {**so, "include_usage": True}
         return json.dumps(body, separators=(",", ":")).encode(), False
 
@@ -444,25 +528,24 @@ class Gateway:
         replica.eject()
         tries.tried.add(replica.id)
 
-    def _event(self, event_id: str, grant: KeyGrant, model: str, replica: Replica, endpoint: str, p: int, c: int,
-               stream: bool, status: str, wall: float, estimated: bool = False) -> UsageEvent:
-        return UsageEvent(event_id, grant.key_id, grant.tenant_id, model, replica.id, p, c, stream,
-                          status, wall, time.time(), estimated, endpoint)
+    def _event(self, f: Finish, p: int, c: int, stream: bool, status: str, estimated: bool = False) -> UsageEvent:
+        return UsageEvent(f.event_id, f.grant.key_id, f.grant.tenant_id, f.model, f.replica.id, p, c, stream,
+                          status, f.wall, time.time(), estimated, f.endpoint)
 
-    async def _commit(self, event: UsageEvent, grant: KeyGrant, stats: Any) -> None:
+    async def _commit(self, event: UsageEvent, f: Finish, stats: Any) -> None:
         stats.prompt_tokens += event.prompt_tokens
         stats.completion_tokens += event.completion_tokens
-        self.limiter.record(grant, event.model, event.prompt_tokens, event.completion_tokens)
+        if f.reservation is not None and event.prompt_tokens and not event.estimated:
+            f.route.observe_prompt(event.prompt_tokens, f.reservation.prompt_text)
+        self.limiter.record(f.grant, event.model, event.prompt_tokens, event.completion_tokens, f.reservation)
         # Alone in the gateway: commit on the loop thread now (no group to wait for, nobody to stall).
         await self.spool.append(event, alone=self.in_flight == 1)
 
-    async def _finish_buffered(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
-                               endpoint: str, bx: BufferedExchange, result: int, started: float, wall: float) -> None:
-        stats = self.metrics.of(replica.metric_model, replica.metric_id)
+    async def _finish_buffered(self, conn: HttpConnection, f: Finish, bx: BufferedExchange, result: int) -> None:
+        stats = self.metrics.of(f.replica.metric_model, f.replica.metric_id)
         if result == FAILED:
             stats.errors["upstream_failed"] = stats.errors.get("upstream_failed", 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_failed", wall)
-            await self._commit(event, grant, stats)
+            await self._commit(self._event(f, 0, 0, False, "upstream_failed"), f, stats)
             conn.respond(502, error_body("The model replica failed while answering.", "server_error",
                                          "upstream_failed"))
             stats.requests["502"] = stats.requests.get("502", 0) + 1
@@ -472,27 +555,25 @@ class Gateway:
             usage = extract_usage(data) or {}
             p = int(usage.get("prompt_tokens") or 0)
             c = int(usage.get("completion_tokens") or 0)
-            event = self._event(event_id, grant, model, replica, endpoint, p, c, False, "ok", wall)
+            event = self._event(f, p, c, False, "ok")
         else:
             stats.errors["upstream_status"] = stats.errors.get("upstream_status", 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_error", wall)
-        await self._commit(event, grant, stats)
-        conn.respond(bx.status, data, extra=b"x-request-id: %s\r\n" % event_id.encode())
-        elapsed = time.monotonic() - started
+            event = self._event(f, 0, 0, False, "upstream_error")
+        await self._commit(event, f, stats)
+        conn.respond(bx.status, data, extra=b"x-request-id: %s\r\n" % f.event_id.encode())
+        elapsed = time.monotonic() - f.started
         stats.ttft.observe(elapsed)
         stats.latency.observe(elapsed)
         key = str(bx.status)
         stats.requests[key] = stats.requests.get(key, 0) + 1
 
-    async def _finish_stream(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
-                             endpoint: str, sx: StreamExchange, result: int, body: dict[str, Any], started: float,
-                             wall: float) -> None:
-        stats = self.metrics.of(replica.metric_model, replica.metric_id)
+    async def _finish_stream(self, conn: HttpConnection, f: Finish, sx: StreamExchange, result: int,
+                             body: dict[str, Any]) -> None:
+        stats = self.metrics.of(f.replica.metric_model, f.replica.metric_id)
         if not sx.streaming:  # the engine answered with an error, not a stream
             status = "upstream_failed" if result == FAILED else "upstream_error"
             stats.errors[status] = stats.errors.get(status, 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, True, status, wall)
-            await self._commit(event, grant, stats)
+            await self._commit(self._event(f, 0, 0, True, status), f, stats)
             code = sx.status if result == DONE else 502
             conn.respond(code, b"".join(sx.error_chunks) if result == DONE else
                          error_body("The model replica failed while answering.", "server_error", "upstream_failed"))
@@ -500,22 +581,25 @@ class Gateway:
             return
         usage = sx.usage
         if result == DONE and usage is not None:
-            event = self._event(event_id, grant, model, replica, endpoint, int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0), True, "ok", wall)
+            event = self._event(f, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                                True, "ok")
         else:
             status = "client_disconnected" if sx.disconnected else ("upstream_failed" if result == FAILED else "ok")
-            p = int(usage.get("prompt_tokens") or 0) if usage else estimate_prompt_tokens(body)
-            event = self._event(event_id, grant, model, replica, endpoint, p, sx.content_chunks, True, status, wall,
-                                estimated=True)
+            p = int(usage.get("prompt_tokens") or 0) if usage else await self.prompt_tokens(f.replica, f.endpoint, body)
+            event = self._event(f, p, sx.content_chunks, True, status, estimated=True)
             if status != "ok":
                 stats.errors[status] = stats.errors.get(status, 0) + 1
-        await self._commit(event, grant, stats)
+        await self._commit(event, f, stats)
         if result == DONE:
             conn.end_stream(b"".join(sx.held))
         else:
             conn.abort()
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - f.started
         stats.ttft.observe(sx.ttft if sx.ttft is not None else elapsed)
         stats.latency.observe(elapsed)
         key = "200" if result == DONE else ("499" if sx.disconnected else "502")
         stats.requests[key] = stats.requests.get(key, 0) + 1
+
+    async def prompt_tokens(self, replica: Replica, endpoint: str, body: dict[str, Any]) -> int:
+        """The prompt tokens of a stream the engine never reported usage for (it was cut off)."""
+        return estimate_prompt_tokens(body)

@@ -21,6 +21,9 @@ from zhisuan.gateway.upstream import UpstreamPool
 
 EJECT_S = 2.0
 PRIVATE_LABEL = "private"
+# Prompt tokens a chat template may add to a prompt's text (role markers, a default system prompt),
+# assumed until a route has served a request under a budget and learnt its own (ModelRoute.observe_prompt).
+INITIAL_PROMPT_OVERHEAD = 32
 # Keys the opaque metric ids of private replicas: stable in one process, meaningless outside it.
 _LABEL_SALT = os.urandom(16)
 
@@ -65,9 +68,17 @@ class ModelRoute:
     def __init__(self, name: str, tenant_id: int | None = None) -> None:
         self.name = name
         self.tenant_id = tenant_id
+        self.prompt_overhead = INITIAL_PROMPT_OVERHEAD
+        self._overhead_seen = False
         self.replicas: list[Replica] = []
         self._next = 0
         self.created = int(time.time())
+
+    def observe_prompt(self, prompt_tokens: int, text_bytes: int) -> None:
+        """Learn the template overhead from an engine's own count: the largest (tokens − text bytes) seen."""
+        overhead = max(0, prompt_tokens - text_bytes)
+        if not self._overhead_seen or overhead > self.prompt_overhead:
+            self.prompt_overhead, self._overhead_seen = overhead, True
 
     def pick(self, exclude: set[str] | None = None) -> Replica | None:
         n = len(self.replicas)
