@@ -25,7 +25,8 @@ Metering rules (exactly one ``UsageEvent`` per forwarded request):
 - a client that disconnects mid-stream is billed for what was generated so far: the engine is
   stopped (its connection is closed), completion tokens = content chunks the engine had sent (one
   token per chunk in llama.cpp and vLLM), prompt tokens = the engine's count when it sent one, else
-  an estimate (characters / 4); such events carry ``estimated=True`` and status
+  the count of the replica's own tokenizer (``Gateway.prompt_tokens``: the same number a completed
+  request reports), else an estimate (characters / 4); such events carry ``estimated=True`` and status
   ``client_disconnected``;
 - an engine that dies mid-stream: same counting, status ``upstream_failed``;
 - engine errors (4xx/5xx) are forwarded as they are, with a zero-token event (``upstream_error``).
@@ -63,6 +64,7 @@ EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
 # (router.ModelRoute.prompt_overhead); completion = max_tokens. A request under a budget that sets no
 # max_tokens is forwarded with max_tokens = DEFAULT_COMPLETION_BOUND, so what it reserved bounds its use.
 DEFAULT_COMPLETION_BOUND = 1024
+TOKENIZE_TIMEOUT_S = 5.0
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
 
@@ -601,5 +603,37 @@ class Gateway:
         stats.requests[key] = stats.requests.get(key, 0) + 1
 
     async def prompt_tokens(self, replica: Replica, endpoint: str, body: dict[str, Any]) -> int:
-        """The prompt tokens of a stream the engine never reported usage for (it was cut off)."""
+        """The prompt tokens of a stream the engine never reported usage for (it was cut off): counted by
+        the replica's own tokenizer as the engine counts them (llama.cpp: ``/apply-template`` renders the
+        chat template, ``/tokenize`` with special tokens), so an aborted stream bills the same prompt
+        tokens as a completed one. Fallback when the engine cannot tell (no such endpoints, an error, no
+        answer within ``TOKENIZE_TIMEOUT_S``): the estimate, characters / 4 (the event is ``estimated``)."""
+        try:
+            if endpoint == "chat.completions":
+                rendered = await self._ask_replica(replica, b"/apply-template", {"messages": body.get("messages")})
+                prompt = rendered.get("prompt")
+            else:
+                prompt = body.get("prompt")
+            if isinstance(prompt, str):
+                tokens = (await self._ask_replica(replica, b"/tokenize", {"content": prompt, "add_special": True,
+                                                                          "parse_special": True})).get("tokens")
+                if isinstance(tokens, list) and tokens:
+                    return len(tokens)
+        except (OSError, TimeoutError, ValueError):
+            pass
         return estimate_prompt_tokens(body)
+
+    async def _ask_replica(self, replica: Replica, path: bytes, request: dict[str, Any]) -> dict[str, Any]:
+        """POST a small JSON request to ``replica`` (off the request path: metering a cut-off stream)."""
+        up = await replica.pool.acquire()
+        payload = json.dumps(request).encode()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        x = BufferedExchange(fut)
+        up.send(UPSTREAM_HEAD % (path, replica.pool.host_header, replica.auth_header, len(payload)) + payload, x,
+                TOKENIZE_TIMEOUT_S)
+        if await asyncio.wait_for(fut, TOKENIZE_TIMEOUT_S * 2) != DONE or x.status != 200:
+            raise ValueError(f"replica answered {x.status} to {path.decode()}")
+        answer = json.loads(b"".join(x.chunks))
+        if not isinstance(answer, dict):
+            raise ValueError(f"replica answered {path.decode()} with no object")
+        return answer
