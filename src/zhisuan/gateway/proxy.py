@@ -38,15 +38,24 @@ import asyncio
 import json
 import math
 import os
-import re
 import time
 from typing import Any
 
+from zhisuan.gateway.exchanges import RETRY, UPSTREAM_HEAD, BufferedExchange, StreamExchange
+from zhisuan.gateway.finish import Finish, Metering
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.metrics import GatewayMetrics
-from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation, UsageEvent
-from zhisuan.gateway.router import PRIVATE_LABEL, ModelRoute, Replica, Router
-from zhisuan.gateway.upstream import Exchange, UpstreamConnection
+from zhisuan.gateway.openai_body import (
+    completion_limit,
+    error_body,
+    metric_label,
+    model_card,
+    model_not_found,
+    prompt_text_bytes,
+)
+from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation
+from zhisuan.gateway.router import ModelRoute, Replica, Router
+from zhisuan.gateway.upstream import UpstreamConnection
 from zhisuan.gateway.usage import UsageSpool
 
 ENDPOINTS = {
@@ -54,23 +63,12 @@ ENDPOINTS = {
     b"/v1/completions": "completions",
     b"/v1/embeddings": "embeddings",
 }
-RETRY, DONE, FAILED = 0, 1, 2
-UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\n%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-_decoder = json.JSONDecoder()
-# A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
-CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
-EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
 # Reservations against budgets (limits.py): prompt = its text's bytes + the route's template overhead
 # (router.ModelRoute.prompt_overhead); completion = max_tokens. A request under a budget that sets no
 # max_tokens is forwarded with max_tokens = DEFAULT_COMPLETION_BOUND, so what it reserved bounds its use.
 DEFAULT_COMPLETION_BOUND = 1024
-TOKENIZE_TIMEOUT_S = 5.0
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
-
-
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
 
 
 def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
@@ -91,200 +89,7 @@ def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
     return body
 
 
-def model_not_found(model: str) -> bytes:
-    return error_body(f"The model '{model}' does not exist or you do not have access to it.",
-                      "invalid_request_error", "model_not_found", "model")
-
-
-def model_card(route: ModelRoute) -> dict[str, Any]:
-    owner = "zhisuan" if route.tenant_id is None else f"tenant-{route.tenant_id}"
-    return {"id": route.name, "object": "model", "created": route.created, "owned_by": owner}
-
-
-def metric_label(route: ModelRoute, model: str) -> str:
-    """Public models are named in /metrics; private ones are not."""
-    return model if route.tenant_id is None else PRIVATE_LABEL
-
-
-def extract_usage(body: bytes) -> dict[str, Any] | None:
-    """The ``usage`` object of an OpenAI response, parsed alone (cheaper than the whole body)."""
-    i = body.rfind(b'"usage"')
-    if i < 0:
-        return None
-    j = body.find(b"{", i)
-    k = body.find(b"null", i)
-    if j < 0 or (0 <= k < j):
-        return None
-    try:
-        obj, _ = _decoder.raw_decode(body[j:].decode())
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _text_bytes(value: Any) -> int:
-    """UTF-8 bytes of the text in a prompt, message content or embedding input (token ids count 1)."""
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, list):
-        return sum(_text_bytes(v) if not isinstance(v, dict) else _text_bytes(v.get("text")) for v in value)
-    return 1 if isinstance(value, int) else 0
-
-
-def prompt_text_bytes(body: dict[str, Any]) -> int:
-    """UTF-8 bytes of a request's prompt text: a byte-level BPE or byte-fallback tokenizer never makes
-    more tokens of a text than it has bytes (what the chat template adds is the route's overhead)."""
-    messages = body.get("messages")
-    n = 0
-    if isinstance(messages, list):
-        n += sum(_text_bytes(m.get("content")) for m in messages if isinstance(m, dict))
-    return n + _text_bytes(body.get("prompt")) + _text_bytes(body.get("input"))
-
-
-def completion_limit(body: dict[str, Any]) -> int | None | bool:
-    """The request's ``max_tokens`` (or ``max_completion_tokens``): an int, None when absent, False
-    when it is not a positive integer."""
-    value = body.get("max_completion_tokens", body.get("max_tokens"))
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        return False
-    return value
-
-
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    text = 0
-    for m in body.get("messages") or ():
-        c = m.get("content") if isinstance(m, dict) else None
-        if isinstance(c, str):
-            text += len(c)
-        elif isinstance(c, list):
-            text += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
-    p = body.get("prompt")
-    if isinstance(p, str):
-        text += len(p)
-    return max(1, math.ceil(text / 4))
-
-
-class FutureExchange(Exchange):
-    """Resolves ``self.future`` once: DONE on completion, RETRY for a failure before the first byte
-    (another replica may serve it), FAILED after it."""
-
-    __slots__ = ()
-    future: asyncio.Future[int]
-
-    def on_complete(self) -> None:
-        if not self.future.done():
-            self.future.set_result(DONE)
-
-    def on_error(self, exc: Exception, before_first_byte: bool) -> None:
-        if not self.future.done():
-            self.future.set_result(RETRY if before_first_byte else FAILED)
-
-
-class BufferedExchange(FutureExchange):
-    """A whole (non-streaming) response."""
-
-    __slots__ = ("future", "status", "chunks")
-
-    def __init__(self, future: asyncio.Future[int]) -> None:
-        self.future = future
-        self.status = 0
-        self.chunks: list[bytes] = []
-
-    def on_head(self, status: int) -> None:
-        self.status = status
-
-    def on_body(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-
-class StreamExchange(FutureExchange):
-    """Relays an SSE stream chunk by chunk from the protocol callbacks, counting content chunks and
-    holding back the usage chunk and ``[DONE]`` until the usage event is committed."""
-
-    def __init__(self, future: asyncio.Future[int], client: HttpConnection, upstream: UpstreamConnection,
-                 client_wants_usage: bool, started: float, event_id: str) -> None:
-        self.future = future
-        self.event_id = event_id
-        self.client = client
-        self.upstream = upstream
-        self.client_wants_usage = client_wants_usage
-        self.started = started
-        self.status = 0
-        self.error_chunks: list[bytes] = []
-        self.buf = b""
-        self.held: list[bytes] = []
-        self.content_chunks = 0
-        self.usage: dict[str, Any] | None = None
-        self.ttft: float | None = None
-        self.disconnected = False
-        self.streaming = False
-
-    def on_head(self, status: int) -> None:
-        self.status = status
-        if status == 200:
-            self.streaming = True
-            self.client.on_lost = self._client_lost
-            self.client.on_pause = self.upstream.pause
-            self.client.on_resume = self.upstream.resume
-            self.client.start_stream(extra=b"x-request-id: %s\r\n" % self.event_id.encode())
-
-    def on_body(self, data: bytes) -> None:
-        if not self.streaming:
-            self.error_chunks.append(data)
-            return
-        buf = self.buf + data if self.buf else data
-        events = buf.split(b"\n\n")
-        self.buf = events.pop()
-        out = []
-        for ev in events:
-            if not ev:
-                continue
-            if ev.startswith(b"data: [DONE]"):
-                self.held.append(ev + b"\n\n")
-            elif b'"usage"' in ev and (usage := extract_usage(ev)) is not None:
-                self.usage = usage
-                if self.client_wants_usage:
-                    self.held.append(ev + b"\n\n")
-                elif not EMPTY_CHOICES.search(ev):  # usage riding on a content chunk: pass it on
-                    out.append(ev + b"\n\n")
-            else:
-                if CONTENT.search(ev):
-                    self.content_chunks += 1
-                    if self.ttft is None:
-                        self.ttft = time.monotonic() - self.started
-                out.append(ev + b"\n\n")
-        if out:
-            self.client.write_chunk(b"".join(out))
-
-
-    def _client_lost(self) -> None:
-        self.disconnected = True
-        self.upstream.close()  # stops the engine generating for nobody
-        if not self.future.done():
-            self.future.set_result(FAILED)
-
-
 Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute, Reservation | None]  # grant, body, model, route, held
-
-
-class Finish:
-    """What finishing one forwarded request needs to know."""
-
-    __slots__ = ("event_id", "grant", "model", "route", "replica", "endpoint", "reservation", "started", "wall")
-
-    def __init__(self, event_id: str, grant: KeyGrant, model: str, route: ModelRoute, replica: Replica, endpoint: str,
-                 reservation: Reservation | None, started: float, wall: float) -> None:
-        self.event_id = event_id
-        self.grant = grant
-        self.model = model
-        self.route = route
-        self.replica = replica
-        self.endpoint = endpoint
-        self.reservation = reservation
-        self.started = started
-        self.wall = wall
 
 
 class Tries:
@@ -298,7 +103,7 @@ class Tries:
         self.timed_out = False
 
 
-class Gateway:
+class Gateway(Metering):
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
                  *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
                  first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0) -> None:
@@ -529,111 +334,3 @@ class Gateway:
             return
         replica.eject()
         tries.tried.add(replica.id)
-
-    def _event(self, f: Finish, p: int, c: int, stream: bool, status: str, estimated: bool = False) -> UsageEvent:
-        return UsageEvent(f.event_id, f.grant.key_id, f.grant.tenant_id, f.model, f.replica.id, p, c, stream,
-                          status, f.wall, time.time(), estimated, f.endpoint)
-
-    async def _commit(self, event: UsageEvent, f: Finish, stats: Any) -> None:
-        stats.prompt_tokens += event.prompt_tokens
-        stats.completion_tokens += event.completion_tokens
-        if f.reservation is not None and event.prompt_tokens and not event.estimated:
-            f.route.observe_prompt(event.prompt_tokens, f.reservation.prompt_text)
-        self.limiter.record(f.grant, event.model, event.prompt_tokens, event.completion_tokens, f.reservation)
-        # Alone in the gateway: commit on the loop thread now (no group to wait for, nobody to stall).
-        await self.spool.append(event, alone=self.in_flight == 1)
-
-    async def _finish_buffered(self, conn: HttpConnection, f: Finish, bx: BufferedExchange, result: int) -> None:
-        stats = self.metrics.of(f.replica.metric_model, f.replica.metric_id)
-        if result == FAILED:
-            stats.errors["upstream_failed"] = stats.errors.get("upstream_failed", 0) + 1
-            await self._commit(self._event(f, 0, 0, False, "upstream_failed"), f, stats)
-            conn.respond(502, error_body("The model replica failed while answering.", "server_error",
-                                         "upstream_failed"))
-            stats.requests["502"] = stats.requests.get("502", 0) + 1
-            return
-        data = b"".join(bx.chunks)
-        if bx.status == 200:
-            usage = extract_usage(data) or {}
-            p = int(usage.get("prompt_tokens") or 0)
-            c = int(usage.get("completion_tokens") or 0)
-            event = self._event(f, p, c, False, "ok")
-        else:
-            stats.errors["upstream_status"] = stats.errors.get("upstream_status", 0) + 1
-            event = self._event(f, 0, 0, False, "upstream_error")
-        await self._commit(event, f, stats)
-        conn.respond(bx.status, data, extra=b"x-request-id: %s\r\n" % f.event_id.encode())
-        elapsed = time.monotonic() - f.started
-        stats.ttft.observe(elapsed)
-        stats.latency.observe(elapsed)
-        key = str(bx.status)
-        stats.requests[key] = stats.requests.get(key, 0) + 1
-
-    async def _finish_stream(self, conn: HttpConnection, f: Finish, sx: StreamExchange, result: int,
-                             body: dict[str, Any]) -> None:
-        stats = self.metrics.of(f.replica.metric_model, f.replica.metric_id)
-        if not sx.streaming:  # the engine answered with an error, not a stream
-            status = "upstream_failed" if result == FAILED else "upstream_error"
-            stats.errors[status] = stats.errors.get(status, 0) + 1
-            await self._commit(self._event(f, 0, 0, True, status), f, stats)
-            code = sx.status if result == DONE else 502
-            conn.respond(code, b"".join(sx.error_chunks) if result == DONE else
-                         error_body("The model replica failed while answering.", "server_error", "upstream_failed"))
-            stats.requests[str(code)] = stats.requests.get(str(code), 0) + 1
-            return
-        usage = sx.usage
-        if result == DONE and usage is not None:
-            event = self._event(f, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
-                                True, "ok")
-        else:
-            status = "client_disconnected" if sx.disconnected else ("upstream_failed" if result == FAILED else "ok")
-            p = int(usage.get("prompt_tokens") or 0) if usage else await self.prompt_tokens(f.replica, f.endpoint, body)
-            event = self._event(f, p, sx.content_chunks, True, status, estimated=True)
-            if status != "ok":
-                stats.errors[status] = stats.errors.get(status, 0) + 1
-        await self._commit(event, f, stats)
-        if result == DONE:
-            conn.end_stream(b"".join(sx.held))
-        else:
-            conn.abort()
-        elapsed = time.monotonic() - f.started
-        stats.ttft.observe(sx.ttft if sx.ttft is not None else elapsed)
-        stats.latency.observe(elapsed)
-        key = "200" if result == DONE else ("499" if sx.disconnected else "502")
-        stats.requests[key] = stats.requests.get(key, 0) + 1
-
-    async def prompt_tokens(self, replica: Replica, endpoint: str, body: dict[str, Any]) -> int:
-        """The prompt tokens of a stream the engine never reported usage for (it was cut off): counted by
-        the replica's own tokenizer as the engine counts them (llama.cpp: ``/apply-template`` renders the
-        chat template, ``/tokenize`` with special tokens), so an aborted stream bills the same prompt
-        tokens as a completed one. Fallback when the engine cannot tell (no such endpoints, an error, no
-        answer within ``TOKENIZE_TIMEOUT_S``): the estimate, characters / 4 (the event is ``estimated``)."""
-        try:
-            if endpoint == "chat.completions":
-                rendered = await self._ask_replica(replica, b"/apply-template", {"messages": body.get("messages")})
-                prompt = rendered.get("prompt")
-            else:
-                prompt = body.get("prompt")
-            if isinstance(prompt, str):
-                tokens = (await self._ask_replica(replica, b"/tokenize", {"content": prompt, "add_special": True,
-                                                                          "parse_special": True})).get("tokens")
-                if isinstance(tokens, list) and tokens:
-                    return len(tokens)
-        except (OSError, TimeoutError, ValueError):
-            pass
-        return estimate_prompt_tokens(body)
-
-    async def _ask_replica(self, replica: Replica, path: bytes, request: dict[str, Any]) -> dict[str, Any]:
-        """POST a small JSON request to ``replica`` (off the request path: metering a cut-off stream)."""
-        up = await replica.pool.acquire()
-        payload = json.dumps(request).encode()
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        x = BufferedExchange(fut)
-        up.send(UPSTREAM_HEAD % (path, replica.pool.host_header, replica.auth_header, len(payload)) + payload, x,
-                TOKENIZE_TIMEOUT_S)
-        if await asyncio.wait_for(fut, TOKENIZE_TIMEOUT_S * 2) != DONE or x.status != 200:
-            raise ValueError(f"replica answered {x.status} to {path.decode()}")
-        answer = json.loads(b"".join(x.chunks))
-        if not isinstance(answer, dict):
-            raise ValueError(f"replica answered {path.decode()} with no object")
-        return answer
