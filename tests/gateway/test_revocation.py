@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, free_port
 from tests.gateway.test_limits import needs_redis
 from tests.gateway.test_limits_db_money import Db, make_world
 from zhisuan.bootstrap import system_principal
@@ -107,3 +107,10 @@ def test_a_watch_ahead_of_redis_forgets_every_cached_grant(loop: LoopThread) -> 
     loop.run(watch.fresh())
     assert gaps == [True]
     loop.run(redis.close())
+
+
+def test_a_watch_without_redis_lets_requests_through(loop: LoopThread) -> None:
+    """Redis unreachable: authentication goes on (the grant cache TTL bounds revocations meanwhile)."""
+    watch = RedisRevocationWatch(RedisClient("127.0.0.1", free_port()), lambda ids: None, lambda: None)
+    loop.run(watch.fresh(), timeout=5)
+    loop.run(watch.fresh(), timeout=5)

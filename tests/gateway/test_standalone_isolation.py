@@ -14,8 +14,11 @@ import pytest
 
 from tests.e2e.conftest import Platform, start_platform, stop
 from tests.gateway.test_limits import needs_redis
-from tests.gateway.test_standalone import Gateway, api, gateways  # noqa: F401 (the gateways fixture)
+from tests.gateway import test_standalone as standalone
+from tests.gateway.test_standalone import Gateway, api
 from zhisuan.gateway.revocation import REDIS_ENV
+
+gateways = standalone.gateways  # the fixture, over this module's control_plane
 
 
 @pytest.fixture

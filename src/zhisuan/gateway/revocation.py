@@ -31,6 +31,7 @@ VERSION_KEY = "zs:keys:revoked-version"
 LOG_KEY = "zs:keys:revoked"
 LOG_LENGTH = 10_000  # revocations kept in the log; a gateway further behind forgets every cached grant
 REDIS_ENV = "ZHISUAN_REDIS_URL"
+CHECK_TIMEOUT_S = 1.0  # a Redis that does not answer must not hold requests longer
 PUBLISH_LUA = f"""
 local v = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], v, ARGV[1])
@@ -124,6 +125,7 @@ class RedisRevocationWatch:
         self.seen = 0
         self._next: asyncio.Future[None] | None = None
         self._running = False
+        self._failing = False
 
     async def start(self) -> None:
         self.seen = int(await self.client.execute("GET", VERSION_KEY) or 0)
@@ -142,9 +144,15 @@ class RedisRevocationWatch:
             while self._next is not None:
                 fut, self._next = self._next, None
                 try:
-                    await self._check()
+                    await asyncio.wait_for(self._check(), CHECK_TIMEOUT_S)
+                    if self._failing:
+                        self._failing = False
+                        log.warning("revocation version readable again")
                 except Exception as exc:  # Redis down: the grant cache TTL bounds revocations meanwhile
-                    log.warning("revocation version unreadable (%r)", exc)
+                    if not self._failing:  # once per outage, not per request
+                        self._failing = True
+                        log.warning("revocation version unreadable (%r): revoked keys are refused within the "
+                                    "grant cache TTL until Redis answers", exc)
                 fut.set_result(None)
         finally:
             self._running = False
