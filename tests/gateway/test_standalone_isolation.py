@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from tests.e2e.conftest import Platform, start_platform, stop
-from tests.gateway.test_limits import needs_redis
 from tests.gateway import test_standalone as standalone
+from tests.gateway.test_limits import needs_redis
 from tests.gateway.test_standalone import Gateway, api
 from zhisuan.gateway.revocation import REDIS_ENV
 
