@@ -14,7 +14,7 @@ import pytest
 
 from tests.gateway.conftest import TOKEN, grant, one_replica
 from zhisuan.gateway.limits import InMemoryLimitStore, RedisLimitStore, TokenBucketLimiter
-from zhisuan.gateway.protocols import KeyGrant, Limits
+from zhisuan.gateway.protocols import KeyGrant, Limits, Reservation
 from zhisuan.gateway.proxy import DEFAULT_COMPLETION_BOUND
 from zhisuan.gateway.resp import RedisClient
 
@@ -181,5 +181,26 @@ def test_redis_store_matches_in_memory_arithmetic() -> None:
         assert granted == 0
         assert await store.spend("c", 5) == 5 and await store.spend("c", 7) == 12
         await client.close()
+
+    asyncio.run(go())
+
+
+def test_a_reservation_is_given_back_when_the_request_is_not_served() -> None:
+    """Refused by another limit after its budget was reserved, or never forwarded (no replica): the
+    counter goes back to what was really used."""
+    async def go() -> None:
+        store = InMemoryLimitStore()
+        limiter = TokenBucketLimiter(store)
+        g = KeyGrant("k", "t", key_limits=Limits(token_budget=100, rpm=1))
+        name = f"spent:tokens:key:k:{limiter.window('monthly')[0]}"
+        first = Reservation(10, 20)
+        assert await limiter.admit(g, "m", first) is None
+        assert store._counters[name] == 30
+        denial = await limiter.admit(g, "m", Reservation(10, 20))  # the RPM bucket refuses it
+        assert denial is not None and denial.kind == "requests"
+        assert store._counters[name] == 30
+        limiter.release(first)  # e.g. no healthy replica answered
+        await limiter.flush()
+        assert store._counters[name] == 0
 
     asyncio.run(go())
