@@ -80,6 +80,9 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._header_count = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
+        self._on_deadline: tuple[int, bytes] = (0, b"")
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -120,7 +123,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
+        self._cancel_timer()  # releases this connection now, not when the timer would fire
         cb, self.on_lost = self.on_lost, None
         if cb is not None:
             cb()
@@ -135,16 +138,38 @@ class HttpConnection(asyncio.Protocol):
 
     # timers: only while waiting for the client (see the module doc)
     def _arm(self, after_s: float, status: int, message: bytes) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(after_s, self._timed_out, status, message)
+        """Set the connection's one deadline. Cheap per request (no timer made or cancelled): the timer
+        is re-made only when the deadline moves earlier than it; when it fires early it re-arms."""
+        self._deadline = deadline = self.loop.time() + after_s
+        self._on_deadline = (status, message)
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._fire)
 
     def _disarm(self) -> None:
+        self._deadline = None  # the timer, if any, finds nothing to do
+
+    def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self, status: int, message: bytes) -> None:
+    def _fire(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.closed:
+            return
+        if self.loop.time() < deadline:  # moved later since the timer was set
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._fire)
+            return
+        self._deadline = None
+        self._timed_out(*self._on_deadline)
+
+    def _timed_out(self, status: int, message: bytes) -> None:
         if not status:  # an idle keep-alive connection: close without a word
             self.abort()
         else:
