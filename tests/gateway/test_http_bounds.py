@@ -80,3 +80,15 @@ def test_slow_and_idle_clients_are_cut_off(gateway: Any, fake_upstream: Any) -> 
         assert status(raw) == 200 and raw.count(b"HTTP/1.1") == 1
     with connect(server) as sock:  # a connection that never sends anything
         assert read_all(sock) == b""
+
+
+def test_odd_prompt_shapes_are_counted_not_crashed_on() -> None:
+    from zhisuan.gateway.openai_body import estimate_prompt_tokens, prompt_text_bytes
+
+    deep: list[object] = ["ab"]
+    for _ in range(5000):  # deeper than Python recursion allows
+        deep = [deep]
+    assert prompt_text_bytes({"input": deep}) == 2
+    odd = {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}, {"text": "héllo"}]}, "x", None]}
+    assert prompt_text_bytes(odd) == 1 + 6
+    assert estimate_prompt_tokens(odd) == 2

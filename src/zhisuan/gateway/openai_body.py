@@ -48,12 +48,20 @@ def extract_usage(body: bytes) -> dict[str, Any] | None:
 
 
 def _text_bytes(value: Any) -> int:
-    """UTF-8 bytes of the text in a prompt, message content or embedding input (token ids count 1)."""
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, list):
-        return sum(_text_bytes(v) if not isinstance(v, dict) else _text_bytes(v.get("text")) for v in value)
-    return 1 if isinstance(value, int) else 0
+    """UTF-8 bytes of the text in a prompt, message content or embedding input (token ids count 1).
+    Walks nested lists with a stack, not recursion: a client controls the nesting."""
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            n += len(v.encode())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.append(v.get("text"))
+        elif isinstance(v, int):
+            n += 1
+    return n
 
 
 def prompt_text_bytes(body: dict[str, Any]) -> int:
@@ -84,7 +92,7 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
         if isinstance(c, str):
             text += len(c)
         elif isinstance(c, list):
-            text += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
+            text += sum(len(t) for part in c if isinstance(part, dict) and isinstance(t := part.get("text"), str))
     p = body.get("prompt")
     if isinstance(p, str):
         text += len(p)

@@ -69,6 +69,7 @@ ENDPOINTS = {
 DEFAULT_COMPLETION_BOUND = 1024
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
+TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
 def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
@@ -77,8 +78,7 @@ def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(raw)
     except RecursionError:
-        conn.respond(400, error_body("The JSON body of your request is nested too deeply.", "invalid_request_error",
-                                     "json_too_deep"))
+        conn.respond(400, TOO_DEEP)
         return None
     except ValueError:  # includes a body that is not UTF-8
         body = None
@@ -204,7 +204,11 @@ class Gateway(Metering):
                      model: str, route: ModelRoute, reservation: Reservation | None) -> None:
         stream = bool(body.get("stream")) and endpoint != "embeddings"
         rewrite = reservation is not None and reservation.sets_max_tokens
-        payload, client_wants_usage = self._payload(req.body, body, stream, rewrite)
+        try:
+            payload, client_wants_usage = self._payload(req.body, body, stream, rewrite)
+        except RecursionError:  # parsed at the edge of the parser's depth, too deep to write back
+            conn.respond(400, TOO_DEEP)
+            return
         timeout = self.first_byte_timeout_s if stream else self.nonstream_first_byte_timeout_s
         started = time.monotonic()
         wall = time.time()
