@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -13,7 +14,8 @@ import pytest
 
 from tests.gateway.conftest import TOKEN, grant, one_replica
 from zhisuan.gateway.limits import InMemoryLimitStore, RedisLimitStore, TokenBucketLimiter
-from zhisuan.gateway.protocols import KeyGrant, Limits
+from zhisuan.gateway.protocols import KeyGrant, Limits, Reservation
+from zhisuan.gateway.proxy import DEFAULT_COMPLETION_BOUND
 from zhisuan.gateway.resp import RedisClient
 
 
@@ -70,13 +72,53 @@ def test_tpm_counts_engine_tokens(fake_upstream: Any, gateway: Any) -> None:
 
 
 def test_token_budget_is_insufficient_quota(fake_upstream: Any, gateway: Any) -> None:
-    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(token_budget=24))])
-    ask(server)
-    ask(server)
+    """Each request reserves its prompt bound + max_tokens (the first 1 + 32 + 5; once the route has
+    learnt the engine's template overhead, 1 + 6 + 5 = its real 12) and settles to its real 12 tokens."""
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(token_budget=50))])
+    for _ in range(4):
+        ask(server)
     time.sleep(0.15)
     with pytest.raises(openai.RateLimitError) as exc:
         ask(server)
     assert exc.value.code == "insufficient_quota"
+    assert "has 2 left" in exc.value.message
+
+
+def test_a_token_budget_holds_against_a_large_max_tokens(fake_upstream: Any, gateway: Any) -> None:
+    """80 tokens: a request that may use 1 + 32 + 40 runs (47 real); the next may use 1 + 6 + 40 and is
+    refused though 33 tokens are left — it could overshoot; one that may use 27 runs."""
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(token_budget=80))])
+    assert ask(server, max_tokens=40).usage.total_tokens == 47
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(server, max_tokens=40)
+    assert exc.value.code == "insufficient_quota"
+    assert "has 33 left" in exc.value.message
+    assert ask(server, max_tokens=20).usage.total_tokens == 27
+
+
+def test_concurrent_requests_do_not_jointly_overshoot_a_budget(fake_upstream: Any, gateway: Any) -> None:
+    server = gateway(one_replica(fake_upstream("--delay-ms", "200")), keys=[grant(Limits(token_budget=50))])
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: _try(server), range(8)))
+    served = sum(r for r in results if r is not None)
+    assert 0 < served <= 50
+    assert results.count(None) >= 4  # refused, not served over the budget
+
+
+def test_a_request_without_max_tokens_is_bounded_under_a_budget(fake_upstream: Any, gateway: Any) -> None:
+    server = gateway(one_replica(fake_upstream()), keys=[grant(Limits(token_budget=5000))])
+    c = openai.OpenAI(base_url=server.base_url, api_key=TOKEN, max_retries=0, timeout=10)
+    r = c.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
+    assert r.usage is not None and r.usage.completion_tokens == DEFAULT_COMPLETION_BOUND  # the fake obeys it
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}], max_tokens=0)
+
+
+def _try(server: Any) -> int | None:
+    try:
+        return int(ask(server).usage.total_tokens)
+    except openai.RateLimitError:
+        return None
 
 
 def test_money_budget_uses_the_price_function() -> None:
@@ -139,5 +181,26 @@ def test_redis_store_matches_in_memory_arithmetic() -> None:
         assert granted == 0
         assert await store.spend("c", 5) == 5 and await store.spend("c", 7) == 12
         await client.close()
+
+    asyncio.run(go())
+
+
+def test_a_reservation_is_given_back_when_the_request_is_not_served() -> None:
+    """Refused by another limit after its budget was reserved, or never forwarded (no replica): the
+    counter goes back to what was really used."""
+    async def go() -> None:
+        store = InMemoryLimitStore()
+        limiter = TokenBucketLimiter(store)
+        g = KeyGrant("k", "t", key_limits=Limits(token_budget=100, rpm=1))
+        name = f"spent:tokens:key:k:{limiter.window('monthly')[0]}"
+        first = Reservation(10, 20)
+        assert await limiter.admit(g, "m", first) is None
+        assert store._counters[name] == 30
+        denial = await limiter.admit(g, "m", Reservation(10, 20))  # the RPM bucket refuses it
+        assert denial is not None and denial.kind == "requests"
+        assert store._counters[name] == 30
+        limiter.release(first)  # e.g. no healthy replica answered
+        await limiter.flush()
+        assert store._counters[name] == 0
 
     asyncio.run(go())

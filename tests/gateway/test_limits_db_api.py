@@ -69,3 +69,18 @@ def test_tenant_may_not_set_its_own_money_budget(world: Api) -> None:
     response = world.call("PATCH", "/tenants/acme/limits", "acme", {"money_budget": "1000000"})
     assert response.status_code == 403, response.text
     assert world.ok("GET", "/tenants/acme", "acme")["money_budget"] is None
+
+
+def test_budget_period_is_set_on_keys_and_tenants_and_validated(world: Api) -> None:
+    assert world.ok("POST", "/keys", "acme", {"name": "default"})["budget_period"] == "monthly"
+    issued = world.ok("POST", "/keys", "acme", {"name": "lifetime", "token_budget": 100, "budget_period": "none"})
+    assert issued["budget_period"] == "none"
+    listed = next(k for k in world.ok("GET", "/keys", "acme") if k["key_id"] == issued["key_id"])
+    assert listed["budget_period"] == "none"
+    out = world.ok("PATCH", "/tenants/acme/limits", "operator", {"money_budget": "10", "budget_period": "none"})
+    assert out["budget_period"] == "none"
+    assert world.ok("GET", "/tenants/acme", "acme")["budget_period"] == "none"
+    for method, path, who in (("POST", "/keys", "acme"), ("PATCH", "/tenants/acme/limits", "operator")):
+        response = world.call(method, path, who, {"budget_period": "weekly"})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == "budget_period", response.text

@@ -50,12 +50,12 @@ class Db:
 
 
 def make_world(sessions: Any, book: bool = True) -> Db:
-    """Tenant acme (money budget 0.01 CNY = 10 000 micro-CNY, a price override) with keys 'plain',
-    'tokens24' (token budget 24) and 'money' (own money budget 1 CNY); tenant beta (no limits) with key
+    """Tenant acme (money budget 0.03 CNY = 30 000 micro-CNY, a price override) with keys 'plain',
+    'tokens50' (token budget 50) and 'money' (own money budget 1 CNY); tenant beta (no limits) with key
     'beta'; and, if ``book``, the default price book."""
     keys, key_ids = {}, {}
     with transaction(sessions) as s:
-        acme = Tenant(name="acme", money_budget=Decimal("0.01"))
+        acme = Tenant(name="acme", money_budget=Decimal("0.03"))
         beta = Tenant(name="beta")
         s.add_all([acme, beta])
         s.flush()
@@ -63,7 +63,7 @@ def make_world(sessions: Any, book: bool = True) -> Db:
                  "beta": User(username="bob", role="tenant", tenant_id=beta.id)}
         s.add_all(users.values())
         s.flush()
-        for name, owner, extra in (("plain", "acme", {}), ("tokens24", "acme", {"token_budget": 24}),
+        for name, owner, extra in (("plain", "acme", {}), ("tokens50", "acme", {"token_budget": 50}),
                                    ("money", "acme", {"money_budget": Decimal("1.00")}), ("beta", "beta", {})):
             issued = issue_key(s, users[owner], name=name, scopes=["inference"], expires_at=None, scrypt_n=2**4)
             for column, value in extra.items():
@@ -186,14 +186,16 @@ def assert_openai_429(error: openai.RateLimitError, code: str, scope: str) -> No
 
 @needs_redis
 def test_tenant_money_budget_gives_429_once_spent(db: Db, gateway: GatewayServer) -> None:
-    # 10 000 micro-CNY at acme's 8 500 per request: the second request is admitted (8 500 < 10 000)
-    # and overspends; from then on every key of acme is refused.
-    ask(gateway, db.keys["plain"])
-    ask(gateway, db.keys["plain"])
+    # 30 000 micro-CNY at acme's 8 500 per request (7 + 5 tokens). A request reserves what it may cost:
+    # the first (1 + 32) × 500 + 5 × 1000 = 21 500, the next ones (1 + 6) × 500 + 5 × 1000 = 8 500 once the
+    # route learnt the template overhead. The fourth would exceed the budget (3 × 8 500 + 8 500): refused,
+    # and from then on every key of acme.
+    for _ in range(3):
+        ask(gateway, db.keys["plain"])
     error = refused(gateway, db.keys["plain"])
     assert_openai_429(error, "insufficient_quota", "tenant")
     assert "money budget" in error.message
-    assert_openai_429(refused(gateway, db.keys["tokens24"]), "insufficient_quota", "tenant")
+    assert_openai_429(refused(gateway, db.keys["tokens50"]), "insufficient_quota", "tenant")
     assert ask(gateway, db.keys["beta"]).usage is not None  # another tenant is not affected
 
 
@@ -201,9 +203,9 @@ def test_tenant_money_budget_gives_429_once_spent(db: Db, gateway: GatewayServer
 def test_key_token_budget_gives_429_once_spent(db: Db, gateway: GatewayServer) -> None:
     with transaction(db.sessions) as s:  # lift acme's money budget: only the key's token budget binds
         s.query(Tenant).filter_by(name="acme").one().money_budget = None
-    ask(gateway, db.keys["tokens24"])  # 12 tokens
-    ask(gateway, db.keys["tokens24"])  # 24: spent ≥ budget
-    error = refused(gateway, db.keys["tokens24"])
+    for _ in range(4):  # 12 tokens each; reserved first 1 + 32 + 5, then 1 + 6 + 5
+        ask(gateway, db.keys["tokens50"])
+    error = refused(gateway, db.keys["tokens50"])  # 48 + 12 > 50
     assert_openai_429(error, "insufficient_quota", "key")
     assert "tokens budget" in error.message
     assert ask(gateway, db.keys["plain"]).usage is not None  # the tenant's other keys still work

@@ -140,7 +140,7 @@ def test_gateway_refuses_a_token_the_control_plane_refuses(control_plane: Platfo
     assert "refuses --token" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize(("flag", "message"), [("fake-model", "is not MODEL=http://HOST:PORT"),
+@pytest.mark.parametrize(("flag", "message"), [("fake-model", "is not MODEL[@TENANT]=http://"),
                                                ("m=https://example.com:443", "must look like http://HOST:PORT"),
                                                ("m=http://127.0.0.1", "must look like http://HOST:PORT")])
 def test_gateway_explains_a_bad_upstream(flag: str, message: str, tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ def gateway(
     token: Annotated[str, typer.Option(envvar="ZHISUAN_GATEWAY_TOKEN",
                                        help="operator API key with the 'write' scope, to post usage")],
     upstream: Annotated[list[str] | None, typer.Option(
-        help="MODEL=http://HOST:PORT of an OpenAI-compatible engine (repeatable; more per model = replicas)",
+        help="MODEL=http://HOST:PORT of an OpenAI-compatible engine (repeatable; more per model = replicas); "
+             "MODEL@TENANT=... makes it tenant TENANT's private model; http://ENGINE_KEY@HOST:PORT presents "
+             "the engine's API key",
     )] = None,
     redis: Annotated[str | None, typer.Option(
         envvar="ZHISUAN_REDIS_URL", help="redis://HOST:PORT/DB shared by all gateways (omit = per-process limits)",

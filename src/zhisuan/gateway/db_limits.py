@@ -1,5 +1,5 @@
 """Model scopes and limits stored with API keys and tenants (``api_keys.models/rpm/tpm/token_budget/
-money_budget``, ``tenants.rpm/tpm/token_budget/money_budget``), for
+money_budget/budget_period``, ``tenants.rpm/tpm/token_budget/money_budget/budget_period``), for
 ``DbKeyAuthority(sessions, limits_for=limits_from_db(sessions))``.
 
 A money budget is a Decimal in CNY with at most 2 decimal places (the API refuses more), so its value in
@@ -34,7 +34,7 @@ def _limits(row: Any) -> Limits:
     if row is None:
         return UNLIMITED
     limits = Limits(rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget,
-                    money_budget_micros=money_micros(row.money_budget))
+                    money_budget_micros=money_micros(row.money_budget), budget_period=row.budget_period or "monthly")
     return UNLIMITED if limits == UNLIMITED else limits
 
 

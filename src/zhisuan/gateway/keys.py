@@ -2,8 +2,10 @@
 
 - ``InMemoryKeyAuthority``: grants registered in the process (tests, benchmarks, one-box demos).
 - ``DbKeyAuthority``: the platform's API keys (``zs_<id>_<secret>``, verified by
-  ``identity.keys.KeyVerifier`` against the database in a worker thread), cached for ``ttl_s`` so a
-  revocation takes effect within that time on every gateway process.
+  ``identity.keys.KeyVerifier`` against the database in a worker thread), cached for ``ttl_s``. A
+  revocation takes effect at once (``revocation``): the process's own revocations are pushed to it, and
+  with a ``RedisRevocationWatch`` (``watch``) it checks the shared revocation version before each request;
+  a revoked key id is refused even from a grant cached (or being verified) before the revocation.
 """
 
 from __future__ import annotations
@@ -56,15 +58,38 @@ class DbKeyAuthority:
     limits_for: LimitsFor = no_limits
     ttl_s: float = 5.0
     negative_ttl_s: float = 1.0
+    watch: Any = None  # a revocation.RedisRevocationWatch, set by whoever owns the Redis client
     _cache: dict[bytes, tuple[float, KeyGrant | KeyRejected]] = field(default_factory=dict)
+    _revoked: set[str] = field(default_factory=set)
     _verifier: Any = None
+    _unsubscribe: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
+        from zhisuan.gateway.revocation import REVOCATIONS
         from zhisuan.identity.keys import KeyVerifier
 
         self._verifier = KeyVerifier()
+        self._unsubscribe = REVOCATIONS.subscribe(self.revoked)
+
+    def revoked(self, key_id: str) -> None:
+        """Refuse ``key_id`` from now on (called from any thread; a set add is atomic)."""
+        self._revoked.add(key_id)
+
+    def revoked_many(self, key_ids: list[str]) -> None:
+        self._revoked.update(key_ids)
+
+    def forget_all(self) -> None:
+        """Drop every cached grant (revocations were missed): each key is verified again."""
+        self._cache = {}
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     async def authenticate(self, token: str) -> KeyGrant:
+        if self.watch is not None:
+            await self.watch.fresh()
         d = digest(token)
         hit = self._cache.get(d)
         now = time.monotonic()
@@ -77,6 +102,8 @@ class DbKeyAuthority:
         value = hit[1]
         if isinstance(value, KeyRejected):
             raise value
+        if value.key_id in self._revoked:
+            raise KeyRejected(f"API key {value.key_id} was revoked")  # the verifier's words
         return value
 
     def _verify(self, token: str) -> KeyGrant | KeyRejected:
@@ -93,4 +120,4 @@ class DbKeyAuthority:
         tenant = f"tenant-{principal.tenant_id}" if principal.tenant_id is not None else f"user-{principal.user_id}"
         models, key_limits, tenant_limits = self.limits_for(principal)
         return KeyGrant(key_id=principal.key_id or "", tenant_id=tenant, models=models,
-                        key_limits=key_limits, tenant_limits=tenant_limits)
+                        key_limits=key_limits, tenant_limits=tenant_limits, owner=principal.tenant_id)

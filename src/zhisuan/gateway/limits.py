@@ -10,8 +10,17 @@ Shared state lives in a ``LimitStore`` (``RedisLimitStore`` across gateway proce
 - TPM: a bucket that finished requests debit with their real token counts (batched every
   ``flush_interval_s``); it may go negative, and a request is admitted while it is positive. The
   process refreshes its view of the level every ``refresh_s`` (at once when it looks exhausted).
-- Budgets: monotone counters of tokens and money spent (micro-units, priced by ``price``);
-  refused once spent ≥ budget. Budget resets belong to billing (a new counter name per period).
+- Budgets: counters of tokens and money (micro-units, priced by ``price``) per budget period. A request
+  is admitted only if what it may use fits: its ``Reservation`` (an upper bound of its prompt tokens + its
+  ``max_tokens``, priced for money) is added to the shared counter at once (one atomic INCRBY), and the
+  request is refused — and the amount given back — if the counter then exceeds the budget. When it
+  finishes, ``record`` settles the counter to the real use. The counter thus always holds settled use plus
+  every process's in-flight reservations, so concurrent requests never jointly overshoot a budget (one
+  store call per admitted request under a budget; requests of keys without budgets pay nothing).
+  Periods (``Limits.budget_period``, rule in ``core.economics.periods.budget_window``): the counter's name
+  carries the period's label (``…:2026-12`` monthly, ``…:all`` for "none"), so a budget starts again from
+  zero at the first instant of each UTC calendar month without any sweeper; a refusal's ``retry_after``
+  is the time left until then.
   A money budget needs a price: when the model has none for the caller's tenant (``price`` answers
   None) or the limiter has no ``price`` at all, a request under a money budget is refused
   (``insufficient_quota``) rather than served unmetered.
@@ -26,10 +35,12 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from zhisuan.gateway.protocols import Denial, KeyGrant, Limits
+from zhisuan.core.economics.periods import budget_window
+from zhisuan.gateway.protocols import Denial, KeyGrant, Limits, Reservation
 from zhisuan.gateway.resp import RedisClient
 
 # tenant id (as in KeyGrant), model, prompt tokens, completion tokens → price in micro-units of the tenant's
@@ -131,16 +142,17 @@ class TokenBucketLimiter:
 
     def __init__(self, store: LimitStore, *, price: PriceFn | None = None, lease_ttl_s: float = 1.0,
                  refresh_s: float = 0.25, flush_interval_s: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.store = store
         self.price = price
         self.lease_ttl_s = lease_ttl_s
         self.refresh_s = refresh_s
         self.flush_interval_s = flush_interval_s
         self.clock = clock
+        self.wall = wall  # epoch seconds: which budget period it is
+        self._windows: dict[str, tuple[str, float]] = {}  # budget period → (label, end in epoch s)
         self._permits: dict[str, tuple[int, float]] = {}
         self._levels: dict[str, _View] = {}
-        self._totals: dict[str, _View] = {}
         self._debits: dict[str, tuple[int, float, float]] = {}
         self._spends: dict[str, int] = {}
         # Spends sent to the store and not yet acknowledged: still counted, so a request admitted
@@ -155,18 +167,21 @@ class TokenBucketLimiter:
 
     # -- admission ---------------------------------------------------------------------------------
 
-    async def admit(self, grant: KeyGrant, model: str) -> Denial | None:
+    async def admit(self, grant: KeyGrant, model: str, reservation: Reservation | None = None) -> Denial | None:
+        """Without a ``reservation`` nothing is reserved: a budget then only refuses once exhausted."""
         for scope, ident, limits in (("key", grant.key_id, grant.key_limits),
                                      ("tenant", grant.tenant_id, grant.tenant_limits)):
-            if limits.rpm is None and limits.tpm is None and limits.token_budget is None \
-                    and limits.money_budget_micros is None:
+            if limits.rpm is None and limits.tpm is None and not limits.has_budget:
                 continue
-            denial = await self._admit_scope(scope, ident, limits, grant.tenant_id, model)
+            denial = await self._admit_scope(scope, ident, limits, grant.tenant_id, model, reservation)
             if denial is not None:
+                if reservation is not None:
+                    await self._give_back(reservation)
                 return denial
         return None
 
-    async def _admit_scope(self, scope: str, ident: str, limits: Limits, tenant: str, model: str) -> Denial | None:
+    async def _admit_scope(self, scope: str, ident: str, limits: Limits, tenant: str, model: str,
+                           need: Reservation | None) -> Denial | None:
         """TPM and budgets first, the RPM bucket last, so a request refused for tokens or money does
         not spend a request permit."""
         now = self.clock()
@@ -181,7 +196,8 @@ class TokenBucketLimiter:
                           "rates to the price book.")
         for budget, unit in ((limits.token_budget, "tokens"), (limits.money_budget_micros, "money")):
             if budget is not None:
-                denial = await self._check_budget(scope, ident, budget, unit, now)
+                want = self._wanted(unit, need, tenant, model) if need is not None else 0
+                denial = await self._reserve(scope, ident, unit, budget, limits.budget_period, want, need)
                 if denial is not None:
                     return denial
         if limits.rpm is not None:
@@ -190,6 +206,13 @@ class TokenBucketLimiter:
 
     def _unpriced(self, tenant: str, model: str) -> bool:
         return self.price is None or self.price(tenant, model, 0, 0) is None
+
+    def _wanted(self, unit: str, need: Reservation, tenant: str, model: str) -> int:
+        """What ``need`` may cost in ``unit`` (at least 1, so an exhausted budget refuses)."""
+        if unit == "tokens":
+            return max(1, need.prompt_tokens + need.completion_tokens)
+        assert self.price is not None  # _unpriced refused otherwise
+        return max(1, self.price(tenant, model, need.prompt_tokens, need.completion_tokens) or 0)
 
     async def _check_tpm(self, scope: str, ident: str, tpm: int, now: float) -> Denial | None:
         name = f"tpm:{scope}:{ident}"
@@ -205,20 +228,48 @@ class TokenBucketLimiter:
                           f"Rate limit reached for tokens per minute on {scope} {ident}: limit {tpm}.")
         return None
 
-    async def _check_budget(self, scope: str, ident: str, budget: int, unit: str, now: float) -> Denial | None:
-        name = f"spent:{unit}:{scope}:{ident}"
-        view = self._totals.get(name)
-        spent = (view.level if view else 0) + self._unacknowledged(name)
-        if view is None or spent >= budget:
-            await self._refresh_total(name)
-            spent = self._totals[name].level + self._unacknowledged(name)
-        elif now - view.at > self.refresh_s:
-            self._spawn(self._refresh_total(name))
-        if spent < budget:
+    def window(self, period: str) -> tuple[str, float]:
+        """(label, end in epoch seconds) of the current ``period`` window; recomputed only at its end."""
+        now = self.wall()
+        cached = self._windows.get(period)
+        if cached is None or now >= cached[1]:
+            w = budget_window(period, datetime.fromtimestamp(now, UTC))
+            cached = self._windows[period] = (w.label, w.end.timestamp() if w.end is not None else math.inf)
+        return cached
+
+    async def _reserve(self, scope: str, ident: str, unit: str, budget: int, period: str, want: int,
+                       need: Reservation | None) -> Denial | None:
+        label, end = self.window(period)
+        name = f"spent:{unit}:{scope}:{ident}:{label}"
+        total = await self.store.spend(name, want)
+        if need is not None and want:
+            need.held.append((name, want))  # given back by the caller if any check refuses
+        # Settlements not yet in ``total``: unsent ones surely not; ones being sent maybe (counted if positive).
+        pending = self._spends.get(name, 0) + max(0, self._sending.get(name, 0))
+        if total + pending < budget or (want and total + pending == budget):
             return None
-        shown = f"{Decimal(budget) / MICROS} CNY" if unit == "money" else str(budget)
-        return Denial("budget", scope, BUDGET_RETRY_AFTER_S,
-                      f"You exceeded the {unit} budget of {scope} {ident} ({shown}).")
+        left = max(0, budget - (total - want + pending))
+        show: Callable[[int], str] = (lambda v: f"{Decimal(v) / MICROS} CNY") if unit == "money" else str
+        per = "" if period == "none" else f" this {period.removesuffix('ly')}"
+        retry = end - self.wall() if end != math.inf else BUDGET_RETRY_AFTER_S
+        if left == 0:
+            message = f"You exceeded the {unit} budget of {scope} {ident} ({show(budget)}{per})."
+        else:
+            message = (f"This request may use up to {show(want)} ({unit}) but the {unit} budget of {scope} {ident} "
+                       f"({show(budget)}{per}) has {show(left)} left; lower max_tokens or the prompt.")
+        return Denial("budget", scope, max(1.0, retry), message)
+
+    async def _give_back(self, need: Reservation) -> None:
+        held, need.held = need.held, []
+        for name, amount in held:
+            await self.store.spend(name, -amount)
+
+    def release(self, reservation: Reservation) -> None:
+        """A reservation of a request that was not served: given back with the next flush."""
+        held, reservation.held = reservation.held, []
+        for name, amount in held:
+            self._spends[name] = self._spends.get(name, 0) - amount
+        self._schedule_flush()
 
     async def _take_rpm(self, scope: str, ident: str, rpm: int) -> Denial | None:
         name = f"rpm:{scope}:{ident}"
@@ -248,51 +299,57 @@ class TokenBucketLimiter:
         _, level = await self.store.take(name, 0, rate, capacity, debit)
         self._levels[name] = _View(level, self.clock())
 
-    def _unacknowledged(self, name: str) -> int:
-        return self._spends.get(name, 0) + self._sending.get(name, 0)
-
     async def _send_spend(self, name: str, amount: int) -> None:
         """Add ``amount`` (already counted in ``_sending``) to the shared total; it leaves ``_sending``
         when the store has it."""
         try:
-            total = await self.store.spend(name, amount)
+            await self.store.spend(name, amount)
         finally:
             left = self._sending.get(name, 0) - amount
             if left:
                 self._sending[name] = left
             else:
                 self._sending.pop(name, None)
-        # No await between the two updates: the total now includes what left _sending.
-        self._totals[name] = _View(float(total), self.clock())
-
-    async def _refresh_total(self, name: str) -> None:
-        amount = self._spends.pop(name, 0)
-        self._sending[name] = self._sending.get(name, 0) + amount
-        await self._send_spend(name, amount)
 
     # -- accounting --------------------------------------------------------------------------------
 
-    def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Debit a finished request. Its price is taken once (key and tenant pay the same amount); a
-        model whose price vanished since admission costs nothing here (billing still rates the usage)."""
+    def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int,
+               reservation: Reservation | None = None) -> None:
+        """Debit a finished request: TPM buckets, and budget counters — settling its reservation to the
+        real use (the counters of the period it was admitted in). Its price is taken once (key and tenant
+        pay the same amount); a model whose price vanished since admission costs nothing here (billing
+        still rates the usage)."""
         tokens = prompt_tokens + completion_tokens
-        cost: int | None = None
-        priced = False
+        cost: list[int | None] = []
+
+        def price() -> int:
+            if not cost:
+                cost.append(self.price(grant.tenant_id, model, prompt_tokens, completion_tokens) if self.price else 0)
+            return cost[0] or 0
+
         for scope, ident, limits in (("key", grant.key_id, grant.key_limits),
                                      ("tenant", grant.tenant_id, grant.tenant_limits)):
             if limits.tpm is not None and tokens:
                 name = f"tpm:{scope}:{ident}"
                 n = self._debits.get(name, (0, 0.0, 0.0))[0]
                 self._debits[name] = (n + tokens, limits.tpm / 60.0, float(limits.tpm))
-            if limits.token_budget is not None and tokens:
-                name = f"spent:tokens:{scope}:{ident}"
-                self._spends[name] = self._spends.get(name, 0) + tokens
-            if limits.money_budget_micros is not None and self.price is not None:
-                if not priced:
-                    cost, priced = self.price(grant.tenant_id, model, prompt_tokens, completion_tokens), True
-                if cost:
-                    name = f"spent:money:{scope}:{ident}"
-                    self._spends[name] = self._spends.get(name, 0) + cost
+            if reservation is None and limits.has_budget:  # nothing reserved: debit the current period
+                label = self.window(limits.budget_period)[0]
+                if limits.token_budget is not None and tokens:
+                    self._add_spend(f"spent:tokens:{scope}:{ident}:{label}", tokens)
+                if limits.money_budget_micros is not None:
+                    self._add_spend(f"spent:money:{scope}:{ident}:{label}", price())
+        if reservation is not None:
+            held, reservation.held = reservation.held, []
+            for name, amount in held:
+                self._add_spend(name, (tokens if name.startswith("spent:tokens:") else price()) - amount)
+        self._schedule_flush()
+
+    def _add_spend(self, name: str, amount: int) -> None:
+        if amount:
+            self._spends[name] = self._spends.get(name, 0) + amount
+
+    def _schedule_flush(self) -> None:
         if (self._debits or self._spends) and self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(self.flush_interval_s, self._start_flush)

@@ -40,6 +40,8 @@ class OneBox:
         for d in self.deployments:
             await d.stop()
         await self.server.stop()
+        if isinstance(self.server.keys, DbKeyAuthority):
+            self.server.keys.close()
 
 
 async def start_onebox(sessions: Any, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0,

@@ -10,13 +10,19 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Limits:
-    """Per key or per tenant. None = unlimited. Budgets are totals: tokens, or money in micro-units
-    of the tenant's currency (priced by a ``PriceFn``)."""
+    """Per key or per tenant. None = unlimited. Budgets are totals per ``budget_period``
+    (``core.economics.periods.BUDGET_PERIODS``: "monthly", reset at each UTC calendar month, or "none"):
+    tokens, or money in micro-units of the tenant's currency (priced by a ``PriceFn``)."""
 
     rpm: int | None = None
     tpm: int | None = None
     token_budget: int | None = None
     money_budget_micros: int | None = None
+    budget_period: str = "monthly"
+
+    @property
+    def has_budget(self) -> bool:
+        return self.token_budget is not None or self.money_budget_micros is not None
 
 
 UNLIMITED = Limits()
@@ -24,13 +30,16 @@ UNLIMITED = Limits()
 
 @dataclass(frozen=True)
 class KeyGrant:
-    """What a valid key may do. ``models`` None = every model."""
+    """What a valid key may do. ``models`` None = every model. ``tenant_id`` names the tenant in usage
+    and limits; ``owner`` is the platform tenant id the key belongs to (None: no tenant), which decides
+    the private models it may see (``router.Router.resolve``)."""
 
     key_id: str
     tenant_id: str
     models: frozenset[str] | None = None
     key_limits: Limits = UNLIMITED
     tenant_limits: Limits = UNLIMITED
+    owner: int | None = None
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -59,13 +68,33 @@ class Denial:
     message: str
 
 
+@dataclass
+class Reservation:
+    """What a request may use at most — ``prompt_tokens`` (an upper bound) + ``completion_tokens``
+    (its ``max_tokens``) — reserved against budgets at admission; ``held`` lists the (counter, amount)
+    the limiter took, settled to the real use by ``record``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    held: list[tuple[str, int]] = field(default_factory=list)
+    # The request set no max_tokens: the gateway forwards it with max_tokens = completion_tokens.
+    sets_max_tokens: bool = False
+    prompt_text: int = 0  # UTF-8 bytes of the prompt's text (the rest of prompt_tokens is template overhead)
+
+
 class RateLimiter(Protocol):
-    async def admit(self, grant: KeyGrant, model: str) -> Denial | None:
-        """Take one request permit (RPM) and check token buckets and budgets."""
+    async def admit(self, grant: KeyGrant, model: str, reservation: Reservation | None = None) -> Denial | None:
+        """Take one request permit (RPM), check token buckets and reserve against budgets."""
         ...
 
-    def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Debit the tokens (and their price) a finished request used. Never blocks."""
+    def record(self, grant: KeyGrant, model: str, prompt_tokens: int, completion_tokens: int,
+               reservation: Reservation | None = None) -> None:
+        """Debit the tokens (and their price) a finished request used, settling its reservation.
+        Never blocks."""
+        ...
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation of a request that was not forwarded after all."""
         ...
 
 

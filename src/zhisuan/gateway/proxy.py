@@ -25,7 +25,8 @@ Metering rules (exactly one ``UsageEvent`` per forwarded request):
 - a client that disconnects mid-stream is billed for what was generated so far: the engine is
   stopped (its connection is closed), completion tokens = content chunks the engine had sent (one
   token per chunk in llama.cpp and vLLM), prompt tokens = the engine's count when it sent one, else
-  an estimate (characters / 4); such events carry ``estimated=True`` and status
+  the count of the replica's own tokenizer (``Gateway.prompt_tokens``: the same number a completed
+  request reports), else an estimate (characters / 4); such events carry ``estimated=True`` and status
   ``client_disconnected``;
 - an engine that dies mid-stream: same counting, status ``upstream_failed``;
 - engine errors (4xx/5xx) are forwarded as they are, with a zero-token event (``upstream_error``).
@@ -37,15 +38,24 @@ import asyncio
 import json
 import math
 import os
-import re
 import time
 from typing import Any
 
+from zhisuan.gateway.exchanges import RETRY, UPSTREAM_HEAD, BufferedExchange, StreamExchange
+from zhisuan.gateway.finish import Finish, Metering
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.metrics import GatewayMetrics
-from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, UsageEvent
+from zhisuan.gateway.openai_body import (
+    completion_limit,
+    error_body,
+    metric_label,
+    model_card,
+    model_not_found,
+    prompt_text_bytes,
+)
+from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation
 from zhisuan.gateway.router import ModelRoute, Replica, Router
-from zhisuan.gateway.upstream import Exchange, UpstreamConnection
+from zhisuan.gateway.upstream import UpstreamConnection
 from zhisuan.gateway.usage import UsageSpool
 
 ENDPOINTS = {
@@ -53,149 +63,33 @@ ENDPOINTS = {
     b"/v1/completions": "completions",
     b"/v1/embeddings": "embeddings",
 }
-RETRY, DONE, FAILED = 0, 1, 2
-UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-_decoder = json.JSONDecoder()
-# A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
-CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
-EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
+# Reservations against budgets (limits.py): prompt = its text's bytes + the route's template overhead
+# (router.ModelRoute.prompt_overhead); completion = max_tokens. A request under a budget that sets no
+# max_tokens is forwarded with max_tokens = DEFAULT_COMPLETION_BOUND, so what it reserved bounds its use.
+DEFAULT_COMPLETION_BOUND = 1024
+# Refusals of names no route has: the caller's own string, not a label worth a time series each.
+UNKNOWN_LABEL = "unknown"
+TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}}).encode()
-
-
-def extract_usage(body: bytes) -> dict[str, Any] | None:
-    """The ``usage`` object of an OpenAI response, parsed alone (cheaper than the whole body)."""
-    i = body.rfind(b'"usage"')
-    if i < 0:
-        return None
-    j = body.find(b"{", i)
-    k = body.find(b"null", i)
-    if j < 0 or (0 <= k < j):
-        return None
+def parse_body(conn: HttpConnection, raw: bytes) -> dict[str, Any] | None:
+    """The request's JSON object, or None after answering 400 (never a 500: every parse failure is the
+    client's, including nesting deeper than the parser recurses)."""
     try:
-        obj, _ = _decoder.raw_decode(body[j:].decode())
-    except ValueError:
+        body = json.loads(raw)
+    except RecursionError:
+        conn.respond(400, TOO_DEEP)
         return None
-    return obj if isinstance(obj, dict) else None
+    except ValueError:  # includes a body that is not UTF-8
+        body = None
+    if not isinstance(body, dict):
+        conn.respond(400, error_body("We could not parse the JSON body of your request as a JSON object.",
+                                     "invalid_request_error"))
+        return None
+    return body
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    text = 0
-    for m in body.get("messages") or ():
-        c = m.get("content") if isinstance(m, dict) else None
-        if isinstance(c, str):
-            text += len(c)
-        elif isinstance(c, list):
-            text += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
-    p = body.get("prompt")
-    if isinstance(p, str):
-        text += len(p)
-    return max(1, math.ceil(text / 4))
-
-
-class FutureExchange(Exchange):
-    """Resolves ``self.future`` once: DONE on completion, RETRY for a failure before the first byte
-    (another replica may serve it), FAILED after it."""
-
-    __slots__ = ()
-    future: asyncio.Future[int]
-
-    def on_complete(self) -> None:
-        if not self.future.done():
-            self.future.set_result(DONE)
-
-    def on_error(self, exc: Exception, before_first_byte: bool) -> None:
-        if not self.future.done():
-            self.future.set_result(RETRY if before_first_byte else FAILED)
-
-
-class BufferedExchange(FutureExchange):
-    """A whole (non-streaming) response."""
-
-    __slots__ = ("future", "status", "chunks")
-
-    def __init__(self, future: asyncio.Future[int]) -> None:
-        self.future = future
-        self.status = 0
-        self.chunks: list[bytes] = []
-
-    def on_head(self, status: int) -> None:
-        self.status = status
-
-    def on_body(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-
-class StreamExchange(FutureExchange):
-    """Relays an SSE stream chunk by chunk from the protocol callbacks, counting content chunks and
-    holding back the usage chunk and ``[DONE]`` until the usage event is committed."""
-
-    def __init__(self, future: asyncio.Future[int], client: HttpConnection, upstream: UpstreamConnection,
-                 client_wants_usage: bool, started: float, event_id: str) -> None:
-        self.future = future
-        self.event_id = event_id
-        self.client = client
-        self.upstream = upstream
-        self.client_wants_usage = client_wants_usage
-        self.started = started
-        self.status = 0
-        self.error_chunks: list[bytes] = []
-        self.buf = b""
-        self.held: list[bytes] = []
-        self.content_chunks = 0
-        self.usage: dict[str, Any] | None = None
-        self.ttft: float | None = None
-        self.disconnected = False
-        self.streaming = False
-
-    def on_head(self, status: int) -> None:
-        self.status = status
-        if status == 200:
-            self.streaming = True
-            self.client.on_lost = self._client_lost
-            self.client.on_pause = self.upstream.pause
-            self.client.on_resume = self.upstream.resume
-            self.client.start_stream(extra=b"x-request-id: %s\r\n" % self.event_id.encode())
-
-    def on_body(self, data: bytes) -> None:
-        if not self.streaming:
-            self.error_chunks.append(data)
-            return
-        buf = self.buf + data if self.buf else data
-        events = buf.split(b"\n\n")
-        self.buf = events.pop()
-        out = []
-        for ev in events:
-            if not ev:
-                continue
-            if ev.startswith(b"data: [DONE]"):
-                self.held.append(ev + b"\n\n")
-            elif b'"usage"' in ev and (usage := extract_usage(ev)) is not None:
-                self.usage = usage
-                if self.client_wants_usage:
-                    self.held.append(ev + b"\n\n")
-                elif not EMPTY_CHOICES.search(ev):  # usage riding on a content chunk: pass it on
-                    out.append(ev + b"\n\n")
-            else:
-                if CONTENT.search(ev):
-                    self.content_chunks += 1
-                    if self.ttft is None:
-                        self.ttft = time.monotonic() - self.started
-                out.append(ev + b"\n\n")
-        if out:
-            self.client.write_chunk(b"".join(out))
-
-
-    def _client_lost(self) -> None:
-        self.disconnected = True
-        self.upstream.close()  # stops the engine generating for nobody
-        if not self.future.done():
-            self.future.set_result(FAILED)
-
-
-Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute]  # grant, body, model, route
+Admitted = tuple[KeyGrant, dict[str, Any], str, ModelRoute, Reservation | None]  # grant, body, model, route, held
 
 
 class Tries:
@@ -209,7 +103,7 @@ class Tries:
         self.timed_out = False
 
 
-class Gateway:
+class Gateway(Metering):
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
                  *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
                  first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0) -> None:
@@ -269,18 +163,15 @@ class Gateway:
         grant = await self._grant(conn, req)
         if grant is None:
             return
-        visible = [r for name, r in self.router.routes.items() if grant.may_use(name) and r.replicas]
         if req.path.startswith(b"/v1/models/"):
-            name = req.path[len(b"/v1/models/") :].decode()
-            for r in visible:
-                if r.name == name:
-                    conn.respond(200, json.dumps(
-                        {"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"}).encode())
-                    return
-            conn.respond(404, error_body(f"The model '{name}' does not exist or you do not have access to it.",
-                                         "invalid_request_error", "model_not_found", "model"))
+            name = req.path[len(b"/v1/models/") :].decode(errors="replace")
+            route = self.router.resolve(name, grant.owner)
+            if route is None or not grant.may_use(name):
+                conn.respond(404, model_not_found(name))
+                return
+            conn.respond(200, json.dumps(model_card(route)).encode())
             return
-        data = [{"id": r.name, "object": "model", "created": r.created, "owned_by": "zhisuan"} for r in visible]
+        data = [model_card(r) for r in self.router.visible(grant.owner) if grant.may_use(r.name)]
         conn.respond(200, json.dumps({"object": "list", "data": data}).encode())
 
     def _limit_response(self, conn: HttpConnection, model: str, d: Denial) -> None:
@@ -299,12 +190,25 @@ class Gateway:
             self.in_flight -= 1
 
     async def _forward(self, conn: HttpConnection, req: Request, endpoint: str) -> None:
-        admitted = await self._admit(conn, req)
+        admitted = await self._admit(conn, req, endpoint)
         if admitted is None:
             return
-        grant, body, model, route = admitted
+        grant, body, model, route, reservation = admitted
+        try:
+            await self._serve(conn, req, endpoint, grant, body, model, route, reservation)
+        finally:
+            if reservation is not None and reservation.held:  # not served after all: nothing to settle
+                self.limiter.release(reservation)
+
+    async def _serve(self, conn: HttpConnection, req: Request, endpoint: str, grant: KeyGrant, body: dict[str, Any],
+                     model: str, route: ModelRoute, reservation: Reservation | None) -> None:
         stream = bool(body.get("stream")) and endpoint != "embeddings"
-        payload, client_wants_usage = self._payload(req.body, body, stream)
+        rewrite = reservation is not None and reservation.sets_max_tokens
+        try:
+            payload, client_wants_usage = self._payload(req.body, body, stream, rewrite)
+        except RecursionError:  # parsed at the edge of the parser's depth, too deep to write back
+            conn.respond(400, TOO_DEEP)
+            return
         timeout = self.first_byte_timeout_s if stream else self.nonstream_first_byte_timeout_s
         started = time.monotonic()
         wall = time.time()
@@ -320,7 +224,7 @@ class Gateway:
                 up = await self._connect(model, replica, tries)
                 if up is None:
                     continue
-                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, len(payload))
+                head = UPSTREAM_HEAD % (req.path, replica.pool.host_header, replica.auth_header, len(payload))
                 fut: asyncio.Future[int] = loop.create_future()
                 x = StreamExchange(fut, conn, up, client_wants_usage, started, event_id) if stream \
                     else BufferedExchange(fut)
@@ -329,57 +233,75 @@ class Gateway:
                 if result == RETRY:
                     self._retry_bookkeeping(model, replica, up, tries)
                     continue
+                done = Finish(event_id, grant, model, route, replica, endpoint, reservation, started, wall)
                 if isinstance(x, StreamExchange):
-                    await self._finish_stream(conn, event_id, grant, model, replica, endpoint, x, result, body,
-                                              started, wall)
+                    await self._finish_stream(conn, done, x, result, body)
                 else:
-                    await self._finish_buffered(conn, event_id, grant, model, replica, endpoint, x, result,
-                                                started, wall)
+                    await self._finish_buffered(conn, done, x, result)
                 return
             finally:
                 replica.outstanding -= 1
-        self._unavailable(conn, model, timeout if tries.timed_out else None)
+        self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
 
-    async def _admit(self, conn: HttpConnection, req: Request) -> Admitted | None:
+    async def _admit(self, conn: HttpConnection, req: Request, endpoint: str) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
         grant = await self._grant(conn, req)
         if grant is None:
             return None
-        try:
-            body = json.loads(req.body)
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            conn.respond(400, error_body("We could not parse the JSON body of your request.",
-                                         "invalid_request_error"))
+        body = parse_body(conn, req.body)
+        if body is None:
             return None
         model = body.get("model")
         if not isinstance(model, str) or not model:
             conn.respond(400, error_body("You must provide a model parameter.", "invalid_request_error",
                                          None, "model"))
             return None
-        route = self.router.get(model)
-        if route is None or not route.replicas or not grant.may_use(model):
-            conn.respond(404, error_body(f"The model '{model}' does not exist or you do not have access to it.",
-                                         "invalid_request_error", "model_not_found", "model"))
-            self.metrics.reject(model, "model_not_found")
+        route = self.router.resolve(model, grant.owner)
+        if route is None or not grant.may_use(model):
+            # The same answer for a name that never existed and another tenant's private model.
+            conn.respond(404, model_not_found(model))
+            self.metrics.reject(UNKNOWN_LABEL, "model_not_found")
             return None
-        denial = await self.limiter.admit(grant, model)
+        reservation = self._reservation(conn, grant, body, endpoint, route)
+        if reservation is False:
+            return None
+        held = reservation if isinstance(reservation, Reservation) else None
+        denial = await self.limiter.admit(grant, model, held)
         if denial is not None:
-            self._limit_response(conn, model, denial)
+            self._limit_response(conn, metric_label(route, model), denial)
             return None
-        return grant, body, model, route
+        return grant, body, model, route, held
 
     @staticmethod
-    def _payload(raw: bytes, body: dict[str, Any], stream: bool) -> tuple[bytes, bool]:
-        """The body to send upstream (streams ask the engine for a final usage chunk) and whether the
-        client asked for that chunk itself."""
+    def _reservation(conn: HttpConnection, grant: KeyGrant, body: dict[str, Any], endpoint: str,
+                     route: ModelRoute) -> Reservation | None | bool:  # bool: only False
+        """What the request may use, when a budget applies (else None); False after answering a 400."""
+        limit = completion_limit(body)
+        if limit is False:
+            conn.respond(400, error_body("max_tokens must be a positive integer.", "invalid_request_error",
+                                         "invalid_value", "max_tokens"))
+            return False
+        if not (grant.key_limits.has_budget or grant.tenant_limits.has_budget):
+            return None
+        text = prompt_text_bytes(body)
+        prompt = text + route.prompt_overhead
+        if endpoint == "embeddings":
+            return Reservation(prompt, 0, prompt_text=text)
+        if limit is None:  # bound it, so that the reservation bounds the use
+            body["max_tokens"] = DEFAULT_COMPLETION_BOUND
+            return Reservation(prompt, DEFAULT_COMPLETION_BOUND, sets_max_tokens=True, prompt_text=text)
+        return Reservation(prompt, int(limit), prompt_text=text)
+
+    @staticmethod
+    def _payload(raw: bytes, body: dict[str, Any], stream: bool, rewrite: bool) -> tuple[bytes, bool]:
+        """The body to send upstream (streams ask the engine for a final usage chunk; ``rewrite``: the
+        gateway changed ``body``) and whether the client asked for that chunk itself."""
         if not stream:
-            return raw, False
+            return (json.dumps(body, separators=(",", ":")).encode() if rewrite else raw), False
         so = body.get("stream_options")
         so = so if isinstance(so, dict) else {}
         if so.get("include_usage"):
-            return raw, True
+            return (json.dumps(body, separators=(",", ":")).encode() if rewrite else raw), True
         body["stream_options"] = {**so, "include_usage": True}
         return json.dumps(body, separators=(",", ":")).encode(), False
 
@@ -389,24 +311,24 @@ class Gateway:
         except (TimeoutError, OSError):
             replica.eject()
             tries.tried.add(replica.id)
-            stats = self.metrics.of(model, replica.id)
+            stats = self.metrics.of(replica.metric_model, replica.metric_id)
             stats.errors["connect"] = stats.errors.get("connect", 0) + 1
             return None
 
-    def _unavailable(self, conn: HttpConnection, model: str, timed_out_after: float | None) -> None:
+    def _unavailable(self, conn: HttpConnection, model: str, label: str, timed_out_after: float | None) -> None:
         """No replica answered: 504 if one was reached but sent nothing in time, else 503."""
         if timed_out_after is not None:
             conn.respond(504, error_body(f"No replica of model '{model}' started answering within "
                                          f"{timed_out_after:g} s; try again later.", "server_error",
                                          "upstream_timeout"))
-            self.metrics.reject(model, "upstream_timeout")
+            self.metrics.reject(label, "upstream_timeout")
             return
         conn.respond(503, error_body(f"No healthy replica of model '{model}' is available; try again later.",
                                      "service_unavailable", "no_healthy_replica"), extra=b"retry-after: 1\r\n")
-        self.metrics.reject(model, "no_healthy_replica")
+        self.metrics.reject(label, "no_healthy_replica")
 
     def _retry_bookkeeping(self, model: str, replica: Replica, up: UpstreamConnection, tries: Tries) -> None:
-        stats = self.metrics.of(model, replica.id)
+        stats = self.metrics.of(replica.metric_model, replica.metric_id)
         kind = "first_byte_timeout" if up.timed_out else "before_first_byte"
         stats.errors[kind] = stats.errors.get(kind, 0) + 1
         if up.timed_out:
@@ -416,79 +338,3 @@ class Gateway:
             return
         replica.eject()
         tries.tried.add(replica.id)
-
-    def _event(self, event_id: str, grant: KeyGrant, model: str, replica: Replica, endpoint: str, p: int, c: int,
-               stream: bool, status: str, wall: float, estimated: bool = False) -> UsageEvent:
-        return UsageEvent(event_id, grant.key_id, grant.tenant_id, model, replica.id, p, c, stream,
-                          status, wall, time.time(), estimated, endpoint)
-
-    async def _commit(self, event: UsageEvent, grant: KeyGrant, stats: Any) -> None:
-        stats.prompt_tokens += event.prompt_tokens
-        stats.completion_tokens += event.completion_tokens
-        self.limiter.record(grant, event.model, event.prompt_tokens, event.completion_tokens)
-        # Alone in the gateway: commit on the loop thread now (no group to wait for, nobody to stall).
-        await self.spool.append(event, alone=self.in_flight == 1)
-
-    async def _finish_buffered(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
-                               endpoint: str, bx: BufferedExchange, result: int, started: float, wall: float) -> None:
-        stats = self.metrics.of(model, replica.id)
-        if result == FAILED:
-            stats.errors["upstream_failed"] = stats.errors.get("upstream_failed", 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_failed", wall)
-            await self._commit(event, grant, stats)
-            conn.respond(502, error_body("The model replica failed while answering.", "server_error",
-                                         "upstream_failed"))
-            stats.requests["502"] = stats.requests.get("502", 0) + 1
-            return
-        data = b"".join(bx.chunks)
-        if bx.status == 200:
-            usage = extract_usage(data) or {}
-            p = int(usage.get("prompt_tokens") or 0)
-            c = int(usage.get("completion_tokens") or 0)
-            event = self._event(event_id, grant, model, replica, endpoint, p, c, False, "ok", wall)
-        else:
-            stats.errors["upstream_status"] = stats.errors.get("upstream_status", 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, False, "upstream_error", wall)
-        await self._commit(event, grant, stats)
-        conn.respond(bx.status, data, extra=b"x-request-id: %s\r\n" % event_id.encode())
-        elapsed = time.monotonic() - started
-        stats.ttft.observe(elapsed)
-        stats.latency.observe(elapsed)
-        key = str(bx.status)
-        stats.requests[key] = stats.requests.get(key, 0) + 1
-
-    async def _finish_stream(self, conn: HttpConnection, event_id: str, grant: KeyGrant, model: str, replica: Replica,
-                             endpoint: str, sx: StreamExchange, result: int, body: dict[str, Any], started: float,
-                             wall: float) -> None:
-        stats = self.metrics.of(model, replica.id)
-        if not sx.streaming:  # the engine answered with an error, not a stream
-            status = "upstream_failed" if result == FAILED else "upstream_error"
-            stats.errors[status] = stats.errors.get(status, 0) + 1
-            event = self._event(event_id, grant, model, replica, endpoint, 0, 0, True, status, wall)
-            await self._commit(event, grant, stats)
-            code = sx.status if result == DONE else 502
-            conn.respond(code, b"".join(sx.error_chunks) if result == DONE else
-                         error_body("The model replica failed while answering.", "server_error", "upstream_failed"))
-            stats.requests[str(code)] = stats.requests.get(str(code), 0) + 1
-            return
-        usage = sx.usage
-        if result == DONE and usage is not None:
-            event = self._event(event_id, grant, model, replica, endpoint, int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0), True, "ok", wall)
-        else:
-            status = "client_disconnected" if sx.disconnected else ("upstream_failed" if result == FAILED else "ok")
-            p = int(usage.get("prompt_tokens") or 0) if usage else estimate_prompt_tokens(body)
-            event = self._event(event_id, grant, model, replica, endpoint, p, sx.content_chunks, True, status, wall,
-                                estimated=True)
-            if status != "ok":
-                stats.errors[status] = stats.errors.get(status, 0) + 1
-        await self._commit(event, grant, stats)
-        if result == DONE:
-            conn.end_stream(b"".join(sx.held))
-        else:
-            conn.abort()
-        elapsed = time.monotonic() - started
-        stats.ttft.observe(sx.ttft if sx.ttft is not None else elapsed)
-        stats.latency.observe(elapsed)
-        key = "200" if result == DONE else ("499" if sx.disconnected else "502")
-        stats.requests[key] = stats.requests.get(key, 0) + 1

@@ -19,6 +19,9 @@ class _Incomplete(Exception):
     pass
 
 
+Incomplete = _Incomplete  # raised by ``parse`` on a partial reply
+
+
 def encode(args: tuple[Any, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for a in args:

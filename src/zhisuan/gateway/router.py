@@ -1,18 +1,40 @@
-"""Model name → replicas; picks the healthy replica with the fewest outstanding requests."""
+"""Model name → replicas; picks the healthy replica with the fewest outstanding requests.
+
+Visibility: a replica registered with ``tenant_id=None`` serves a *public* (platform) model, callable by
+every tenant; one registered with a tenant id serves that tenant's *private* model, which only that
+tenant's keys may see or call. Routes are keyed by (model, owner): two tenants may each deploy a model
+of the same name and stay apart. ``resolve(model, tenant)`` picks, for the caller's tenant, its own
+private route first, then the public one; a name the caller may not see resolves to None exactly like
+a name that does not exist. Private replicas carry an opaque metric label (``metric_model`` /
+``metric_id``) so ``/metrics`` never names a tenant's model or deployment.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from zhisuan.gateway.upstream import UpstreamPool
 
 EJECT_S = 2.0
+PRIVATE_LABEL = "private"
+# Prompt tokens a chat template may add to a prompt's text (role markers, a default system prompt),
+# assumed until a route has served a request under a budget and learnt its own (ModelRoute.observe_prompt).
+INITIAL_PROMPT_OVERHEAD = 32
+# Keys the opaque metric ids of private replicas: stable in one process, meaningless outside it.
+_LABEL_SALT = os.urandom(16)
+
+
+def opaque_id(replica_id: str) -> str:
+    return "p-" + hashlib.blake2b(replica_id.encode(), key=_LABEL_SALT, digest_size=6).hexdigest()
 
 
 class Replica:
     __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until",
-                 "tenant_id", "secret")
+                 "tenant_id", "secret", "auth_header", "metric_model", "metric_id")
 
     def __init__(self, replica_id: str, model: str, host: str, port: int, *, tenant_id: int | None = None,
                  secret: str | None = None) -> None:
@@ -29,6 +51,10 @@ class Replica:
         self.healthy = True
         self.draining = False
         self.ejected_until = 0.0
+        # Sent upstream with every forwarded request: the engine refuses callers without its key.
+        self.auth_header = b"authorization: Bearer %s\r\n" % secret.encode() if secret else b""
+        self.metric_model = model if tenant_id is None else PRIVATE_LABEL
+        self.metric_id = replica_id if tenant_id is None else opaque_id(replica_id)
 
     def routable(self, now: float) -> bool:
         return self.healthy and not self.draining and self.ejected_until <= now
@@ -39,11 +65,20 @@ class Replica:
 
 
 class ModelRoute:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tenant_id: int | None = None) -> None:
         self.name = name
+        self.tenant_id = tenant_id
+        self.prompt_overhead = INITIAL_PROMPT_OVERHEAD
+        self._overhead_seen = False
         self.replicas: list[Replica] = []
         self._next = 0
         self.created = int(time.time())
+
+    def observe_prompt(self, prompt_tokens: int, text_bytes: int) -> None:
+        """Learn the template overhead from an engine's own count: the largest (tokens − text bytes) seen."""
+        overhead = max(0, prompt_tokens - text_bytes)
+        if not self._overhead_seen or overhead > self.prompt_overhead:
+            self.prompt_overhead, self._overhead_seen = overhead, True
 
     def pick(self, exclude: set[str] | None = None) -> Replica | None:
         n = len(self.replicas)
@@ -63,7 +98,8 @@ class ModelRoute:
 
 class Router:
     def __init__(self) -> None:
-        self.routes: dict[str, ModelRoute] = {}
+        self.routes: dict[str, ModelRoute] = {}  # public models, by name
+        self.private: dict[tuple[int, str], ModelRoute] = {}  # (owner tenant, model) → route
         self.by_id: dict[str, Replica] = {}
 
     def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
@@ -71,7 +107,11 @@ class Router:
         self.remove_replica(replica_id)
         r = Replica(replica_id, model, host, port, tenant_id=tenant_id, secret=secret)
         r.healthy = healthy
-        self.routes.setdefault(model, ModelRoute(model)).replicas.append(r)
+        if tenant_id is None:
+            route = self.routes.setdefault(model, ModelRoute(model))
+        else:
+            route = self.private.setdefault((tenant_id, model), ModelRoute(model, tenant_id))
+        route.replicas.append(r)
         self.by_id[replica_id] = r
         return r
 
@@ -93,16 +133,40 @@ class Router:
         r = self.by_id.pop(replica_id, None)
         if r is None:
             return
-        route = self.routes.get(r.model)
+        routes: dict[Any, ModelRoute] = self.routes if r.tenant_id is None else self.private
+        key = r.model if r.tenant_id is None else (r.tenant_id, r.model)
+        route = routes.get(key)
         if route is not None:
             route.replicas = [x for x in route.replicas if x.id != replica_id]
+            if not route.replicas:
+                del routes[key]
         r.pool.close()
 
     def get(self, model: str) -> ModelRoute | None:
+        """The public route of ``model`` (what every tenant may call)."""
         return self.routes.get(model)
+
+    def resolve(self, model: str, tenant_id: int | None) -> ModelRoute | None:
+        """The route ``model`` names for a caller of ``tenant_id``: its own private service wins over
+        a public one of the same name; None when the caller can see no such model."""
+        if tenant_id is not None:
+            route = self.private.get((tenant_id, model))
+            if route is not None and route.replicas:
+                return route
+        route = self.routes.get(model)
+        return route if route is not None and route.replicas else None
+
+    def visible(self, tenant_id: int | None) -> list[ModelRoute]:
+        """Every model a caller of ``tenant_id`` may call, one route per name (``resolve``'s choice)."""
+        names = {name for name, route in self.routes.items() if route.replicas}
+        if tenant_id is not None:
+            names.update(m for (t, m), route in self.private.items() if t == tenant_id and route.replicas)
+        return [r for r in (self.resolve(n, tenant_id) for n in sorted(names)) if r is not None]
+
+    def all_replicas(self) -> Iterator[Replica]:
+        return iter(list(self.by_id.values()))
 
     def gauges(self) -> Iterator[tuple[str, str, int, bool]]:
         now = time.monotonic()
-        for route in self.routes.values():
-            for r in route.replicas:
-                yield route.name, r.id, r.outstanding, r.routable(now)
+        for r in self.by_id.values():
+            yield r.metric_model, r.metric_id, r.outstanding, r.routable(now)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zhisuan.gateway.http import serve
+from zhisuan.gateway.http import DEFAULT_LIMITS, HttpLimits, serve
 from zhisuan.gateway.keys import InMemoryKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, PriceFn, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyAuthority, KeyGrant, Limits, UsageSink
@@ -37,9 +37,10 @@ class GatewayConfig:
     fsync: bool = True
     redis_url: str | None = None
     gateway_id: str = "gw"
-    # model → [{"id": ..., "host": ..., "port": ...}]
+    # model → [{"id": ..., "host": ..., "port": ..., "tenant_id": owner or absent (public), "secret": ...}]
     models: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # [{"token", "key_id", "tenant_id", "models": [...] | null, "key_limits": {...}, "tenant_limits": {...}}]
+    # [{"token", "key_id", "tenant_id", "owner": platform tenant id | absent, "models": [...] | null,
+    #   "key_limits": {...}, "tenant_limits": {...}}]
     keys: list[dict[str, Any]] = field(default_factory=list)
     # "memory" or "sqlite:<path>"
     sink: str = "memory"
@@ -49,11 +50,15 @@ class GatewayConfig:
     # a non-streaming answer (and embeddings) comes in one piece when generation is done.
     first_byte_timeout_s: float = 30.0
     nonstream_first_byte_timeout_s: float = 600.0
+    # Request size and client timeout bounds of the HTTP server (http.py)
+    http: HttpLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GatewayConfig:
         d = dict(d)
         d["spool_dir"] = Path(d["spool_dir"])
+        if "http" in d:
+            d["http"] = HttpLimits(**d["http"])
         return cls(**d)
 
 
@@ -62,7 +67,7 @@ def grant_of(d: dict[str, Any]) -> KeyGrant:
     return KeyGrant(key_id=d["key_id"], tenant_id=str(d.get("tenant_id", "default")),
                     models=frozenset(models) if models is not None else None,
                     key_limits=Limits(**(d.get("key_limits") or {})),
-                    tenant_limits=Limits(**(d.get("tenant_limits") or {})))
+                    tenant_limits=Limits(**(d.get("tenant_limits") or {})), owner=d.get("owner"))
 
 
 class GatewayServer:
@@ -72,7 +77,8 @@ class GatewayServer:
         self.router = Router()
         for model, replicas in config.models.items():
             for r in replicas:
-                self.router.add_replica(model, r["id"], r.get("host", "127.0.0.1"), int(r["port"]))
+                self.router.add_replica(model, r["id"], r.get("host", "127.0.0.1"), int(r["port"]),
+                                        tenant_id=r.get("tenant_id"), secret=r.get("secret"))
         if keys is None:
             mem = InMemoryKeyAuthority()
             for k in config.keys:
@@ -112,7 +118,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         self.spool.open()
-        self._server = await serve(self.gateway.handle, self.config.host, self.config.port)
+        self._server = await serve(self.gateway.handle, self.config.host, self.config.port, limits=self.config.http)
         self._ship_task = asyncio.ensure_future(self.shipper.run())
 
     async def stop(self) -> None:
@@ -127,9 +133,8 @@ class GatewayServer:
         await self.shipper.ship_all()
         await self.limiter.aclose()
         self.spool.close()
-        for route in self.router.routes.values():
-            for r in route.replicas:
-                r.pool.close()
+        for r in self.router.all_replicas():
+            r.pool.close()
         if self.redis is not None:
             await self.redis.close()
 

@@ -4,12 +4,19 @@ Several of them may share one database and one Redis, each on its own port behin
 
 - keys: the platform's (``keys.DbKeyAuthority`` over the shared database, ``inference`` scope), with each
   key's and tenant's model scope, RPM/TPM and token and money budgets (``db_limits``), cached ``key_ttl_s``;
+  with Redis, a revocation committed by the control plane (run with the same ``ZHISUAN_REDIS_URL``) is
+  seen before the next request (``revocation``), without it within ``key_ttl_s``;
 - limits: counted in Redis (``limits.RedisLimitStore``) under ``limits_prefix``, so they hold jointly over
   every process using the same Redis and prefix (without Redis: per process, which a warning says);
 - money budgets: priced by the default price book (``db_prices``);
 - usage: spooled durably in ``spool_dir`` before each response completes, then shipped in batches by
   ``http_sink.HttpUsageSink`` to the control plane's ``POST /api/v1/usage/token-events`` with the
   operator key ``token`` (a re-sent batch counts once; refused events land in the spool directory).
+
+Upstreams are hand-listed: ``--upstream MODEL=http://HOST:PORT`` is a public model, callable by every tenant;
+``--upstream MODEL@TENANT=http://HOST:PORT`` is tenant TENANT's private model (TENANT is a tenant name, looked
+up once at start), visible only to that tenant's keys (``router.Router.resolve``). An engine started with an
+API key takes it as the URL's user part, ``http://ENGINE_KEY@HOST:PORT``: the gateway presents it upstream.
 
 Each process needs its own spool directory: it is locked, so a second process pointed at it refuses to
 start. The gateway never migrates the database; the control plane (``zhisuan up``) does.
@@ -35,6 +42,7 @@ from zhisuan.gateway.http_sink import HttpUsageSink
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore
 from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.revocation import RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
 log = logging.getLogger("zhisuan.gateway")
@@ -50,7 +58,8 @@ class StandaloneConfig:
     server: str  # control plane base URL, e.g. http://127.0.0.1:8420
     token: str  # an operator API key with the 'write' scope: it posts usage
     spool_dir: Path
-    upstreams: dict[str, list[str]] = field(default_factory=dict)  # model → ["http://host:port", …]
+    # "model" or "model@tenant" → ["http://[engine-key@]host:port", …]
+    upstreams: dict[str, list[str]] = field(default_factory=dict)
     redis_url: str | None = None
     limits_prefix: str = "zs:lim:"
     host: str = "127.0.0.1"
@@ -63,24 +72,57 @@ class StandaloneConfig:
 
 
 def parse_upstreams(specs: list[str]) -> dict[str, list[str]]:
-    """``["m=http://h:1", "m=http://h:2"]`` → ``{"m": ["http://h:1", "http://h:2"]}`` (validated)."""
+    """``["m=http://h:1", "m=http://h:2", "p@acme=http://h:3"]`` →
+    ``{"m": ["http://h:1", "http://h:2"], "p@acme": ["http://h:3"]}`` (validated)."""
     out: dict[str, list[str]] = {}
     for spec in specs:
-        model, sep, url = spec.partition("=")
-        if not sep or not model or not url:
-            raise StandaloneError(f"--upstream '{spec}' is not MODEL=http://HOST:PORT")
+        name, sep, url = spec.partition("=")
+        model, _, tenant = name.partition("@")
+        if not sep or not model or not url or (name.endswith("@") or "@" in tenant):
+            raise StandaloneError(f"--upstream '{spec}' is not MODEL[@TENANT]=http://[ENGINE_KEY@]HOST:PORT")
         replica_address(url)
-        out.setdefault(model, []).append(url)
+        out.setdefault(name, []).append(url)
     return out
 
 
 def replica_address(url: str) -> tuple[str, int]:
-    """(host, port) of an engine's base URL; only plain http://host:port (the gateway speaks HTTP/1.1
+    """(host, port) of an engine's base URL; only plain http://[key@]host:port (the gateway speaks HTTP/1.1
     to replicas on a trusted network and adds the ``/v1`` paths itself)."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None or parts.path not in ("", "/"):
-        raise StandaloneError(f"upstream '{url}' must look like http://HOST:PORT")
+    if parts.scheme != "http" or not parts.hostname or parts.port is None or parts.path not in ("", "/") \
+            or parts.password is not None:
+        raise StandaloneError(f"upstream '{url}' must look like http://HOST:PORT or http://ENGINE_KEY@HOST:PORT")
     return parts.hostname, parts.port
+
+
+def tenant_ids(sessions: Any, names: set[str]) -> dict[str, int]:
+    """Tenant name → id for the owners named in ``--upstream MODEL@TENANT`` (one query at start)."""
+    from sqlalchemy import select
+
+    from zhisuan.identity.models import Tenant
+
+    if not names:
+        return {}
+    with sessions() as session:
+        found = dict(session.execute(select(Tenant.name, Tenant.id).where(Tenant.name.in_(names))).tuples().all())
+    unknown = sorted(names - set(found))
+    if unknown:
+        raise StandaloneError(f"--upstream names unknown tenant(s) {unknown}")
+    return found
+
+
+def replica_entries(upstreams: dict[str, list[str]], owners: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """``GatewayConfig.models`` for the hand-listed upstreams: owner and engine key per replica."""
+    models: dict[str, list[dict[str, Any]]] = {}
+    for name, urls in upstreams.items():
+        model, _, tenant = name.partition("@")
+        for url in urls:
+            host, port = replica_address(url)
+            entries = models.setdefault(model, [])
+            entries.append({"id": f"{model}-{len(entries)}" if not tenant else f"{tenant}-{model}-{len(entries)}",
+                            "host": host, "port": port, "tenant_id": owners[tenant] if tenant else None,
+                            "secret": urlsplit(url).username or None})
+    return models
 
 
 def lock_spool(spool_dir: Path) -> int:
@@ -126,6 +168,7 @@ class StandaloneGateway:
         self.sink: HttpUsageSink | None = None
         self._engine: Any = None
         self._redis: RedisClient | None = None
+        self._keys: DbKeyAuthority | None = None
         self._lock_fd = -1
 
     @property
@@ -146,16 +189,20 @@ class StandaloneGateway:
         await prices.load()
         keys = DbKeyAuthority(sessions, limits_for=limits_from_db(sessions), ttl_s=cfg.key_ttl_s)
         self.sink = HttpUsageSink(cfg.server, cfg.token, dead_letter_dir=cfg.spool_dir, provider=cfg.provider)
-        self.server = GatewayServer(self._gateway_config(), keys=keys, sink=self.sink,
-                                    store=await self._limit_store(), price=prices)
+        owners = tenant_ids(sessions, {n.partition("@")[2] for n in cfg.upstreams} - {""})
+        store = await self._limit_store()
+        if self._redis is not None:  # revocations committed anywhere reach this process before its next request
+            keys.watch = RedisRevocationWatch(self._redis, keys.revoked_many, keys.forget_all)
+            await keys.watch.start()
+        self._keys = keys
+        self.server = GatewayServer(self._gateway_config(owners), keys=keys, sink=self.sink, store=store,
+                                    price=prices)
         await self.server.start()
 
-    def _gateway_config(self) -> GatewayConfig:
+    def _gateway_config(self, owners: dict[str, int]) -> GatewayConfig:
         cfg = self.config
-        models = {model: [{"id": f"{model}-{n}", "host": replica_address(url)[0], "port": replica_address(url)[1]}
-                          for n, url in enumerate(urls)] for model, urls in cfg.upstreams.items()}
         return GatewayConfig(spool_dir=cfg.spool_dir, host=cfg.host, port=cfg.port, fsync=cfg.fsync,
-                             gateway_id=cfg.gateway_id, models=models)
+                             gateway_id=cfg.gateway_id, models=replica_entries(cfg.upstreams, owners))
 
     async def _limit_store(self) -> LimitStore:
         if not self.config.redis_url:
@@ -174,6 +221,8 @@ class StandaloneGateway:
                 await self.server.stop()  # drains the spool and ships what it can
             except Exception:  # e.g. the control plane is down: the spool keeps the rest for the next start
                 log.exception("usage not fully shipped at shutdown; it stays in %s", self.config.spool_dir)
+        if self._keys is not None:
+            self._keys.close()
         if self.sink is not None:
             await self.sink.aclose()
         if self._redis is not None:

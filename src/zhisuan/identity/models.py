@@ -6,12 +6,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
 ROLES = ("operator", "provider", "tenant")
+
+
+def budget_period_check() -> CheckConstraint:
+    """core.economics.periods.BUDGET_PERIODS, held by the database too (migration 0008)."""
+    return CheckConstraint("budget_period IN ('monthly', 'none')", name="budget_period")
 
 
 class Tenant(Base):
@@ -28,6 +33,9 @@ class Tenant(Base):
     token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Money the tenant's inference may spend in total, in CNY priced by the price book; None = unlimited.
     money_budget: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
+    # The budgets count per period: "monthly" (reset each UTC calendar month) or "none" (never reset).
+    budget_period: Mapped[str] = mapped_column(String(16), budget_period_check(), default="monthly",
+                                               server_default="monthly")
 
 
 class User(Base):
@@ -75,6 +83,8 @@ class ApiKey(Base):
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     token_budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     money_budget: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
+    budget_period: Mapped[str] = mapped_column(String(16), budget_period_check(), default="monthly",
+                                               server_default="monthly")
 
     user: Mapped[User] = relationship(back_populates="keys")
 

@@ -34,6 +34,7 @@ def key_out(row: ApiKey) -> KeyOut:
         revoked_at=row.revoked_at, last_used_at=row.last_used_at,
         models=list(row.models) if row.models is not None else None,
         rpm=row.rpm, tpm=row.tpm, token_budget=row.token_budget, money_budget=row.money_budget,
+        budget_period=row.budget_period or "monthly",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -94,6 +94,10 @@ Budget = Annotated[int, Field(ge=1, le=2**62)]
 MoneyBudget = Annotated[Decimal, Field(ge=0, le=10**12, max_digits=15, decimal_places=2)]
 
 
+# Budgets count per period (core.economics.periods.BUDGET_PERIODS): reset each UTC month, or never.
+BudgetPeriod = Literal["monthly", "none"]
+
+
 class TenantOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -105,6 +109,7 @@ class TenantOut(BaseModel):
     tpm: int | None = None
     token_budget: int | None = None
     money_budget: Decimal | None = None
+    budget_period: str = "monthly"
 
 
 class TenantLimits(Strict):
@@ -114,6 +119,7 @@ class TenantLimits(Strict):
     tpm: RateLimit | None = Field(default=None, description="tokens per minute")
     token_budget: Budget | None = Field(default=None, description="total tokens")
     money_budget: MoneyBudget | None = Field(default=None, description="total spend in CNY, priced by the price book")
+    budget_period: BudgetPeriod = Field(default="monthly", description="budgets reset each UTC month, or never")
 
 
 class UserCreate(Strict):
@@ -146,6 +152,7 @@ class KeyCreate(Strict):
     token_budget: Budget | None = Field(default=None, description="total tokens; null = unlimited")
     money_budget: MoneyBudget | None = Field(
         default=None, description="total spend in CNY (e.g. \"12.50\"), priced by the price book; null = unlimited")
+    budget_period: BudgetPeriod = Field(default="monthly", description="budgets reset each UTC month, or never")
 
 
 class KeyOut(BaseModel):
@@ -164,6 +171,7 @@ class KeyOut(BaseModel):
     tpm: int | None = None
     token_budget: int | None = None
     money_budget: Decimal | None = None
+    budget_period: str = "monthly"
 
 
 class KeyIssued(KeyOut):

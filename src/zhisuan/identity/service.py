@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
+from zhisuan.gateway.revocation import key_revoked
 from zhisuan.identity import audit
 from zhisuan.identity.access import SCOPES, Principal, may_see_tenant, require_role
 from zhisuan.identity.hashing import hash_secret
@@ -88,7 +89,8 @@ def fen(amount: Decimal | None) -> Decimal | None:
 def limits_detail(row: Tenant) -> dict[str, Any]:
     """A tenant's limits for the audit log (money as its exact decimal string)."""
     money = None if row.money_budget is None else str(row.money_budget)
-    return {"rpm": row.rpm, "tpm": row.tpm, "token_budget": row.token_budget, "money_budget": money}
+    return {"rpm": row.rpm, "tpm": row.tpm, "token_budget": row.token_budget, "money_budget": money,
+            "budget_period": row.budget_period}
 
 
 def set_tenant_limits(session: Session, principal: Principal, ref: str, body: TenantLimits) -> Tenant:
@@ -98,6 +100,7 @@ def set_tenant_limits(session: Session, principal: Principal, ref: str, body: Te
     before = limits_detail(tenant)
     tenant.rpm, tenant.tpm, tenant.token_budget = body.rpm, body.tpm, body.token_budget
     tenant.money_budget = fen(body.money_budget)
+    tenant.budget_period = body.budget_period
     session.flush()
     audit.record(session, principal, "tenant.limits", "tenant", tenant.name, tenant_id=tenant.id,
                  detail={"before": before, "after": limits_detail(tenant)})
@@ -181,6 +184,7 @@ def create_key(session: Session, principal: Principal, body: KeyCreate, now: dat
     row = issued.row
     row.models = sorted(set(body.models)) if body.models is not None else None
     row.rpm, row.tpm, row.token_budget, row.money_budget = body.rpm, body.tpm, body.token_budget, fen(body.money_budget)
+    row.budget_period = body.budget_period
     session.flush()
     limits = {k: v for k, v in (("models", row.models), ("rpm", row.rpm), ("tpm", row.tpm),
                                 ("token_budget", row.token_budget),
@@ -212,6 +216,7 @@ def revoke_key(session: Session, principal: Principal, key_id: str, now: datetim
         raise NotFound(f"API key '{key_id}' not found", field="key_id")
     if row.revoked_at is None:
         row.revoked_at = now
+        key_revoked(session, key_id)  # gateways refuse it as soon as this commits
         audit.record(
             session, principal, "key.revoke", "api_key", key_id,
             tenant_id=row.user.tenant_id, provider_id=row.user.provider_id,

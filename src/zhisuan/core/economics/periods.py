@@ -129,3 +129,30 @@ def period_of(instant: datetime) -> BillingPeriod:
     """The billing period containing ``instant``."""
     instant = require_utc(instant, "instant")
     return billing_period(instant.year, instant.month)
+
+
+# Budget periods: a key's or tenant's token and money budget counts usage within one period and starts
+# again from zero at the next period's first instant (UTC). "monthly" = the billing period (calendar
+# month); "none" = one period forever (the budget never resets).
+BUDGET_PERIODS = ("monthly", "none")
+DEFAULT_BUDGET_PERIOD = "monthly"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetWindow:
+    """The budget period containing an instant: ``label`` names its counter, ``end`` (None = never) is
+    when the next one starts."""
+
+    label: str
+    end: datetime | None
+
+
+def budget_window(period: str, instant: datetime) -> BudgetWindow:
+    """The ``period`` ("monthly" or "none") budget window containing ``instant``."""
+    instant = require_utc(instant, "instant")
+    if period == "monthly":
+        month = period_of(instant)
+        return BudgetWindow(month.label, month.end)
+    if period == "none":
+        return BudgetWindow("all", None)
+    raise InvalidTimeError(f"unknown budget period '{period}'; known: {list(BUDGET_PERIODS)}", "budget_period")

@@ -1,0 +1,119 @@
+"""Exchanges of the gateway with a replica: a whole response, or an SSE stream relayed chunk by chunk
+(see ``proxy`` for the metering rules they serve)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+from zhisuan.gateway.http import HttpConnection
+from zhisuan.gateway.openai_body import extract_usage
+from zhisuan.gateway.upstream import Exchange, UpstreamConnection
+
+RETRY, DONE, FAILED = 0, 1, 2
+UPSTREAM_HEAD = b"POST %s HTTP/1.1\r\nhost: %s\r\n%scontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+# A stream chunk carrying generated text (one token per chunk in llama.cpp and vLLM).
+CONTENT = re.compile(rb'"(?:content|text)":\s*"[^"]')
+EMPTY_CHOICES = re.compile(rb'"choices":\s*\[\]')
+
+
+class FutureExchange(Exchange):
+    """Resolves ``self.future`` once: DONE on completion, RETRY for a failure before the first byte
+    (another replica may serve it), FAILED after it."""
+
+    __slots__ = ()
+    future: asyncio.Future[int]
+
+    def on_complete(self) -> None:
+        if not self.future.done():
+            self.future.set_result(DONE)
+
+    def on_error(self, exc: Exception, before_first_byte: bool) -> None:
+        if not self.future.done():
+            self.future.set_result(RETRY if before_first_byte else FAILED)
+
+
+class BufferedExchange(FutureExchange):
+    """A whole (non-streaming) response."""
+
+    __slots__ = ("future", "status", "chunks")
+
+    def __init__(self, future: asyncio.Future[int]) -> None:
+        self.future = future
+        self.status = 0
+        self.chunks: list[bytes] = []
+
+    def on_head(self, status: int) -> None:
+        self.status = status
+
+    def on_body(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+class StreamExchange(FutureExchange):
+    """Relays an SSE stream chunk by chunk from the protocol callbacks, counting content chunks and
+    holding back the usage chunk and ``[DONE]`` until the usage event is committed."""
+
+    def __init__(self, future: asyncio.Future[int], client: HttpConnection, upstream: UpstreamConnection,
+                 client_wants_usage: bool, started: float, event_id: str) -> None:
+        self.future = future
+        self.event_id = event_id
+        self.client = client
+        self.upstream = upstream
+        self.client_wants_usage = client_wants_usage
+        self.started = started
+        self.status = 0
+        self.error_chunks: list[bytes] = []
+        self.buf = b""
+        self.held: list[bytes] = []
+        self.content_chunks = 0
+        self.usage: dict[str, Any] | None = None
+        self.ttft: float | None = None
+        self.disconnected = False
+        self.streaming = False
+
+    def on_head(self, status: int) -> None:
+        self.status = status
+        if status == 200:
+            self.streaming = True
+            self.client.on_lost = self._client_lost
+            self.client.on_pause = self.upstream.pause
+            self.client.on_resume = self.upstream.resume
+            self.client.start_stream(extra=b"x-request-id: %s\r\n" % self.event_id.encode())
+
+    def on_body(self, data: bytes) -> None:
+        if not self.streaming:
+            self.error_chunks.append(data)
+            return
+        buf = self.buf + data if self.buf else data
+        events = buf.split(b"\n\n")
+        self.buf = events.pop()
+        out = []
+        for ev in events:
+            if not ev:
+                continue
+            if ev.startswith(b"data: [DONE]"):
+                self.held.append(ev + b"\n\n")
+            elif b'"usage"' in ev and (usage := extract_usage(ev)) is not None:
+                self.usage = usage
+                if self.client_wants_usage:
+                    self.held.append(ev + b"\n\n")
+                elif not EMPTY_CHOICES.search(ev):  # usage riding on a content chunk: pass it on
+                    out.append(ev + b"\n\n")
+            else:
+                if CONTENT.search(ev):
+                    self.content_chunks += 1
+                    if self.ttft is None:
+                        self.ttft = time.monotonic() - self.started
+                out.append(ev + b"\n\n")
+        if out:
+            self.client.write_chunk(b"".join(out))
+
+
+    def _client_lost(self) -> None:
+        self.disconnected = True
+        self.upstream.close()  # stops the engine generating for nobody
+        if not self.future.done():
+            self.future.set_result(FAILED)
