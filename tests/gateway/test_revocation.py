@@ -114,3 +114,20 @@ def test_a_watch_without_redis_lets_requests_through(loop: LoopThread) -> None:
     watch = RedisRevocationWatch(RedisClient("127.0.0.1", free_port()), lambda ids: None, lambda: None)
     loop.run(watch.fresh(), timeout=5)
     loop.run(watch.fresh(), timeout=5)
+
+
+def test_wrong_keys_from_one_client_are_throttled_before_any_hashing(db: Db, loop: LoopThread,
+                                                                      tmp_path: Path) -> None:
+    """Unauthenticated callers cannot buy scrypt work on demand: past the verifier's allowance of
+    failed checks per client address, the gateway answers 429 without hashing."""
+    keys = DbKeyAuthority(db.sessions)
+    server = serve(loop, keys, tmp_path / "spool")
+    try:
+        statuses = [models(server, f"zs_{uuid.uuid4().hex[:12]}_{uuid.uuid4().hex}") for _ in range(24)]
+        assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 4, statuses
+        response = httpx.get(server.base_url + "/models", headers={"Authorization": "Bearer zs_x_y"})
+        assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
+        assert response.json()["error"]["code"] == "too_many_failed_key_checks"
+    finally:
+        loop.run(server.stop())
+        keys.close()

@@ -85,6 +85,7 @@ class HttpConnection(asyncio.Protocol):
         self._on_deadline: tuple[int, bytes] = (0, b"")
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
+        self.peer: str | None = None  # the client's address (failed key checks are throttled per address)
         self.parser = httptools.HttpRequestParser(self)
         self.closed = False
         self._url = b""
@@ -102,6 +103,8 @@ class HttpConnection(asyncio.Protocol):
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
         self._arm(self.limits.idle_timeout_s, 0, b"")
 
     def data_received(self, data: bytes) -> None:

@@ -35,7 +35,7 @@ class InMemoryKeyAuthority:
     def revoke(self, token: str) -> None:
         self._grants.pop(digest(token), None)
 
-    async def authenticate(self, token: str) -> KeyGrant:
+    async def authenticate(self, token: str, client: str | None = None) -> KeyGrant:
         grant = self._grants.get(digest(token))
         if grant is None:
             raise KeyRejected("Incorrect API key provided.")
@@ -87,14 +87,14 @@ class DbKeyAuthority:
             self._unsubscribe()
             self._unsubscribe = None
 
-    async def authenticate(self, token: str) -> KeyGrant:
+    async def authenticate(self, token: str, client: str | None = None) -> KeyGrant:
         if self.watch is not None:
             await self.watch.fresh()
         d = digest(token)
         hit = self._cache.get(d)
         now = time.monotonic()
         if hit is None or hit[0] < now:
-            result = await asyncio.get_running_loop().run_in_executor(None, self._verify, token)
+            result = await asyncio.get_running_loop().run_in_executor(None, self._verify, token, client)
             ttl = self.ttl_s if isinstance(result, KeyGrant) else self.negative_ttl_s
             if len(self._cache) > 100_000:
                 self._cache.clear()
@@ -106,13 +106,17 @@ class DbKeyAuthority:
             raise KeyRejected(f"API key {value.key_id} was revoked")  # the verifier's words
         return value
 
-    def _verify(self, token: str) -> KeyGrant | KeyRejected:
-        from zhisuan.errors import DomainError
+    def _verify(self, token: str, client: str | None = None) -> KeyGrant | KeyRejected:
+        from zhisuan.errors import DomainError, TooManyRequests
 
         try:
             with self.sessions() as session:
-                principal = self._verifier.authenticate(session, token, datetime.now(UTC))
+                # Failed checks count per client address, so unauthenticated callers cannot buy scrypt
+                # work on demand: past the verifier's allowance they wait before any hashing.
+                principal = self._verifier.authenticate(session, token, datetime.now(UTC), client=client)
                 session.commit()
+        except TooManyRequests as exc:
+            return KeyRejected(exc.message, code="too_many_failed_key_checks", retry_after=exc.retry_after_s)
         except DomainError as exc:
             return KeyRejected(exc.message)
         if "inference" not in principal.scopes:

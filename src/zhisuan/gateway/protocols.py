@@ -46,15 +46,19 @@ class KeyGrant:
 
 
 class KeyRejected(Exception):
-    def __init__(self, message: str, code: str = "invalid_api_key") -> None:
+    """``retry_after`` set: the client failed too many key checks and is throttled (429), not refused (401)."""
+
+    def __init__(self, message: str, code: str = "invalid_api_key", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.retry_after = retry_after
 
 
 class KeyAuthority(Protocol):
-    async def authenticate(self, token: str) -> KeyGrant:
-        """The grant of a bearer token; raises KeyRejected."""
+    async def authenticate(self, token: str, client: str | None = None) -> KeyGrant:
+        """The grant of a bearer token; raises KeyRejected. ``client``: the caller's address (throttled
+        on failed checks)."""
         ...
 
 

@@ -153,9 +153,13 @@ class Gateway(Metering):
             self.metrics.reject("", "unauthenticated")
             return None
         try:
-            return await self.keys.authenticate(auth[7:].decode(errors="replace"))
+            return await self.keys.authenticate(auth[7:].decode(errors="replace"), conn.peer)
         except KeyRejected as exc:
-            conn.respond(401, error_body(exc.message, "invalid_request_error", exc.code))
+            if exc.retry_after is not None:
+                conn.respond(429, error_body(exc.message, "rate_limit_error", exc.code),
+                             extra=b"retry-after: %d\r\n" % max(1, math.ceil(exc.retry_after)))
+            else:
+                conn.respond(401, error_body(exc.message, "invalid_request_error", exc.code))
             self.metrics.reject("", "unauthenticated")
             return None
 
