@@ -73,8 +73,10 @@ def test_keys_show_their_limits(shared: Platform) -> None:
     shared.cli("user", "create", "limited-ops", "--role", "tenant", "--tenant", "limited")
     created = shared.cli("key", "create", "--user", "limited-ops", "--model", "smollm2-135m-instruct",
                          "--rpm", "60", "--tpm", "20000", "--token-budget", "1000000", "--money-budget", "12.50")
-    limits = "models=smollm2-135m-instruct rpm=60 tpm=20000 tokens=1000000 CNY=12.50"
+    limits = "models=smollm2-135m-instruct rpm=60 tpm=20000 tokens=1000000 CNY=12.50 per=month"
     assert limits in created.stdout
+    forever = shared.cli("key", "create", "--user", "limited-ops", "--token-budget", "500", "--budget-period", "none")
+    assert "tokens=500 per=ever" in forever.stdout
     table = shared.cli("key", "list").stdout
     assert "LIMITS" in table and limits in table and "unlimited" in table  # the operator's own key
     listed = {key["username"]: key for key in shared.cli_json("key", "list")}["limited-ops"]

@@ -32,6 +32,8 @@ def key_limits(key: dict[str, Any]) -> str:
         value = key.get(field)
         if value is not None:
             parts.append(f"{label}={','.join(value) if isinstance(value, list) else value}")
+    if parts and (key.get("token_budget") is not None or key.get("money_budget") is not None):
+        parts.append(f"per={'month' if key.get('budget_period', 'monthly') == 'monthly' else 'ever'}")
     return " ".join(parts) or "unlimited"
 
 
@@ -67,13 +69,16 @@ def tenant_limits(
     tpm: Annotated[int | None, typer.Option(help="tokens per minute over all keys (omit = unlimited)")] = None,
     token_budget: Annotated[int | None, typer.Option(help="total tokens (omit = unlimited)")] = None,
     money_budget: Annotated[str | None, typer.Option(help="total spend in CNY, e.g. 12.50 (omit = unlimited)")] = None,
+    budget_period: Annotated[str, typer.Option(help="budgets reset each UTC month ('monthly') or never ('none')")
+                             ] = "monthly",
     json: JsonFlag = False,
 ) -> None:
     """Set a tenant's inference limits; a limit not given is cleared (operators)."""
     # The amount goes as a string, so it reaches the server exactly (the server validates it).
-    body = {"rpm": rpm, "tpm": tpm, "token_budget": token_budget, "money_budget": money_budget}
+    body = {"rpm": rpm, "tpm": tpm, "token_budget": token_budget, "money_budget": money_budget,
+            "budget_period": budget_period}
     emit(api().patch(f"/tenants/{ref}/limits", body), json,
-         TENANT_COLUMNS + ("rpm", "tpm", "token_budget", "money_budget"))
+         TENANT_COLUMNS + ("rpm", "tpm", "token_budget", "money_budget", "budget_period"))
 
 
 @tenant_app.command("delete")
@@ -111,11 +116,13 @@ def key_create(
     tpm: Annotated[int | None, typer.Option(help="tokens per minute")] = None,
     token_budget: Annotated[int | None, typer.Option(help="total tokens")] = None,
     money_budget: Annotated[str | None, typer.Option(help="total spend in CNY, e.g. 12.50")] = None,
+    budget_period: Annotated[str, typer.Option(help="budgets reset each UTC month ('monthly') or never ('none')")
+                             ] = "monthly",
     json: JsonFlag = False,
 ) -> None:
     body: dict[str, object] = {"name": name, "expires_in_days": expires_in_days, "user": user,
                                "models": model or None, "rpm": rpm, "tpm": tpm, "token_budget": token_budget,
-                               "money_budget": money_budget}
+                               "money_budget": money_budget, "budget_period": budget_period}
     if scope:
         body["scopes"] = scope
     issued = api().post("/keys", body)
