@@ -79,7 +79,7 @@ def test_keys_show_their_limits(shared: Platform) -> None:
     assert "tokens=500 per=ever" in forever.stdout
     table = shared.cli("key", "list").stdout
     assert "LIMITS" in table and limits in table and "unlimited" in table  # the operator's own key
-    listed = {key["username"]: key for key in shared.cli_json("key", "list")}["limited-ops"]
+    listed = [key for key in shared.cli_json("key", "list") if key["username"] == "limited-ops"][0]
     assert (listed["models"], listed["rpm"], listed["tpm"], listed["token_budget"], listed["money_budget"]) == (
         ["smollm2-135m-instruct"], 60, 20000, 1000000, "12.50")
 
