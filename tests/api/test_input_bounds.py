@@ -88,6 +88,19 @@ def test_integers_are_strict(world: Api, path: str, body: dict[str, Any], field:
     assert error_of(world, method, path, "operator", body)["field"] == field
 
 
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/tenants/acme/limits", {"token_budget": 2**64}, "token_budget"),
+    ("/keys", {"token_budget": -(2**70)}, "token_budget"),
+    ("/models", {"name": "big", "source": "/m/big.gguf", "engine": "llama.cpp", "weights_bytes": 2**63},
+     "weights_bytes"),
+])
+def test_integers_beyond_what_a_column_holds_are_refused(world: Api, path: str, body: dict[str, Any],
+                                                         field: str) -> None:
+    """Found by a deeper run of the OpenAPI fuzz test: such numbers overflowed at the flush (500)."""
+    method = "PATCH" if path.endswith("limits") else "POST"
+    assert error_of(world, method, path, "operator", body)["field"] == field
+
+
 def test_booleans_are_strict_and_decimals_and_times_still_parse(world: Api) -> None:
     world.ok("POST", "/nodes", "operator", {"site": "s1", "name": "n1", "cpu_cores": 8, "memory_mib": 1024,
                                             "accelerators": [{"model": "h100-sxm", "count": 1}]})

@@ -33,11 +33,18 @@ def item_type(annotation: Any) -> type | None:
     return scalar_type(get_args(annotation)[0]) if get_origin(annotation) is list else None
 
 
+MAX_STORED_INT = 2**63 - 1
+
+
 def check_strict_scalar(kind: type, value: Any) -> None:
     if kind is bool and not isinstance(value, bool):
         raise ValueError("must be true or false")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError("must be an integer")
+    if kind is int and not -MAX_STORED_INT <= value <= MAX_STORED_INT:
+        # The widest integer column (BIGINT; SQLite's INTEGER) holds 64 bits: a larger number would be a
+        # driver overflow (500) at the flush. Fields stored in narrower columns carry their own bounds.
+        raise ValueError(f"must be between -{MAX_STORED_INT} and {MAX_STORED_INT}")
 
 
 def contains_nul(value: Any) -> bool:

@@ -23,7 +23,7 @@ class ModelRegister(Strict):
     embeddings: bool = Field(default=False, description="serve /v1/embeddings from this model")
     extra_args: list[str] = Field(default_factory=list, max_length=64, description="extra engine flags")
     description: str = Field(default="", max_length=500)
-    weights_bytes: int | None = Field(default=None, ge=0, description=(
+    weights_bytes: int | None = Field(default=None, ge=0, le=2**50, description=(
         "size of the weights, for sizing replicas when they are not on the control plane's machine "
         "(measured when they are; the larger counts)"))
 
