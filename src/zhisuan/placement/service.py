@@ -29,7 +29,7 @@ from zhisuan.identity.access import Principal
 from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import resolve_model
-from zhisuan.ledger.service import exclusive_node_tenants, held_shares
+from zhisuan.ledger.service import exclusive_node_tenants, held_node_resources, held_shares
 from zhisuan.placement.schemas import PlacementAnswer, PlacementQuery, Reason
 
 
@@ -48,21 +48,22 @@ def device_snapshot(catalog: Catalog, node: Node, held: Mapping[int, int]) -> tu
 
 def cluster_snapshot(
     session: Session, catalog: Catalog, held: Mapping[int, int] | None = None,
-    exclusive: Mapping[int, str] | None = None,
+    exclusive: Mapping[int, str] | None = None, held_cpu: Mapping[int, tuple[int, int]] | None = None,
 ) -> ClusterSnapshot:
     """Every node as the core sees it; node names are ``site/name`` (unique across the federation).
 
     ``held`` maps device id → milli held by allocations; ``exclusive`` maps node id → the tenant
-    that leases it exclusively.
+    that leases it exclusively; ``held_cpu`` maps node id → (milli-cores, MiB) held by CPU/memory holds.
     """
-    held, exclusive = held or {}, exclusive or {}
+    held, exclusive, held_cpu = held or {}, exclusive or {}, held_cpu or {}
     nodes = session.execute(
         select(Node).options(selectinload(Node.devices), selectinload(Node.site)).order_by(Node.id)
     ).scalars()
     return ClusterSnapshot(nodes=tuple(
         NodeSnapshot(
             name=f"{node.site.name}/{node.name}", site=node.site.name,
-            cpu_milli_free=node.cpu_cores * 1000, memory_mib_free=node.memory_mib,
+            cpu_milli_free=max(0, node.cpu_cores * 1000 - held_cpu.get(node.id, (0, 0))[0]),
+            memory_mib_free=max(0, node.memory_mib - held_cpu.get(node.id, (0, 0))[1]),
             devices=device_snapshot(catalog, node, held), labels=dict(node.labels),
             healthy=node.status == "ready" and not node.drained, exclusive_tenant=exclusive.get(node.id),
         )
@@ -98,10 +99,12 @@ def acting_tenant(session: Session, principal: Principal, query: PlacementQuery)
 
 
 def live_snapshot(session: Session, catalog: Catalog, now: datetime) -> ClusterSnapshot:
-    """The fleet now: shares held in the allocation ledger subtracted, exclusive leases marked."""
+    """The fleet now: device shares and CPU/memory held in the allocation ledger subtracted, exclusive
+    leases marked."""
     tenant_names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
     exclusive = {node: tenant_names[tenant] for node, tenant in exclusive_node_tenants(session, now).items()}
-    return cluster_snapshot(session, catalog, held=held_shares(session, now), exclusive=exclusive)
+    return cluster_snapshot(session, catalog, held=held_shares(session, now), exclusive=exclusive,
+                            held_cpu=held_node_resources(session, now))
 
 
 def preview(

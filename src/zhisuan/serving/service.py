@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -44,7 +43,7 @@ from zhisuan.identity.access import Principal, require_role
 from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, flush_or_conflict
 from zhisuan.inventory.models import Node, Site
-from zhisuan.ledger.service import Window, held_node_resources, hold_cpu, hold_devices, lock_nodes
+from zhisuan.ledger.service import Window, hold_cpu, hold_devices, lock_nodes
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
@@ -239,19 +238,11 @@ def allocation_ref(deployment_id: int, index: int) -> str:
 
 
 def serving_snapshot(session: Session, catalog: Catalog, now: datetime, site: str | None) -> ClusterSnapshot:
-    """The live snapshot minus the CPU and memory held in the ledger (replicas' ``hold_cpu`` rows)."""
+    """The live snapshot (ledger holds subtracted, CPU and memory included), limited to ``site``."""
     snapshot = live_snapshot(session, catalog, now)
-    held = held_node_resources(session, now)
-    names = {f"{site_name}/{node_name}": node_id for node_id, node_name, site_name in session.execute(
-        select(Node.id, Node.name, Site.name).join(Site))}
-    nodes = []
-    for node in snapshot.nodes:
-        if site is not None and node.site != site:
-            continue
-        cpu, memory = held.get(names[node.name], (0, 0))
-        nodes.append(replace(node, cpu_milli_free=max(0, node.cpu_milli_free - cpu),
-                             memory_mib_free=max(0, node.memory_mib_free - memory)))
-    return ClusterSnapshot(nodes=tuple(nodes))
+    if site is None:
+        return snapshot
+    return ClusterSnapshot(nodes=tuple(node for node in snapshot.nodes if node.site == site))
 
 
 # ----------------------------------------------------------------------------- reading
