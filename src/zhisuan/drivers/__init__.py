@@ -1,0 +1,1 @@
+"""Workload drivers: one module per engine behind one small interface (``base.Driver``)."""
