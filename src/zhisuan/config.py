@@ -31,6 +31,8 @@ class Settings:
     metering_interval_s: float = 60.0
     # How often this machine's serving runtime reconciles its model replicas with the database.
     serving_interval_s: float = 3.0
+    # How often the job scheduler admits, launches and follows jobs, and the local agent syncs its workers.
+    job_interval_s: float = 1.0
     # Registers this machine as site ``local`` and keeps it heartbeating from inside the process.
     register_local_site: bool = True
     run_background_loops: bool = True

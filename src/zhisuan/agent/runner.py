@@ -1,8 +1,11 @@
-"""``zhisuan agent``: register this machine with a control plane, then heartbeat until stopped.
+"""``zhisuan agent``: register this machine with a control plane, then heartbeat and run its job workers.
 
 Lifecycle: detect devices → POST /agent/register (creates or refreshes the node) → every interval
 re-read device health and POST /agent/heartbeat. If the control plane answers 404 (the node was
-deleted) the agent registers again; if it is unreachable the agent keeps trying.
+deleted) the agent registers again; if it is unreachable the agent keeps trying. Between beats,
+every ``job_interval_s``, it exchanges job workers with the control plane (POST /agent/workers,
+``job_sync.JobSync``): it runs the workers assigned to this node and reports their state and logs.
+Workers outlive the agent: a restarted agent adopts them (``agent.jobs.WorkerRunner``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +43,21 @@ def _post(client: httpx.Client, path: str, body: dict) -> dict:  # type: ignore[
     return result
 
 
+def job_exchange(client: httpx.Client) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    def exchange(body: dict[str, Any]) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = _post(client, "/agent/workers", body)  # type: ignore[assignment]
+        return answer
+
+    return exchange
+
+
+def sync_jobs(jobs: Any) -> None:
+    try:
+        jobs.step()
+    except (AgentError, httpx.TransportError) as error:  # the next exchange resends what is missing
+        log.warning("job workers not synced (%s); retrying", error)
+
+
 def run_agent(
     server: str,
     token: str,
@@ -48,16 +68,28 @@ def run_agent(
     detect: Callable[[], list[DetectedDevice]] = detect_accelerators,
     sleep: Callable[[float], None] = time.sleep,
     max_beats: int | None = None,
+    jobs_root: Path | None = None,
+    job_interval_s: float = 2.0,
 ) -> dict:  # type: ignore[type-arg]
-    """Register and heartbeat. Returns the last acknowledgement (useful with ``once``)."""
+    """Register, heartbeat and run job workers (under ``jobs_root``, default ``~/.zhisuan/agent-jobs``).
+    Returns the last acknowledgement (useful with ``once``)."""
+    from zhisuan.agent.job_sync import JobSync
+    from zhisuan.agent.jobs import WorkerRunner
+
     name = name or socket.gethostname()
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=10) as client:
         ack = _post(client, "/agent/register", host.registration(name, detect(), labels))
         log.info("registered node %s (id %s) as %s", name, ack["node_id"], ack["status"])
+        jobs = JobSync(WorkerRunner(jobs_root or Path.home() / ".zhisuan" / "agent-jobs"), name, job_exchange(client))
         beats = 0
         while not once and (max_beats is None or beats < max_beats):
-            sleep(float(ack.get("heartbeat_interval_s", 10)))
+            waited, interval = 0.0, float(ack.get("heartbeat_interval_s", 10))
+            while waited < interval:
+                sync_jobs(jobs)
+                step = min(job_interval_s, interval - waited)
+                sleep(step)
+                waited += step
             beats += 1
             try:
                 ack = _post(client, "/agent/heartbeat", host.heartbeat(name, detect()))

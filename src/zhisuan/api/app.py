@@ -20,7 +20,7 @@ from zhisuan.api.browser_headers import BrowserHeaders
 from zhisuan.api.deps import AppContext, ContextDep, SessionDep
 from zhisuan.api.errors import install_error_handlers
 from zhisuan.api.limits import RequestBounds
-from zhisuan.api.local_agent import heartbeat_local_node, register_local_node
+from zhisuan.api.local_agent import heartbeat_local_node, local_job_sync, register_local_node
 from zhisuan.api.metrics import FleetCollector, RequestMetrics, check_metrics_access
 from zhisuan.api.swagger_ui import install_offline_docs
 from zhisuan.billing.gateway_sink import LedgerUsageSink
@@ -43,6 +43,8 @@ from zhisuan.serving.defaults import ensure_onebox_model
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
+from zhisuan.workloads.router import router as workloads_router
+from zhisuan.workloads.scheduler import JobScheduler
 
 log = logging.getLogger("zhisuan")
 
@@ -70,6 +72,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         asyncio.create_task(every(
             settings.metering_interval_s, lambda: metering_pass(ctx.sessions, catalog, ctx.clock()), "metering"
         )),
+        asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs")),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
@@ -79,6 +82,8 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             settings.heartbeat_interval_s,
             lambda: heartbeat_local_node(ctx.sessions, ctx, catalog, site_id, name), "local-heartbeat",
         )))
+        sync = local_job_sync(ctx, site_id, name)
+        tasks.append(asyncio.create_task(every(settings.job_interval_s, sync.step, "local-jobs")))
     return tasks
 
 
@@ -197,8 +202,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     registry = CollectorRegistry()
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
+    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.data_dir, ctx.clock)
+    app.state.driver_book = app.state.job_scheduler.book
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router):
+                   billing_router, serving_router, workloads_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)

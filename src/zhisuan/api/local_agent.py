@@ -7,17 +7,21 @@ follows the same lifecycle as ``zhisuan agent`` (register, then heartbeat).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.agent import host
 from zhisuan.agent.detection import DetectedDevice, detect_accelerators
+from zhisuan.agent.job_sync import JobSync
+from zhisuan.agent.jobs import WorkerRunner
 from zhisuan.api.deps import AppContext
 from zhisuan.bootstrap import system_principal
 from zhisuan.catalog.loader import Catalog
 from zhisuan.inventory import service
 from zhisuan.inventory.schemas import Heartbeat, NodeRegister
 from zhisuan.store.base import transaction
+from zhisuan.workloads.agent_sync import Reports, report
 
 log = logging.getLogger("zhisuan.local")
 
@@ -46,3 +50,14 @@ def heartbeat_local_node(sessions: sessionmaker[Session], ctx: AppContext, catal
     body = Heartbeat.model_validate(host.heartbeat(name, known_devices(catalog, detect_accelerators())))
     with transaction(sessions) as session:
         service.heartbeat(session, system_principal(site_id), name, list(body.devices), ctx.clock())
+
+
+def local_job_sync(ctx: AppContext, site_id: int, name: str) -> JobSync:
+    """The one-box agent's job workers: run here under ``<data dir>/jobs``, exchanged by direct calls."""
+
+    def exchange(body: dict[str, Any]) -> list[dict[str, Any]]:
+        reports = Reports.model_validate(body)
+        with transaction(ctx.sessions) as session:
+            return [a.model_dump() for a in report(session, system_principal(site_id), reports)]
+
+    return JobSync(WorkerRunner(ctx.settings.data_dir / "jobs"), name, exchange)

@@ -151,6 +151,7 @@ def register_subcommands() -> None:
         gateway_commands,
         identity_commands,
         inventory_commands,
+        job_commands,
         serving_commands,
     )
 
@@ -159,6 +160,7 @@ def register_subcommands() -> None:
     economics_commands.register(app)
     serving_commands.register(app)
     gateway_commands.register(app)
+    job_commands.register(app)
     try:
         from zhisuan.sim.cli import sim_app
     except ImportError:  # the simulator's optional plotting stack is missing

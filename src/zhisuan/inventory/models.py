@@ -39,6 +39,9 @@ class Site(Base):
     engine: Mapped[str] = mapped_column(String(16))
     region: Mapped[str] = mapped_column(String(64))
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
+    # How the control plane reaches the site's engine (Slurm: ``slurm_conf``, ``partition``;
+    # Kubernetes: ``api_url``, ``token_file``); operators only, never shown to tenants.
+    engine_config: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     provider: Mapped[Provider] = relationship(back_populates="sites")

@@ -49,6 +49,9 @@ class Holder:
     pricing_model: str = "device_hour"
     tier: str = "on_demand"
     term_months: int = 0
+    # A preemptible job borrowing another tenant's idle leased capacity (the queue's decision): the
+    # lease's owner reclaims it by preemption, so the lease does not refuse it.
+    borrowing: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,8 @@ def hold(session: Session, holder: Holder, node: Node, devices: Sequence[Device]
     if not 0 < milli <= DEVICE_MILLI:
         raise InvalidInput(f"milli must be 1…{DEVICE_MILLI}", field="milli")
     lock_nodes(session, [node.id])
-    _refuse_other_tenants_lease(session, holder, node, window)
+    if not holder.borrowing:
+        _refuse_other_tenants_lease(session, holder, node, window)
     existing = session.execute(select(Allocation).where(
         Allocation.device_id.in_([d.id for d in devices]), Allocation.purpose != "contract",
         overlapping(window.start, window.end))).scalars()
@@ -237,22 +241,23 @@ def workload_holder(session: Session, tenant_id: int, node_id: int, at: datetime
 
 
 def hold_devices(session: Session, tenant_id: int, node: Node, indexes: Sequence[int], milli: int, window: Window,
-                 purpose: str, ref: str = "", billable: bool | None = None) -> list[Allocation]:
+                 purpose: str, ref: str = "", billable: bool | None = None,
+                 borrowing: bool = False) -> list[Allocation]:
     """``hold`` for a workload given by device indexes (serving replicas, jobs)."""
     by_index = {d.index: d for d in node.devices}
     for n, index in enumerate(indexes):
         if index not in by_index:
             raise InvalidInput(f"node {node_label(node)} has no device {index}", field=f"devices.{n}")
-    holder = workload_holder(session, tenant_id, node.id, window.start, purpose, ref, billable)
+    holder = workload_holder(session, tenant_id, node.id, window.start, purpose, ref, billable, borrowing=borrowing)
     return hold(session, holder, node, [by_index[i] for i in indexes], milli, window)
 
 
 def hold_cpu(session: Session, tenant_id: int, node: Node, cpu_milli: int, memory_mib: int, window: Window,
-             purpose: str, ref: str = "", billable: bool | None = None) -> Allocation:
+             purpose: str, ref: str = "", billable: bool | None = None, borrowing: bool = False) -> Allocation:
     """``hold_node_resources`` for a workload holding no device (a CPU-only serving replica):
     metered in core-hours at the price book's ``cpu``/``core_hour`` rate (see docs)."""
     holder = workload_holder(session, tenant_id, node.id, window.start, purpose, ref, billable,
-                             pricing_model="core_hour")
+                             pricing_model="core_hour", borrowing=borrowing)
     return hold_node_resources(session, holder, node, cpu_milli, memory_mib, window)
 
 
@@ -266,7 +271,8 @@ def hold_node_resources(session: Session, holder: Holder, node: Node, cpu_milli:
     if cpu_milli < 0 or memory_mib < 0 or cpu_milli + memory_mib == 0:
         raise InvalidInput("a CPU/memory hold needs some CPU or memory", field="cpu_cores")
     lock_nodes(session, [node.id])
-    _refuse_other_tenants_lease(session, holder, node, window)
+    if not holder.borrowing:
+        _refuse_other_tenants_lease(session, holder, node, window)
     existing = session.execute(select(Allocation).where(
         Allocation.node_id == node.id, Allocation.device_id.is_(None),
         or_(Allocation.cpu_milli > 0, Allocation.memory_mib > 0), overlapping(window.start, window.end))).scalars()

@@ -7,5 +7,6 @@ from zhisuan.market import models as market_models  # noqa: F401
 from zhisuan.serving import models as serving_models  # noqa: F401
 from zhisuan.store import leases  # noqa: F401
 from zhisuan.store.base import Base
+from zhisuan.workloads import models as workload_models  # noqa: F401
 
 metadata = Base.metadata

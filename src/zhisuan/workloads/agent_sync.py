@@ -1,0 +1,109 @@
+"""The agent's side of the ``local`` engine, as the control plane serves it.
+
+``assignments``: the workers a node's agent should have (launch + desired state + how many log
+bytes the control plane already has). ``report``: what the agent saw — state, exit code, notes and
+the next log bytes of each stream, appended only at the offset the control plane expects (a resent
+report is a no-op; a gap is refused), at most ``MAX_LOG_BYTES`` per stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhisuan.errors import Forbidden, NotFound
+from zhisuan.identity.access import Principal
+from zhisuan.identity.schemas import Strict
+from zhisuan.inventory.models import Node
+from zhisuan.inventory.service import bind_key_to_node, find_node
+from zhisuan.workloads.local_driver import WORKER_ENDED
+from zhisuan.workloads.models import JobLogChunk, JobWorker
+
+MAX_LOG_BYTES = 16 * 1024 * 1024  # per worker and stream kept by the control plane
+WORKER_STATES = ("running", "succeeded", "failed", "cancelled", "lost")
+
+
+class Assignment(BaseModel):
+    key: str
+    desired: str
+    launch: dict[str, object]
+    stdout_offset: int
+    stderr_offset: int
+
+
+class LogPiece(Strict):
+    offset: int = Field(ge=0, le=2**40)
+    data: str = Field(max_length=1_048_576)
+
+
+class WorkerReport(Strict):
+    key: str = Field(min_length=1, max_length=140)
+    state: str = Field(pattern=r"^(running|succeeded|failed|cancelled|lost)$")
+    exit_code: int | None = Field(default=None, ge=-255, le=255)
+    reason: str = Field(default="", max_length=1000)
+    notes: list[str] = Field(default_factory=list, max_length=16)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    stdout: LogPiece | None = None
+    stderr: LogPiece | None = None
+
+
+class Reports(Strict):
+    node: str = Field(min_length=1, max_length=128)
+    workers: list[WorkerReport] = Field(default_factory=list, max_length=512)
+
+
+def agent_node(session: Session, principal: Principal, name: str) -> Node:
+    if principal.site_id is None:
+        raise Forbidden("only an agent key bound to a site can fetch or report job workers")
+    node = find_node(session, principal.site_id, name)
+    if node is None or not bind_key_to_node(session, principal, name):
+        raise NotFound(f"node '{name}' is not registered in this site; register it first", field="node")
+    return node
+
+
+def assignments(session: Session, principal: Principal, node_name: str) -> list[Assignment]:
+    node = agent_node(session, principal, node_name)
+    rows = session.execute(select(JobWorker).where(
+        JobWorker.node_id == node.id, JobWorker.state.not_in(WORKER_ENDED)).order_by(JobWorker.id)).scalars()
+    return [Assignment(key=w.key, desired=w.desired, launch=dict(w.launch), stdout_offset=w.stdout_bytes,
+                       stderr_offset=w.stderr_bytes) for w in rows]
+
+
+def append_log(session: Session, worker: JobWorker, stream: str, piece: LogPiece | None) -> None:
+    if piece is None or not piece.data:
+        return
+    have = worker.stdout_bytes if stream == "stdout" else worker.stderr_bytes
+    size = len(piece.data.encode())
+    if piece.offset != have or have + size > MAX_LOG_BYTES:
+        return  # a resend (offset < have), a gap the agent will resend from ``have``, or over the cap
+    session.add(JobLogChunk(worker_id=worker.id, stream=stream, offset=have, data=piece.data, size=size))
+    if stream == "stdout":
+        worker.stdout_bytes = have + size
+    else:
+        worker.stderr_bytes = have + size
+
+
+def report(session: Session, principal: Principal, body: Reports) -> list[Assignment]:
+    """Apply the agent's reports; answer with the node's assignments (saves the agent a round trip)."""
+    node = agent_node(session, principal, body.node)
+    keys = [r.key for r in body.workers]
+    workers = {w.key: w for w in session.execute(select(JobWorker).where(
+        JobWorker.key.in_(keys), JobWorker.node_id == node.id)).scalars()}
+    for position, item in enumerate(body.workers):
+        worker = workers.get(item.key)
+        if worker is None:  # another node's worker answers like an unknown one
+            raise NotFound(f"no worker '{item.key[:140]}' on this node", field=f"workers.{position}.key")
+        append_log(session, worker, "stdout", item.stdout)
+        append_log(session, worker, "stderr", item.stderr)
+        if worker.state in WORKER_ENDED:
+            continue  # an ended worker's state is final
+        worker.state, worker.exit_code, worker.reason = item.state, item.exit_code, item.reason
+        worker.notes = list(dict.fromkeys([*worker.notes, *item.notes]))[:16]
+        worker.started_at = worker.started_at or item.started_at
+        worker.ended_at = item.ended_at if item.state in WORKER_ENDED else None
+    session.flush()
+    return assignments(session, principal, body.node)

@@ -1,0 +1,97 @@
+"""Loading the queue's snapshot for one admission cycle (one short read) and the guarantees behind it.
+
+Guarantee of a tenant on a model = what its live contracts hold in the ledger: leased nodes' devices
+(1000 milli each) plus quota and PFLOPS entitlements (milli of the model), at the cycle's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from zhisuan.catalog.loader import Catalog
+from zhisuan.core.placement import ClusterSnapshot, PlacementRequest
+from zhisuan.core.queueing import QueuedJob, QueueSnapshot, RunningJob, WorkerPlace
+from zhisuan.identity.models import Tenant
+from zhisuan.inventory.models import Site
+from zhisuan.ledger.models import CPU_MODEL, Allocation
+from zhisuan.ledger.service import live_at
+from zhisuan.placement.service import live_snapshot
+from zhisuan.workloads.engines import JOB_ENGINES, SiteEngine
+from zhisuan.workloads.models import HOLDING_STATES, Job
+
+MAX_QUEUED_PER_CYCLE = 20_000
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A cycle's inputs: the core's snapshot plus what the apply step needs to map names back."""
+
+    snapshot: QueueSnapshot
+    sites: dict[str, SiteEngine]  # site name -> engine, for sites that run jobs
+    skipped_sites: dict[str, str]  # site name -> why its nodes were left out (engine unreachable)
+
+
+def guarantees(session: Session, at: datetime) -> dict[str, dict[str, int]]:
+    rows = session.execute(
+        select(Tenant.name, Allocation.model, func.sum(Allocation.milli))
+        .join(Tenant, Tenant.id == Allocation.tenant_id)
+        .where(Allocation.purpose == "contract", Allocation.model != CPU_MODEL, live_at(at))
+        .group_by(Tenant.name, Allocation.model))
+    out: dict[str, dict[str, int]] = {}
+    for tenant, model, milli in rows:
+        out.setdefault(tenant, {})[model] = int(milli or 0)
+    return out
+
+
+def job_sites(job: Job, regions: dict[str, str]) -> frozenset[str] | None:
+    if not job.sites and not job.regions:
+        return None
+    allowed = set(job.sites or [])
+    allowed |= {site for site, region in regions.items() if region in (job.regions or [])}
+    if job.sites and job.regions:  # both given: the sites named, within the regions named
+        allowed = {site for site in job.sites if regions.get(site) in job.regions}
+    return frozenset(allowed)
+
+
+def worker_request(job: Job, tenant: str) -> PlacementRequest:
+    return PlacementRequest(
+        cpu_milli=job.cpu_milli, memory_mib=job.memory_mib, device_count=job.devices_per_worker,
+        milli_per_device=job.milli_per_device, allowed_models=frozenset(job.models) if job.models else None,
+        min_device_memory_mib=job.min_device_memory_mib, min_device_tflops=job.min_device_tflops, tenant=tenant)
+
+
+def running_job(job: Job, tenant: str, seq: int) -> RunningJob:
+    return RunningJob(job_id=job.id, tenant=tenant, priority_class=job.priority_class, seq=seq, model=job.model,
+                      within_guarantee=job.within_guarantee, workers=tuple(
+                          WorkerPlace(node=w["node"], device_indices=tuple(w["device_indices"]),
+                                      milli_per_device=w["milli_per_device"], cpu_milli=w["cpu_milli"],
+                                      memory_mib=w["memory_mib"]) for w in job.placement))
+
+
+def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str, str],
+               max_admissions: int = 256) -> Cycle:
+    """The snapshot: free capacity now (ledger holds subtracted) on sites whose engine runs jobs and
+    answers, every tenant's guarantees, the queued jobs (oldest first) and the running ones."""
+    site_rows = session.execute(select(Site)).scalars().all()
+    regions = {s.name: s.region for s in site_rows}
+    sites = {s.name: SiteEngine(s.id, s.name, s.engine, tuple(sorted((s.engine_config or {}).items())))
+             for s in site_rows if s.engine in JOB_ENGINES}
+    full = live_snapshot(session, catalog, now)
+    cluster = ClusterSnapshot(nodes=tuple(n for n in full.nodes if n.site in sites and n.site not in skip))
+    tenants = dict(session.execute(select(Tenant.id, Tenant.name)).all())
+    queued_rows = session.execute(select(Job).where(Job.state == "queued", Job.stop_requested.is_(None))
+                                  .order_by(Job.id).limit(MAX_QUEUED_PER_CYCLE)).scalars().all()
+    held_rows = session.execute(select(Job).where(Job.state.in_(HOLDING_STATES))
+                                .order_by(Job.admitted_at, Job.id)).scalars().all()
+    queued = tuple(QueuedJob(job_id=j.id, tenant=tenants[j.tenant_id], priority_class=j.priority_class,
+                             priority=j.priority, seq=j.id, workers=j.workers,
+                             request=worker_request(j, tenants[j.tenant_id]), sites=job_sites(j, regions))
+                   for j in queued_rows)
+    running = tuple(running_job(j, tenants[j.tenant_id], seq) for seq, j in enumerate(held_rows))
+    snapshot = QueueSnapshot(cluster=cluster, guarantees=guarantees(session, now), queued=queued, running=running,
+                             max_admissions=max_admissions)
+    return Cycle(snapshot, sites, dict(skip))
