@@ -62,12 +62,16 @@ def build(nodes: int, queued: int, seed: int = 7) -> QueueSnapshot:
         mem_held = mem_total * len(held) // max(1, gpus)
         name = f"{site}/n{i:05d}"
         devices = tuple(
-            DeviceSnapshot(d, model, DEVICE_MEMORY.get(model, 49152), free_milli[d], tflops_bf16=100.0) for d in range(gpus)
+            DeviceSnapshot(d, model, DEVICE_MEMORY.get(model, 49152), free_milli[d], tflops_bf16=100.0)
+            for d in range(gpus)
         )
         leased = TENANTS[int(rng.integers(len(TENANTS)))] if rng.random() < 0.05 else None
         labels = {"zhisuan.io/ib-domain": f"{site}-ib{local // 32}", "rack": f"{site}-r{local // 8}"}
-        snapshots.append(NodeSnapshot(name, site, cpu_total - cpu_held, mem_total - mem_held, devices, labels,
-                                      exclusive_tenant=leased))
+        snapshots.append(
+            NodeSnapshot(
+                name, site, cpu_total - cpu_held, mem_total - mem_held, devices, labels, exclusive_tenant=leased
+            )
+        )
         if held:
             tenant = leased or TENANTS[int(rng.integers(len(TENANTS)))]
             klass = CLASSES[int(rng.integers(3))]
@@ -107,8 +111,12 @@ def queue(cluster: ClusterSnapshot, count: int, rng: np.random.Generator) -> tup
         allowed = frozenset({models[int(rng.integers(len(models)))]}) if devices and rng.random() < 0.5 else None
         tenant = TENANTS[int(rng.integers(len(TENANTS)))]
         request = PlacementRequest(
-            cpu_milli=4000 * max(1, devices), memory_mib=16384 * max(1, devices), device_count=devices,
-            milli_per_device=milli, allowed_models=allowed, tenant=tenant,
+            cpu_milli=4000 * max(1, devices),
+            memory_mib=16384 * max(1, devices),
+            device_count=devices,
+            milli_per_device=milli,
+            allowed_models=allowed,
+            tenant=tenant,
         )
         klass = str(rng.choice(CLASSES, p=[0.2, 0.4, 0.4]))
         jobs.append(QueuedJob(i, tenant, klass, int(rng.integers(4)), i, workers, request))
@@ -136,8 +144,10 @@ def main() -> None:
     decisions = len(result.admissions) + len(result.preemptions) + len(result.pending)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     devices = sum(len(n.devices) for n in snapshot.cluster.nodes)
-    print(f"fleet: {len(snapshot.cluster.nodes)} nodes, {devices} devices; queued {len(snapshot.queued)}; "
-          f"running {len(snapshot.running)}; runs {args.runs}")
+    print(
+        f"fleet: {len(snapshot.cluster.nodes)} nodes, {devices} devices; queued {len(snapshot.queued)}; "
+        f"running {len(snapshot.running)}; runs {args.runs}"
+    )
     print()
     print("| measure | median |")
     print("|---|---|")
@@ -145,8 +155,10 @@ def main() -> None:
     print(f"| one schedule() cycle (incl. arrays) | {cycle * 1000:.0f} ms |")
     print(f"| per queued job (decision) | {cycle / max(1, decisions) * 1e6:.1f} µs |")
     print(f"| per admission | {cycle / max(1, len(result.admissions)) * 1000:.2f} ms |")
-    print(f"| admissions / preemptions / pending | {len(result.admissions)} / {len(result.preemptions)} / "
-          f"{len(result.pending)} |")
+    print(
+        f"| admissions / preemptions / pending | {len(result.admissions)} / {len(result.preemptions)} / "
+        f"{len(result.pending)} |"
+    )
     print(f"| peak RSS | {rss:.0f} MB |")
     print()
     print("command: uv run --no-sync python benchmarks/queueing/bench_admission.py " + " ".join(sys.argv[1:]))

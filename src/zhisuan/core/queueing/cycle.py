@@ -25,13 +25,15 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from zhisuan.core.placement.filters import first_failed_stage
 from zhisuan.core.placement.fleet import Demand, FleetArrays, demand_from_request, fleet_from_snapshot
 from zhisuan.core.placement.fragmentation import TargetWorkload, target_workload, typical_shapes
 from zhisuan.core.placement.gang import GangPlacement, place_gang
+from zhisuan.core.placement.node_view import NodeView
 from zhisuan.core.placement.policies import DEFAULT_POLICY, get_policy
 from zhisuan.core.placement.snapshot import Rejection
 from zhisuan.core.queueing.model import (
@@ -41,13 +43,15 @@ from zhisuan.core.queueing.model import (
     Preemption,
     QueuedJob,
     QueueSnapshot,
+    RunningJob,
     WorkerPlace,
     class_rank,
 )
-from zhisuan.core.queueing.preemption import fewest_victims, victim_order
+from zhisuan.core.queueing.preemption import Release, fewest_victims, release_of, victim_order
 from zhisuan.core.queueing.quota import QuotaVerdict, quota_book
 
 RESERVED, SPOT = class_rank("reserved"), class_rank("spot")
+TRIAL_POLICY = "gpu-packing"
 NOT_METERED = QuotaVerdict(within=False, borrowing=False)  # CPU-only work: no accelerator quota
 
 
@@ -87,6 +91,9 @@ class AdmissionCycle:
         self.taken: set[int] = set()
         self.failed: dict[Hashable, Rejection] = {}
         self.no_victims: set[Hashable] = set()
+        self.releases: dict[int, Release] = {}
+        # Victim searches only ask "does it fit?": a cheap score gives the same answer for one worker.
+        self.trial_policy = get_policy(TRIAL_POLICY)
         self.admissions: list[Admission] = []
         self.preemptions: list[Preemption] = []
         self.pending: list[Pending] = []
@@ -166,25 +173,29 @@ class AdmissionCycle:
             return False
         candidates = victim_order(self.running, model, max_rank, job.sites, self.node_site, self.taken)
 
-        def fits(trial: FleetArrays) -> bool:
-            return isinstance(
-                place_gang(
-                    trial,
-                    demand,
-                    job.workers,
-                    self.policy,
-                    sites=job.sites,
-                    topology_keys=job.topology_keys,
-                    workload=self.workload,
-                    priority=self.priority,
-                ),
-                GangPlacement,
+        def fits(trial: FleetArrays, released: Sequence[Release]) -> bool:
+            if job.workers == 1:  # only rows the victims give back on can have become feasible
+                rows = np.unique(np.concatenate([r.rows for r in released]))
+                if job.sites is not None:
+                    rows = rows[[self.fleet.sites[r] in job.sites for r in rows]]
+                return bool(len(rows)) and bool((first_failed_stage(NodeView(trial, demand, rows)) == 0).any())
+            placed = place_gang(
+                trial,
+                demand,
+                job.workers,
+                self.trial_policy,
+                sites=job.sites,
+                topology_keys=job.topology_keys,
+                priority=self.priority,
             )
+            return isinstance(placed, GangPlacement)
 
-        victims = fewest_victims(self.fleet, self.rows, candidates, fits)
-        if victims is None:
+        releases = [self.release(victim) for victim in candidates]
+        count = fewest_victims(self.fleet, releases, fits)
+        if not count:
             self.no_victims.add(key)
             return False
+        victims = candidates[:count]
         for victim in victims:
             self.taken.add(victim.job_id)
             self.preemptions.append(
@@ -194,6 +205,11 @@ class AdmissionCycle:
         plural = "job" if len(victims) == 1 else "jobs"
         self.wait(job, f"waiting for {len(victims)} preempted {plural} to stop ({ids})")
         return True
+
+    def release(self, job: RunningJob) -> Release:
+        if job.job_id not in self.releases:
+            self.releases[job.job_id] = release_of(self.fleet, self.rows, job)
+        return self.releases[job.job_id]
 
     def rejection_text(self, rejections: list[tuple[str | None, Rejection]]) -> str:
         if len(rejections) == 1:

@@ -9,13 +9,16 @@ ordered spot before elastic, then newest first (largest ``seq``, then largest ``
               arrays with v[0..k)'s CPU, memory and device shares added back
 
 ``k`` is found by binary search over prefixes (releasing more never makes a job fit worse), so the
-cost is O(log V) trial placements. The live arrays are never touched.
+cost is O(log V) trial placements. The live arrays are never touched. A single worker did not fit
+anywhere before, so only nodes a victim gives something back on can fit after: the caller's trial
+may filter just those rows.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,38 +47,65 @@ def victim_order(
     return sorted(candidates, key=lambda j: (class_rank(j.priority_class), -j.seq, -j.job_id))
 
 
-def with_released(fleet: FleetArrays, rows: Mapping[str, int], victims: Sequence[RunningJob]) -> FleetArrays:
-    """A copy of the arrays as if ``victims`` had stopped (their holds added back, capped at a whole device)."""
+@dataclass(frozen=True)
+class Release:
+    """What a running job gives back when it stops, in fleet rows and device slots."""
+
+    rows: np.ndarray  # int64[W] node row per worker found in the fleet
+    cpu: np.ndarray  # int64[W]
+    mem: np.ndarray  # int64[W]
+    device_rows: np.ndarray  # int64[D]
+    device_slots: np.ndarray  # int64[D]
+    device_milli: np.ndarray  # int64[D]
+
+
+def release_of(fleet: FleetArrays, rows: Mapping[str, int], job: RunningJob) -> Release:
+    """The job's holds as array deltas; workers on nodes that left the inventory give nothing back."""
+    node_rows, cpu, mem, dev_rows, dev_slots, dev_milli = [], [], [], [], [], []
+    for worker in job.workers:
+        row = rows.get(worker.node)
+        if row is None:
+            continue
+        node_rows.append(row)
+        cpu.append(worker.cpu_milli)
+        mem.append(worker.memory_mib)
+        for index in worker.device_indices:
+            for slot in np.flatnonzero(fleet.device_index[row] == index):
+                dev_rows.append(row)
+                dev_slots.append(int(slot))
+                dev_milli.append(worker.milli_per_device)
+    as_array = [np.array(values, np.int64) for values in (node_rows, cpu, mem, dev_rows, dev_slots, dev_milli)]
+    return Release(*as_array)
+
+
+def with_released(fleet: FleetArrays, releases: Sequence[Release]) -> FleetArrays:
+    """A copy of the arrays as if these jobs had stopped (their holds added back, capped at a whole device)."""
     trial = copy.copy(fleet)
     trial.cpu_free, trial.mem_free = fleet.cpu_free.copy(), fleet.mem_free.copy()
     trial.gpu_left, trial.affinity = fleet.gpu_left.copy(), fleet.affinity.copy()
-    for job in victims:
-        for worker in job.workers:
-            row = rows.get(worker.node)
-            if row is None:  # the node left the inventory: nothing to give back
-                continue
-            trial.cpu_free[row] += worker.cpu_milli
-            trial.mem_free[row] += worker.memory_mib
-            for index in worker.device_indices:
-                slot = np.flatnonzero(fleet.device_index[row] == index)
-                trial.gpu_left[row, slot] = np.minimum(trial.gpu_left[row, slot] + worker.milli_per_device, 1000)
+    if releases:
+        np.add.at(trial.cpu_free, np.concatenate([r.rows for r in releases]), np.concatenate([r.cpu for r in releases]))
+        np.add.at(trial.mem_free, np.concatenate([r.rows for r in releases]), np.concatenate([r.mem for r in releases]))
+        dev_rows = np.concatenate([r.device_rows for r in releases])
+        dev_slots = np.concatenate([r.device_slots for r in releases])
+        np.add.at(trial.gpu_left, (dev_rows, dev_slots), np.concatenate([r.device_milli for r in releases]))
+        np.minimum(trial.gpu_left, 1000, out=trial.gpu_left)
     return trial
 
 
 def fewest_victims(
     fleet: FleetArrays,
-    rows: Mapping[str, int],
-    candidates: Sequence[RunningJob],
-    fits: Callable[[FleetArrays], bool],
-) -> list[RunningJob] | None:
-    """The shortest prefix of ``candidates`` after whose release ``fits`` holds, or None if none does."""
-    if not candidates or not fits(with_released(fleet, rows, candidates)):
-        return None
-    low, high = 1, len(candidates)  # invariant: the prefix of length ``high`` fits
+    releases: Sequence[Release],
+    fits: Callable[[FleetArrays, Sequence[Release]], bool],
+) -> int:
+    """The length of the shortest prefix of ``releases`` after which ``fits(arrays, prefix)`` holds (0: none)."""
+    if not releases or not fits(with_released(fleet, releases), releases):
+        return 0
+    low, high = 1, len(releases)  # invariant: the prefix of length ``high`` fits
     while low < high:
         middle = (low + high) // 2
-        if fits(with_released(fleet, rows, candidates[:middle])):
+        if fits(with_released(fleet, releases[:middle]), releases[:middle]):
             high = middle
         else:
             low = middle + 1
-    return list(candidates[:high])
+    return high
