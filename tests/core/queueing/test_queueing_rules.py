@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.core.queueing.builders import job, node, running, snapshot
+
 from zhisuan.core.queueing import schedule
 
 
