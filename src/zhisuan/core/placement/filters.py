@@ -30,8 +30,11 @@ def node_healthy(view: NodeView) -> np.ndarray:
 
 
 def tenant_may_use(view: NodeView) -> np.ndarray:
-    """A node leased exclusively (tenant code >= 0) accepts only that tenant's work."""
+    """A node leased exclusively (tenant code >= 0) accepts only that tenant's work, and borrowing work
+    (``may_use_leased``: reclaimable by the owner) of any tenant."""
     owner = view.fleet.node_tenant[view.idx]
+    if view.demand.may_use_leased:
+        return np.ones(len(view.idx), bool)
     return np.asarray((owner < 0) | (owner == view.demand.tenant))
 
 

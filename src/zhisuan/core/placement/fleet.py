@@ -70,6 +70,7 @@ class Demand:
     stack: int | None = None
     tenant: int = NO_CODE
     selector: tuple[tuple[str, str], ...] = ()
+    may_use_leased: bool = False  # borrowing work passes the exclusive-lease filter
 
     @property
     def wants_devices(self) -> bool:
@@ -99,6 +100,7 @@ class Demand:
             self.stack,
             self.tenant,
             self.selector,
+            self.may_use_leased,
         )
 
 
@@ -127,6 +129,7 @@ def demand_from_request(fleet: FleetArrays, req: PlacementRequest) -> Demand:
         if req.tenant is not None and req.tenant not in fleet.tenants
         else _code(fleet.tenants, req.tenant),
         selector=tuple(sorted((req.node_selector or {}).items())),
+        may_use_leased=req.may_use_leased,
     )
 
 

@@ -77,7 +77,8 @@ class PlacementRequest:
     ``device_count`` devices with ``milli_per_device`` each (1000 = whole device; a share below 1000
     is only allowed with one device). Device constraints: ``allowed_models``, minimum device memory,
     minimum dense BF16 throughput and software stack. ``same_node`` must be True: a multi-node gang is
-    split into per-node requests by the caller.
+    split into per-node requests by the caller. ``may_use_leased`` lets the request use nodes leased
+    exclusively to other tenants (only for work that borrows their idle guarantee and can be reclaimed).
     """
 
     cpu_milli: int
@@ -91,6 +92,7 @@ class PlacementRequest:
     tenant: str | None = None
     same_node: bool = True
     node_selector: Mapping[str, str] | None = None
+    may_use_leased: bool = False  # a borrowing job may run on nodes leased to other tenants
 
     def __post_init__(self) -> None:
         if self.allowed_models is not None:
