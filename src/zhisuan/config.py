@@ -12,6 +12,18 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("ZHISUAN_DATA_DIR", Path.home() / ".zhisuan"))
 
 
+def default_jobs_dir(data_dir: Path) -> Path:
+    """Where job workers run (tenants' working directories, logs, records).
+
+    As root, workers run as per-tenant users who must be able to enter their own directories; the
+    data dir is private (0700, it holds the database and keys) and so is root's home, so the jobs
+    live in ``/var/lib/zhisuan/jobs`` (``ZHISUAN_JOBS_DIR`` overrides). Otherwise: ``<data dir>/jobs``.
+    """
+    if os.environ.get("ZHISUAN_JOBS_DIR"):
+        return Path(os.environ["ZHISUAN_JOBS_DIR"])
+    return Path("/var/lib/zhisuan/jobs") if os.geteuid() == 0 else data_dir / "jobs"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a control plane needs to start.
@@ -33,6 +45,7 @@ class Settings:
     serving_interval_s: float = 3.0
     # How often the job scheduler admits, launches and follows jobs, and the local agent syncs its workers.
     job_interval_s: float = 1.0
+    jobs_dir: Path | None = None  # default: ``default_jobs_dir``
     # Registers this machine as site ``local`` and keeps it heartbeating from inside the process.
     register_local_site: bool = True
     run_background_loops: bool = True
@@ -51,6 +64,9 @@ class Settings:
     metrics_public: bool = False
     # scrypt cost for keys and passwords; tests may lower it, production keeps the default.
     scrypt_n: int = 2**14
+
+    def resolved_jobs_dir(self) -> Path:
+        return self.jobs_dir or default_jobs_dir(self.data_dir)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -43,7 +43,7 @@ BAD_INPUT = [
     ({"priority": 10**6}, "priority"),
     ({"cpu_cores": -1}, "cpu_cores"),
     ({"memory_gib": 0}, "memory_gib"),
-    ({"devices_per_worker": 0, "models": ["h100"]}, "devices_per_worker"),
+    ({"devices_per_worker": 0, "models": ["h100-sxm"]}, "devices_per_worker"),
 ]
 
 
@@ -61,8 +61,8 @@ def test_bad_input_names_the_field_and_queues_nothing(world: Api, change: dict[s
 
 def test_a_model_nobody_has_is_queued_not_refused(world: Api) -> None:
     fleet(world)
-    job = world.ok("POST", "/jobs", "acme", {**GOOD, "models": ["ascend-910b"]})
-    assert job["state"] == "queued" and job["models"] == ["ascend-910b"]
+    job = world.ok("POST", "/jobs", "acme", {**GOOD, "models": ["ascend-910b2"]})
+    assert job["state"] == "queued" and job["models"] == ["ascend-910b2"]
 
 
 def test_gang_fits_largest_site(world: Api) -> None:

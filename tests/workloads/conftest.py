@@ -7,6 +7,9 @@ the ledger, launches, follows and releases.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, h100_node
+from tests.api.conftest import Api, clock, h100_node, world, world_templates  # noqa: F401 (fixtures)
 from zhisuan.agent.job_sync import JobSync
 from zhisuan.agent.jobs import WorkerRunner
 from zhisuan.workloads.scheduler import JobScheduler
@@ -66,10 +69,19 @@ def add_local_node(world: Api, name: str, root: Path, address: str = "127.0.0.1"
 
 
 @pytest.fixture
-def local_site(world: Api, tmp_path: Path) -> Iterator[LocalSite]:
+def jobs_root() -> Iterator[Path]:
+    """A root tenant users can enter (pytest's own temporary directories are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="zhisuan-jobs-test-"))
+    os.chmod(root, 0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def local_site(world: Api, jobs_root: Path) -> Iterator[LocalSite]:
     world.ok("POST", "/sites", "operator", {"name": "loc", "engine": "local", "region": "cn-east-1",
                                              "provider": "p1"})
-    agents = {"n1": add_local_node(world, "n1", tmp_path / "agents")}
+    agents = {"n1": add_local_node(world, "n1", jobs_root)}
     site = LocalSite(world, world.client.app.state.job_scheduler, agents)  # type: ignore[attr-defined]
     yield site
     for agent in agents.values():  # stop whatever still runs

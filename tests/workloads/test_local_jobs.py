@@ -37,7 +37,7 @@ def test_a_failing_job_keeps_its_exit_code_and_releases_its_devices(local_site: 
 
 
 def test_a_model_nobody_has_stays_queued_with_the_reason(local_site: LocalSite) -> None:
-    job = local_site.submit("acme", models=["ascend-910b"], command=["true"])
+    job = local_site.submit("acme", models=["ascend-910b2"], command=["true"])
     for _ in range(3):
         local_site.step()
     queued = local_site.job(job["id"], "acme")

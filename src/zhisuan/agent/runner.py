@@ -71,17 +71,19 @@ def run_agent(
     jobs_root: Path | None = None,
     job_interval_s: float = 2.0,
 ) -> dict:  # type: ignore[type-arg]
-    """Register, heartbeat and run job workers (under ``jobs_root``, default ``~/.zhisuan/agent-jobs``).
+    """Register, heartbeat and run job workers (under ``jobs_root``, default ``config.default_jobs_dir``).
     Returns the last acknowledgement (useful with ``once``)."""
     from zhisuan.agent.job_sync import JobSync
     from zhisuan.agent.jobs import WorkerRunner
+    from zhisuan.config import default_jobs_dir
 
     name = name or socket.gethostname()
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=10) as client:
         ack = _post(client, "/agent/register", host.registration(name, detect(), labels))
         log.info("registered node %s (id %s) as %s", name, ack["node_id"], ack["status"])
-        jobs = JobSync(WorkerRunner(jobs_root or Path.home() / ".zhisuan" / "agent-jobs"), name, job_exchange(client))
+        root = jobs_root or default_jobs_dir(Path.home() / ".zhisuan-agent")
+        jobs = JobSync(WorkerRunner(root), name, job_exchange(client))
         beats = 0
         while not once and (max_beats is None or beats < max_beats):
             waited, interval = 0.0, float(ack.get("heartbeat_interval_s", 10))

@@ -53,11 +53,12 @@ def heartbeat_local_node(sessions: sessionmaker[Session], ctx: AppContext, catal
 
 
 def local_job_sync(ctx: AppContext, site_id: int, name: str) -> JobSync:
-    """The one-box agent's job workers: run here under ``<data dir>/jobs``, exchanged by direct calls."""
+    """The one-box agent's job workers: run here under the jobs dir (``config.default_jobs_dir``),
+    exchanged with the scheduler by direct calls rather than HTTP."""
 
     def exchange(body: dict[str, Any]) -> list[dict[str, Any]]:
         reports = Reports.model_validate(body)
         with transaction(ctx.sessions) as session:
             return [a.model_dump() for a in report(session, system_principal(site_id), reports)]
 
-    return JobSync(WorkerRunner(ctx.settings.data_dir / "jobs"), name, exchange)
+    return JobSync(WorkerRunner(ctx.settings.resolved_jobs_dir()), name, exchange)

@@ -37,7 +37,4 @@ def end_attempt(session: Session, job: Job, now: datetime, outcome: str, billabl
                                                       UsageRecord.invoice_line_id.is_(None)))
             row.metered_until = None
     job.stop_requested = None
-    job.placement = []
-    job.borrowing = False
-    job.within_guarantee = False
     session.flush()

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.job_lifecycle import EngineView, follow_engine
 from zhisuan.drivers.base import EngineJobState, EngineUnavailable, SubmitRejected
+from zhisuan.inventory.models import Site
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
 from zhisuan.workloads import launch
@@ -121,10 +122,8 @@ class JobScheduler:
     # ------------------------------------------------------------------ follow
 
     def sites_of(self, session: Session, jobs: list[Job]) -> dict[int, SiteEngine]:
-        from zhisuan.inventory.models import Site
-
         ids = {j.site_id for j in jobs if j.site_id is not None}
-        rows = session.execute(select(Site).where(Site.id.in_(ids))).scalars() if ids else []
+        rows = list(session.execute(select(Site).where(Site.id.in_(ids))).scalars()) if ids else []
         return {s.id: SiteEngine(s.id, s.name, s.engine, tuple(sorted((s.engine_config or {}).items())))
                 for s in rows}
 

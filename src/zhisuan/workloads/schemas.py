@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -18,7 +19,7 @@ RESERVED_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "N
                           "CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES", "MLU_VISIBLE_DEVICES",
                           "HIP_VISIBLE_DEVICES", "MUSA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES",
                           "MACA_VISIBLE_DEVICES", "TOPS_VISIBLE_DEVICES", "HOME", "USER", "LOGNAME"})
-RELATIVE_PATH_PATTERN = r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/-]{1,512}$"
+RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,511}$"
 
 
 class JobSubmit(Strict):
@@ -62,6 +63,13 @@ class JobSubmit(Strict):
             raise ValueError("each argument is at most 4096 characters")
         return value
 
+    @field_validator("workdir", "checkpoint_dir")
+    @classmethod
+    def stays_inside(cls, value: str | None) -> str | None:
+        if value is not None and ".." in value.split("/"):
+            raise ValueError("must stay inside the tenant's directory: no '..' parts")
+        return value
+
     @field_validator("script")
     @classmethod
     def script_size(cls, value: str | None) -> str | None:
@@ -72,8 +80,6 @@ class JobSubmit(Strict):
     @field_validator("env")
     @classmethod
     def env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        import re
-
         total = 0
         for name, item in value.items():
             if not re.match(ENV_NAME_PATTERN, name):
