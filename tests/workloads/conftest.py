@@ -18,10 +18,15 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, clock, h100_node, world, world_templates  # noqa: F401 (fixtures)
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import Api, h100_node
 from zhisuan.agent.job_sync import JobSync
 from zhisuan.agent.jobs import WorkerRunner
 from zhisuan.workloads.scheduler import JobScheduler
+
+
+# The API tests' fixtures (a world of tenants, providers and sites over each database), shared here.
+clock, world, world_templates = api_fixtures.clock, api_fixtures.world, api_fixtures.world_templates
 
 
 @dataclass
