@@ -45,6 +45,16 @@ def test_script_runs_with_sh_in_the_workdir(runner: WorkerRunner) -> None:
     out, _, _ = runner.read_log("zs-2-1-r0", "stdout", 0)
     assert out == f"in {runner.root / 'tenants' / 'acme' / 'runs' / 'a'}\n"
     assert runner.read_log("zs-2-1-r0", "stderr", 0) == ("oops\n", 5, True)
+    tenant_dir = runner.root / "tenants" / "acme"
+    # created by the worker itself, as the tenant's user
+    assert (tenant_dir / "runs" / "a").stat().st_uid == (tenant_dir / "runs").stat().st_uid == tenant_dir.stat().st_uid
+
+
+def test_a_workdir_that_is_a_file_is_refused(runner: WorkerRunner) -> None:
+    runner.ensure(launch("zs-2-2-r0", "touch", "notes"))
+    wait_ended(runner, "zs-2-2-r0")
+    with pytest.raises(ValueError, match="^workdir:.*not a directory"):
+        runner.ensure(launch("zs-2-2-r1", "true", workdir="notes"))
 
 
 def test_logs_page_by_byte_offset_while_and_after_running(runner: WorkerRunner) -> None:

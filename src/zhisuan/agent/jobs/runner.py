@@ -32,7 +32,6 @@ from zhisuan.agent.jobs.tenancy import (
     RunAs,
     agent_identity,
     ensure_tenant_user,
-    make_workdir,
     prepare_tenant_dir,
     resolve_workdir,
     untraversable_ancestor,
@@ -95,8 +94,7 @@ class WorkerRunner:
                 return self.status(launch.key)
             run_as = ensure_tenant_user(launch.tenant) if self.run_as_tenant_users else agent_identity()
             tenant_dir = prepare_tenant_dir(self._tenants, launch.tenant, run_as)
-            workdir = resolve_workdir(tenant_dir, launch.workdir)
-            make_workdir(workdir, tenant_dir.resolve(), run_as)
+            workdir = resolve_workdir(tenant_dir, launch.workdir)  # the worker creates it, as the tenant
             state_dir = self._state / launch.key
             state_dir.mkdir(mode=0o700)
             try:
@@ -219,6 +217,7 @@ class WorkerRunner:
         if pid is not None and records.is_same_process(pid, start):
             self._signal_group(pid, signal.SIGTERM)
             if not self._wait_gone(key, pid, start, grace_s):
+                _kill_cgroup(launch.get("cgroup_dir"))
                 self._signal_group(pid, signal.SIGKILL)
                 self._wait_gone(key, pid, start, 1.0)
         self.status(key)
@@ -233,6 +232,8 @@ class WorkerRunner:
             raise ValueError(f"key: worker {key} is still running; stop it before forgetting it")
         with self._lock:
             self._children.pop(key, None)
+            final = records.read_record(state_dir / records.FINAL) or {}
+            remove_cgroup(Path(final["cgroup_dir"]) if final.get("cgroup_dir") else None)
             for stream in STREAM_SUFFIX:
                 self._log_path(key, stream).unlink(missing_ok=True)
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -268,6 +269,13 @@ class WorkerRunner:
     def _signal_group(pid: int, number: int) -> None:
         with suppress(ProcessLookupError):
             os.killpg(pid, number)
+
+
+def _kill_cgroup(directory: str | None) -> None:
+    """SIGKILL every process of the worker's cgroup, including ones that left its process group."""
+    if directory:
+        with suppress(OSError):
+            (Path(directory) / "cgroup.kill").write_text("1")
 
 
 def _record_of(status: WorkerStatus) -> dict[str, Any]:
