@@ -26,6 +26,9 @@ def test_a_tenant_cannot_read_another_tenants_files_or_the_agents(runner: Worker
     assert wait_ended(runner, "zs-30-1-r0").state == "succeeded"
     acme_dir = runner.root / "tenants" / "acme"
     assert (acme_dir / "secret.txt").read_text() == "s3cret\n"
+    for suffix in ("out", "err"):
+        assert stat.S_IMODE((runner.root / "logs" / f"zs-30-1-r0.{suffix}").stat().st_mode) == 0o600
+    assert stat.S_IMODE((runner.root / "logs").stat().st_mode) == 0o700
     targets = [acme_dir / "secret.txt", runner.root / "logs" / "zs-30-1-r0.out",
                runner.root / "state" / "zs-30-1-r0" / "spec.json"]
     for number, target in enumerate(targets):

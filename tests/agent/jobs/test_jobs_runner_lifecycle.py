@@ -106,6 +106,15 @@ def test_stop_kills_a_worker_that_ignores_sigterm(runner: WorkerRunner) -> None:
     assert process_start_ticks(pid) is None
 
 
+def test_stop_right_after_ensure_cancels_before_or_while_it_starts(runner: WorkerRunner) -> None:
+    for number in range(3):
+        key = f"zs-6-2-r{number}"
+        status = runner.ensure(script(key, "echo ran; sleep 30"))
+        runner.stop(key, grace_s=5)
+        assert runner.status(key).state == "cancelled"
+        assert status.pid is not None and process_start_ticks(status.pid) is None
+
+
 def test_stop_of_an_ended_or_unknown_worker_changes_nothing(runner: WorkerRunner) -> None:
     runner.ensure(launch("zs-7-1-r0", "true"))
     ended = wait_ended(runner, "zs-7-1-r0")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from zhisuan.agent.jobs import records
 from zhisuan.agent.jobs.launch import KEY_PATTERN, WorkerLaunch, WorkerStatus, validate_launch
@@ -115,7 +115,7 @@ class WorkerRunner:
             "rlimits": [list(limit) for limit in plan.rlimits],
             "cgroup_procs": str(plan.cgroup_dir / "cgroup.procs") if plan.cgroup_dir else None,
             "max_run_s": launch.max_run_s, "kill_grace_s": self._kill_grace_s,
-            "exit_path": str(state_dir / records.EXIT),
+            "exit_path": str(state_dir / records.EXIT), "cancel_path": str(state_dir / records.CANCEL),
         })
         record: dict[str, Any] = {
             "key": launch.key, "tenant": launch.tenant, "user": run_as.user, "pid": None, "pid_start": None,
@@ -125,7 +125,7 @@ class WorkerRunner:
         # Written before the start: a runner that dies right after Popen leaves "lost", never a second copy.
         records.write_record(state_dir / records.LAUNCH, record)
         out_path, err_path = self._log_path(launch.key, "stdout"), self._log_path(launch.key, "stderr")
-        with out_path.open("ab") as out, err_path.open("ab") as err:
+        with _private_append(out_path) as out, _private_append(err_path) as err:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(WRAPPER), str(state_dir / records.SPEC)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env={}, cwd="/", start_new_session=True,
@@ -269,6 +269,12 @@ class WorkerRunner:
     def _signal_group(pid: int, number: int) -> None:
         with suppress(ProcessLookupError):
             os.killpg(pid, number)
+
+
+def _private_append(path: Path) -> BinaryIO:
+    """A log file only the agent can read (0600; its directory is 0700 too): the worker writes it through
+    the inherited descriptor, other tenants cannot open it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
 
 
 def _kill_cgroup(directory: str | None) -> None:

@@ -39,6 +39,10 @@ def _exec_command(spec: dict, error_fd: int) -> None:  # type: ignore[type-arg]
     try:
         for number in RESET_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
+        # A stop writes its record *before* signalling the group, so a SIGTERM this process ignored
+        # (it came between the fork and the reset above) shows here: never run a cancelled command.
+        if os.path.exists(spec["cancel_path"]):
+            os._exit(128 + signal.SIGTERM)
         if spec["cgroup_procs"]:
             step = "join cgroup"
             with open(spec["cgroup_procs"], "w") as procs:
