@@ -82,3 +82,21 @@ def test_a_reused_pid_is_not_mistaken_for_the_worker(runner: WorkerRunner) -> No
     record.update(pid=os.getpid(), pid_start=(process_start_ticks(os.getpid()) or 0) + 1)
     (state / "launch.json").write_text(json.dumps(record))
     assert runner.status("zs-23-1-r0").state == "lost"
+
+
+def test_a_start_cut_short_by_a_crash_is_lost_and_not_repeated(runner: WorkerRunner) -> None:
+    """Fault injection: the records a runner leaves when it dies between its launch record and the start."""
+    import json
+
+    runner.ensure(launch("zs-24-1-r0", "sh", "-c", "echo ran"))
+    wait_ended(runner, "zs-24-1-r0")
+    state = runner.root / "state" / "zs-24-1-r0"
+    for name in ("final.json", "exit.json"):
+        (state / name).unlink()
+    (runner.root / "logs" / "zs-24-1-r0.out").unlink()
+    record = json.loads((state / "launch.json").read_text())
+    (state / "launch.json").write_text(json.dumps({**record, "pid": None, "pid_start": None}))
+    adopter = WorkerRunner(runner.root)
+    status = adopter.ensure(launch("zs-24-1-r0", "sh", "-c", "echo ran"))
+    assert (status.state, status.reason) == ("lost", "the agent stopped while starting the worker")
+    assert adopter.read_log("zs-24-1-r0", "stdout", 0) == ("", 0, True)  # nothing ran a second time

@@ -90,19 +90,21 @@ class WorkerRunner:
         """Start the worker unless this key was already started (by any runner on this root); its status."""
         validate_launch(launch)
         with self._lock, self._locked():
-            if (self._state / launch.key).exists():
-                return self.status(launch.key)
-            run_as = ensure_tenant_user(launch.tenant) if self.run_as_tenant_users else agent_identity()
-            tenant_dir = prepare_tenant_dir(self._tenants, launch.tenant, run_as)
-            workdir = resolve_workdir(tenant_dir, launch.workdir)  # the worker creates it, as the tenant
-            state_dir = self._state / launch.key
-            state_dir.mkdir(mode=0o700)
-            try:
-                self._start(launch, run_as, tenant_dir, workdir, state_dir)
-            except BaseException:
-                shutil.rmtree(state_dir, ignore_errors=True)
-                raise
+            if not (self._state / launch.key).exists():
+                self._start_locked(launch)
         return self.status(launch.key)
+
+    def _start_locked(self, launch: WorkerLaunch) -> None:
+        run_as = ensure_tenant_user(launch.tenant) if self.run_as_tenant_users else agent_identity()
+        tenant_dir = prepare_tenant_dir(self._tenants, launch.tenant, run_as)
+        workdir = resolve_workdir(tenant_dir, launch.workdir)  # the worker creates it, as the tenant
+        state_dir = self._state / launch.key
+        state_dir.mkdir(mode=0o700)
+        try:
+            self._start(launch, run_as, tenant_dir, workdir, state_dir)
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
 
     def _start(self, launch: WorkerLaunch, run_as: RunAs, tenant_dir: Path, workdir: Path, state_dir: Path) -> None:
         plan = plan_limits(self._cgroup_root, launch.key, launch.cpu_milli, launch.memory_mib)
@@ -154,6 +156,9 @@ class WorkerRunner:
                 remove_cgroup(Path(final["cgroup_dir"]) if final.get("cgroup_dir") else None)
                 return _status_from(final)
             launch = records.read_record(state_dir / records.LAUNCH) if state_dir else None
+            if state_dir is not None and launch is not None and launch["pid"] is None:
+                with self._locked():  # another runner may be mid-start: wait for it (held for milliseconds)
+                    launch = records.read_record(state_dir / records.LAUNCH)
             if state_dir is None or launch is None:
                 return WorkerStatus(key, "lost", None, None, None, None, "unknown worker", ())
             return self._observe(key, state_dir, launch)
