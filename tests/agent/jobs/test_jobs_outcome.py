@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from zhisuan.agent.jobs.outcome import Outcome, decide_outcome
+from zhisuan.agent.jobs import WorkerStatus
+from zhisuan.agent.jobs.outcome import Outcome, decide_outcome, engine_state
+from zhisuan.drivers.base import EngineJobState
 
 ENDED = 1000.0
 ROWS: list[tuple[str, dict[str, Any] | None, bool, float | None, bool, Outcome]] = [
@@ -39,3 +42,11 @@ ROWS: list[tuple[str, dict[str, Any] | None, bool, float | None, bool, Outcome]]
 def test_outcome(record: dict[str, Any] | None, alive: bool, cancel_at: float | None, started: bool,
                  expected: Outcome) -> None:
     assert decide_outcome(record, alive=alive, cancel_requested_at=cancel_at, max_run_s=60, started=started) == expected
+
+
+@pytest.mark.parametrize(("state", "fault"), [("running", False), ("succeeded", False), ("failed", False),
+                                              ("cancelled", False), ("lost", True)])
+def test_engine_state_blames_the_platform_only_for_lost_workers(state: str, fault: bool) -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    status = WorkerStatus("zs-1-1-r0", state, 3, 42, started, None, "why", ("note",))
+    assert engine_state(status) == EngineJobState(state, "why", 3, started, None, fault, ("note",))
