@@ -20,14 +20,15 @@ from pathlib import Path
 from zhisuan.agent.jobs import WorkerLaunch, WorkerRunner
 runner = WorkerRunner(Path(sys.argv[1]))
 status = runner.ensure(WorkerLaunch(key=sys.argv[2], tenant="acme", command=("sh", "-c", sys.argv[3]), script=None,
-                                    env={}, workdir=None, cpu_milli=500, memory_mib=256, max_run_s=60))
+                                    env={}, workdir=None, cpu_milli=500, memory_mib=256,
+                                    max_run_s=int(sys.argv[4])))
 print(status.pid)
 """
 
 
-def start_in_a_short_lived_agent(root: Path, key: str, shell: str) -> int:
+def start_in_a_short_lived_agent(root: Path, key: str, shell: str, max_run_s: int = 60) -> int:
     """Another process plays the agent: it starts the worker and exits, leaving no runner alive."""
-    done = subprocess.run([sys.executable, "-c", START_IN_ANOTHER_AGENT, str(root), key, shell],
+    done = subprocess.run([sys.executable, "-c", START_IN_ANOTHER_AGENT, str(root), key, shell, str(max_run_s)],
                           capture_output=True, text=True, check=True, timeout=60)
     return int(done.stdout.strip())
 
@@ -56,6 +57,13 @@ def test_worker_that_ended_while_no_runner_existed_reports_its_exit_code(jobs_ro
     assert (status.state, status.exit_code, status.reason) == ("failed", 5, "exit code 5")
     assert adopter.ensure(launch("zs-21-1-r0", "sh", "-c", "echo ran; exit 5")) == status
     assert adopter.read_log("zs-21-1-r0", "stdout", 0) == ("ran\n", 4, True)
+
+
+def test_the_time_limit_holds_while_no_runner_exists(jobs_root: Path) -> None:
+    pid = start_in_a_short_lived_agent(jobs_root, "zs-25-1-r0", "sleep 30", max_run_s=1)
+    wait_for(lambda: process_start_ticks(pid) is None, "worker ended")
+    status = WorkerRunner(jobs_root).status("zs-25-1-r0")
+    assert (status.state, status.reason) == ("failed", "killed: time limit 1 s")
 
 
 def test_a_wrapper_killed_from_outside_is_lost(runner: WorkerRunner) -> None:
