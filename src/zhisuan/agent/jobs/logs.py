@@ -38,11 +38,14 @@ def read_page(path: Path, offset: int, limit: int, *, ended: bool) -> tuple[str,
         data = handle.read(limit)
         at_end = ended and offset + len(data) >= size
         text, used = decode_page(data, at_end=at_end)
-        if used == 0 and data:  # limit smaller than one character: widen to that character
-            data += handle.read(MAX_UTF8_CHARACTER - len(data))
+        while used == 0 and data and len(data) < MAX_UTF8_CHARACTER:  # limit below one character: widen to it
+            more = handle.read(1)
+            if not more:
+                break
+            data += more
             at_end = ended and offset + len(data) >= size
             text, used = decode_page(data, at_end=at_end)
-            if used == 0:  # still partial: the writer is mid-character; come back later
-                return "", offset, False
+        if used == 0 and data:  # still partial: the writer is mid-character; come back later
+            return "", offset, False
     next_offset = offset + used
     return text, next_offset, ended and next_offset >= size

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zhisuan.agent.jobs.launch import WorkerStatus
+from zhisuan.drivers.base import EngineJobState
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -64,3 +67,13 @@ def decide_outcome(
     if number:
         return Outcome("failed", exit_code, f"killed by signal {number} ({_signal_name(int(number))})")
     return Outcome("failed", exit_code, f"exit code {exit_code}")
+
+
+def engine_state(status: WorkerStatus) -> EngineJobState:
+    """One worker's status in the Driver's terms. ``lost`` is the platform's fault (the agent or the
+    machine lost the process), so it is not billed; every other end — exit codes, a missing command
+    (127), the time limit, a stop — follows from what the tenant ran or asked."""
+    return EngineJobState(
+        state=status.state, reason=status.reason, exit_code=status.exit_code, started_at=status.started_at,
+        ended_at=status.ended_at, platform_fault=status.state == "lost", notes=status.notes,
+    )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from zhisuan.agent.jobs import records
 from zhisuan.agent.jobs.launch import KEY_PATTERN, WorkerLaunch, WorkerStatus, validate_launch
@@ -32,7 +32,6 @@ from zhisuan.agent.jobs.tenancy import (
     RunAs,
     agent_identity,
     ensure_tenant_user,
-    make_workdir,
     prepare_tenant_dir,
     resolve_workdir,
     untraversable_ancestor,
@@ -91,20 +90,21 @@ class WorkerRunner:
         """Start the worker unless this key was already started (by any runner on this root); its status."""
         validate_launch(launch)
         with self._lock, self._locked():
-            if (self._state / launch.key).exists():
-                return self.status(launch.key)
-            run_as = ensure_tenant_user(launch.tenant) if self.run_as_tenant_users else agent_identity()
-            tenant_dir = prepare_tenant_dir(self._tenants, launch.tenant, run_as)
-            workdir = resolve_workdir(tenant_dir, launch.workdir)
-            make_workdir(workdir, tenant_dir.resolve(), run_as)
-            state_dir = self._state / launch.key
-            state_dir.mkdir(mode=0o700)
-            try:
-                self._start(launch, run_as, tenant_dir, workdir, state_dir)
-            except BaseException:
-                shutil.rmtree(state_dir, ignore_errors=True)
-                raise
+            if not (self._state / launch.key).exists():
+                self._start_locked(launch)
         return self.status(launch.key)
+
+    def _start_locked(self, launch: WorkerLaunch) -> None:
+        run_as = ensure_tenant_user(launch.tenant) if self.run_as_tenant_users else agent_identity()
+        tenant_dir = prepare_tenant_dir(self._tenants, launch.tenant, run_as)
+        workdir = resolve_workdir(tenant_dir, launch.workdir)  # the worker creates it, as the tenant
+        state_dir = self._state / launch.key
+        state_dir.mkdir(mode=0o700)
+        try:
+            self._start(launch, run_as, tenant_dir, workdir, state_dir)
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
 
     def _start(self, launch: WorkerLaunch, run_as: RunAs, tenant_dir: Path, workdir: Path, state_dir: Path) -> None:
         plan = plan_limits(self._cgroup_root, launch.key, launch.cpu_milli, launch.memory_mib)
@@ -117,7 +117,7 @@ class WorkerRunner:
             "rlimits": [list(limit) for limit in plan.rlimits],
             "cgroup_procs": str(plan.cgroup_dir / "cgroup.procs") if plan.cgroup_dir else None,
             "max_run_s": launch.max_run_s, "kill_grace_s": self._kill_grace_s,
-            "exit_path": str(state_dir / records.EXIT),
+            "exit_path": str(state_dir / records.EXIT), "cancel_path": str(state_dir / records.CANCEL),
         })
         record: dict[str, Any] = {
             "key": launch.key, "tenant": launch.tenant, "user": run_as.user, "pid": None, "pid_start": None,
@@ -127,7 +127,7 @@ class WorkerRunner:
         # Written before the start: a runner that dies right after Popen leaves "lost", never a second copy.
         records.write_record(state_dir / records.LAUNCH, record)
         out_path, err_path = self._log_path(launch.key, "stdout"), self._log_path(launch.key, "stderr")
-        with out_path.open("ab") as out, err_path.open("ab") as err:
+        with _private_append(out_path) as out, _private_append(err_path) as err:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(WRAPPER), str(state_dir / records.SPEC)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env={}, cwd="/", start_new_session=True,
@@ -156,6 +156,9 @@ class WorkerRunner:
                 remove_cgroup(Path(final["cgroup_dir"]) if final.get("cgroup_dir") else None)
                 return _status_from(final)
             launch = records.read_record(state_dir / records.LAUNCH) if state_dir else None
+            if state_dir is not None and launch is not None and launch["pid"] is None:
+                with self._locked():  # another runner may be mid-start: wait for it (held for milliseconds)
+                    launch = records.read_record(state_dir / records.LAUNCH)
             if state_dir is None or launch is None:
                 return WorkerStatus(key, "lost", None, None, None, None, "unknown worker", ())
             return self._observe(key, state_dir, launch)
@@ -219,6 +222,7 @@ class WorkerRunner:
         if pid is not None and records.is_same_process(pid, start):
             self._signal_group(pid, signal.SIGTERM)
             if not self._wait_gone(key, pid, start, grace_s):
+                _kill_cgroup(launch.get("cgroup_dir"))
                 self._signal_group(pid, signal.SIGKILL)
                 self._wait_gone(key, pid, start, 1.0)
         self.status(key)
@@ -233,6 +237,8 @@ class WorkerRunner:
             raise ValueError(f"key: worker {key} is still running; stop it before forgetting it")
         with self._lock:
             self._children.pop(key, None)
+            final = records.read_record(state_dir / records.FINAL) or {}
+            remove_cgroup(Path(final["cgroup_dir"]) if final.get("cgroup_dir") else None)
             for stream in STREAM_SUFFIX:
                 self._log_path(key, stream).unlink(missing_ok=True)
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -268,6 +274,19 @@ class WorkerRunner:
     def _signal_group(pid: int, number: int) -> None:
         with suppress(ProcessLookupError):
             os.killpg(pid, number)
+
+
+def _private_append(path: Path) -> BinaryIO:
+    """A log file only the agent can read (0600; its directory is 0700 too): the worker writes it through
+    the inherited descriptor, other tenants cannot open it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
+def _kill_cgroup(directory: str | None) -> None:
+    """SIGKILL every process of the worker's cgroup, including ones that left its process group."""
+    if directory:
+        with suppress(OSError):
+            (Path(directory) / "cgroup.kill").write_text("1")
 
 
 def _record_of(status: WorkerStatus) -> dict[str, Any]:

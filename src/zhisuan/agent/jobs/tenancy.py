@@ -84,9 +84,9 @@ def prepare_tenant_dir(tenants_root: Path, tenant: str, run_as: RunAs) -> Path:
 
 
 def resolve_workdir(tenant_dir: Path, workdir: str | None) -> Path:
-    """The absolute working directory, which must exist-or-be-creatable inside ``tenant_dir`` once every
-    symlink is resolved. Raises ``ValueError`` naming ``workdir`` otherwise. The worker itself enters
-    it only after dropping privileges, so a symlink swapped in later gains it nothing."""
+    """The absolute working directory, which must lie inside ``tenant_dir`` once every existing symlink
+    is resolved. Raises ``ValueError`` naming ``workdir`` otherwise. The worker creates and enters it
+    only after dropping privileges, so a symlink swapped in after this check gains it nothing."""
     validate_workdir_shape(workdir)
     base = tenant_dir.resolve()
     if not workdir:
@@ -97,19 +97,6 @@ def resolve_workdir(tenant_dir: Path, workdir: str | None) -> Path:
     if target.exists() and not target.is_dir():
         raise ValueError(f"workdir: {workdir!r} is not a directory")
     return target
-
-
-def make_workdir(target: Path, tenant_dir: Path, run_as: RunAs) -> None:
-    """Create missing components of ``target`` below ``tenant_dir``, owned by the tenant's user."""
-    missing: list[Path] = []
-    current = target
-    while current != tenant_dir and not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o755)
-        if run_as.uid is not None:
-            os.chown(directory, run_as.uid, run_as.gid or 0, follow_symlinks=False)
 
 
 def untraversable_ancestor(path: Path) -> Path | None:

@@ -4,8 +4,9 @@ Run as ``python -I -S wrapper.py <spec.json>`` in a new session (it is the proce
 it outlives the agent: its exit record is there for whichever runner looks next. It ignores SIGTERM,
 SIGINT and SIGHUP so a stop signal sent to the whole group ends the command while the wrapper stays to
 record it. The command's process (forked, same group) joins the worker's cgroup, sets rlimits, drops to
-the tenant's user, enters the working directory *after* dropping privileges, and execs with exactly the
-spec's environment. A close-on-exec pipe carries an exec failure back (command not found → 127).
+the tenant's user, then creates (if missing) and enters the working directory *as that user*, and execs
+with exactly the spec's environment. A close-on-exec pipe carries an exec failure back (command not
+found → 127).
 
 Time limit: after ``max_run_s`` the group gets SIGTERM, then SIGKILL after ``kill_grace_s``. When the
 command has ended, the rest of the group (stray background processes) is killed too.
@@ -38,6 +39,10 @@ def _exec_command(spec: dict, error_fd: int) -> None:  # type: ignore[type-arg]
     try:
         for number in RESET_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
+        # A stop writes its record *before* signalling the group, so a SIGTERM this process ignored
+        # (it came between the fork and the reset above) shows here: never run a cancelled command.
+        if os.path.exists(spec["cancel_path"]):
+            os._exit(128 + signal.SIGTERM)
         if spec["cgroup_procs"]:
             step = "join cgroup"
             with open(spec["cgroup_procs"], "w") as procs:
@@ -50,7 +55,8 @@ def _exec_command(spec: dict, error_fd: int) -> None:  # type: ignore[type-arg]
             os.setgroups([])
             os.setgid(spec["gid"])
             os.setuid(spec["uid"])
-        step = "enter workdir"
+        step = "enter workdir"  # created and entered as the tenant: a symlink swapped in gains nothing
+        os.makedirs(spec["cwd"], exist_ok=True)
         os.chdir(spec["cwd"])
         step = "exec"
         _exec_on_path(spec["argv"], spec["env"])
@@ -80,6 +86,17 @@ def _exec_on_path(argv: list[str], env: dict[str, str]) -> None:
         except PermissionError as exc:
             denied = exc
     raise denied or FileNotFoundError(program)
+
+
+def _kill_all(spec: dict, group: int) -> None:  # type: ignore[type-arg]
+    """SIGKILL to the worker's cgroup (reaches processes that left the group with setsid) and group."""
+    if spec["cgroup_procs"]:
+        try:
+            with open(os.path.join(os.path.dirname(spec["cgroup_procs"]), "cgroup.kill"), "w") as kill:
+                kill.write("1")
+        except OSError:
+            pass  # kernels before 5.14 have no cgroup.kill; the group kill below still runs
+    os.killpg(group, signal.SIGKILL)
 
 
 def _wait(pidfd: int, timeout: float) -> bool:
@@ -118,14 +135,14 @@ def main(spec_path: str) -> None:
         if not _wait(pidfd, float(spec["kill_grace_s"])):
             record.update(signal=int(signal.SIGKILL), ended_at=time.time())
             _write_json(spec["exit_path"], record)
-            os.killpg(group, signal.SIGKILL)  # ends this wrapper too; the record is already written
+            _kill_all(spec, group)  # ends this wrapper too; the record is already written
     _, status = os.waitpid(child, 0)
     if os.WIFSIGNALED(status):
         record["signal"] = os.WTERMSIG(status)
     record["exit_code"] = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + record["signal"]
     record["ended_at"] = time.time()
     _write_json(spec["exit_path"], record)
-    os.killpg(group, signal.SIGKILL)  # stray background processes of the command; ends this wrapper too
+    _kill_all(spec, group)  # stray background processes of the command; ends this wrapper too
 
 
 if __name__ == "__main__":
