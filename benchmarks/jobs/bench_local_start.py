@@ -1,12 +1,11 @@
 """Benchmark (not a test): time from ``WorkerRunner.ensure()`` to the worker's command running.
 
-    uv run --no-sync python tests/agent/jobs/bench_start_latency.py [--runs 20] [--as-agent-user]
+    uv run --no-sync python benchmarks/jobs/bench_local_start.py [--runs 20] [--as-agent-user]
 
 Each run launches ``sh -c 'date +%s.%N'`` under a fresh key; "running" is the wall-clock time the
 command itself printed (so it includes the wrapper's start, the fork, the limits, the switch to the
 tenant's user and the exec). Also reported: how long ``ensure()`` itself blocks. The tenant's user
 is created before the first timed run (useradd is a one-time cost per tenant, reported separately).
-Belongs in ``benchmarks/`` once the lead moves it (helpers own only their package and tests).
 """
 
 from __future__ import annotations
