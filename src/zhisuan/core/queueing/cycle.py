@@ -22,7 +22,6 @@ dict or set order; randomness comes only from ``seed`` (the node tie-break order
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -30,7 +29,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from zhisuan.core.placement.filters import first_failed_stage
-from zhisuan.core.placement.fleet import Demand, FleetArrays, demand_from_request, fleet_from_snapshot
+from zhisuan.core.placement.fleet import Demand, FleetArrays, fleet_from_snapshot
 from zhisuan.core.placement.fragmentation import TargetWorkload, target_workload, typical_shapes
 from zhisuan.core.placement.gang import GangPlacement, place_gang
 from zhisuan.core.placement.node_view import NodeView
@@ -47,7 +46,8 @@ from zhisuan.core.queueing.model import (
     WorkerPlace,
     class_rank,
 )
-from zhisuan.core.queueing.preemption import Release, fewest_victims, release_of, victim_order
+from zhisuan.core.queueing.placing import CyclePlacer
+from zhisuan.core.queueing.preemption import Release, fewest_victims, reclaimable, release_of, victim_order
 from zhisuan.core.queueing.quota import QuotaVerdict, quota_book
 
 RESERVED, SPOT = class_rank("reserved"), class_rank("spot")
@@ -87,9 +87,9 @@ class AdmissionCycle:
         self.book = quota_book(snapshot.cluster, snapshot.guarantees, snapshot.running)
         self.rows = {name: row for row, name in enumerate(self.fleet.names)}
         self.node_site = dict(zip(self.fleet.names, self.fleet.sites, strict=True))
-        self.running = sorted(snapshot.running, key=lambda j: j.job_id)
+        self.reclaimable = reclaimable(snapshot.running)
         self.taken: set[int] = set()
-        self.failed: dict[Hashable, Rejection] = {}
+        self.placer = CyclePlacer(self.fleet, self.policy, self.workload, rng, self.priority)
         self.no_victims: set[Hashable] = set()
         self.releases: dict[int, Release] = {}
         # Victim searches only ask "does it fit?": a cheap score gives the same answer for one worker.
@@ -112,31 +112,10 @@ class AdmissionCycle:
         return [m for m in self.fleet.models if allowed is None or m in allowed]
 
     def demand(self, job: QueuedJob, model: str | None, leased: bool) -> Demand:
-        request = (
-            job.request if job.request.tenant == job.tenant else dataclasses.replace(job.request, tenant=job.tenant)
-        )
-        base = demand_from_request(self.fleet, request)
-        allowed = base.allowed if model is None else frozenset({self.fleet.models.index(model)})
-        return dataclasses.replace(base, allowed=allowed, may_use_leased=leased)
+        return self.placer.demand(job, model, leased)
 
     def place(self, job: QueuedJob, demand: Demand) -> GangPlacement | Rejection:
-        key = (demand, job.workers, job.sites, job.topology_keys)
-        if key in self.failed:
-            return self.failed[key]
-        result = place_gang(
-            self.fleet,
-            demand,
-            job.workers,
-            self.policy,
-            sites=job.sites,
-            topology_keys=job.topology_keys,
-            workload=self.workload,
-            rng=self.rng,
-            priority=self.priority,
-        )
-        if isinstance(result, Rejection):
-            self.failed[key] = result
-        return result
+        return self.placer.place(job, demand)
 
     def admit(
         self,
@@ -171,7 +150,7 @@ class AdmissionCycle:
         key = (demand, job.workers, job.sites, job.topology_keys, max_rank)
         if key in self.no_victims:
             return False
-        candidates = victim_order(self.running, model, max_rank, job.sites, self.node_site, self.taken)
+        candidates = victim_order(self.reclaimable.get(model, []), max_rank, job.sites, self.node_site, self.taken)
 
         def fits(trial: FleetArrays, released: Sequence[Release]) -> bool:
             if job.workers == 1:  # only rows the victims give back on can have become feasible
