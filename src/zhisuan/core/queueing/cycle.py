@@ -52,6 +52,8 @@ from zhisuan.core.queueing.quota import QuotaVerdict, quota_book
 
 RESERVED, SPOT = class_rank("reserved"), class_rank("spot")
 TRIAL_POLICY = "gpu-packing"
+RECLAIMED = "reclaimed by tenant {tenant}'s job {job} (within its guarantee)"
+SPOT_FIRST = "preempted by tenant {tenant}'s {klass} job {job} (spot work yields first)"
 NOT_METERED = QuotaVerdict(within=False, borrowing=False)  # CPU-only work: no accelerator quota
 
 
@@ -145,7 +147,9 @@ class AdmissionCycle:
         self.pending.append(Pending(job.job_id, reason))
 
     def preempt_for(self, job: QueuedJob, model: str | None, max_rank: int, why: str) -> bool:
-        """Preempt the fewest victims (see ``preemption``) that let ``job`` fit; True if any were chosen."""
+        """Preempt the fewest victims (see ``preemption``) that let ``job`` fit; True if any were chosen.
+
+        ``why`` is the victims' reason, formatted with the preemptor's ``tenant``, ``job`` and ``klass``."""
         demand = self.demand(job, model, leased=False)
         key = (demand, job.workers, job.sites, job.topology_keys, max_rank)
         if key in self.no_victims:
@@ -178,7 +182,9 @@ class AdmissionCycle:
         for victim in victims:
             self.taken.add(victim.job_id)
             self.preemptions.append(
-                Preemption(victim.job_id, f"{why} by tenant {job.tenant}'s job {job.job_id}", job.job_id)
+                Preemption(
+                    victim.job_id, why.format(tenant=job.tenant, job=job.job_id, klass=job.priority_class), job.job_id
+                )
             )
         ids = ", ".join(str(v.job_id) for v in victims)
         plural = "job" if len(victims) == 1 else "jobs"
@@ -240,7 +246,7 @@ class AdmissionCycle:
                 return True
             rejections.append((model, placed))
         for model in inside:
-            if self.preempt_for(job, model, rank, "reclaimed (within its guarantee)"):
+            if self.preempt_for(job, model, rank, RECLAIMED):
                 return True
         if rank == RESERVED:
             self.wait(job, self.rejection_text(rejections))
@@ -277,7 +283,7 @@ class AdmissionCycle:
                 return
         if class_rank(job.priority_class) > SPOT:
             for model in ordered:
-                if self.preempt_for(job, model, SPOT, "spot job preempted (spot goes first)"):
+                if self.preempt_for(job, model, SPOT, SPOT_FIRST):
                     return
         if not models:
             self.wait(job, self.place(job, self.demand(job, None, leased=False)).message)  # type: ignore[union-attr]
