@@ -16,8 +16,8 @@ Trace data: alibaba/clusterdata cluster-trace-v2026-spot-gpu (Alibaba Group), CC
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import resource
 import statistics
 import sys
