@@ -190,3 +190,12 @@ def test_flavors_prefer_the_model_with_guarantee_headroom():
     nodes = [node("a", model="A800"), node("b", model="H20")]
     result = schedule(snapshot(nodes, [job(1, "acme", "elastic", 1)], {"acme": {"H20": 1000}}))
     assert admitted(result)[1].model == "H20" and admitted(result)[1].within_guarantee
+
+
+def test_preemptor_is_admitted_in_the_next_cycle_once_victims_stopped():
+    spot = [running(10, "beta", "spot", "s1/a", range(8), seq=1)]
+    queued = [job(1, "acme", "elastic", 8)]
+    first = schedule(snapshot([node("a")], queued, {"acme": {"A800": 8000}}, spot))
+    assert [p.job_id for p in first.preemptions] == [10]
+    second = schedule(snapshot([node("a")], queued, {"acme": {"A800": 8000}}, []))  # the victim's hold is gone
+    assert admitted(second)[1].within_guarantee and not second.preemptions

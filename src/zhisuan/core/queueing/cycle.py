@@ -13,6 +13,11 @@ Order of decisions (formulas of the quota terms in ``quota``)::
                            pool has room, then where it must borrow; placement first without, then with
                            ``may_use_leased`` (borrowing). A non-spot job that still does not fit may
                            preempt spot jobs beyond guarantee.
+    CPU-only jobs          hold no accelerator quota: reserved ones are admitted (within guarantee) when
+                           they fit; elastic and spot ones share fairly by their CPU and memory.
+    preempted victims      keep their holds in this cycle; the caller stops them and a later cycle admits
+                           the preemptor. A victim still stopping at the next cycle is still in
+                           ``running`` and may be named again: a repeated Preemption is a no-op.
 
 The fleet arrays are built once and every admission is committed into them, so later jobs see the
 capacity earlier ones took. Capacity only shrinks within a cycle, so a placement that failed for a
