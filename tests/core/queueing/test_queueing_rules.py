@@ -159,7 +159,7 @@ def test_gang_never_spans_sites():
     nodes = [node("a", site="s1"), node("b", site="s2")]
     result = schedule(snapshot(nodes, [job(1, "acme", "elastic", 8, workers=2)], {}))
     assert not result.admissions
-    assert "no site (or domain) has room for all 2 workers" in pending(result)[1]
+    assert "no single site has room for all 2 workers" in pending(result)[1]
 
 
 def test_site_constraint_is_respected():
@@ -199,3 +199,16 @@ def test_preemptor_is_admitted_in_the_next_cycle_once_victims_stopped():
     assert [p.job_id for p in first.preemptions] == [10]
     second = schedule(snapshot([node("a")], queued, {"acme": {"A800": 8000}}, []))  # the victim's hold is gone
     assert admitted(second)[1].within_guarantee and not second.preemptions
+
+
+def test_gang_reclaim_frees_whole_nodes_on_one_site():
+    nodes = [node("a"), node("b"), node("c", site="s2")]
+    spot = [
+        running(10, "beta", "spot", "s1/a", range(8), seq=1),
+        running(11, "beta", "spot", "s1/b", range(8), seq=2),
+        running(12, "beta", "spot", "s2/c", range(8), seq=3),  # newest, but its site alone cannot host the gang
+    ]
+    queued = [job(1, "acme", "reserved", 8, workers=2, sites={"s1"})]
+    result = schedule(snapshot(nodes, queued, {"acme": {"A800": 16000}}, spot))
+    assert sorted(p.job_id for p in result.preemptions) == [10, 11]
+    assert pending(result)[1] == "waiting for 2 preempted jobs to stop (11, 10)"

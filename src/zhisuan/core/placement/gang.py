@@ -162,9 +162,7 @@ def gang_rejection(stage: np.ndarray, outside: int, workers: int) -> Rejection:
     reasons = [(FILTER_STAGES[s - 1].reason, int(counts[s])) for s in range(1, len(counts)) if counts[s]]
     feasible = int(counts[0])
     if feasible and workers > 1:
-        reasons.insert(
-            0, (f"could host a worker, but no site (or domain) has room for all {workers} workers", feasible)
-        )
+        reasons.insert(0, (f"could host a worker, but no single site has room for all {workers} workers", feasible))
     if outside:
         reasons.append((SITE_NOT_ALLOWED, outside))
     return Rejection(tuple(reasons))
