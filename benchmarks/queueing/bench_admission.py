@@ -8,6 +8,7 @@ device capacity (and a proportional share of CPU/memory) is held by running jobs
 whose guarantees add up to ~60 % of each model's devices.
 
     uv run --no-sync python benchmarks/queueing/bench_admission.py [--runs 5] [--queued 10000] [--nodes 2000]
+        [--max-admissions 256]
 
 Trace data: alibaba/clusterdata cluster-trace-v2026-spot-gpu (Alibaba Group), CC BY 4.0.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import resource
 import statistics
 import sys
@@ -128,8 +130,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=2_000)
+    parser.add_argument("--max-admissions", type=int, default=256)
     args = parser.parse_args()
-    snapshot = build(args.nodes, args.queued)
+    snapshot = dataclasses.replace(build(args.nodes, args.queued), max_admissions=args.max_admissions)
     arrays, cycles = [], []
     result = None
     for _ in range(args.runs):

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from zhisuan.core.placement.devices import choose_slots
+from zhisuan.core.placement.filters import FILTER_STAGES
 from zhisuan.core.placement.fleet import Demand, FleetArrays, commit, demand_from_request
 from zhisuan.core.placement.fragmentation import TargetWorkload, target_workload, typical_shapes
 from zhisuan.core.placement.node_view import NodeView
-from zhisuan.core.placement.pipeline import evaluate, rejection_from, select_node
+from zhisuan.core.placement.pipeline import evaluate, select_node
 from zhisuan.core.placement.policies import DEFAULT_POLICY, Policy, get_policy
 from zhisuan.core.placement.snapshot import PlacementRequest, Rejection
 
@@ -154,13 +155,14 @@ def _try_group(
     return GangPlacement(tuple(placed_rows), tuple(placed_slots), group.site, group.domain)
 
 
-def _no_room(stage: np.ndarray, outside: int, feasible: int, workers: int) -> Rejection:
-    """Per-node reasons as `zhisuan place` gives them, plus the site fence and the gang's own shortfall."""
-    reasons = list(rejection_from(stage).reasons)
+def gang_rejection(stage: np.ndarray, outside: int, workers: int) -> Rejection:
+    """Per-node reasons as `zhisuan place` gives them (``pipeline.rejection_from``, counted with bincount
+    because a queue asks thousands of times), plus the site fence and the gang's own shortfall."""
+    counts = np.bincount(stage.astype(np.int64), minlength=len(FILTER_STAGES) + 1)
+    reasons = [(FILTER_STAGES[s - 1].reason, int(counts[s])) for s in range(1, len(counts)) if counts[s]]
+    feasible = int(counts[0])
     if feasible and workers > 1:
-        reasons.insert(
-            0, (f"could host a worker, but no site (or domain) has room for all {workers} workers", feasible)
-        )
+        reasons.insert(0, (f"could host a worker, but no single site has room for all {workers} workers", feasible))
     if outside:
         reasons.append((SITE_NOT_ALLOWED, outside))
     return Rejection(tuple(reasons))
@@ -208,4 +210,4 @@ def place_gang(
             placed = _try_group(fleet, demand, workers, chosen, group, workload, rng, priority)
             if placed is not None:
                 return placed
-    return _no_room(ev.stage, outside, len(ok), workers)
+    return gang_rejection(ev.stage, outside, workers)

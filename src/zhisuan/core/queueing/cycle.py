@@ -13,6 +13,11 @@ Order of decisions (formulas of the quota terms in ``quota``)::
                            pool has room, then where it must borrow; placement first without, then with
                            ``may_use_leased`` (borrowing). A non-spot job that still does not fit may
                            preempt spot jobs beyond guarantee.
+    CPU-only jobs          hold no accelerator quota: reserved ones are admitted (within guarantee) when
+                           they fit; elastic and spot ones share fairly by their CPU and memory.
+    preempted victims      keep their holds in this cycle; the caller stops them and a later cycle admits
+                           the preemptor. A victim still stopping at the next cycle is still in
+                           ``running`` and may be named again: a repeated Preemption is a no-op.
 
 The fleet arrays are built once and every admission is committed into them, so later jobs see the
 capacity earlier ones took. Capacity only shrinks within a cycle, so a placement that failed for a
@@ -22,7 +27,6 @@ dict or set order; randomness comes only from ``seed`` (the node tie-break order
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -30,7 +34,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from zhisuan.core.placement.filters import first_failed_stage
-from zhisuan.core.placement.fleet import Demand, FleetArrays, demand_from_request, fleet_from_snapshot
+from zhisuan.core.placement.fleet import Demand, FleetArrays, fleet_from_snapshot
 from zhisuan.core.placement.fragmentation import TargetWorkload, target_workload, typical_shapes
 from zhisuan.core.placement.gang import GangPlacement, place_gang
 from zhisuan.core.placement.node_view import NodeView
@@ -47,11 +51,14 @@ from zhisuan.core.queueing.model import (
     WorkerPlace,
     class_rank,
 )
-from zhisuan.core.queueing.preemption import Release, fewest_victims, release_of, victim_order
+from zhisuan.core.queueing.placing import CyclePlacer
+from zhisuan.core.queueing.preemption import Release, fewest_victims, reclaimable, release_of, victim_order
 from zhisuan.core.queueing.quota import QuotaVerdict, quota_book
 
 RESERVED, SPOT = class_rank("reserved"), class_rank("spot")
 TRIAL_POLICY = "gpu-packing"
+RECLAIMED = "reclaimed by tenant {tenant}'s job {job} (within its guarantee)"
+SPOT_FIRST = "preempted by tenant {tenant}'s {klass} job {job} (spot work yields first)"
 NOT_METERED = QuotaVerdict(within=False, borrowing=False)  # CPU-only work: no accelerator quota
 
 
@@ -87,9 +94,9 @@ class AdmissionCycle:
         self.book = quota_book(snapshot.cluster, snapshot.guarantees, snapshot.running)
         self.rows = {name: row for row, name in enumerate(self.fleet.names)}
         self.node_site = dict(zip(self.fleet.names, self.fleet.sites, strict=True))
-        self.running = sorted(snapshot.running, key=lambda j: j.job_id)
+        self.reclaimable = reclaimable(snapshot.running)
         self.taken: set[int] = set()
-        self.failed: dict[Hashable, Rejection] = {}
+        self.placer = CyclePlacer(self.fleet, self.policy, self.workload, rng, self.priority)
         self.no_victims: set[Hashable] = set()
         self.releases: dict[int, Release] = {}
         # Victim searches only ask "does it fit?": a cheap score gives the same answer for one worker.
@@ -112,31 +119,10 @@ class AdmissionCycle:
         return [m for m in self.fleet.models if allowed is None or m in allowed]
 
     def demand(self, job: QueuedJob, model: str | None, leased: bool) -> Demand:
-        request = (
-            job.request if job.request.tenant == job.tenant else dataclasses.replace(job.request, tenant=job.tenant)
-        )
-        base = demand_from_request(self.fleet, request)
-        allowed = base.allowed if model is None else frozenset({self.fleet.models.index(model)})
-        return dataclasses.replace(base, allowed=allowed, may_use_leased=leased)
+        return self.placer.demand(job, model, leased)
 
     def place(self, job: QueuedJob, demand: Demand) -> GangPlacement | Rejection:
-        key = (demand, job.workers, job.sites, job.topology_keys)
-        if key in self.failed:
-            return self.failed[key]
-        result = place_gang(
-            self.fleet,
-            demand,
-            job.workers,
-            self.policy,
-            sites=job.sites,
-            topology_keys=job.topology_keys,
-            workload=self.workload,
-            rng=self.rng,
-            priority=self.priority,
-        )
-        if isinstance(result, Rejection):
-            self.failed[key] = result
-        return result
+        return self.placer.place(job, demand)
 
     def admit(
         self,
@@ -166,12 +152,14 @@ class AdmissionCycle:
         self.pending.append(Pending(job.job_id, reason))
 
     def preempt_for(self, job: QueuedJob, model: str | None, max_rank: int, why: str) -> bool:
-        """Preempt the fewest victims (see ``preemption``) that let ``job`` fit; True if any were chosen."""
+        """Preempt the fewest victims (see ``preemption``) that let ``job`` fit; True if any were chosen.
+
+        ``why`` is the victims' reason, formatted with the preemptor's ``tenant``, ``job`` and ``klass``."""
         demand = self.demand(job, model, leased=False)
         key = (demand, job.workers, job.sites, job.topology_keys, max_rank)
         if key in self.no_victims:
             return False
-        candidates = victim_order(self.running, model, max_rank, job.sites, self.node_site, self.taken)
+        candidates = victim_order(self.reclaimable.get(model, []), max_rank, job.sites, self.node_site, self.taken)
 
         def fits(trial: FleetArrays, released: Sequence[Release]) -> bool:
             if job.workers == 1:  # only rows the victims give back on can have become feasible
@@ -199,7 +187,9 @@ class AdmissionCycle:
         for victim in victims:
             self.taken.add(victim.job_id)
             self.preemptions.append(
-                Preemption(victim.job_id, f"{why} by tenant {job.tenant}'s job {job.job_id}", job.job_id)
+                Preemption(
+                    victim.job_id, why.format(tenant=job.tenant, job=job.job_id, klass=job.priority_class), job.job_id
+                )
             )
         ids = ", ".join(str(v.job_id) for v in victims)
         plural = "job" if len(victims) == 1 else "jobs"
@@ -261,7 +251,7 @@ class AdmissionCycle:
                 return True
             rejections.append((model, placed))
         for model in inside:
-            if self.preempt_for(job, model, rank, "reclaimed (within its guarantee)"):
+            if self.preempt_for(job, model, rank, RECLAIMED):
                 return True
         if rank == RESERVED:
             self.wait(job, self.rejection_text(rejections))
@@ -298,7 +288,7 @@ class AdmissionCycle:
                 return
         if class_rank(job.priority_class) > SPOT:
             for model in ordered:
-                if self.preempt_for(job, model, SPOT, "spot job preempted (spot goes first)"):
+                if self.preempt_for(job, model, SPOT, SPOT_FIRST):
                     return
         if not models:
             self.wait(job, self.place(job, self.demand(job, None, leased=False)).message)  # type: ignore[union-attr]

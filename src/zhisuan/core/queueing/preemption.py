@@ -17,6 +17,7 @@ may filter just those rows.
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,25 +27,30 @@ from zhisuan.core.placement.fleet import FleetArrays
 from zhisuan.core.queueing.model import RunningJob, class_rank
 
 
+def reclaimable(running: Sequence[RunningJob]) -> dict[str | None, list[RunningJob]]:
+    """Running jobs outside their guarantee, per model held, in preemption order (spot first, newest first)."""
+    by_model: dict[str | None, list[RunningJob]] = defaultdict(list)
+    for job in sorted(running, key=lambda j: (class_rank(j.priority_class), -j.seq, -j.job_id)):
+        if not job.within_guarantee:
+            by_model[job.model].append(job)
+    return dict(by_model)
+
+
 def victim_order(
-    running: Sequence[RunningJob],
-    model: str | None,
+    ordered: Sequence[RunningJob],
     max_rank: int,
     sites: frozenset[str] | None,
     node_site: Mapping[str, str],
     taken: set[int],
 ) -> list[RunningJob]:
-    """Reclaimable candidates in preemption order (see the module docstring)."""
-    candidates = [
+    """The candidates of ``ordered`` (one model's ``reclaimable``) this job may preempt, in order."""
+    return [
         job
-        for job in running
-        if not job.within_guarantee
-        and job.model == model
-        and class_rank(job.priority_class) <= max_rank
+        for job in ordered
+        if class_rank(job.priority_class) <= max_rank
         and job.job_id not in taken
         and (sites is None or any(node_site.get(w.node) in sites for w in job.workers))
     ]
-    return sorted(candidates, key=lambda j: (class_rank(j.priority_class), -j.seq, -j.job_id))
 
 
 @dataclass(frozen=True)
