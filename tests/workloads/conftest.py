@@ -24,7 +24,6 @@ from zhisuan.agent.job_sync import JobSync
 from zhisuan.agent.jobs import WorkerRunner
 from zhisuan.workloads.scheduler import JobScheduler
 
-
 # The API tests' fixtures (a world of tenants, providers and sites over each database), shared here.
 clock, world, world_templates = api_fixtures.clock, api_fixtures.world, api_fixtures.world_templates
 

@@ -54,10 +54,23 @@ def site_create(
     engine: Annotated[str, typer.Option(help="local, slurm, kubernetes, ray or simulated")],
     region: Annotated[str, typer.Option(help="e.g. cn-east-1")],
     provider: Annotated[str, typer.Option(help="owning provider")],
+    slurm_conf: Annotated[str | None, typer.Option(help="Slurm: path of the site's slurm.conf")] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm: partition to submit to")] = None,
+    log_dir: Annotated[str | None, typer.Option(help="Slurm: directory shared with the nodes for job output")] = None,
+    api_url: Annotated[str | None, typer.Option(help="Kubernetes: API server URL")] = None,
+    token_file: Annotated[str | None, typer.Option(help="Kubernetes: file holding a bearer token")] = None,
     json: JsonFlag = False,
 ) -> None:
-    emit(api().post("/sites", {"name": name, "engine": engine, "region": region, "provider": provider}), json,
-         SITE_COLUMNS)
+    config = {k: v for k, v in {"slurm_conf": slurm_conf, "partition": partition, "log_dir": log_dir,
+                                "api_url": api_url, "token_file": token_file}.items() if v is not None}
+    body = {"name": name, "engine": engine, "region": region, "provider": provider, "engine_config": config or None}
+    emit(api().post("/sites", body), json, SITE_COLUMNS)
+
+
+@site_app.command("sync")
+def site_sync(ref: str, json: JsonFlag = False) -> None:
+    """Import the site's nodes and devices from its engine (Slurm, Kubernetes) now."""
+    emit(api().post(f"/sites/{ref}/sync", {}), json)
 
 
 @site_app.command("list")

@@ -42,7 +42,8 @@ def catalog_of(request: Request) -> Catalog:
 
 def site_out(site: Site, counts: tuple[int, int]) -> SiteOut:
     return SiteOut(id=site.id, name=site.name, engine=site.engine, region=site.region, provider=site.provider.name,
-                   nodes=counts[0], accelerators=counts[1], created_at=site.created_at)
+                   nodes=counts[0], accelerators=counts[1], created_at=site.created_at,
+                   engine_config=dict(site.engine_config or {}))
 
 
 def node_out(node: Node) -> NodeOut:

@@ -39,11 +39,25 @@ class ProviderOut(BaseModel):
     created_at: datetime
 
 
+class SiteEngineConfig(Strict):
+    """How the control plane reaches a site's engine to run jobs (paths on the control plane's machine)."""
+
+    slurm_conf: str | None = Field(default=None, min_length=1, max_length=1000,
+                                   description="Slurm: the site's slurm.conf (default: Slurm's own lookup)")
+    partition: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Slurm partition")
+    log_dir: str | None = Field(default=None, min_length=1, max_length=1000,
+                                description="Slurm: a directory shared with the nodes for job output")
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,990}$", description="Kubernetes API URL")
+    token_file: str | None = Field(default=None, min_length=1, max_length=1000,
+                                   description="Kubernetes: a file holding a bearer token")
+
+
 class SiteCreate(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     engine: str = Field(pattern=r"^(local|slurm|kubernetes|ray|simulated)$")
     region: str = Field(min_length=1, max_length=64)
     provider: str = Field(min_length=1, max_length=64, description="provider name or id")
+    engine_config: SiteEngineConfig | None = None
 
 
 class SiteOut(BaseModel):
@@ -55,6 +69,7 @@ class SiteOut(BaseModel):
     nodes: int
     accelerators: int
     created_at: datetime
+    engine_config: dict[str, str] = Field(default_factory=dict, description="how the engine is reached")
 
 
 class DeviceReport(Strict):

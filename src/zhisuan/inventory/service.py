@@ -66,7 +66,8 @@ def create_site(session: Session, principal: Principal, body: SiteCreate) -> Sit
     provider = get_provider(session, principal, body.provider)
     if session.execute(select(Site.id).where(Site.name == body.name)).first():
         raise Conflict(f"a site named '{body.name}' already exists", field="name")
-    site = Site(name=body.name, engine=body.engine, region=body.region, provider=provider)
+    config = body.engine_config.model_dump(exclude_none=True) if body.engine_config else {}
+    site = Site(name=body.name, engine=body.engine, region=body.region, provider=provider, engine_config=config)
     session.add(site)
     session.flush()
     audit.record(session, principal, "site.create", "site", site.name, provider_id=provider.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -9,7 +10,9 @@ from fastapi import APIRouter, Query, Request, status
 from zhisuan.api.deps import Agent, ContextDep, Reader, RowIdPath, SessionDep, Writer
 from zhisuan.drivers.base import STREAMS, EngineUnavailable
 from zhisuan.errors import Conflict, InvalidInput
-from zhisuan.workloads import agent_sync, service, views
+from zhisuan.identity.access import require_role
+from zhisuan.inventory.service import get_site
+from zhisuan.workloads import agent_sync, service, site_sync, views
 from zhisuan.workloads import schemas as s
 from zhisuan.workloads.engines import DriverBook
 from zhisuan.workloads.models import JobEvent
@@ -89,6 +92,21 @@ def job_logs(job_id: RowIdPath, request: Request, session: SessionDep, principal
         raise Conflict(f"site {site.name}: engine unreachable ({error}); try again", field="job") from error
     return s.LogOut(job_id=job.id, rank=rank, stream=stream, offset=offset, next_offset=chunk.next_offset,
                     data=chunk.data, complete=chunk.complete)
+
+
+@router.post("/sites/{ref}/sync", tags=["inventory"])
+def sync_site(ref: str, request: Request, session: SessionDep, principal: Writer, ctx: ContextDep) -> dict:  # type: ignore[type-arg]
+    """Import the site's nodes and devices from its engine (Slurm, Kubernetes): operators and the site's
+    provider. The scheduler also does this every minute for engine-managed sites."""
+    require_role(principal, "operator", "provider")
+    site = get_site(session, principal, ref)
+    session.commit()  # the engine is asked outside any transaction
+    try:
+        result = site_sync.sync_site(ctx.sessions, request.app.state.catalog, request.app.state.driver_book,
+                                     site.id, ctx.clock())
+    except EngineUnavailable as error:
+        raise Conflict(f"site {ref}: engine unreachable ({error})", field="site") from error
+    return asdict(result)
 
 
 @router.post("/agent/workers", response_model=list[agent_sync.Assignment], tags=["agent"])

@@ -42,9 +42,11 @@ from zhisuan.workloads.engines import DriverBook, SiteEngine
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.release import end_attempt
 from zhisuan.workloads.service import add_event, set_state
+from zhisuan.workloads.site_sync import sync_site
 
 log = logging.getLogger("zhisuan.jobs")
 LEASE = "job-scheduler"
+SYNC_EVERY = timedelta(seconds=60)
 
 
 @dataclass
@@ -58,6 +60,25 @@ class JobScheduler:
 
     def __post_init__(self) -> None:
         self.book = DriverBook(self.sessions, self.data_dir)
+        self.synced: dict[int, datetime] = {}
+
+    def sync_engine_sites(self, now: datetime) -> None:
+        """Engine-managed sites' nodes follow their engine (new nodes, drains, nodes down) every minute."""
+        with self.sessions() as session:
+            sites = session.execute(select(Site.id, Site.name).where(
+                Site.engine.in_(("slurm", "kubernetes")))).all()
+        for site_id, name in sites:
+            last = self.synced.get(site_id)
+            if last is not None and now - last < SYNC_EVERY:
+                continue
+            self.synced[site_id] = now
+            try:
+                sync_site(self.sessions, self.catalog, self.book, site_id, now)
+                self.book.mark_reachable(name)
+            except EngineUnavailable as exc:
+                self.book.mark_unreachable(name, str(exc), now)
+            except Exception:
+                log.exception("inventory sync of site %s failed", name)
 
     def run_pass(self) -> bool:
         """One pass; False if another process holds the lease."""
@@ -67,6 +88,7 @@ class JobScheduler:
         if token is None:
             return False
         self.probe_unreachable(now)
+        self.sync_engine_sites(now)
         apply_cycle(self.sessions, self.catalog, self.book, token, now)
         self.launch_admitted(token)
         self.follow(token)
