@@ -12,7 +12,7 @@ JSON shapes (409 AlreadyExists, 404 NotFound as ``Status`` objects; list respons
 
 Every POSTed body is validated with ``kubernetes-validate`` (strict, ``VALIDATE_VERSION``): an invalid
 one is answered 400 and kept in ``rejected`` so a test can assert the driver never sent one. ``calls``
-records (method, path, query) of every request, in order.
+records (method, path, query) of every request, in order; ``inject`` makes chosen requests fail.
 
 The FAKE kubelet runs each Job's pods as local subprocesses (the image is ignored; ``command`` runs on
 this host), with the pod's environment resolved (values and the completion-index ``fieldRef``, plus
@@ -100,6 +100,7 @@ class FakeApiServer:
     accepted: list[Obj] = field(default_factory=list)
     store: dict[tuple[str, str, str], Obj] = field(default_factory=dict)  # (kind, namespace, name)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    faults: list[tuple[str, str, int, Any]] = field(default_factory=list)  # (method, path regex, code, payload)
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="fake-kubelet-"))
@@ -127,11 +128,18 @@ class FakeApiServer:
     def handle(self, method: str, path: str, query: dict[str, str], body: Obj | None) -> tuple[int, Any]:
         with self.lock:
             self.calls.append((method, path, query))
+            for verb, pattern, code, payload in self.faults:
+                if verb == method and re.fullmatch(pattern, path):
+                    return code, payload
             for pattern, verb, action in ROUTES:
                 m = re.fullmatch(pattern, path)
                 if m and verb == method:
                     return action(self, *m.groups(), query=query, body=body)
         return 404, status_body(404, "NotFound", f"FAKE apiserver: no route {method} {path}")
+
+    def inject(self, method: str, path_pattern: str, code: int, payload: Any) -> None:
+        """Fault injection: answer matching requests with ``code``/``payload`` (bytes are sent as is)."""
+        self.faults.append((method, path_pattern, code, payload))
 
     def _create(self, kind: str, ns: str, body: Obj | None, query: dict[str, str]) -> tuple[int, Any]:
         assert body is not None

@@ -127,20 +127,56 @@ def test_manifest_errors_are_rejected_before_any_call(fake_api: FakeApiServer) -
     assert fake_api.calls == []
 
 
-def test_the_apiservers_own_refusal_is_submit_rejected(fake_api: FakeApiServer) -> None:
+def status(code: int, reason: str, message: str) -> dict[str, object]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
+            "message": message}
+
+
+@pytest.mark.parametrize(("code", "message", "outcome"), [
+    (403, 'jobs "x" is forbidden: exceeded quota: gpu-quota, requested: requests.nvidia.com/gpu=2', SubmitRejected),
+    (403, 'admission webhook "policy.example" denied the request: images must come from registry.example',
+     SubmitRejected),
+    (422, 'Job.batch "x" is invalid: spec.template.spec.containers[0].image: Required value', SubmitRejected),
+    (403, 'jobs.batch is forbidden: User "system:serviceaccount:zhisuan:driver" cannot create resource "jobs" '
+          'in API group "batch" in the namespace "zs-acme"', EngineUnavailable),
+    (500, "etcdserver: request timed out", EngineUnavailable),
+    (429, "too many requests, please try again later", EngineUnavailable),
+])
+def test_the_apiservers_refusals(fake_api: FakeApiServer, code: int, message: str, outcome: type[Exception]) -> None:
+    fake_api.inject("POST", r"/apis/batch/v1/namespaces/[^/]+/jobs", code, status(code, "Forbidden", message))
+    with pytest.raises(outcome, match=message.split(":")[0][:20]):
+        KubernetesDriver(base_url=fake_api.url).submit(make_spec(unique_key(), ["true"], 1))
+
+
+def test_no_right_to_create_namespaces_is_fine_when_the_namespace_exists(fake_api: FakeApiServer) -> None:
     driver = KubernetesDriver(base_url=fake_api.url)
-    spec = make_spec(unique_key(), ["true"], 1)
-    original = fake_api._create
+    driver.submit(make_spec(unique_key(), ["true"], 1))  # creates zs-acme
+    fake_api.inject("POST", r"/api/v1/namespaces", 403, status(403, "Forbidden", "cannot create resource"))
+    handle = driver.submit(make_spec(unique_key(), ["true"], 1))
+    assert wait_for(driver, handle, {"succeeded", "failed"}).state == "succeeded"
 
-    def refuse_jobs(kind: str, ns: str, body: object, query: dict[str, str]) -> tuple[int, object]:
-        if kind == "Job":  # fault injection: the real API refuses e.g. a quota breach with 403
-            return 403, {"kind": "Status", "code": 403, "reason": "Forbidden",
-                         "message": 'jobs "x" is forbidden: exceeded quota: gpu-quota'}
-        return original(kind, ns, body, query)  # type: ignore[arg-type]
 
-    fake_api._create = refuse_jobs  # type: ignore[method-assign]
-    with pytest.raises(SubmitRejected, match="exceeded quota"):
-        driver.submit(spec)
+@pytest.mark.parametrize(("code", "payload"), [
+    (500, status(500, "InternalError", "etcd leader changed")), (503, b"<html>503 Service Unavailable</html>"),
+    (401, status(401, "Unauthorized", "Unauthorized")), (403, status(403, "Forbidden", "cannot list resource")),
+    (200, b"<html>a proxy's login page</html>"),
+])
+def test_poll_and_inventory_never_leak_api_errors(fake_api: FakeApiServer, code: int, payload: object) -> None:
+    driver = KubernetesDriver(base_url=fake_api.url)
+    fake_api.inject("GET", r".*", code, payload)
+    with pytest.raises(EngineUnavailable):
+        driver.poll(["zs-acme/zs-1-1"])
+    with pytest.raises(EngineUnavailable):
+        driver.import_inventory()
+
+
+def test_a_hung_apiserver_is_engine_unavailable() -> None:
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        driver = KubernetesDriver(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", request_timeout_s=0.3)
+        with pytest.raises(EngineUnavailable):
+            driver.poll(["zs-acme/zs-1-1"])
 
 
 def _closed_port() -> int:

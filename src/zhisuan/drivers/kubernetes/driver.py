@@ -18,7 +18,9 @@ Handles are ``<namespace>/<job name>`` (the job name is ``spec.key``). Calls:
   a fresh driver says ``lost`` — the control plane knows it cancelled.
 - ``import_inventory``: list nodes, parsed against the catalog.
 
-Connection refused, timeouts, 5xx, 429 and 401 → ``EngineUnavailable`` (nothing changed, retry later).
+Connection refused, timeouts, 5xx, 429, 401, an RBAC 403 and any status a call does not expect →
+``EngineUnavailable`` (nothing changed, retry later); only ``submit`` turns the API's refusal of the
+objects themselves into ``SubmitRejected``.
 
 Not tested against a live cluster here: the manifests are schema-validated (kubernetes-validate,
 strict) and the call sequence runs against an in-process FAKE API server (tests/drivers/kubernetes).
@@ -26,6 +28,7 @@ strict) and the call sequence runs against an in-process FAKE API server (tests/
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -65,7 +68,8 @@ class KubernetesDriver:
 
     def __init__(self, api_client: k8s.ApiClient | None = None, *, base_url: str | None = None,
                  token: str | None = None, namespace_prefix: str = "zs-", catalog: Catalog | None = None,
-                 ttl_after_finished_s: int = DEFAULT_TTL_AFTER_FINISHED_S, verify_ssl: bool = True) -> None:
+                 ttl_after_finished_s: int = DEFAULT_TTL_AFTER_FINISHED_S, verify_ssl: bool = True,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         if api_client is None:
             if not base_url:
                 raise ValueError("KubernetesDriver needs an api_client or a base_url")
@@ -76,11 +80,12 @@ class KubernetesDriver:
         self.namespace_prefix = namespace_prefix
         self.catalog = catalog or default_catalog()
         self.ttl_after_finished_s = ttl_after_finished_s
+        self.request_timeout_s = request_timeout_s
         self._deleted: set[str] = set()
 
     # ---- inventory -------------------------------------------------------------------------------
     def import_inventory(self) -> list[ImportedNode]:
-        return parse_nodes(self._json(lambda: self.core.list_node(**_raw())), self.catalog)
+        return parse_nodes(self._json(lambda: self.core.list_node(**self._raw())), self.catalog)
 
     # ---- submit ----------------------------------------------------------------------------------
     def submit(self, spec: LaunchSpec) -> str:
@@ -90,24 +95,31 @@ class KubernetesDriver:
         except ManifestError as exc:
             raise SubmitRejected(str(exc)) from exc
         ns, name = _name(objects.namespace), spec.key
-        self._create(lambda: self.core.create_namespace(objects.namespace, field_validation="Strict", **_raw()))
+        with contextlib.suppress(ApiException):  # exists (409), or no right to (403): the Job's create will tell
+            self._call(lambda: self.core.create_namespace(objects.namespace, field_validation="Strict",
+                                                          **self._raw()), expected=frozenset({403, 409}))
         job = self._create(lambda: self.batch.create_namespaced_job(ns, objects.job, field_validation="Strict",
-                                                                    **_raw()))
+                                                                    **self._raw()))
         if job is None:  # 409: submitted before; the existing Job's uid owns the Service
-            job = self._json(lambda: self.batch.read_namespaced_job(name, ns, **_raw()))
+            job = self._json(lambda: self.batch.read_namespaced_job(name, ns, **self._raw()))
         if objects.service is not None:
             service = owned_by(objects.service, name, str(job["metadata"]["uid"]))
             self._create(lambda: self.core.create_namespaced_service(ns, service, field_validation="Strict",
-                                                                     **_raw()))
+                                                                     **self._raw()))
         return f"{ns}/{name}"
 
     def _create(self, call: Callable[[], Any]) -> dict[str, Any] | None:
-        """The created object, or None when it already exists (409)."""
+        """The created object, or None when it already exists (409). The API's refusals of the object
+        itself (400 bad request, 403 quota or admission webhook, 404 no namespace, 422 invalid) are
+        ``SubmitRejected``; a 403 for missing RBAC rights ("cannot create resource") is the operator's
+        to fix, so ``EngineUnavailable``: the job stays queued."""
         try:
-            return self._json(call)
+            return self._json(call, expected=frozenset({400, 403, 404, 409, 422}))
         except ApiException as exc:
             if exc.status == 409:
                 return None
+            if exc.status == 403 and "cannot create resource" in _api_words(exc):
+                raise EngineUnavailable(_api_words(exc)) from exc
             raise SubmitRejected(_api_words(exc)) from exc
 
     # ---- poll ------------------------------------------------------------------------------------
@@ -131,8 +143,8 @@ class KubernetesDriver:
 
     def _jobs_and_pods(self, ns: str, names: Sequence[str]) -> tuple[list[Any], list[Any]]:
         selector = f"{LABEL_JOB_KEY} in ({','.join(sorted(set(names)))})"
-        jobs = self._json(lambda: self.batch.list_namespaced_job(ns, label_selector=selector, **_raw()))
-        pods = self._json(lambda: self.core.list_namespaced_pod(ns, label_selector=selector, **_raw()))
+        jobs = self._json(lambda: self.batch.list_namespaced_job(ns, label_selector=selector, **self._raw()))
+        pods = self._json(lambda: self.core.list_namespaced_pod(ns, label_selector=selector, **self._raw()))
         return list(jobs.get("items") or ()), list(pods.get("items") or ())
 
     # ---- logs ------------------------------------------------------------------------------------
@@ -154,7 +166,7 @@ class KubernetesDriver:
     def _worker_pod(self, parsed: tuple[str, str], rank: int) -> dict[str, Any] | None:
         ns, name = parsed
         pods = self._json(lambda: self.core.list_namespaced_pod(
-            ns, label_selector=f"{LABEL_JOB_KEY}={name}", **_raw()))["items"]
+            ns, label_selector=f"{LABEL_JOB_KEY}={name}", **self._raw()))["items"]
         mine = [p for p in pods if completion_index(p) == rank]
         # a retried index leaves an older pod: the newest one is the worker's current life
         return max(mine, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
@@ -162,16 +174,16 @@ class KubernetesDriver:
     def _read_log(self, ns: str, pod: str, stream: str, limit_bytes: int) -> bytes:
         def read(split: str | None) -> bytes:
             response: Any = self.core.read_namespaced_pod_log(pod, ns, container=CONTAINER_NAME, stream=split,
-                                                              limit_bytes=limit_bytes, **_raw())
+                                                              limit_bytes=limit_bytes, **self._raw())
             return bytes(response.data)  # the raw urllib3 response: bytes, not the client's str
         try:
-            return self._call(lambda: read("Stdout" if stream == "stdout" else "Stderr"))
+            return self._call(lambda: read("Stdout" if stream == "stdout" else "Stderr"),
+                              expected=frozenset({400, 404, 422}))
         except ApiException as exc:
-            if exc.status in (400, 422):  # split streams not enabled on this cluster
-                return self._call(lambda: read(None)) if stream == "stdout" else b""
-            if exc.status == 404:
+            if exc.status == 404:  # the pod went away between the list and the read
                 return b""
-            raise EngineUnavailable(_api_words(exc)) from exc
+            # split streams not enabled on this cluster: stdout is the interleaved log, stderr nothing
+            return self._call(lambda: read(None)) if stream == "stdout" else b""
 
     # ---- cancel ----------------------------------------------------------------------------------
     def cancel(self, handle: str) -> None:
@@ -180,32 +192,40 @@ class KubernetesDriver:
             return
         ns, name = parsed
         try:
-            job = self._json(lambda: self.batch.read_namespaced_job(name, ns, **_raw()))
+            job = self._json(lambda: self.batch.read_namespaced_job(name, ns, **self._raw()),
+                             expected=frozenset({404}))
             if parse_job_state(job, []).ended:
-                return
+                return  # an ended Job is left for its TTL: deleting it would turn "succeeded" into "cancelled"
             self._call(lambda: self.batch.delete_namespaced_job(
-                name, ns, propagation_policy="Foreground", **_raw()))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise EngineUnavailable(_api_words(exc)) from exc
+                name, ns, propagation_policy="Foreground", **self._raw()), expected=frozenset({404}))
+        except ApiException:  # 404: unknown or already gone
             return
         self._deleted.add(handle)
 
     # ---- plumbing --------------------------------------------------------------------------------
-    def _json(self, call: Callable[[], Any]) -> dict[str, Any]:
-        response = self._call(call)
-        return dict(json.loads(response.data or b"{}"))
+    def _json(self, call: Callable[[], Any], expected: frozenset[int] = frozenset()) -> dict[str, Any]:
+        response = self._call(call, expected)
+        try:
+            return dict(json.loads(response.data or b"{}"))
+        except ValueError as exc:  # a proxy's HTML error page, a truncated body
+            raise EngineUnavailable(f"Kubernetes API answered something that is not JSON: {exc}") from exc
 
-    def _call(self, call: Callable[[], T]) -> T:
-        """Run one API call; transport failures and server-side trouble become EngineUnavailable."""
+    def _call(self, call: Callable[[], T], expected: frozenset[int] = frozenset()) -> T:
+        """Run one API call. An ``ApiException`` whose status the caller handles (``expected``) is
+        re-raised; every other failure — refused, timed out, 5xx, 429, 401, an RBAC 403 — means "cannot
+        use the engine now" and becomes ``EngineUnavailable``."""
         try:
             return call()
         except ApiException as exc:
-            if exc.status in (401, 429) or (exc.status or 0) >= 500:
-                raise EngineUnavailable(_api_words(exc)) from exc
-            raise
+            if exc.status in expected:
+                raise
+            raise EngineUnavailable(_api_words(exc)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise EngineUnavailable(f"Kubernetes API unreachable: {exc}") from exc
+
+    def _raw(self) -> dict[str, Any]:
+        """Keep the API's own JSON (parse.py reads it) and never wait long on a hung server."""
+        return {"_preload_content": False, "_request_timeout": self.request_timeout_s}
 
 
 def _configuration(base_url: str, token: str | None, verify_ssl: bool) -> k8s.Configuration:
@@ -215,11 +235,6 @@ def _configuration(base_url: str, token: str | None, verify_ssl: bool) -> k8s.Co
         config.api_key = {"BearerToken": token}
         config.api_key_prefix = {"BearerToken": "Bearer"}
     return config
-
-
-def _raw() -> dict[str, Any]:
-    """Keep the API's own JSON (parse.py reads it) and never wait on a hung server."""
-    return {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT_S}
 
 
 def _split(handle: str) -> tuple[str, str] | None:

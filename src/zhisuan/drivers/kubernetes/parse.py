@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from kubernetes.utils import parse_quantity
@@ -208,8 +207,3 @@ def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def quantity(value: str) -> Decimal:
-    """A Kubernetes quantity (``500m``, ``64Gi``, ``8``) as a Decimal."""
-    return Decimal(parse_quantity(value))
