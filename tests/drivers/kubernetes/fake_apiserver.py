@@ -100,7 +100,7 @@ class FakeApiServer:
     accepted: list[Obj] = field(default_factory=list)
     store: dict[tuple[str, str, str], Obj] = field(default_factory=dict)  # (kind, namespace, name)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    faults: list[tuple[str, str, int, Any]] = field(default_factory=list)  # (method, path regex, code, payload)
+    faults: list[tuple[str, str, str | None, int, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="fake-kubelet-"))
@@ -128,8 +128,8 @@ class FakeApiServer:
     def handle(self, method: str, path: str, query: dict[str, str], body: Obj | None) -> tuple[int, Any]:
         with self.lock:
             self.calls.append((method, path, query))
-            for verb, pattern, code, payload in self.faults:
-                if verb == method and re.fullmatch(pattern, path):
+            for verb, pattern, with_param, code, payload in self.faults:
+                if verb == method and re.fullmatch(pattern, path) and (with_param is None or with_param in query):
                     return code, payload
             for pattern, verb, action in ROUTES:
                 m = re.fullmatch(pattern, path)
@@ -137,9 +137,10 @@ class FakeApiServer:
                     return action(self, *m.groups(), query=query, body=body)
         return 404, status_body(404, "NotFound", f"FAKE apiserver: no route {method} {path}")
 
-    def inject(self, method: str, path_pattern: str, code: int, payload: Any) -> None:
-        """Fault injection: answer matching requests with ``code``/``payload`` (bytes are sent as is)."""
-        self.faults.append((method, path_pattern, code, payload))
+    def inject(self, method: str, path_pattern: str, code: int, payload: Any, with_param: str | None = None) -> None:
+        """Fault injection: answer matching requests (with query parameter ``with_param``, if given) with
+        ``code``/``payload`` (bytes are sent as they are)."""
+        self.faults.append((method, path_pattern, with_param, code, payload))
 
     def _create(self, kind: str, ns: str, body: Obj | None, query: dict[str, str]) -> tuple[int, Any]:
         assert body is not None

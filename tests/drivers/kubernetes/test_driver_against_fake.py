@@ -17,7 +17,7 @@ import pytest
 
 from tests.drivers.conformance import check_driver, unique_key, wait_for
 from tests.drivers.kubernetes.fake_apiserver import FakeApiServer, gpu_node
-from zhisuan.drivers.base import EngineUnavailable, LaunchSpec, SubmitRejected, WorkerAssignment
+from zhisuan.drivers.base import EngineUnavailable, LaunchSpec, LogChunk, SubmitRejected, WorkerAssignment
 from zhisuan.drivers.kubernetes import KubernetesDriver
 
 NODES = ("gpu-a", "gpu-b")
@@ -202,3 +202,41 @@ def test_unreachable_apiserver_is_engine_unavailable(call: str) -> None:
 def test_driver_needs_a_client_or_a_url() -> None:
     with pytest.raises(ValueError):
         KubernetesDriver()
+
+
+def read_in_pages(driver: KubernetesDriver, handle: str, stream: str, limit: int) -> str:
+    text, offset = "", 0
+    while (chunk := driver.logs(handle, 0, stream, offset, limit)).next_offset != offset:
+        text, offset = text + chunk.data, chunk.next_offset
+    return text
+
+
+def test_log_pages_chain_by_byte_offset_without_splitting_characters(fake_api: FakeApiServer) -> None:
+    driver = KubernetesDriver(base_url=fake_api.url)
+    handle = driver.submit(make_spec(unique_key(), ["sh", "-c", "printf 'héllo 世界 🚀 done'; printf 'ошибка' >&2"], 1))
+    wait_for(driver, handle, {"succeeded"})
+    for limit in (4, 5, 6, 7, 64):  # a limit under 4 bytes may have to cut a 4-byte character
+        assert read_in_pages(driver, handle, "stdout", limit) == "héllo 世界 🚀 done", limit
+        assert read_in_pages(driver, handle, "stderr", limit) == "ошибка", limit
+    last = driver.logs(handle, 0, "stdout", 0, 1000)
+    assert last.complete and last.next_offset == len("héllo 世界 🚀 done".encode())
+    reads = [q for m, p, q in fake_api.calls if p.endswith("/log")]
+    assert reads and all(q["limitBytes"] == str(int(q["limitBytes"])) for q in reads)
+
+
+def test_without_split_log_streams_stdout_is_the_interleaved_log(fake_api: FakeApiServer) -> None:
+    driver = KubernetesDriver(base_url=fake_api.url)
+    handle = driver.submit(make_spec(unique_key(), ["sh", "-c", "echo out; echo err >&2"], 1))
+    wait_for(driver, handle, {"succeeded"})
+    fake_api.inject("GET", r".*/log", 400, status(400, "BadRequest", "stream: Forbidden: feature gate disabled"),
+                    with_param="stream")
+    assert read_in_pages(driver, handle, "stdout", 100) == "out\nerr\n"
+    assert read_in_pages(driver, handle, "stderr", 100) == ""
+
+
+def test_logs_of_unknown_handles_and_ranks_are_empty(fake_api: FakeApiServer) -> None:
+    driver = KubernetesDriver(base_url=fake_api.url)
+    assert driver.logs("nonsense", 0, "stdout") == LogChunk(data="", next_offset=0, complete=True)
+    assert driver.logs("zs-acme/zs-404-1", 3, "stderr", 10).next_offset == 10
+    with pytest.raises(ValueError):
+        driver.logs("zs-acme/zs-404-1", 0, "stdin")

@@ -160,6 +160,8 @@ class KubernetesDriver:
             return LogChunk(data="", next_offset=offset)
         data = self._read_log(parsed[0], pod["metadata"]["name"], stream, offset + limit)
         page = data[offset:offset + limit]
+        if len(data) >= offset + limit:  # more may follow: end the page on a character boundary
+            page = whole_characters(page)
         return LogChunk(data=page.decode("utf-8", errors="replace"), next_offset=offset + len(page),
                         complete=ended and len(data) < offset + limit)
 
@@ -235,6 +237,19 @@ def _configuration(base_url: str, token: str | None, verify_ssl: bool) -> k8s.Co
         config.api_key = {"BearerToken": token}
         config.api_key_prefix = {"BearerToken": "Bearer"}
     return config
+
+
+def whole_characters(page: bytes) -> bytes:
+    """``page`` without a UTF-8 sequence cut at its end (so a page boundary never splits a character),
+    unless that would leave nothing (a limit smaller than one character)."""
+    for back in range(1, min(4, len(page)) + 1):
+        byte = page[-back]
+        if byte < 0x80:
+            return page  # ASCII: nothing is cut
+        if byte >= 0xC0:  # the lead byte: 110xxxxx needs 2 bytes, 1110xxxx 3, 11110xxx 4
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return page if back >= needed or back == len(page) else page[:-back]
+    return page
 
 
 def _split(handle: str) -> tuple[str, str] | None:
