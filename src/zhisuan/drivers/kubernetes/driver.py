@@ -2,8 +2,10 @@
 
 Handles are ``<namespace>/<job name>`` (the job name is ``spec.key``). Calls:
 
-- ``submit``: create the tenant's Namespace (409 = exists, fine), the Job, then (gang) the headless
-  Service with an ownerReference to the Job so deleting the Job collects it. Every create is sent with
+- ``submit``: create the tenant's Namespace (409 = exists; 403 = no right to, assumed to exist — the
+  Job's create then tells), the Job, then (gang) the headless Service with an ownerReference to the
+  Job so deleting the Job collects it (pods may start before the Service: the rendezvous retries
+  until the DNS name resolves, as torchrun does). Every create is sent with
   ``fieldValidation=Strict`` (an unknown field is an error, not silently dropped). A 409 on the Job
   means a previous submit of the same key got through: the same handle is returned and nothing new
   starts. 400/403/422 (invalid, forbidden, quota exceeded) → ``SubmitRejected`` with the API's words.
@@ -11,7 +13,8 @@ Handles are ``<namespace>/<job name>`` (the job name is ``spec.key``). Calls:
 - ``logs``: ``read_namespaced_pod_log`` of the worker's pod with ``stream=Stdout|Stderr`` (the API's
   split streams, feature gate ``PodLogsQuerySplitStreams``, alpha in 1.32: on a cluster without it the
   API answers 4xx and stdout falls back to the interleaved log, stderr to nothing). The API has no byte
-  offset: ``limitBytes = offset + limit`` is fetched and sliced here — each page re-reads the prefix.
+  offset: ``limitBytes = offset + limit`` is fetched and sliced here — each page re-reads the prefix, so
+  paging a long log is quadratic in transfer. A page ends on a UTF-8 character boundary (limit ≥ 4).
 - ``cancel``: ``DELETE`` the Job with ``propagationPolicy: Foreground`` (its pods and Service go first);
   an ended Job is left alone (the TTL collects it), 404 is a no-op. Once the API has forgotten a Job we
   deleted, poll says ``cancelled`` only while this driver object remembers the deletion (in memory);
