@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -123,6 +124,8 @@ class FakeApiServer:
         with self.lock:
             for pod in self.running.values():
                 _kill(pod.process)
+                pod.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ---- the API ---------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict[str, str], body: Obj | None) -> tuple[int, Any]:

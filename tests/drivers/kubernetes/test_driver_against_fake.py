@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import kubernetes_validate
 import pytest
@@ -73,7 +74,7 @@ def test_submit_call_sequence_and_idempotency(fake_api: FakeApiServer) -> None:
 def test_poll_is_one_job_list_and_one_pod_list_per_namespace(fake_api: FakeApiServer) -> None:
     driver = KubernetesDriver(base_url=fake_api.url)
     handles = [driver.submit(make_spec(unique_key(), ["true"], 1)) for _ in range(3)]
-    other = driver.submit(LaunchSpec(**{**make_spec(unique_key(), ["true"], 1).__dict__, "tenant": "beta"}))
+    other = driver.submit(replace(make_spec(unique_key(), ["true"], 1), tenant="beta"))
     fake_api.calls.clear()
     states = driver.poll([*handles, other, "not-a-handle"])
     assert set(states) == {*handles, other, "not-a-handle"}
@@ -93,7 +94,7 @@ def test_gang_failure_reports_the_failing_workers_exit_code(fake_api: FakeApiSer
 
 def test_deadline_exceeded_is_a_failure_with_that_reason(fake_api: FakeApiServer) -> None:
     driver = KubernetesDriver(base_url=fake_api.url)
-    spec = LaunchSpec(**{**make_spec(unique_key(), ["sleep", "60"], 1).__dict__, "max_run_s": 1})
+    spec = replace(make_spec(unique_key(), ["sleep", "60"], 1), max_run_s=1)
     state = wait_for(driver, driver.submit(spec), {"failed", "succeeded", "lost"})
     assert state.state == "failed" and state.reason.startswith("DeadlineExceeded"), state
 
@@ -121,7 +122,7 @@ def test_cancel_deletes_in_the_foreground(fake_api: FakeApiServer) -> None:
 
 def test_manifest_errors_are_rejected_before_any_call(fake_api: FakeApiServer) -> None:
     driver = KubernetesDriver(base_url=fake_api.url)
-    without_image = LaunchSpec(**{**make_spec(unique_key(), ["true"], 1).__dict__, "image": None})
+    without_image = replace(make_spec(unique_key(), ["true"], 1), image=None)
     with pytest.raises(SubmitRejected, match="image"):
         driver.submit(without_image)
     assert fake_api.calls == []
