@@ -41,7 +41,7 @@ def build_driver(sessions: sessionmaker[Session], site: SiteEngine, data_dir: Pa
         from zhisuan.drivers.kubernetes import KubernetesDriver
 
         token = Path(config["token_file"]).read_text().strip() if config.get("token_file") else None
-        return KubernetesDriver.from_url(config.get("api_url", "https://127.0.0.1:6443"), token=token)
+        return KubernetesDriver(base_url=config.get("api_url", "https://127.0.0.1:6443"), token=token)
     raise ValueError(f"site engine '{site.engine}' runs no jobs")
 
 
