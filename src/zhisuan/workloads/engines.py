@@ -35,8 +35,7 @@ def build_driver(sessions: sessionmaker[Session], site: SiteEngine, data_dir: Pa
         from zhisuan.drivers.slurm import SlurmDriver
 
         log_dir = config.get("log_dir") or str(data_dir / "jobs" / "slurm" / site.name)
-        return SlurmDriver(conf_path=config.get("slurm_conf"), partition=config.get("partition"),
-                           work_root=log_dir)
+        return SlurmDriver(config.get("slurm_conf"), config.get("partition"), root=log_dir)
     if site.engine == "kubernetes":
         from zhisuan.drivers.kubernetes import KubernetesDriver
 
