@@ -28,10 +28,16 @@ def name_words(name: str) -> tuple[str, ...]:
     return words
 
 
+# A typeless gres ("gpu:8") names no model: it must not match a catalog alias like "GPU-series-1".
+GENERIC_WORDS = frozenset({"gpu", "gpus", "npu", "accelerator"})
+
+
 def leading_words_match(gres_type: str, names: Iterable[str]) -> bool:
-    """Are the gres type's words the first words of any of ``names``?"""
+    """Are the gres type's words the first words of any of ``names``? (Never for a generic word.)"""
     wanted = name_words(gres_type)
-    return bool(wanted) and any(name_words(n)[: len(wanted)] == wanted for n in names)
+    if not wanted or (len(wanted) == 1 and wanted[0] in GENERIC_WORDS):
+        return False
+    return any(name_words(n)[: len(wanted)] == wanted for n in names)
 
 
 def model_for_gres_type(gres_type: str, catalog: Catalog, overrides: Mapping[str, str] | None = None) -> str:

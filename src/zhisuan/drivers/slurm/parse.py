@@ -61,6 +61,7 @@ class SlurmJob:
     start_time: int
     end_time: int
     comment: str
+    batch_host: str = ""  # empty until the job was started on a node
 
     @property
     def never_ran(self) -> bool:
@@ -81,7 +82,8 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[SlurmJob]:
         SlurmJob(job_id=str(j["job_id"]), name=str(j.get("name") or ""), state=str(j.get("job_state") or ""),
                  reason=str(j.get("state_reason") or ""), exit_status=int(j.get("exit_code") or 0),
                  submit_time=int(j.get("submit_time") or 0), start_time=int(j.get("start_time") or 0),
-                 end_time=int(j.get("end_time") or 0), comment=str(j.get("comment") or ""))
+                 end_time=int(j.get("end_time") or 0), comment=str(j.get("comment") or ""),
+                 batch_host=str(j.get("batch_host") or ""))
         for j in checked(squeue).get("jobs", [])
     ]
 
@@ -110,7 +112,10 @@ def engine_state(job: SlurmJob) -> EngineJobState:
     reason = "" if job.reason in ("", "None") else job.reason
     if job.state in PENDING:
         return EngineJobState("pending", reason=reason or job.state.lower(), notes=notes)
-    started = _utc(job.start_time)
+    if job.never_ran:
+        return EngineJobState("failed", reason=f"{job.reason}: refused by Slurm, never ran", notes=notes)
+    # Slurm stamps start_time on a job cancelled while pending too: only a job given a node has started
+    started = _utc(job.start_time) if job.batch_host else None
     if job.state in RUNNING:
         return EngineJobState("running", reason=reason, started_at=started, notes=notes)
     ended = _utc(job.end_time)

@@ -173,10 +173,13 @@ def start_munged(cluster: TestCluster) -> None:
     _wait(lambda: (d / "run" / "munge.socket").exists(), "munged socket", cluster)
 
 
-def start_controller(cluster: TestCluster) -> None:
-    """Start (or restart, keeping its saved state) slurmctld."""
+def start_controller(cluster: TestCluster, *, wait_for_nodes: bool = True) -> None:
+    """Start (or restart, keeping its saved state) slurmctld; by default until every node has registered
+    (a restarted controller reports its nodes ``unknown`` until their slurmd answer)."""
     _spawn(cluster, "slurmctld", ["slurmctld", "-D", "-f", str(cluster.conf_path)])
     _wait(lambda: _scontrol_ping(cluster), "slurmctld answering", cluster)
+    if wait_for_nodes:
+        _wait(lambda: _all_registered(cluster), "all nodes registered", cluster)
 
 
 def stop_controller(cluster: TestCluster) -> None:
@@ -205,7 +208,7 @@ def start(directory: Path | str, nodes: int = 2, gpus: int = 8, gpu_type: str = 
     (directory / "env").write_text(f"SLURM_CONF={cluster.conf_path}\n")
     try:
         start_munged(cluster)
-        start_controller(cluster)
+        start_controller(cluster, wait_for_nodes=False)
         for node in cluster.nodes:
             start_node(cluster, node)
         _wait(lambda: _all_idle(cluster), "all nodes idle", cluster)
@@ -287,11 +290,22 @@ def _scontrol_ping(cluster: TestCluster) -> bool:
     return "is UP" in out.stdout
 
 
-def _all_idle(cluster: TestCluster) -> bool:
+def _node_states(cluster: TestCluster) -> dict[str, str]:
+    """``{node: state}`` as ``sinfo %T`` prints it (a trailing ``*``: not responding)."""
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=_cli_env(cluster), capture_output=True,
                          text=True, timeout=10)
-    states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
+    return dict(line.split() for line in out.stdout.splitlines() if line.strip())
+
+
+def _all_idle(cluster: TestCluster) -> bool:
+    states = _node_states(cluster)
     return all(states.get(node) == "idle" for node in cluster.nodes)
+
+
+def _all_registered(cluster: TestCluster) -> bool:
+    states = _node_states(cluster)
+    return all(node in states and not states[node].endswith("*") and states[node] not in ("unknown", "down")
+               for node in cluster.nodes)
 
 
 def _wait(ready: object, what: str, cluster: TestCluster) -> None:
