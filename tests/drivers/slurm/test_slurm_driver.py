@@ -80,6 +80,7 @@ def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
                      lambda: driver.submit(make_spec(unique_key(), ["true"], 1)), lambda: driver.cancel(handle)):
             with pytest.raises(EngineUnavailable):
                 call()
+        assert not driver.logs(handle, 0, "stdout").complete  # log files stay readable meanwhile
     finally:
         testcluster.start_controller(slurm_cluster)
     # the job kept running on its node while the controller was away, and is still the same job

@@ -9,6 +9,8 @@ sinfo --json, scancel, scontrol), each call with a short timeout.
   per-rank logs ``<key>-<rank>.out|.err`` and ``root/logs/ids/<job id>`` the key of each handle.
 - The control plane's own environment is not passed on to jobs: the CLI runs with ``PATH``, ``HOME``,
   ``LANG`` and ``SLURM_CONF`` only, and the batch script exports what the job should see.
+- ``squeue --json`` ignores its filters in 22.05, so ``submit`` and ``poll`` read the whole queue once
+  per call (finished jobs included): one call for any number of handles.
 - ``slurmctld`` down, a CLI timeout or a missing CLI → ``EngineUnavailable`` (nothing changed);
   ``sbatch`` refusing the job, or a spec Slurm cannot express → ``SubmitRejected``.
 """
@@ -154,7 +156,10 @@ class SlurmDriver:
         next_offset = max(0, offset) + len(data)
         complete = False
         if len(data) < limit:  # at the end of what is written: is there more to come?
-            complete = self.poll([handle])[handle].ended
+            try:
+                complete = self.poll([handle])[handle].ended
+            except EngineUnavailable:
+                complete = False  # the files stay readable while the controller is away
         return LogChunk(data.decode("utf-8", errors="replace"), next_offset, complete=complete)
 
     def cancel(self, handle: str) -> None:
