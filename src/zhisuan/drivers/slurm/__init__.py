@@ -1,0 +1,1 @@
+"""Slurm driver (sbatch/squeue/sinfo/scancel/scontrol)."""

@@ -1,0 +1,237 @@
+"""The Slurm driver: ``zhisuan.drivers.base.Driver`` through Slurm's own CLI (sbatch, squeue --json,
+sinfo --json, scancel, scontrol), each call with a short timeout.
+
+- A Slurm job id is the handle. ``submit`` first looks for a job named ``spec.key`` (squeue keeps
+  finished jobs for ``MinJobAge``) and returns it, so a control plane that restarts mid-submit never
+  starts the work twice.
+- Files live under ``root`` (on a real cluster: a filesystem shared by the control plane and the
+  nodes): ``root/tenants/<tenant>/<workdir>`` is the job's working directory, ``root/logs/`` holds the
+  per-rank logs ``<key>-<rank>.out|.err`` and ``root/logs/ids/<job id>`` the key of each handle.
+- The control plane's own environment is not passed on to jobs: the CLI runs with ``PATH``, ``HOME``,
+  ``LANG`` and ``SLURM_CONF`` only, and the batch script exports what the job should see.
+- ``squeue --json`` ignores its filters in 22.05, so ``submit`` and ``poll`` read the whole queue once
+  per call (finished jobs included): one call for any number of handles.
+- ``slurmctld`` down, a CLI timeout or a missing CLI → ``EngineUnavailable`` (nothing changed);
+  ``sbatch`` refusing the job, or a spec Slurm cannot express → ``SubmitRejected``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from zhisuan.catalog.loader import Catalog, load_catalog
+from zhisuan.drivers.base import (
+    STREAMS,
+    EngineJobState,
+    EngineUnavailable,
+    ImportedNode,
+    LaunchSpec,
+    LogChunk,
+    SubmitRejected,
+)
+from zhisuan.drivers.slurm.gres import gres_type_for_model
+from zhisuan.drivers.slurm.parse import (
+    SlurmJob,
+    SlurmOutputError,
+    checked,
+    engine_state,
+    gres_devices,
+    imported_nodes,
+    job_named,
+    parse_jobs,
+)
+from zhisuan.drivers.slurm.translate import JOB_KEY, InvalidLaunch, JobPaths, rank_log_path, translate
+
+# sbatch's words for "the controller is not there" (anything else from sbatch is a refusal of the job)
+UNREACHABLE_WORDS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
+                     "Zero Bytes were transmitted", "Slurm backup controller in standby mode",
+                     "Transport endpoint is not connected", "Unable to establish", "Could not establish")
+LOST_REASON = "Slurm does not know this job (never submitted, or purged after MinJobAge)"
+SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("ZHISUAN_SLURM_ROOT") or Path.home() / ".zhisuan" / "slurm")
+
+
+class SlurmDriver:
+    kind: ClassVar[str] = "slurm"
+
+    def __init__(self, conf_path: str | None = None, partition: str | None = None, *,
+                 root: str | Path | None = None, catalog: Catalog | None = None,
+                 gres_models: Mapping[str, str] | None = None, timeout_s: float = 15.0) -> None:
+        self.conf_path = conf_path
+        self.partition = partition
+        self.root = Path(root) if root is not None else default_root()
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.gres_models = dict(gres_models or {})
+        self.timeout_s = timeout_s
+
+    # ---- the CLI -------------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        conf = self.conf_path or os.environ.get("SLURM_CONF")
+        if conf:
+            env["SLURM_CONF"] = conf
+        return env
+
+    def _run(self, argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=self._env(),
+                                  timeout=self.timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise EngineUnavailable(f"{argv[0]} did not answer within {self.timeout_s:g} s") from exc
+        except OSError as exc:
+            raise EngineUnavailable(f"{argv[0]} cannot run: {exc}") from exc
+
+    def _json(self, argv: Sequence[str]) -> Mapping[str, Any]:
+        done = self._run(argv)
+        try:
+            document = json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise EngineUnavailable(f"{argv[0]}: {done.stderr.strip() or 'no JSON output'}") from exc
+        try:
+            # squeue/sinfo put "cannot contact the controller" into the JSON's errors list
+            return _checked_document(document)
+        except SlurmOutputError as exc:
+            raise EngineUnavailable(f"{argv[0]}: {exc}") from exc
+
+    def _jobs(self) -> list[SlurmJob]:
+        return parse_jobs(self._json(["squeue", "--json"]))
+
+    # ---- the interface -------------------------------------------------------------------------
+    def import_inventory(self) -> list[ImportedNode]:
+        return imported_nodes(self._json(["sinfo", "--json"]), self.catalog, self.gres_models)
+
+    def submit(self, spec: LaunchSpec) -> str:
+        if not JOB_KEY.fullmatch(spec.key):
+            raise SubmitRejected(f"key {spec.key!r} is not a safe Slurm job name")
+        existing = job_named(self._jobs(), spec.key)
+        if existing is not None:
+            self._remember(existing.job_id, spec.key)
+            return existing.job_id
+        try:
+            paths = self._paths(spec)
+            request = translate(spec, paths, self._gres_type(spec), self.partition)
+        except InvalidLaunch as exc:
+            raise SubmitRejected(str(exc)) from exc
+        Path(paths.workdir).mkdir(parents=True, exist_ok=True)
+        Path(paths.log_dir).mkdir(parents=True, exist_ok=True)
+        if request.payload is not None:
+            Path(paths.payload).write_text(request.payload)
+        done = self._run(["sbatch", "--parsable", *request.args], stdin=request.script)
+        if done.returncode != 0:
+            words = done.stderr.strip() or done.stdout.strip() or f"sbatch exited {done.returncode}"
+            if any(w in words for w in UNREACHABLE_WORDS):
+                raise EngineUnavailable(words)
+            raise SubmitRejected(words.removeprefix("sbatch: error: "))
+        job_id = done.stdout.strip().split(";")[0]
+        self._remember(job_id, spec.key)
+        return job_id
+
+    def poll(self, handles: Sequence[str]) -> dict[str, EngineJobState]:
+        by_id = {job.job_id: job for job in self._jobs()}
+        lost = EngineJobState("lost", reason=LOST_REASON)
+        return {h: engine_state(by_id[h]) if h in by_id else lost for h in handles}
+
+    def logs(self, handle: str, rank: int, stream: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {STREAMS}")
+        key = self._key_of(handle)
+        if key is None:
+            return LogChunk("", offset, complete=True)
+        path = Path(rank_log_path(str(self.root / "logs"), key, rank, stream))
+        try:
+            with path.open("rb") as f:
+                f.seek(max(0, offset))
+                data = f.read(max(0, limit))
+        except FileNotFoundError:
+            data = b""
+        next_offset = max(0, offset) + len(data)
+        complete = False
+        if len(data) < limit:  # at the end of what is written: is there more to come?
+            try:
+                complete = self.poll([handle])[handle].ended
+            except EngineUnavailable:
+                complete = False  # the files stay readable while the controller is away
+        return LogChunk(data.decode("utf-8", errors="replace"), next_offset, complete=complete)
+
+    def cancel(self, handle: str) -> None:
+        if not handle.isdigit():
+            return
+        done = self._run(["scancel", handle])
+        if done.returncode != 0:
+            words = done.stderr.strip()
+            if any(w in words for w in UNREACHABLE_WORDS):
+                raise EngineUnavailable(words)
+            # "Invalid job id specified" / "Job/step already completing or completed": nothing to do
+
+    def drain(self, node: str, reason: str) -> None:
+        self._scontrol_update(node, "drain", reason or "drained by zhisuan")
+
+    def resume(self, node: str) -> None:
+        self._scontrol_update(node, "resume", None)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _scontrol_update(self, node: str, state: str, reason: str | None) -> None:
+        argv = ["scontrol", "update", f"nodename={node}", f"state={state}"]
+        if reason is not None:
+            argv.append(f"reason={reason}")
+        done = self._run(argv)
+        if done.returncode != 0:
+            words = done.stderr.strip()
+            if any(w in words for w in UNREACHABLE_WORDS):
+                raise EngineUnavailable(words)
+            raise ValueError(f"scontrol update {node} state={state}: {words}")
+
+    def _paths(self, spec: LaunchSpec) -> JobPaths:
+        tenant_dir = self.root / "tenants" / _safe_relative(spec.tenant, "tenant")
+        workdir = tenant_dir / _safe_relative(spec.workdir, "workdir") if spec.workdir else tenant_dir
+        logs = self.root / "logs"
+        return JobPaths(str(workdir), str(logs), str(logs / f"{spec.key}.payload.sh"))
+
+    def _gres_type(self, spec: LaunchSpec) -> str | None:
+        model = spec.workers[0].model if spec.workers else None
+        if not model or not spec.workers[0].device_indices:
+            return None
+        return gres_type_for_model(model, self._site_gres_types(), self.catalog, self.gres_models)
+
+    def _site_gres_types(self) -> list[str]:
+        """The gres types as Slurm spells them (``--gres`` needs those, not catalog keys)."""
+        document = self._json(["sinfo", "--json"])
+        return [t for node in document.get("nodes", []) for t, _ in gres_devices(str(node.get("gres") or ""))]
+
+    def _remember(self, job_id: str, key: str) -> None:
+        ids = self.root / "logs" / "ids"
+        ids.mkdir(parents=True, exist_ok=True)
+        (ids / job_id).write_text(key)
+
+    def _key_of(self, handle: str) -> str | None:
+        if not handle.isdigit():
+            return None
+        try:
+            return (self.root / "logs" / "ids" / handle).read_text().strip() or None
+        except FileNotFoundError:
+            pass
+        job = next((j for j in self._jobs() if j.job_id == handle), None)
+        return job.name if job is not None else None
+
+
+def _checked_document(document: Any) -> Mapping[str, Any]:
+    if not isinstance(document, dict):
+        raise SlurmOutputError("not a JSON object")
+    return checked(document)
+
+
+def _safe_relative(path: str, what: str) -> PurePosixPath:
+    """A relative path that stays inside its parent (no absolute paths, no ``..``)."""
+    relative = PurePosixPath(path)
+    if not path or relative.is_absolute() or ".." in relative.parts or "\0" in path:
+        raise SubmitRejected(f"{what} {path!r} must be a relative path inside the tenant's directory")
+    return relative

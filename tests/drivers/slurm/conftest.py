@@ -1,0 +1,54 @@
+"""One real throw-away Slurm cluster per test session: 2 nodes × 8 fake h100 GPUs.
+
+``scripts/test-slurm.sh`` installs Debian's slurm-wlm and munge when it can; when it cannot it sets
+``ZHISUAN_TEST_SLURM_SKIP`` to the reason and these tests are skipped — except in CI (``CI=true``),
+where a missing Slurm fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from zhisuan.drivers.slurm import testcluster
+from zhisuan.drivers.slurm.driver import SlurmDriver
+
+NODES = 2
+GPUS = 8
+GPU_TYPE = "h100"
+
+
+def _unavailable_reason() -> str | None:
+    reason = os.environ.get("ZHISUAN_TEST_SLURM_SKIP")
+    if reason:
+        return reason
+    missing = [d for d in testcluster.DAEMONS if shutil.which(d) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (Debian packages slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "the test cluster runs slurmd as root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testcluster.TestCluster]:
+    reason = _unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Slurm is unavailable in CI ({reason}); CI must not skip the Slurm tests")
+        pytest.skip(f"Slurm tests SKIPPED: {reason}")
+    directory = tmp_path_factory.mktemp("slurm")
+    cluster = testcluster.start(directory, nodes=NODES, gpus=GPUS, gpu_type=GPU_TYPE)
+    try:
+        yield cluster
+    finally:
+        testcluster.stop(directory)
+
+
+@pytest.fixture()
+def driver(slurm_cluster: testcluster.TestCluster) -> SlurmDriver:
+    return SlurmDriver(str(slurm_cluster.conf_path), partition=slurm_cluster.partition,
+                       root=slurm_cluster.workdir_root)
