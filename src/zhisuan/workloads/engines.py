@@ -32,7 +32,7 @@ def build_driver(sessions: sessionmaker[Session], site: SiteEngine, data_dir: Pa
     if site.engine == "local":
         return LocalDriver(sessions, site.site_id)
     if site.engine == "slurm":
-        from zhisuan.drivers.slurm import SlurmDriver
+        from zhisuan.drivers.slurm.driver import SlurmDriver
 
         log_dir = config.get("log_dir") or str(data_dir / "jobs" / "slurm" / site.name)
         return SlurmDriver(config.get("slurm_conf"), config.get("partition"), root=log_dir)
