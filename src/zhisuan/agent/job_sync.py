@@ -31,8 +31,11 @@ def launch_of(raw: dict[str, Any]) -> WorkerLaunch:
 
 
 class JobSync:
-    def __init__(self, runner: WorkerRunner, node: str, exchange: Exchange, stop_grace_s: float = 5.0) -> None:
+    def __init__(self, runner: WorkerRunner, node: str, exchange: Exchange, stop_grace_s: float = 5.0,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.runner, self.node, self.exchange, self.stop_grace_s = runner, node, exchange, stop_grace_s
+        self.on_change = on_change  # told when a worker's state changed (the one box wakes its scheduler)
+        self.last_states: dict[str, str] = {}
         self.assigned: list[dict[str, Any]] = []
         self.delivered: dict[tuple[str, str], int] = {}  # (key, stream) -> bytes the control plane has
         self.refused: dict[str, WorkerStatus] = {}  # launches the runner refused (bad workdir …)
@@ -103,3 +106,7 @@ class JobSync:
         self.apply(self.send())
         self.apply(self.send())
         self.forget_delivered()
+        states = {s.key: s.state for s in self.runner.statuses()}
+        if states != self.last_states and self.on_change is not None:
+            self.on_change()
+        self.last_states = states

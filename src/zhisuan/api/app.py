@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,19 +45,24 @@ from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
 from zhisuan.workloads.router import router as workloads_router
-from zhisuan.workloads.scheduler import JobScheduler
+from zhisuan.workloads.scheduler import JobScheduler, Wakeups
 
 log = logging.getLogger("zhisuan")
 
 
-async def every(seconds: float, work: Callable[[], object], name: str) -> None:
-    """Run blocking ``work`` in a thread every ``seconds``; a failing pass is logged, not fatal."""
+async def every(seconds: float, work: Callable[[], object], name: str, wake: threading.Event | None = None) -> None:
+    """Run blocking ``work`` in a thread every ``seconds`` — or as soon as ``wake`` is set (a job was
+    submitted, an agent saw a worker start): a failing pass is logged, not fatal."""
     while True:
         try:
             await asyncio.to_thread(work)
         except Exception:
             log.exception("background loop %s failed; retrying in %.0f s", name, seconds)
-        await asyncio.sleep(seconds)
+        if wake is None:
+            await asyncio.sleep(seconds)
+        else:
+            await asyncio.to_thread(wake.wait, seconds)
+            wake.clear()
 
 
 def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
@@ -72,7 +78,8 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         asyncio.create_task(every(
             settings.metering_interval_s, lambda: metering_pass(ctx.sessions, catalog, ctx.clock()), "metering"
         )),
-        asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs")),
+        asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs",
+                                  app.state.wakeups.scheduler)),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
@@ -82,8 +89,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             settings.heartbeat_interval_s,
             lambda: heartbeat_local_node(ctx.sessions, ctx, catalog, site_id, name), "local-heartbeat",
         )))
-        sync = local_job_sync(ctx, site_id, name)
-        tasks.append(asyncio.create_task(every(settings.job_interval_s, sync.step, "local-jobs")))
+        sync = local_job_sync(ctx, site_id, name, on_change=app.state.wakeups.scheduler.set)
+        tasks.append(asyncio.create_task(every(settings.job_interval_s, sync.step, "local-jobs",
+                                               app.state.wakeups.agent)))
     return tasks
 
 
@@ -202,7 +210,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     registry = CollectorRegistry()
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
-    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.data_dir, ctx.clock)
+    app.state.wakeups = Wakeups()
+    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.data_dir, ctx.clock,
+                                           wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
                    billing_router, serving_router, workloads_router):

@@ -7,6 +7,7 @@ follows the same lifecycle as ``zhisuan agent`` (register, then heartbeat).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,7 +53,7 @@ def heartbeat_local_node(sessions: sessionmaker[Session], ctx: AppContext, catal
         service.heartbeat(session, system_principal(site_id), name, list(body.devices), ctx.clock())
 
 
-def local_job_sync(ctx: AppContext, site_id: int, name: str) -> JobSync:
+def local_job_sync(ctx: AppContext, site_id: int, name: str, on_change: Callable[[], None] | None = None) -> JobSync:
     """The one-box agent's job workers: run here under the jobs dir (``config.default_jobs_dir``),
     exchanged with the scheduler by direct calls rather than HTTP."""
 
@@ -61,4 +62,4 @@ def local_job_sync(ctx: AppContext, site_id: int, name: str) -> JobSync:
         with transaction(ctx.sessions) as session:
             return [a.model_dump() for a in report(session, system_principal(site_id), reports)]
 
-    return JobSync(WorkerRunner(ctx.settings.resolved_jobs_dir()), name, exchange)
+    return JobSync(WorkerRunner(ctx.settings.resolved_jobs_dir()), name, exchange, on_change=on_change)

@@ -25,7 +25,10 @@ def submit_job(body: s.JobSubmit, request: Request, session: SessionDep, princip
                ctx: ContextDep) -> s.JobOut:
     """Queue a job; the scheduler admits it under the tenant's quota and runs it on a site's engine."""
     job = service.submit(session, request.app.state.catalog, principal, body, ctx.clock())
-    return service.job_out(session, job, principal)
+    out = service.job_out(session, job, principal)
+    session.commit()  # before the scheduler, woken now, reads the queue
+    request.app.state.wakeups.scheduler.set()
+    return out
 
 
 @router.get("/jobs", response_model=list[s.JobOut])
@@ -65,8 +68,12 @@ def job_events(job_id: RowIdPath, session: SessionDep, principal: Reader) -> lis
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=s.JobOut)
-def cancel_job(job_id: RowIdPath, session: SessionDep, principal: Writer, ctx: ContextDep) -> s.JobOut:
-    return service.job_out(session, service.cancel(session, principal, job_id, ctx.clock()), principal)
+def cancel_job(job_id: RowIdPath, request: Request, session: SessionDep, principal: Writer,
+               ctx: ContextDep) -> s.JobOut:
+    out = service.job_out(session, service.cancel(session, principal, job_id, ctx.clock()), principal)
+    session.commit()
+    request.app.state.wakeups.scheduler.set()
+    return out
 
 
 @router.get("/jobs/{job_id}/logs", response_model=s.LogOut)

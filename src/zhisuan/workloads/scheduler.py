@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +51,15 @@ SYNC_EVERY = timedelta(seconds=60)
 
 
 @dataclass
+class Wakeups:
+    """Shortcuts through the loops' intervals on one box: a submit wakes the scheduler, a launch or a
+    stop wakes the local agent, a worker that changed state wakes the scheduler again."""
+
+    scheduler: threading.Event = field(default_factory=threading.Event)
+    agent: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class JobScheduler:
     sessions: sessionmaker[Session]
     catalog: Catalog
@@ -57,6 +67,7 @@ class JobScheduler:
     clock: Callable[[], datetime]
     holder: str = socket.gethostname()
     ttl: timedelta = timedelta(seconds=30)
+    wake_agents: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self.book = DriverBook(self.sessions, self.data_dir)
@@ -90,9 +101,11 @@ class JobScheduler:
         self.probe_unreachable(now)
         self.sync_engine_sites(now)
         apply_cycle(self.sessions, self.catalog, self.book, token, now)
-        self.launch_admitted(token)
+        launched = self.launch_admitted(token)
         self.follow(token)
-        self.stop_requested(token)
+        stopping = self.stop_requested(token)
+        if launched or stopping:
+            self.wake_agents()
         return True
 
     def guarded(self, session: Session, token: str) -> bool:
@@ -100,7 +113,7 @@ class JobScheduler:
 
     # ------------------------------------------------------------------ launch
 
-    def launch_admitted(self, token: str) -> None:
+    def launch_admitted(self, token: str) -> int:
         with self.sessions() as session:
             jobs = session.execute(select(Job.id).where(Job.state == "admitted", Job.stop_requested.is_(None))
                                    .order_by(Job.id)).scalars().all()
@@ -119,6 +132,7 @@ class JobScheduler:
             except SubmitRejected as exc:
                 handle, error, fatal = None, f"site {site.name} refused the job: {exc}", True
             self.apply_launch(token, job_id, spec.attempt, handle, error, fatal, site)
+        return len(jobs)
 
     def apply_launch(self, token: str, job_id: int, attempt: int, handle: str | None, error: str, fatal: bool,
                      site: SiteEngine) -> None:
@@ -211,7 +225,7 @@ class JobScheduler:
 
     # ------------------------------------------------------------------ stop
 
-    def stop_requested(self, token: str) -> None:
+    def stop_requested(self, token: str) -> int:
         with self.sessions() as session:
             jobs = session.execute(select(Job).where(
                 Job.stop_requested.is_not(None), Job.state.in_(("admitted", "starting", "running")))).scalars().all()
@@ -223,6 +237,7 @@ class JobScheduler:
                 self.cancel_quietly(sites[site_id], handle)
         if unlaunched:
             self.stop_unlaunched(token, unlaunched)
+        return len(targets)
 
     def stop_unlaunched(self, token: str, job_ids: list[int]) -> None:
         """Admitted but never submitted: nothing runs; end the attempt here."""
