@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zhisuan.core.placement import place
 from zhisuan.core.placement.fleet import fleet_from_snapshot
 from zhisuan.core.placement.snapshot import ClusterSnapshot, DeviceSnapshot, NodeSnapshot, PlacementRequest
 from zhisuan.core.queueing import QueuedJob, QueueSnapshot, RunningJob, WorkerPlace, schedule
@@ -125,12 +126,24 @@ def queue(cluster: ClusterSnapshot, count: int, rng: np.random.Generator) -> tup
     return tuple(jobs)
 
 
+def one_by_one(snapshot: QueueSnapshot, count: int) -> float:
+    """Seconds per decision when each queued job's first worker is placed alone with ``place()``: the
+    snapshot becomes arrays for every decision (what a loop calling the placement API would do)."""
+    jobs = snapshot.queued[:count]
+    start = time.perf_counter()
+    for job in jobs:
+        place(snapshot.cluster, job.request)
+    return (time.perf_counter() - start) / max(1, len(jobs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=2_000)
     parser.add_argument("--max-admissions", type=int, default=256)
+    parser.add_argument("--reference", type=int, default=200,
+                        help="queued jobs also decided one by one with place() on the snapshot (the reference)")
     args = parser.parse_args()
     snapshot = dataclasses.replace(build(args.nodes, args.queued), max_admissions=args.max_admissions)
     arrays, cycles = [], []
@@ -146,6 +159,7 @@ def main() -> None:
     cycle = statistics.median(cycles)
     decisions = len(result.admissions) + len(result.preemptions) + len(result.pending)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reference = one_by_one(snapshot, args.reference)
     devices = sum(len(n.devices) for n in snapshot.cluster.nodes)
     print(
         f"fleet: {len(snapshot.cluster.nodes)} nodes, {devices} devices; queued {len(snapshot.queued)}; "
@@ -163,6 +177,10 @@ def main() -> None:
         f"{len(result.pending)} |"
     )
     print(f"| peak RSS | {rss:.0f} MB |")
+    print(f"| reference: place() per queued job from the snapshot (first {args.reference}; arrays rebuilt per "
+          f"decision, no quota) | {reference * 1e3:.1f} ms per job → {reference * len(snapshot.queued):.0f} s "
+          f"for the queue |")
+    print(f"| ratio: reference per job ÷ cycle per queued job | {reference / (cycle / max(1, decisions)):.0f}× |")
     print()
     print("command: uv run --no-sync python benchmarks/queueing/bench_admission.py " + " ".join(sys.argv[1:]))
     print(ATTRIBUTION)
