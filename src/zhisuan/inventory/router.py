@@ -27,6 +27,7 @@ from zhisuan.inventory.schemas import (
     SiteCreate,
     SiteOut,
 )
+from zhisuan.workloads.site_sync import push_drain, site_engine_of
 
 router = APIRouter()
 
@@ -115,8 +116,16 @@ def get_node(ref: str, session: SessionDep, principal: Reader) -> NodeOut:
 
 
 @router.patch("/nodes/{ref:path}", response_model=NodeOut, tags=["inventory"])
-def patch_node(ref: str, body: NodePatch, session: SessionDep, principal: Writer) -> NodeOut:
-    return node_out(service.patch_node(session, principal, ref, body))
+def patch_node(ref: str, body: NodePatch, request: Request, session: SessionDep, principal: Writer) -> NodeOut:
+    """Drain or resume a node, or set its labels. A node of a Slurm site is drained or resumed in Slurm
+    too (after the commit, outside the transaction), so both agree and the next inventory sync keeps it."""
+    node = service.patch_node(session, principal, ref, body)
+    out = node_out(node)
+    if body.drained is not None and node.managed_by == "engine":
+        site = site_engine_of(node.site)
+        session.commit()
+        push_drain(request.app.state.driver_book, site, node.name, body.drained, f"drained by {principal.username}")
+    return out
 
 
 @router.delete("/nodes/{ref:path}", status_code=status.HTTP_204_NO_CONTENT, tags=["inventory"])

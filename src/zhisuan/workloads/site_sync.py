@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from zhisuan.bootstrap import system_principal
 from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.router import device_memory_mib
-from zhisuan.drivers.base import ImportedNode
+from zhisuan.drivers.base import EngineUnavailable, ImportedNode
+from zhisuan.errors import Conflict
 from zhisuan.inventory.models import Device, Node, Site
 from zhisuan.inventory.service import end_holds_of_missing_devices, refresh_availability
 from zhisuan.store.base import transaction
@@ -71,6 +72,19 @@ def apply_node(session: Session, catalog: Catalog, site: Site, imported: Importe
     existing.status, existing.drained, existing.last_heartbeat_at = status, imported.state == "drained", now
     refresh_availability(existing)
     result.updated.append(imported.name)
+
+
+def push_drain(book: DriverBook, site: SiteEngine, node: str, drained: bool, reason: str) -> None:
+    """Tell the engine (drivers with ``drain``/``resume``: Slurm) what zhisuan decided; 409 if it cannot be reached."""
+    driver = book.driver(site)
+    action = getattr(driver, "drain" if drained else "resume", None)
+    if action is None:
+        return
+    try:
+        action(node, reason) if drained else action(node)
+    except EngineUnavailable as error:
+        raise Conflict(f"node {site.name}/{node} is drained in zhisuan but its engine could not be told ({error}); "
+                       "try again", field="drained") from error
 
 
 def sync_site(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, site_id: int,
