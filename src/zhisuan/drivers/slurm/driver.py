@@ -200,12 +200,16 @@ class SlurmDriver:
         model = spec.workers[0].model if spec.workers else None
         if not model or not spec.workers[0].device_indices:
             return None
-        return gres_type_for_model(model, self._site_gres_types(), self.catalog, self.gres_models)
+        return gres_type_for_model(model, self._gres_types_on({w.node for w in spec.workers}), self.catalog,
+                                   self.gres_models)
 
-    def _site_gres_types(self) -> list[str]:
-        """The gres types as Slurm spells them (``--gres`` needs those, not catalog keys)."""
-        document = self._json(["sinfo", "--json"])
-        return [t for node in document.get("nodes", []) for t, _ in gres_devices(str(node.get("gres") or ""))]
+    def _gres_types_on(self, nodes: set[str]) -> list[str]:
+        """The GPU gres types of the placed nodes as Slurm spells them (``--gres`` needs those, not catalog
+        keys); of the whole site when Slurm knows none of these nodes (sbatch then names the problem)."""
+        reported = self._json(["sinfo", "--json"]).get("nodes", [])
+        types = [(str(n.get("name")), t) for n in reported for t, _ in gres_devices(str(n.get("gres") or ""))]
+        placed = [t for name, t in types if name in nodes]
+        return placed or [t for _, t in types]
 
     def _remember(self, job_id: str, key: str) -> None:
         ids = self.root / "logs" / "ids"
