@@ -144,7 +144,9 @@ def _make_layout(cluster: TestCluster) -> None:
     d = cluster.directory
     for sub in ("etc", "run", "log", "state", "spool", "munge", "work"):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(d / "run", 0o755)
+    # jobs may run as tenants' own users: they need to reach slurm.conf, the munge socket and work/
+    for shared in (d, d / "etc", d / "run", d / "work"):
+        os.chmod(shared, 0o711 if shared in (d, d / "work") else 0o755)
     for node in cluster.nodes:
         (d / "spool" / node).mkdir(exist_ok=True)
         devdir = d / "dev" / node
