@@ -158,6 +158,8 @@ class SlurmDriver:
                 data = f.read(max(0, limit))
         except FileNotFoundError:
             data = b""
+        if len(data) == limit:  # more may follow: never cut a character in two
+            data = data[:complete_utf8_length(data)]
         next_offset = max(0, offset) + len(data)
         complete = False
         if len(data) < limit:  # at the end of what is written: is there more to come?
@@ -231,3 +233,15 @@ def _checked_document(document: Any) -> Mapping[str, Any]:
         raise SlurmOutputError("not a JSON object")
     return checked(document)
 
+
+def complete_utf8_length(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` that does not end inside a UTF-8 character (all of it when
+    that prefix would be empty, so paging always moves on)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for the lead byte
+            continue
+        width = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+        cut = len(data) if width <= back else len(data) - back
+        return cut or len(data)
+    return len(data)
