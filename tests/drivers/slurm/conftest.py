@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,18 +36,20 @@ def _unavailable_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testcluster.TestCluster]:
+def slurm_cluster() -> Iterator[testcluster.TestCluster]:
     reason = _unavailable_reason()
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Slurm is unavailable in CI ({reason}); CI must not skip the Slurm tests")
         pytest.skip(f"Slurm tests SKIPPED: {reason}")
-    directory = tmp_path_factory.mktemp("slurm")
+    # not under pytest's own 0700 temp tree: jobs running as tenants' users must reach the cluster's files
+    directory = Path(tempfile.mkdtemp(prefix="zs-slurm-test-"))
     cluster = testcluster.start(directory, nodes=NODES, gpus=GPUS, gpu_type=GPU_TYPE)
     try:
         yield cluster
     finally:
         testcluster.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture()

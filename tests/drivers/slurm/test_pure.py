@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.drivers.slurm.specs import make_spec
 from zhisuan.catalog.loader import load_catalog
 from zhisuan.drivers.base import LaunchSpec
+from zhisuan.drivers.slurm.driver import complete_utf8_length
 from zhisuan.drivers.slurm.gres import gres_type_for_model, model_for_gres_type, name_words
 from zhisuan.drivers.slurm.parse import SlurmJob, engine_state, exit_code_of, gres_devices, node_state
 from zhisuan.drivers.slurm.translate import InvalidLaunch, JobPaths, checked_env, time_limit_minutes, translate
@@ -145,3 +146,15 @@ def test_translate_refuses_uneven_gangs_and_shared_nodes() -> None:
     shared = dataclasses.replace(spec, workers=(spec.workers[0], dataclasses.replace(spec.workers[1], node="sn1")))
     with pytest.raises(InvalidLaunch, match="one worker per node"):
         translate(shared, PATHS, "h100")
+
+
+@given(st.text(min_size=1, max_size=200), st.integers(min_value=4, max_value=64))
+def test_log_pages_never_cut_a_character(text: str, limit: int) -> None:
+    data, pages, offset = text.encode(), [], 0
+    while offset < len(data):
+        page = data[offset:offset + limit]
+        if len(page) == limit:
+            page = page[:complete_utf8_length(page)]
+        pages.append(page.decode("utf-8"))  # strict: raises if a character was cut
+        offset += len(page)
+    assert "".join(pages) == text

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pwd
 import re
+import subprocess
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -109,3 +113,44 @@ def test_drain_and_resume_show_in_inventory(driver: SlurmDriver) -> None:
 def test_logs_of_an_unknown_handle_are_empty_and_complete(driver: SlurmDriver) -> None:
     chunk = driver.logs("999999999", 0, "stdout", 0)
     assert (chunk.data, chunk.next_offset, chunk.complete) == ("", 0, True)
+
+
+@dataclass(frozen=True)
+class TenantUser:
+    """A real unprivileged system user per tenant (``zs-<tenant>``, as the local driver names them)."""
+
+    user: str
+    uid: int
+    gid: int
+
+
+def tenant_user(tenant: str) -> TenantUser:
+    name = f"zs-{tenant}"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", name], capture_output=True, check=False)
+        entry = pwd.getpwnam(name)
+    return TenantUser(name, entry.pw_uid, entry.pw_gid)
+
+
+def test_jobs_run_as_their_tenant_and_cannot_read_another_tenants_files(
+        slurm_cluster: testcluster.TestCluster) -> None:
+    driver = SlurmDriver(str(slurm_cluster.conf_path), partition=slurm_cluster.partition,
+                         root=slurm_cluster.workdir_root, run_as=tenant_user)
+    owner = dataclasses.replace(make_spec(unique_key(), ["sh", "-c", "echo secret > mine.txt; id -u"], 1),
+                                tenant="slurm-a", workdir="w")
+    handle = driver.submit(owner)
+    assert wait_for(driver, handle, {"succeeded", "failed", "lost"}).state == "succeeded"
+    assert read_all(driver, handle, 0, "stdout").strip() == str(tenant_user("slurm-a").uid)
+    secret = slurm_cluster.workdir_root / "tenants" / "slurm-a" / "w" / "mine.txt"
+    assert secret.read_text() == "secret\n"
+
+    intruder = dataclasses.replace(make_spec(unique_key(), ["sh", "-c", f"id -u; cat {secret}"], 1),
+                                   tenant="slurm-b")
+    handle = driver.submit(intruder)
+    state = wait_for(driver, handle, {"succeeded", "failed", "lost"})
+    assert state.state == "failed", state
+    assert read_all(driver, handle, 0, "stdout").strip() == str(tenant_user("slurm-b").uid)
+    assert "Permission denied" in read_all(driver, handle, 0, "stderr")

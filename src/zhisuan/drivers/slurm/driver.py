@@ -5,8 +5,11 @@ sinfo --json, scancel, scontrol), each call with a short timeout.
   finished jobs for ``MinJobAge``) and returns it, so a control plane that restarts mid-submit never
   starts the work twice.
 - Files live under ``root`` (on a real cluster: a filesystem shared by the control plane and the
-  nodes): ``root/tenants/<tenant>/<workdir>`` is the job's working directory, ``root/logs/`` holds the
-  per-rank logs ``<key>-<rank>.out|.err`` and ``root/logs/ids/<job id>`` the key of each handle.
+  nodes), laid out by ``layout.FileLayout``: ``root/tenants/<tenant>/<workdir>`` is the job's working
+  directory, ``root/logs/<key>/`` holds its per-rank logs ``<key>-<rank>.out|.err``.
+- ``run_as(tenant)`` (optional; the control plane must be root) gives the tenant's own user: the job runs
+  as it (``sbatch --uid/--gid``) and its directories are its own (0700), so tenants cannot read each
+  other's files. Without it jobs run as the control plane's user.
 - The control plane's own environment is not passed on to jobs: the CLI runs with ``PATH``, ``HOME``,
   ``LANG`` and ``SLURM_CONF`` only, and the batch script exports what the job should see.
 - ``squeue --json`` ignores its filters in 22.05, so ``submit`` and ``poll`` read the whole queue once
@@ -20,8 +23,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from zhisuan.catalog.loader import Catalog, load_catalog
@@ -35,6 +38,7 @@ from zhisuan.drivers.base import (
     SubmitRejected,
 )
 from zhisuan.drivers.slurm.gres import gres_type_for_model
+from zhisuan.drivers.slurm.layout import FileLayout, TenantIdentity
 from zhisuan.drivers.slurm.parse import (
     SlurmJob,
     SlurmOutputError,
@@ -45,7 +49,7 @@ from zhisuan.drivers.slurm.parse import (
     job_named,
     parse_jobs,
 )
-from zhisuan.drivers.slurm.translate import JOB_KEY, InvalidLaunch, JobPaths, rank_log_path, translate
+from zhisuan.drivers.slurm.translate import JOB_KEY, InvalidLaunch, rank_log_path, translate
 
 # sbatch's words for "the controller is not there" (anything else from sbatch is a refusal of the job)
 UNREACHABLE_WORDS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
@@ -64,13 +68,16 @@ class SlurmDriver:
 
     def __init__(self, conf_path: str | None = None, partition: str | None = None, *,
                  root: str | Path | None = None, catalog: Catalog | None = None,
-                 gres_models: Mapping[str, str] | None = None, timeout_s: float = 15.0) -> None:
+                 gres_models: Mapping[str, str] | None = None, timeout_s: float = 15.0,
+                 run_as: Callable[[str], TenantIdentity] | None = None) -> None:
         self.conf_path = conf_path
         self.partition = partition
         self.root = Path(root) if root is not None else default_root()
         self.catalog = catalog if catalog is not None else load_catalog()
         self.gres_models = dict(gres_models or {})
         self.timeout_s = timeout_s
+        self.run_as = run_as
+        self.layout = FileLayout(self.root)
 
     # ---- the CLI -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -114,17 +121,15 @@ class SlurmDriver:
             raise SubmitRejected(f"key {spec.key!r} is not a safe Slurm job name")
         existing = job_named(self._jobs(), spec.key)
         if existing is not None:
-            self._remember(existing.job_id, spec.key)
+            self.layout.remember(existing.job_id, spec.key)
             return existing.job_id
         try:
-            paths = self._paths(spec)
-            request = translate(spec, paths, self._gres_type(spec), self.partition)
+            owner = self._owner(spec.tenant)
+            paths = self.layout.job_paths(spec)
+            request = translate(spec, paths, self._gres_type(spec), self.partition, owner)
+            self.layout.prepare(spec, paths, owner, request.payload)
         except InvalidLaunch as exc:
             raise SubmitRejected(str(exc)) from exc
-        Path(paths.workdir).mkdir(parents=True, exist_ok=True)
-        Path(paths.log_dir).mkdir(parents=True, exist_ok=True)
-        if request.payload is not None:
-            Path(paths.payload).write_text(request.payload)
         done = self._run(["sbatch", "--parsable", *request.args], stdin=request.script)
         if done.returncode != 0:
             words = done.stderr.strip() or done.stdout.strip() or f"sbatch exited {done.returncode}"
@@ -132,7 +137,7 @@ class SlurmDriver:
                 raise EngineUnavailable(words)
             raise SubmitRejected(words.removeprefix("sbatch: error: "))
         job_id = done.stdout.strip().split(";")[0]
-        self._remember(job_id, spec.key)
+        self.layout.remember(job_id, spec.key)
         return job_id
 
     def poll(self, handles: Sequence[str]) -> dict[str, EngineJobState]:
@@ -146,13 +151,15 @@ class SlurmDriver:
         key = self._key_of(handle)
         if key is None:
             return LogChunk("", offset, complete=True)
-        path = Path(rank_log_path(str(self.root / "logs"), key, rank, stream))
+        path = Path(rank_log_path(str(self.layout.log_dir(key)), key, rank, stream))
         try:
             with path.open("rb") as f:
                 f.seek(max(0, offset))
                 data = f.read(max(0, limit))
         except FileNotFoundError:
             data = b""
+        if len(data) == limit:  # more may follow: never cut a character in two
+            data = data[:complete_utf8_length(data)]
         next_offset = max(0, offset) + len(data)
         complete = False
         if len(data) < limit:  # at the end of what is written: is there more to come?
@@ -190,37 +197,35 @@ class SlurmDriver:
                 raise EngineUnavailable(words)
             raise ValueError(f"scontrol update {node} state={state}: {words}")
 
-    def _paths(self, spec: LaunchSpec) -> JobPaths:
-        tenant_dir = self.root / "tenants" / _safe_relative(spec.tenant, "tenant")
-        workdir = tenant_dir / _safe_relative(spec.workdir, "workdir") if spec.workdir else tenant_dir
-        logs = self.root / "logs"
-        return JobPaths(str(workdir), str(logs), str(logs / f"{spec.key}.payload.sh"))
+    def _owner(self, tenant: str) -> tuple[int, int] | None:
+        identity = self.run_as(tenant) if self.run_as is not None else None
+        if identity is None or identity.uid is None:
+            return None
+        return identity.uid, identity.gid if identity.gid is not None else identity.uid
 
     def _gres_type(self, spec: LaunchSpec) -> str | None:
         model = spec.workers[0].model if spec.workers else None
         if not model or not spec.workers[0].device_indices:
             return None
-        return gres_type_for_model(model, self._site_gres_types(), self.catalog, self.gres_models)
+        return gres_type_for_model(model, self._gres_types_on({w.node for w in spec.workers}), self.catalog,
+                                   self.gres_models)
 
-    def _site_gres_types(self) -> list[str]:
-        """The gres types as Slurm spells them (``--gres`` needs those, not catalog keys)."""
-        document = self._json(["sinfo", "--json"])
-        return [t for node in document.get("nodes", []) for t, _ in gres_devices(str(node.get("gres") or ""))]
-
-    def _remember(self, job_id: str, key: str) -> None:
-        ids = self.root / "logs" / "ids"
-        ids.mkdir(parents=True, exist_ok=True)
-        (ids / job_id).write_text(key)
+    def _gres_types_on(self, nodes: set[str]) -> list[str]:
+        """The GPU gres types of the placed nodes as Slurm spells them (``--gres`` needs those, not catalog
+        keys); of the whole site when Slurm knows none of these nodes (sbatch then names the problem)."""
+        reported = self._json(["sinfo", "--json"]).get("nodes", [])
+        types = [(str(n.get("name")), t) for n in reported for t, _ in gres_devices(str(n.get("gres") or ""))]
+        placed = [t for name, t in types if name in nodes]
+        return placed or [t for _, t in types]
 
     def _key_of(self, handle: str) -> str | None:
         if not handle.isdigit():
             return None
-        try:
-            return (self.root / "logs" / "ids" / handle).read_text().strip() or None
-        except FileNotFoundError:
-            pass
+        key = self.layout.key_of(handle)
+        if key is not None:
+            return key
         job = next((j for j in self._jobs() if j.job_id == handle), None)
-        return job.name if job is not None else None
+        return job.name if job is not None and JOB_KEY.fullmatch(job.name) else None
 
 
 def _checked_document(document: Any) -> Mapping[str, Any]:
@@ -229,9 +234,14 @@ def _checked_document(document: Any) -> Mapping[str, Any]:
     return checked(document)
 
 
-def _safe_relative(path: str, what: str) -> PurePosixPath:
-    """A relative path that stays inside its parent (no absolute paths, no ``..``)."""
-    relative = PurePosixPath(path)
-    if not path or relative.is_absolute() or ".." in relative.parts or "\0" in path:
-        raise SubmitRejected(f"{what} {path!r} must be a relative path inside the tenant's directory")
-    return relative
+def complete_utf8_length(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` that does not end inside a UTF-8 character (all of it when
+    that prefix would be empty, so paging always moves on)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for the lead byte
+            continue
+        width = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+        cut = len(data) if width <= back else len(data) - back
+        return cut or len(data)
+    return len(data)

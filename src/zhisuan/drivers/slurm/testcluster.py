@@ -4,7 +4,8 @@ root, all under one directory, loopback only, ports picked free.
 Used by the Slurm driver's tests (one pytest session fixture) and by the end-to-end demo::
 
     python -m zhisuan.drivers.slurm.testcluster start --dir /tmp/zs-slurm --nodes 2 --gpus 8 --gpu-type h100
-    export SLURM_CONF=/tmp/zs-slurm/etc/slurm.conf     # printed by start
+    export SLURM_CONF=/tmp/zs-slurm/etc/slurm.conf     # printed by start (also in /tmp/zs-slurm/env),
+    export ZHISUAN_SLURM_ROOT=/tmp/zs-slurm/work       # with the driver's root for logs and workdirs
     python -m zhisuan.drivers.slurm.testcluster stop --dir /tmp/zs-slurm
 
 How it works on a machine without GPUs (``../shared/engines-notes.md``): each node's GPUs are character
@@ -62,7 +63,8 @@ class TestCluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"SLURM_CONF": str(self.conf_path)}
+        """``SLURM_CONF`` for the Slurm CLI; ``ZHISUAN_SLURM_ROOT`` for the driver's files (logs, workdirs)."""
+        return {"SLURM_CONF": str(self.conf_path), "ZHISUAN_SLURM_ROOT": str(self.workdir_root)}
 
     @property
     def workdir_root(self) -> Path:
@@ -142,7 +144,9 @@ def _make_layout(cluster: TestCluster) -> None:
     d = cluster.directory
     for sub in ("etc", "run", "log", "state", "spool", "munge", "work"):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(d / "run", 0o755)
+    # jobs may run as tenants' own users: they need to reach slurm.conf, the munge socket and work/
+    for shared in (d, d / "etc", d / "run", d / "work"):
+        os.chmod(shared, 0o711 if shared in (d, d / "work") else 0o755)
     for node in cluster.nodes:
         (d / "spool" / node).mkdir(exist_ok=True)
         devdir = d / "dev" / node
@@ -205,7 +209,7 @@ def start(directory: Path | str, nodes: int = 2, gpus: int = 8, gpu_type: str = 
     ports = free_ports(1 + nodes)
     cluster.conf_path.write_text(slurm_conf_text(cluster, ports[0], ports[1:]))
     (directory / "etc" / "gres.conf").write_text(gres_conf_text(cluster))
-    (directory / "env").write_text(f"SLURM_CONF={cluster.conf_path}\n")
+    (directory / "env").write_text("".join(f"{k}={v}\n" for k, v in cluster.env.items()))
     try:
         start_munged(cluster)
         start_controller(cluster, wait_for_nodes=False)
@@ -346,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterStartFailed as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"SLURM_CONF={cluster.conf_path}")
+    for name, value in cluster.env.items():
+        print(f"{name}={value}")
     return 0
 
 

@@ -42,7 +42,7 @@ class JobPaths:
     """Where one job lives on the (shared) filesystem: all absolute."""
 
     workdir: str  # the job's --chdir, inside the tenant's own directory
-    log_dir: str  # per-rank <key>-<rank>.out / .err and the batch script's own <key>-batch.log
+    log_dir: str  # the job's own: per-rank <key>-<rank>.out / .err and the batch script's <key>-batch.log
     payload: str  # where the driver writes spec.script, when there is one
 
 
@@ -95,7 +95,9 @@ def _uniform_worker_shape(spec: LaunchSpec) -> tuple[int, str | None, int, int]:
     return devices, model, cpus, memory
 
 
-def sbatch_args(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partition: str | None) -> tuple[str, ...]:
+def sbatch_args(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partition: str | None,
+                run_as: tuple[int, int] | None = None) -> tuple[str, ...]:
+    """sbatch's options; ``run_as`` (uid, gid) makes Slurm run the job as the tenant's own user."""
     if not JOB_KEY.fullmatch(spec.key):
         raise InvalidLaunch(f"key {spec.key!r} is not a safe Slurm job name")
     devices, model, cpus, memory = _uniform_worker_shape(spec)
@@ -110,6 +112,8 @@ def sbatch_args(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partit
     args += [f"--cpus-per-task={cpus}", f"--mem={memory}M", f"--time={time_limit_minutes(spec.max_run_s)}",
              f"--chdir={paths.workdir}", f"--output={paths.log_dir}/{spec.key}-batch.log",
              "--no-requeue"]  # after a node fault the control plane restarts from the checkpoint, not Slurm
+    if run_as is not None:
+        args += [f"--uid={run_as[0]}", f"--gid={run_as[1]}"]
     if spec.image:
         args.append(f"--comment={IMAGE_COMMENT_PREFIX}{spec.image}")
     return tuple(args)
@@ -154,6 +158,8 @@ def batch_script(spec: LaunchSpec, paths: JobPaths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def translate(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partition: str | None = None) -> SbatchRequest:
+def translate(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partition: str | None = None,
+              run_as: tuple[int, int] | None = None) -> SbatchRequest:
     """The whole submission; raises ``InvalidLaunch`` naming what cannot be expressed."""
-    return SbatchRequest(sbatch_args(spec, paths, gres_type, partition), batch_script(spec, paths), spec.script)
+    return SbatchRequest(sbatch_args(spec, paths, gres_type, partition, run_as), batch_script(spec, paths),
+                         spec.script)
