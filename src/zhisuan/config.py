@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,11 +18,16 @@ def default_jobs_dir(data_dir: Path) -> Path:
 
     As root, workers run as per-tenant users who must be able to enter their own directories; the
     data dir is private (0700, it holds the database and keys) and so is root's home, so the jobs
-    live in ``/var/lib/zhisuan/jobs`` (``ZHISUAN_JOBS_DIR`` overrides). Otherwise: ``<data dir>/jobs``.
+    live in ``/var/lib/zhisuan/jobs-<hash of the data dir>`` (one per platform on the machine: two
+    control planes never adopt each other's workers); ``ZHISUAN_JOBS_DIR`` overrides. Otherwise:
+    ``<data dir>/jobs``.
     """
     if os.environ.get("ZHISUAN_JOBS_DIR"):
         return Path(os.environ["ZHISUAN_JOBS_DIR"])
-    return Path("/var/lib/zhisuan/jobs") if os.geteuid() == 0 else data_dir / "jobs"
+    if os.geteuid() != 0:
+        return data_dir / "jobs"
+    digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/zhisuan") / f"jobs-{digest}"
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,9 @@ def test_a_restarted_control_plane_adopts_running_jobs(local_site: LocalSite) ->
     local_site.until_state(job["id"], "running")
     app = local_site.world.client.app  # type: ignore[attr-defined]
     # A new scheduler (a restarted control plane) over the same database: it follows, it does not resubmit.
-    local_site.scheduler = JobScheduler(app.state.ctx.sessions, app.state.catalog, app.state.ctx.settings.data_dir,
-                                        app.state.ctx.clock, holder="restarted")
+    local_site.scheduler = JobScheduler(app.state.ctx.sessions, app.state.catalog,
+                                        app.state.ctx.settings.resolved_jobs_dir(), app.state.ctx.clock,
+                                        holder="restarted")
     app.state.ctx.clock.advance(seconds=60)  # the old holder's lease has expired
     done = local_site.until_state(job["id"], "succeeded", "failed")
     assert done["state"] == "succeeded" and done["attempt"] == 1

@@ -211,7 +211,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
     app.state.wakeups = Wakeups()
-    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.data_dir, ctx.clock,
+    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.resolved_jobs_dir(), ctx.clock,
                                            wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,

@@ -6,6 +6,7 @@ their nodes out of admission (jobs stay queued, with that reason) until the engi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,15 +28,18 @@ class SiteEngine:
     config: tuple[tuple[str, str], ...] = ()
 
 
-def build_driver(sessions: sessionmaker[Session], site: SiteEngine, data_dir: Path) -> Driver:
+def build_driver(sessions: sessionmaker[Session], site: SiteEngine, jobs_dir: Path) -> Driver:
     config = dict(site.config)
     if site.engine == "local":
         return LocalDriver(sessions, site.site_id)
     if site.engine == "slurm":
+        from zhisuan.agent.jobs.tenancy import ensure_tenant_user
         from zhisuan.drivers.slurm.driver import SlurmDriver
 
-        log_dir = config.get("log_dir") or str(data_dir / "jobs" / "slurm" / site.name)
-        return SlurmDriver(config.get("slurm_conf"), config.get("partition"), root=log_dir)
+        # As root, each tenant's Slurm jobs run as its own user (sbatch --uid/--gid), as on local sites.
+        log_dir = config.get("log_dir") or str(jobs_dir / "slurm" / site.name)
+        return SlurmDriver(config.get("slurm_conf"), config.get("partition"), root=log_dir,
+                           run_as=ensure_tenant_user if os.geteuid() == 0 else None)
     if site.engine == "kubernetes":
         from zhisuan.drivers.kubernetes import KubernetesDriver
 
@@ -47,13 +51,13 @@ def build_driver(sessions: sessionmaker[Session], site: SiteEngine, data_dir: Pa
 @dataclass
 class DriverBook:
     sessions: sessionmaker[Session]
-    data_dir: Path
+    jobs_dir: Path  # where drivers keep job files by default (``Settings.resolved_jobs_dir``)
     drivers: dict[SiteEngine, Driver] = field(default_factory=dict)
     unreachable: dict[str, tuple[datetime, str]] = field(default_factory=dict)
 
     def driver(self, site: SiteEngine) -> Driver:
         if site not in self.drivers:
-            self.drivers[site] = build_driver(self.sessions, site, self.data_dir)
+            self.drivers[site] = build_driver(self.sessions, site, self.jobs_dir)
         return self.drivers[site]
 
     def mark_unreachable(self, site: str, message: str, now: datetime) -> None:

@@ -63,14 +63,14 @@ class Wakeups:
 class JobScheduler:
     sessions: sessionmaker[Session]
     catalog: Catalog
-    data_dir: Path
+    jobs_dir: Path
     clock: Callable[[], datetime]
     holder: str = socket.gethostname()
     ttl: timedelta = timedelta(seconds=30)
     wake_agents: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
-        self.book = DriverBook(self.sessions, self.data_dir)
+        self.book = DriverBook(self.sessions, self.jobs_dir)
         self.synced: dict[int, datetime] = {}
 
     def sync_engine_sites(self, now: datetime) -> None:
