@@ -113,3 +113,14 @@ def test_an_agent_reports_only_its_own_nodes_workers(world: Api) -> None:
         {"key": "zs-1-1-r0", "state": "running"}]})
     assert response.status_code == 404 and response.json()["error"]["field"] == "workers.0.key"
     assert world.ok("POST", "/agent/workers", "agent1", {"node": "gpu-a", "workers": []}) == []
+
+
+def test_site_sync_is_for_engine_sites_and_says_when_the_engine_is_away(world: Api) -> None:
+    world.ok("POST", "/sites", "operator", {"name": "loc", "engine": "local", "region": "cn-east-1", "provider": "p1"})
+    assert world.call("POST", "/sites/loc/sync", "operator", {}).json()["error"]["field"] == "site"
+    world.ok("POST", "/sites", "operator", {"name": "hpc", "engine": "slurm", "region": "cn-east-1", "provider": "p1",
+                                            "engine_config": {"slurm_conf": "/nonexistent/slurm.conf"}})
+    response = world.call("POST", "/sites/hpc/sync", "operator", {})
+    assert response.status_code == 409 and "unreachable" in response.json()["error"]["message"], response.text
+    assert world.call("POST", "/sites/hpc/sync", "acme", {}).status_code == 403
+    assert world.call("POST", "/sites/hpc/sync", "p2", {}).status_code == 404  # another provider's site

@@ -107,6 +107,9 @@ def sync_site(ref: str, request: Request, session: SessionDep, principal: Writer
     provider. The scheduler also does this every minute for engine-managed sites."""
     require_role(principal, "operator", "provider")
     site = get_site(session, principal, ref)
+    if site.engine not in ("slurm", "kubernetes"):
+        raise InvalidInput(f"site {site.name} runs the '{site.engine}' engine: its nodes join through their "
+                           "agents (zhisuan agent), not an engine's inventory", field="site")
     session.commit()  # the engine is asked outside any transaction
     try:
         result = site_sync.sync_site(ctx.sessions, request.app.state.catalog, request.app.state.driver_book,
