@@ -3,8 +3,10 @@ billed or not, preempted and re-queued, cancelled, adopted after a control-plane
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.api.econ_setup import START, clock_at
-from tests.workloads.conftest import LocalSite
+from tests.workloads.conftest import LocalSite, add_local_node
 from zhisuan.workloads.scheduler import JobScheduler
 
 
@@ -86,3 +88,16 @@ def test_a_restarted_control_plane_adopts_running_jobs(local_site: LocalSite) ->
     done = local_site.until_state(job["id"], "succeeded", "failed")
     assert done["state"] == "succeeded" and done["attempt"] == 1
     assert local_site.world.ok("GET", f"/jobs/{job['id']}/logs", "acme")["data"].count("once") == 1
+
+
+def test_a_gang_runs_across_two_agents_with_the_rendezvous_variables(local_site: LocalSite, jobs_root: Path) -> None:
+    local_site.agents["n2"] = add_local_node(local_site.world, "n2", jobs_root)
+    job = local_site.submit("acme", workers=2, devices_per_worker=8, command=[
+        "sh", "-c", 'echo "rank=$RANK node_rank=$NODE_RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT"'])
+    done = local_site.until_state(job["id"], "succeeded", "failed")
+    assert done["state"] == "succeeded", done
+    nodes = sorted(w["node"] for w in done["placement"])
+    assert nodes == ["loc/n1", "loc/n2"]  # whole nodes, one worker each
+    for rank in (0, 1):
+        out = local_site.world.ok("GET", f"/jobs/{job['id']}/logs", "acme", rank=rank)["data"]
+        assert f"rank={rank} node_rank={rank} world=2 master=127.0.0.1:" in out, out
