@@ -100,14 +100,17 @@ def agent(
     name: Annotated[str | None, typer.Option(help="node name (default: host name)")] = None,
     label: Annotated[list[str] | None, typer.Option(help="node label KEY=VALUE, repeatable")] = None,
     once: Annotated[bool, typer.Option(help="register and exit instead of heartbeating")] = False,
+    jobs_dir: Annotated[Path | None, typer.Option(
+        help="where job workers run (default: /var/lib/zhisuan/jobs-… as root, else ~/.zhisuan-agent/jobs)")] = None,
 ) -> None:
-    """Run the node agent: detect accelerators, register this machine, heartbeat."""
+    """Run the node agent: detect accelerators, register this machine, heartbeat, run its job workers."""
     from zhisuan.agent.runner import AgentError, run_agent
 
     configure_logging()
     key = agent_token(token_file, token)
     try:
-        ack = run_agent(server, key, name=name, labels=parse_pairs(label or [], "label"), once=once)
+        ack = run_agent(server, key, name=name, labels=parse_pairs(label or [], "label"), once=once,
+                        jobs_root=jobs_dir)
     except AgentError as error:
         raise CliError(str(error)) from error
     except Exception as error:
