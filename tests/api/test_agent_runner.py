@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +17,11 @@ from zhisuan.agent.runner import AgentError, run_agent
 
 
 def agent_against(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route the agent's httpx.Client to the in-process app instead of the network."""
+    """Route the agent's httpx.Client to the in-process app instead of the network; its job workers
+    (none here) under a throw-away directory."""
+    jobs = Path(tempfile.mkdtemp(prefix="zs-agent-jobs-"))
+    os.chmod(jobs, 0o711)
+    monkeypatch.setenv("ZHISUAN_JOBS_DIR", str(jobs))
     class InProcessClient(TestClient):
         # The app is already running under the fixture's TestClient: don't run its lifespan again.
         def __enter__(self) -> InProcessClient:
@@ -38,7 +45,8 @@ def test_agent_registers_then_heartbeats(world: Api, monkeypatch: pytest.MonkeyP
     sleeps: list[float] = []
     ack = run_agent("http://testserver", world.keys["agent1"], name="gpu-7", detect=h100_devices,
                     sleep=sleeps.append, max_beats=2)
-    assert ack["status"] == "ready" and sleeps == [10.0, 10.0]
+    # between two beats (10 s apart) the agent syncs its job workers every 2 s
+    assert ack["status"] == "ready" and sum(sleeps) == 20.0 and max(sleeps) == 2.0
     node = world.ok("GET", "/nodes/s1/gpu-7", "operator")
     assert len(node["devices"]) == 8 and node["devices"][0]["model"] == "h100-sxm"
 

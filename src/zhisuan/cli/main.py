@@ -64,6 +64,8 @@ def up(
         migrate(settings)
     except Exception as error:  # the database is unreachable or refuses us: say so in one line
         raise CliError(f"cannot prepare the database {settings.resolved_database_url()}: {error}") from error
+    if local_site:
+        check_jobs_dir(settings.resolved_jobs_dir())
     engine = make_engine(settings.resolved_database_url())
     first = ensure_first_operator(make_session_factory(engine), settings)
     engine.dispose()
@@ -116,6 +118,17 @@ def agent(
     except Exception as error:
         raise CliError(f"agent stopped: {error}") from error
     typer.echo(f"node registered: id {ack['node_id']}, status {ack['status']}")
+
+
+def check_jobs_dir(path: Path) -> None:
+    """The local site's job workers run under ``path``: refuse to start, in one line, if they cannot."""
+    from zhisuan.agent.jobs import WorkerRunner
+
+    try:
+        WorkerRunner(path)
+    except (ValueError, OSError) as error:
+        raise CliError(f"cannot run jobs under {path}: {error}; set ZHISUAN_JOBS_DIR to a directory that "
+                       "tenant users can enter (o+x on every parent)") from error
 
 
 def agent_token(token_file: Path | None, token: str | None) -> str:

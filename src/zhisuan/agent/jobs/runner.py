@@ -74,6 +74,12 @@ class WorkerRunner:
         self._cgroup_root = cgroup_root
         self._kill_grace_s = kill_grace_s
         self._tenants, self._state, self._logs = self.root / "tenants", self.root / "state", self.root / "logs"
+        # Directories above the root that we create ourselves must let tenant users through (o+x) whatever
+        # the process umask (``zhisuan up`` runs with 077 to keep its data dir private).
+        for parent in reversed(self.root.parents):
+            if not parent.exists():
+                parent.mkdir()
+                os.chmod(parent, 0o711)
         for directory, mode in ((self.root, 0o711), (self._tenants, 0o711), (self._state, 0o700), (self._logs, 0o700)):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, mode)
