@@ -76,7 +76,9 @@ def test_image_is_ignored_with_a_note_and_script_runs(driver: SlurmDriver) -> No
 
 def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
         driver: SlurmDriver, slurm_cluster: testcluster.TestCluster) -> None:
-    handle = driver.submit(make_spec(unique_key(), ["sleep", "3"], 1))
+    # long enough to outlive the outage even on a loaded machine: a step that ends while the controller
+    # is away cannot report its end, and srun then fails the job (Slurm's behaviour, not the driver's)
+    handle = driver.submit(make_spec(unique_key(), ["sleep", "15"], 1))
     wait_for(driver, handle, {"running"})
     testcluster.stop_controller(slurm_cluster)
     try:
