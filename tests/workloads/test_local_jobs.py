@@ -30,6 +30,14 @@ def test_a_job_runs_with_its_devices_visible_and_its_logs_readable(local_site: L
     assert local_site.world.call("GET", f"/jobs/{job['id']}/logs", "beta").status_code == 404
 
 
+def test_logs_and_arguments_keep_every_byte(local_site: LocalSite) -> None:
+    job = local_site.submit("acme", command=["printf", "%s|\\n", "  two spaces  ", "tab\tend"])
+    assert job["command"] == ["printf", "%s|\\n", "  two spaces  ", "tab\tend"]
+    local_site.until_state(job["id"], "succeeded", "failed")
+    out = local_site.world.ok("GET", f"/jobs/{job['id']}/logs", "acme")
+    assert out["data"] == "  two spaces  |\ntab\tend|\n" and out["next_offset"] == len(out["data"].encode())
+
+
 def test_a_failing_job_keeps_its_exit_code_and_releases_its_devices(local_site: LocalSite) -> None:
     job = local_site.submit("acme", devices_per_worker=8, command=["sh", "-c", "exit 7"])
     done = local_site.until_state(job["id"], "succeeded", "failed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,9 @@ class Assignment(BaseModel):
 
 
 class LogPiece(Strict):
+    # Log bytes as the worker wrote them: trimming whitespace would lose bytes and shift every offset.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
     offset: int = Field(ge=0, le=2**40)
     data: str = Field(max_length=1_048_576)
 

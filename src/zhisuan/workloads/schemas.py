@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zhisuan.identity.schemas import NAME_PATTERN, Strict
 
@@ -24,6 +24,9 @@ RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,511}$"
 
 class JobSubmit(Strict):
     """A job: what to run, with what per worker, how many workers (a gang), for how long, in which class."""
+
+    # Arguments, scripts and environment values are the tenant's bytes: never trim their whitespace.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     command: list[str] | None = Field(default=None, min_length=1, max_length=256,

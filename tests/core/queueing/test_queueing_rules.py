@@ -212,3 +212,12 @@ def test_gang_reclaim_frees_whole_nodes_on_one_site():
     result = schedule(snapshot(nodes, queued, {"acme": {"A800": 16000}}, spot))
     assert sorted(p.job_id for p in result.preemptions) == [10, 11]
     assert pending(result)[1] == "waiting for 2 preempted jobs to stop (11, 10)"
+
+
+def test_freed_room_goes_to_the_elastic_preemptor_not_back_to_the_preempted_spot_job():
+    # aaa's spot job was preempted for zzz's elastic job and is queued again beside it: whatever the
+    # tenants' names, elastic work is served before spot work (no preemption loop).
+    queued = [job(1, "aaa", "spot", 8), job(2, "zzz", "elastic", 4)]
+    result = schedule(snapshot([node("a")], queued, {}))
+    assert [a.job_id for a in result.admissions] == [2]
+    assert 1 in pending(result)

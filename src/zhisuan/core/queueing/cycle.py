@@ -8,8 +8,8 @@ Order of decisions (formulas of the quota terms in ``quota``)::
                            cannot be placed, reclaim: preempt the fewest non-guaranteed jobs of a class
                            ≤ its own (spot first, newest first) and leave it Pending until they stop.
                            A reserved job that is not within guarantee stays Pending with a quota reason.
-    pass 2 (fair share)  = elastic and spot jobs left over, tenant with the lowest DRF share first
-                           (recomputed after every admission); a job goes first where the unguaranteed
+    pass 2 (fair share)  = elastic jobs left over, then spot ones; within each, the tenant with the lowest
+                           DRF share first (recomputed after every admission); a job goes first where the unguaranteed
                            pool has room, then where it must borrow; placement first without, then with
                            ``may_use_leased`` (borrowing). A non-spot job that still does not fit may
                            preempt spot jobs beyond guarantee.
@@ -322,16 +322,22 @@ def schedule(snapshot: QueueSnapshot, policy: str = DEFAULT_POLICY, seed: int = 
             elif not cycle.within_guarantee(job):
                 rest.append(job)
         leftover[tenant] = rest[::-1]  # popped from the end: queue order
-    heap = [(cycle.book.share(t), t) for t in sorted(leftover) if leftover[t]]
+    # Elastic work of every tenant before anyone's spot work, then the lowest DRF share first: otherwise
+    # a preempted spot job of an earlier-named tenant would take back the room its preemptor freed,
+    # cycle after cycle.
+    def key(tenant: str) -> tuple[bool, float, str]:
+        return class_rank(leftover[tenant][-1].priority_class) == SPOT, cycle.book.share(tenant), tenant
+
+    heap = [key(t) for t in sorted(leftover) if leftover[t]]
     heapq.heapify(heap)
     while heap:
-        _, tenant = heapq.heappop(heap)
+        *_, tenant = heapq.heappop(heap)
         job = leftover[tenant].pop()
         if cycle.full:
             cycle.wait(job, limit)
         else:
             cycle.beyond_guarantee(job)
         if leftover[tenant]:
-            heapq.heappush(heap, (cycle.book.share(tenant), tenant))
+            heapq.heappush(heap, key(tenant))
     pending = tuple(sorted(cycle.pending, key=lambda p: p.job_id))
     return CycleResult(tuple(cycle.admissions), tuple(cycle.preemptions), pending)
