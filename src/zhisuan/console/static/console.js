@@ -168,10 +168,13 @@ function closeJob() {
   for (const tr of document.querySelectorAll("#jobs tr.selected")) tr.classList.remove("selected");
 }
 
+// An argument as a shell would need it typed, so the shown command can be copied and run as is.
+const shellWord = (arg) => /^[A-Za-z0-9_@%+=:,.\/-]+$/.test(arg) ? arg : "'" + arg.replace(/'/g, "'\\''") + "'";
+
 function jobFields(j) {
   const placement = j.placement.map((w) => `rank ${w.rank}: ${w.node || w.site} · devices ${w.device_indices.join(",") || "none"}` +
     (w.milli_per_device < 1000 ? ` (${w.milli_per_device}‰ each)` : ""));
-  const program = j.script !== null ? el("pre", {class: "code"}, j.script) : el("code", {}, j.command.join(" "));
+  const program = j.script !== null ? el("pre", {class: "code"}, j.script) : el("code", {}, j.command.map(shellWord).join(" "));
   return [
     ["Name", j.name], ["Tenant", j.tenant], ["Reason", j.reason],
     ["Class", `${j.priority_class} · priority ${j.priority}` + (j.within_guarantee ? " · within guarantee" : "") + (j.borrowing ? " · borrowing" : "")],

@@ -1,0 +1,149 @@
+"""Jobs in the web console, in a real browser (Debian chromium driven by Playwright) against a real
+``zhisuan up`` whose local site has one node with 8 H100s (recorded SMI output: no GPU here) and runs
+the jobs as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Platform, start_platform, stop
+from tests.e2e.test_console import H100_FIXTURES, chromium_path
+
+TENANT_PASSWORD = "acme-console-password"
+
+
+@pytest.fixture
+def job_platform(tmp_path: Path) -> Iterator[Platform]:
+    """``zhisuan up`` with 8 fake H100s on its local node. As root, jobs run as per-tenant users under the
+    jobs directory, which they must be able to enter: pytest's temporary directories are 0700."""
+    jobs_dir = Path(tempfile.mkdtemp(prefix="zhisuan-console-jobs-"))
+    os.chmod(jobs_dir, 0o711)
+    running = start_platform(tmp_path, env={"ZHISUAN_FAKE_SMI_DIR": H100_FIXTURES, "ZHISUAN_JOBS_DIR": str(jobs_dir)})
+    yield running
+    stop_jobs(running)
+    stop(running)
+    shutil.rmtree(jobs_dir, ignore_errors=True)
+
+
+def stop_jobs(platform: Platform) -> None:
+    """Cancel what a failed test left running and let the agent stop it: job processes outlive the
+    control plane by design (a restarted one adopts them)."""
+    active = platform.cli_json("job", "list", "--state", "active")
+    for job in active:
+        platform.cli("job", "cancel", str(job["id"]), check=False)
+    deadline = time.monotonic() + 30
+    while active and time.monotonic() < deadline:
+        active = platform.cli_json("job", "list", "--state", "active")
+        time.sleep(0.5)
+
+
+def submit(platform: Platform, key: str, *args: str) -> dict[str, Any]:
+    # --json goes before "--": everything after it is the job's command.
+    result = platform.cli("job", "submit", "--json", *args, ZHISUAN_API_KEY=key)
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def sign_in(page: Any, url: str, username: str, password: str) -> None:
+    page.goto(url + "/")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#jobs-section:not([hidden])")
+
+
+def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    platform = job_platform
+    platform.cli("tenant", "create", "acme")
+    platform.cli("user", "create", "acme-dev", "--role", "tenant", "--tenant", "acme", "--password", TENANT_PASSWORD)
+    key = platform.cli_json("key", "create", "--user", "acme-dev")["key"]
+    # One line per stream (one write each), and markup that must stay text in the page.
+    hello = submit(platform, key, "--gpus", "1", "--name", "hello", "--", "sh", "-c",
+                   "echo 'hello-console <b>not-markup</b>'; echo oops-stderr >&2; sleep 1")
+    sleeper = submit(platform, key, "--gpus", "2", "--name", "sleeper", "--time-limit", "5m", "--",
+                     "sh", "-c", "echo started; sleep 240")
+    nowhere = submit(platform, key, "--gpus", "1", "--model", "ascend-910b2", "--name", "nowhere", "--", "true")
+    shots = Path(os.environ.get("ZHISUAN_TEST_SCREENSHOT_DIR", str(tmp_path)))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.set_default_timeout(60_000)  # the suite runs two workers on two cores: be patient
+        problems: list[str] = []
+        page.on("console", lambda message: problems.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+
+        # The tenant: its own jobs (no tenant column), the job reaching "succeeded" by the table's refresh.
+        sign_in(page, platform.url, "acme-dev", TENANT_PASSWORD)
+        hello_row = f"#jobs tr[data-job='{hello['id']}']"
+        page.wait_for_selector(f"{hello_row} .pill.job-succeeded")
+        assert "Tenant" not in page.locator("#jobs th").all_inner_texts()
+        assert page.inner_text(f"{hello_row} td:nth-child(2)") == "hello"
+        assert page.is_hidden("#queue-section")
+
+        # Only active jobs: the finished one leaves the table, the queued one stays.
+        page.click("#jobs-active")
+        page.wait_for_selector(hello_row, state="detached")
+        page.wait_for_selector(f"#jobs tr[data-job='{nowhere['id']}']")
+        page.click("#jobs-all")
+        page.click(hello_row)
+
+        # The open job: its fields, its events in order, its log (complete: the job has ended), no Cancel.
+        page.wait_for_selector("#job-log:has-text('hello-console')")
+        page.wait_for_selector("#log-status:has-text('complete')")
+        assert "<b>not-markup</b>" in page.inner_text("#job-log")
+        assert page.locator("#job-detail b").count() == 0  # log and command are text, never markup
+        # The command is shown as a shell would need it typed: it reads back to the same argv.
+        assert shlex.split(page.inner_text("#job-fields code")) == hello["command"]
+        states = page.locator("#job-events td:nth-child(3)").all_inner_texts()
+        assert states[:4] == ["queued", "admitted", "starting", "running"] and states[-1] == "succeeded", states
+        assert page.is_hidden("#job-cancel")
+        assert page.inner_text("#job-state") == "succeeded"
+        page.click("#log-stderr")
+        page.wait_for_selector("#job-log:has-text('oops-stderr')")
+        assert "hello-console" not in page.inner_text("#job-log")
+        assert "succeeded" in page.inner_text("#job-usage")
+        page.screenshot(path=str(shots / "console-jobs-tenant.png"), full_page=True)
+
+        # The operator: every tenant's jobs, the Queue panel, and cancelling a running job.
+        page.click("#logout")
+        sign_in(page, platform.url, platform.username, platform.password)
+        page.wait_for_selector("#queue-pending table")
+        pending = page.inner_text("#queue-pending")
+        assert "acme" in pending and "model not allowed" in pending, pending
+        page.wait_for_selector("#queue-running .pill.job-running")
+        assert "acme" in page.inner_text("#queue-running")
+        guarantees = page.locator("#queue-guarantees tbody tr").all_inner_texts()
+        assert any(row.split("\t")[:4] == ["acme", "h100-sxm", "0", "2"] for row in guarantees), guarantees
+        assert "PREEMPTIONS SO FAR\n0" in page.inner_text("#queue-cards").upper()
+        assert "Tenant" in page.locator("#jobs th").all_inner_texts()
+        sleeper_row = f"#jobs tr[data-job='{sleeper['id']}']"
+        page.wait_for_selector(f"{sleeper_row} .pill.job-running")
+        page.click(sleeper_row)
+        page.wait_for_selector("#job-log:has-text('started')")
+        assert page.inner_text("#log-status").startswith("following")
+        page.screenshot(path=str(shots / "console-jobs-operator.png"), full_page=True)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#job-cancel")
+        page.wait_for_selector("#job-state .pill.job-cancelled")
+        page.wait_for_selector(f"{sleeper_row} .pill.job-cancelled")
+        page.wait_for_selector("#log-status:has-text('complete')")
+        assert page.is_hidden("#job-cancel")
+        assert platform.cli_json("job", "show", str(sleeper["id"]))["state"] == "cancelled"
+        assert not problems, problems
+        browser.close()
