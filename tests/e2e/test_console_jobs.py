@@ -23,16 +23,22 @@ TENANT_PASSWORD = "acme-console-password"
 
 
 @pytest.fixture
-def job_platform(tmp_path: Path) -> Iterator[Platform]:
-    """``zhisuan up`` with 8 fake H100s on its local node. As root, jobs run as per-tenant users under the
-    jobs directory, which they must be able to enter: pytest's temporary directories are 0700."""
-    jobs_dir = Path(tempfile.mkdtemp(prefix="zhisuan-console-jobs-"))
-    os.chmod(jobs_dir, 0o711)
+def jobs_dir() -> Iterator[Path]:
+    """As root, jobs run as per-tenant users under the jobs directory, which they must be able to enter:
+    pytest's temporary directories are 0700."""
+    path = Path(tempfile.mkdtemp(prefix="zhisuan-console-jobs-"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def job_platform(tmp_path: Path, jobs_dir: Path) -> Iterator[Platform]:
+    """``zhisuan up`` with 8 fake H100s on its local node."""
     running = start_platform(tmp_path, env={"ZHISUAN_FAKE_SMI_DIR": H100_FIXTURES, "ZHISUAN_JOBS_DIR": str(jobs_dir)})
     yield running
     stop_jobs(running)
     stop(running)
-    shutil.rmtree(jobs_dir, ignore_errors=True)
 
 
 def stop_jobs(platform: Platform) -> None:
@@ -61,7 +67,8 @@ def sign_in(page: Any, url: str, username: str, password: str) -> None:
     page.wait_for_selector("#jobs-section:not([hidden])")
 
 
-def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform, tmp_path: Path) -> None:
+def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform, jobs_dir: Path,
+                                                          tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     platform = job_platform
@@ -71,8 +78,10 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
     # One line per stream (one write each), and markup that must stay text in the page.
     hello = submit(platform, key, "--gpus", "1", "--name", "hello", "--", "sh", "-c",
                    "echo 'hello-console <b>not-markup</b>'; echo oops-stderr >&2; sleep 1")
-    sleeper = submit(platform, key, "--gpus", "2", "--name", "sleeper", "--time-limit", "5m", "--",
-                     "sh", "-c", "echo started; sleep 240")
+    # Its second line waits for a file the test makes once the log view follows the job.
+    go = jobs_dir / "go"
+    sleeper = submit(platform, key, "--gpus", "2", "--name", "sleeper", "--time-limit", "5m", "--", "sh", "-c",
+                     f"echo started; while [ ! -e {go} ]; do sleep 0.2; done; echo still-here; sleep 240")
     nowhere = submit(platform, key, "--gpus", "1", "--model", "ascend-910b2", "--name", "nowhere", "--", "true")
     shots = Path(os.environ.get("ZHISUAN_TEST_SCREENSHOT_DIR", str(tmp_path)))
     with sync_playwright() as playwright:
@@ -136,6 +145,10 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
         page.wait_for_selector(f"{sleeper_row} .pill.job-running")
         page.click(sleeper_row)
         page.wait_for_selector("#job-log:has-text('started')")
+        assert page.inner_text("#log-status").startswith("following")
+        go.touch()
+        page.wait_for_selector("#job-log:has-text('still-here')")  # appended from the offset it had
+        assert page.inner_text("#job-log").count("started") == 1
         assert page.inner_text("#log-status").startswith("following")
         page.screenshot(path=str(shots / "console-jobs-operator.png"), full_page=True)
         page.once("dialog", lambda dialog: dialog.accept())
