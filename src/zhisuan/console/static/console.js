@@ -43,6 +43,14 @@ const pill = (s, cls) => el("span", {class: "pill " + safeClass(cls ?? s)}, s);
 const statePill = (s) => el("span", {class: "pill job-" + (JOB_STATES.has(s) ? s : "other")}, s);
 const muted = (text) => el("span", {class: "muted"}, text);
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "—";
+// The table's short form: the time of day for today, the date too for older ones (the full time is its title).
+function whenShort(iso) {
+  if (!iso) return "—";
+  const at = new Date(iso);
+  const today = at.toDateString() === new Date().toDateString();
+  const text = today ? at.toLocaleTimeString() : at.toLocaleString(undefined, {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"});
+  return el("span", {class: "nowrap", title: at.toLocaleString()}, text);
+}
 const num = (v, digits = 2) => Number(v).toFixed(digits).replace(/\.?0+$/, "") || "0";
 
 function table(columns, rows, empty, options = {}) {
@@ -119,9 +127,9 @@ async function refreshJobs() {
   const columns = [["ID", (j) => j.id], ["Name", (j) => el("span", {class: "name", title: j.name}, j.name)],
                    ...(operator ? [["Tenant", (j) => j.tenant]] : []),
                    ["State", (j) => statePill(j.state)], ["Class", (j) => j.priority_class],
-                   ["Workers × devices", (j) => el("span", {title: "workers × devices per worker"}, shape(j))],
+                   ["Size", (j) => el("span", {title: "workers × devices per worker"}, shape(j))],
                    ["Site", (j) => j.site || "—"], ["Attempt", (j) => j.attempt],
-                   ["Reason", (j) => el("span", {class: "reason"}, j.reason)], ["Submitted", (j) => when(j.submitted_at)]];
+                   ["Reason", (j) => el("span", {class: "reason"}, j.reason)], ["Submitted", (j) => whenShort(j.submitted_at)]];
   const empty = jobs.filter === "active" ? "No active jobs." : "No jobs yet: submit one with `zhisuan job submit --gpus 1 -- python train.py`.";
   fill("jobs", table(columns, list, empty, {class: "jobs", row: (tr, j) => {
     tr.dataset.job = j.id;
@@ -200,8 +208,12 @@ async function refreshDetail() {
   $("job-title").textContent = `Job ${job.id} · ${job.name}`;
   fill("job-state", statePill(job.state));
   fill("job-fields", ...jobFields(job).flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
-  fill("job-events", table([["Time", (e) => el("span", {class: "nowrap"}, when(e.at))], ["Attempt", (e) => e.attempt], ["State", (e) => statePill(e.state)],
+  // A long history (a job pending for hours) scrolls inside its box, kept at the newest unless scrolled up.
+  const box = $("job-events");
+  const atEnd = !box.childElementCount || box.scrollTop + box.clientHeight >= box.scrollHeight - 8;
+  fill("job-events", table([["Time", (e) => whenShort(e.at)], ["Attempt", (e) => e.attempt], ["State", (e) => statePill(e.state)],
                             ["Reason", (e) => e.reason]], events, "No events yet."));
+  if (atEnd) box.scrollTop = box.scrollHeight;
   $("job-cancel").hidden = jobs.ended;
 }
 
