@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
     platform.cli("tenant", "create", "acme")
     platform.cli("user", "create", "acme-dev", "--role", "tenant", "--tenant", "acme", "--password", TENANT_PASSWORD)
     key = platform.cli_json("key", "create", "--user", "acme-dev")["key"]
+    # A guarantee of 4 H100s on the local site (its provider is "local"), in force since an hour ago.
+    start = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    contract = platform.cli_json("contract", "create", "--tenant", "acme", "--model", "h100-sxm", "--quota", "4",
+                                 "--provider", "local", "--pricing-model", "device_hour", "--unit-price", "15",
+                                 "--start", start, "--closed-months", "1")
+    platform.cli("contract", "activate", str(contract["id"]))
     # One line per stream (one write each), and markup that must stay text in the page.
     hello = submit(platform, key, "--gpus", "1", "--name", "hello", "--", "sh", "-c",
                    "echo 'hello-console <b>not-markup</b>'; echo oops-stderr >&2; sleep 1")
@@ -123,6 +130,7 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
         assert states[:4] == ["queued", "admitted", "starting", "running"] and states[-1] == "succeeded", states
         assert page.is_hidden("#job-cancel")
         assert page.inner_text("#job-state") == "succeeded"
+        assert "elastic · priority 0 · within guarantee" in page.inner_text("#job-fields")
         page.click("#log-stderr")
         page.wait_for_selector("#job-log:has-text('oops-stderr')")
         assert "hello-console" not in page.inner_text("#job-log")
@@ -138,7 +146,9 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
         page.wait_for_selector("#queue-running .pill.job-running")
         assert "acme" in page.inner_text("#queue-running")
         guarantees = page.locator("#queue-guarantees tbody tr").all_inner_texts()
-        assert any(row.split("\t")[:4] == ["acme", "h100-sxm", "0", "2"] for row in guarantees), guarantees
+        assert [row.split("\t")[:4] for row in guarantees] == [["acme", "h100-sxm", "4", "2"]], guarantees
+        meter = page.locator("#queue-guarantees meter")
+        assert (meter.get_attribute("max"), meter.get_attribute("value")) == ("4", "2")
         assert "PREEMPTIONS SO FAR\n0" in page.inner_text("#queue-cards").upper()
         assert "Tenant" in page.locator("#jobs th").all_inner_texts()
         sleeper_row = f"#jobs tr[data-job='{sleeper['id']}']"
