@@ -344,9 +344,16 @@ async function begin() {
   await showFleet(me);
   if (withJobs) {
     await refreshJobViews();
-    timers.push(setInterval(() => refreshJobViews().catch((e) => { $("jobs-note").textContent = e.message; }), JOBS_EVERY_MS));
+    timers.push(setInterval(() => refreshJobViews().catch((e) => refreshFailed(e, "jobs-note")), JOBS_EVERY_MS));
   }
-  timers.push(setInterval(() => showFleet(me).catch(() => {}), FLEET_EVERY_MS));
+  timers.push(setInterval(() => showFleet(me).catch((e) => refreshFailed(e)), FLEET_EVERY_MS));
+}
+
+// A session that ended (signed out elsewhere, key revoked or expired) goes back to the sign-in form;
+// anything else (the server restarting) is shown and the next tick tries again.
+function refreshFailed(e, where) {
+  if (e.status === 401) { sessionStorage.removeItem("zhisuan.key"); showLogin("Your session has ended: sign in again."); }
+  else if (where) $(where).textContent = e.message;
 }
 
 function showLogin(message) {
