@@ -139,6 +139,8 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
 
         # The operator: every tenant's jobs, the Queue panel, and cancelling a running job.
         page.click("#logout")
+        # Nothing of the tenant's stays in the page for whoever signs in next.
+        assert page.locator("#jobs tr, #job-usage tr").count() == 0 and page.is_hidden("#job-detail")
         sign_in(page, platform.url, platform.username, platform.password)
         page.wait_for_selector("#queue-pending table")
         pending = page.inner_text("#queue-pending")

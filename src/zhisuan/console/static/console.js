@@ -12,11 +12,15 @@ const FLEET_EVERY_MS = 10000;    // fleet summary, nodes, services, usage
 const LOG_IDLE_MS = 1500;        // a running job's log with nothing new
 const LOG_KEEP_CHARS = 1000000;  // the log view keeps the newest part of a long log
 
+let session = 0;  // counts sign-ins and sign-outs: an answer to an earlier session is never shown
+
 async function call(path, options = {}) {
   const key = sessionStorage.getItem("zhisuan.key");
+  const asked = session;
   const headers = Object.assign({"Content-Type": "application/json"}, key ? {"Authorization": "Bearer " + key} : {});
   const response = await fetch(api + path, Object.assign({headers}, options));
   const body = response.status === 204 ? null : await response.json();
+  if (asked !== session) { const e = new Error("signed out meanwhile"); e.stale = true; throw e; }
   if (!response.ok) { const e = new Error(body?.error?.message || response.statusText); e.status = response.status; throw e; }
   return body;
 }
@@ -114,7 +118,7 @@ const card = (label, value) => el("div", {class: "card"}, el("div", {class: "lab
 
 // --- jobs: the table ------------------------------------------------------------------------------
 
-const jobs = {me: null, filter: "all", selected: null, job: null, ended: false};
+const jobs = {me: null, filter: "all", selected: null, job: null, ended: false, asked: 0, busy: false};
 
 function shape(j) {
   const per = j.devices_per_worker === 0 ? "cpu" : (j.milli_per_device < 1000 ? num(j.milli_per_device / 1000, 3) : j.devices_per_worker);
@@ -122,7 +126,9 @@ function shape(j) {
 }
 
 async function refreshJobs() {
+  const asked = ++jobs.asked;  // an older answer (another filter) arriving late is dropped
   const list = await call("/jobs" + (jobs.filter === "active" ? "?state=active" : ""));
+  if (asked !== jobs.asked || !jobs.me) return;
   const operator = jobs.me.role === "operator";
   const columns = [["ID", (j) => j.id], ["Name", (j) => el("span", {class: "name", title: j.name}, j.name)],
                    ...(operator ? [["Tenant", (j) => j.tenant]] : []),
@@ -327,13 +333,18 @@ async function showUsage(me) {
 const timers = [];
 
 async function refreshJobViews() {
-  const work = [refreshJobs()];
-  if (jobs.selected !== null && !jobs.ended) work.push(refreshDetail());
-  if (jobs.me.role === "operator") work.push(refreshQueue());
-  await Promise.all(work);
+  if (jobs.busy) return;  // a slow server: skip a tick rather than pile requests up
+  jobs.busy = true;
+  try {
+    const work = [refreshJobs()];
+    if (jobs.selected !== null && !jobs.ended) work.push(refreshDetail());
+    if (jobs.me.role === "operator") work.push(refreshQueue());
+    await Promise.all(work);
+  } finally { jobs.busy = false; }
 }
 
 async function begin() {
+  session += 1;
   const me = await call("/auth/whoami");
   jobs.me = me;
   $("who").textContent = `${me.username} (${me.role})`;
@@ -352,14 +363,18 @@ async function begin() {
 // A session that ended (signed out elsewhere, key revoked or expired) goes back to the sign-in form;
 // anything else (the server restarting) is shown and the next tick tries again.
 function refreshFailed(e, where) {
+  if (e.stale) return;
   if (e.status === 401) { sessionStorage.removeItem("zhisuan.key"); showLogin("Your session has ended: sign in again."); }
   else if (where) $(where).textContent = e.message;
 }
 
 function showLogin(message) {
+  session += 1;
   while (timers.length) clearInterval(timers.pop());
   closeJob();
-  jobs.me = null;
+  jobs.me = null; jobs.busy = false;
+  for (const id of ["cards", "jobs", "jobs-note", "queue-cards", "queue-pending", "queue-running", "queue-guarantees",
+                    "job-usage", "models", "services", "sites", "nodes"]) fill(id);
   $("fleet").hidden = true; $("logout").hidden = true; $("login").hidden = false; $("who").textContent = "";
   $("error").textContent = message || "";
 }
