@@ -210,7 +210,10 @@ async function refreshDetail() {
   const id = jobs.selected;
   const [job, events] = await Promise.all([call(`/jobs/${id}`), call(`/jobs/${id}/events`)]);
   if (jobs.selected !== id) return;
+  // A preempted job runs again as a new attempt whose logs start from zero: follow that one.
+  const rerun = jobs.job !== null && jobs.job.attempt !== job.attempt;
   jobs.job = job; jobs.ended = !ACTIVE.has(job.state);
+  if (rerun) startLog();
   $("job-title").textContent = `Job ${job.id} · ${job.name}`;
   fill("job-state", statePill(job.state));
   fill("job-fields", ...jobFields(job).flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
@@ -276,7 +279,7 @@ async function pollLog(token) {
     if (token !== log.token) return;
     if (chunk.data) appendLog(chunk.data);
     log.offset = chunk.next_offset;
-    const size = log.offset ? `${log.offset} bytes` : "no output yet";
+    const size = (jobs.job?.attempt > 1 ? `attempt ${jobs.job.attempt} · ` : "") + (log.offset ? `${log.offset} bytes` : "no output yet");
     if (chunk.complete) { $("log-status").textContent = `complete · ${log.offset ? size : "no output"}`; return; }
     $("log-status").textContent = `following · ${size}`;
     if (chunk.data) delay = 100;  // more may be waiting beyond one page
