@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,37 @@ def submit(platform: Platform, key: str, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def guarantee(platform: Platform, tenant: str, h100s: int) -> None:
+    """An active quota contract on the local site (its provider is "local"), in force since an hour ago."""
+    start = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    contract = platform.cli_json("contract", "create", "--tenant", tenant, "--model", "h100-sxm", "--quota", str(h100s),
+                                 "--provider", "local", "--pricing-model", "device_hour", "--unit-price", "15",
+                                 "--start", start, "--closed-months", "1")
+    platform.cli("contract", "activate", str(contract["id"]))
+
+
+@contextmanager
+def console_page(problems: list[str]) -> Iterator[Any]:
+    """A chromium page; what the Content-Security-Policy blocks and uncaught script errors go to ``problems``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.set_default_timeout(60_000)  # the suite runs two workers on two cores: be patient
+        page.on("console", lambda message: problems.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 def sign_in(page: Any, url: str, username: str, password: str) -> None:
     page.goto(url + "/")
     page.fill("#username", username)
@@ -70,18 +102,11 @@ def sign_in(page: Any, url: str, username: str, password: str) -> None:
 
 def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform, jobs_dir: Path,
                                                           tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     platform = job_platform
     platform.cli("tenant", "create", "acme")
     platform.cli("user", "create", "acme-dev", "--role", "tenant", "--tenant", "acme", "--password", TENANT_PASSWORD)
     key = platform.cli_json("key", "create", "--user", "acme-dev")["key"]
-    # A guarantee of 4 H100s on the local site (its provider is "local"), in force since an hour ago.
-    start = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    contract = platform.cli_json("contract", "create", "--tenant", "acme", "--model", "h100-sxm", "--quota", "4",
-                                 "--provider", "local", "--pricing-model", "device_hour", "--unit-price", "15",
-                                 "--start", start, "--closed-months", "1")
-    platform.cli("contract", "activate", str(contract["id"]))
+    guarantee(platform, "acme", 4)
     # One line per stream (one write each), and markup that must stay text in the page.
     hello = submit(platform, key, "--gpus", "1", "--name", "hello", "--", "sh", "-c",
                    "echo 'hello-console <b>not-markup</b>'; echo oops-stderr >&2; sleep 1")
@@ -91,19 +116,8 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
                      f"echo started; while [ ! -e {go} ]; do sleep 0.2; done; echo still-here; sleep 240")
     nowhere = submit(platform, key, "--gpus", "1", "--model", "ascend-910b2", "--name", "nowhere", "--", "true")
     shots = Path(os.environ.get("ZHISUAN_TEST_SCREENSHOT_DIR", str(tmp_path)))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.set_default_timeout(60_000)  # the suite runs two workers on two cores: be patient
-        problems: list[str] = []
-        page.on("console", lambda message: problems.append(message.text)
-                if "Content Security Policy" in message.text else None)
-        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-
+    problems: list[str] = []
+    with console_page(problems) as page:
         # The tenant: its own jobs (no tenant column), the job reaching "succeeded" by the table's refresh.
         sign_in(page, platform.url, "acme-dev", TENANT_PASSWORD)
         hello_row = f"#jobs tr[data-job='{hello['id']}']"
@@ -170,5 +184,29 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
         page.wait_for_selector("#log-status:has-text('complete')")
         assert page.is_hidden("#job-cancel")
         assert platform.cli_json("job", "show", str(sleeper["id"]))["state"] == "cancelled"
-        assert not problems, problems
-        browser.close()
+    assert not problems, problems
+
+
+def test_the_log_view_follows_a_preempted_job_into_its_next_attempt(job_platform: Platform) -> None:
+    platform = job_platform
+    platform.cli("tenant", "create", "acme")
+    platform.cli("tenant", "create", "beta")
+    guarantee(platform, "acme", 4)
+    # beta's spot job borrows all 8 H100s, acme's guarantee included; each attempt says which it is.
+    spot = submit(platform, platform.api_key, "--tenant", "beta", "--gpus", "8", "--class", "spot", "--name", "spot",
+                  "--time-limit", "5m", "--", "sh", "-c", 'echo "attempt-$ZHISUAN_JOB_ATTEMPT"; sleep 240')
+    problems: list[str] = []
+    with console_page(problems) as page:
+        sign_in(page, platform.url, platform.username, platform.password)
+        page.click(f"#jobs tr[data-job='{spot['id']}']")
+        page.wait_for_selector("#job-log:has-text('attempt-1')")
+        # acme takes its guarantee back: the spot job is preempted, queued, and runs again once acme's ends.
+        owner = submit(platform, platform.api_key, "--tenant", "acme", "--gpus", "4", "--class", "reserved",
+                       "--name", "owner", "--", "sleep", "2")
+        page.wait_for_selector(f"#jobs tr[data-job='{owner['id']}'] .pill.job-succeeded")
+        page.wait_for_selector("#job-log:has-text('attempt-2')")
+        assert "attempt-1" not in page.inner_text("#job-log")  # the new attempt's log, from its start
+        assert "attempt 2" in page.inner_text("#log-status")
+        assert "preempted" in page.locator("#job-events td:nth-child(3)").all_inner_texts()
+        assert "preempted 1×" in page.inner_text("#job-fields")
+    assert not problems, problems
