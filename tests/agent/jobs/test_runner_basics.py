@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from tests.agent.jobs.conftest import IS_ROOT, launch, wait_ended
+
 from zhisuan.agent.jobs import WorkerRunner
 
 
