@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--no-slurm", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="zhisuan-bench-"))
+    os.chmod(tmp, 0o711)  # Slurm jobs run as the tenant's user (as root): they must reach their log dir
     port = 18000 + os.getpid() % 1000
     process, key = start_platform(tmp, port)
     cluster = None
@@ -137,7 +138,12 @@ def main() -> None:
                 "name": "hpc", "engine": "slurm", "region": "cn-north-1", "provider": "hpc-dc",
                 "engine_config": {"slurm_conf": str(cluster.conf_path), "partition": cluster.partition,
                                   "log_dir": str(cluster.workdir_root)}}).raise_for_status()
-            client.post("/api/v1/sites/hpc/sync", json={}).raise_for_status()
+            for _ in range(50):  # a controller just started may refuse a moment longer
+                synced = client.post("/api/v1/sites/hpc/sync", json={})
+                if synced.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert synced.status_code == 200, synced.text
             slurm = [timed_job(client, {"tenant": "bench", "command": ["true"], "devices_per_worker": 1,
                                         "sites": ["hpc"]}) for _ in range(args.runs)]
             results["slurm: platform submit → running"] = [r for r, _ in slurm]
