@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from zhisuan.cli.arguments import parse_pairs
 from zhisuan.cli.client import ApiClient, CliError
 from zhisuan.cli.output import emit
 
@@ -33,16 +34,6 @@ def parse_duration(text: str) -> int:
     if match is None:
         raise CliError(f"time limit '{text}' is not a duration like 90s, 30m, 2h or 1d")
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise CliError(f"--env '{pair}' is not NAME=VALUE")
-        env[name] = value
-    return env
 
 
 def table_row(job: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def submit(
 ) -> None:
     """Queue a job, e.g. ``zhisuan job submit --gpus 8 --workers 2 -- python train.py``."""
     body: dict[str, Any] = {
-        "name": name, "image": image, "env": parse_env(env or []), "workdir": workdir,
+        "name": name, "image": image, "env": parse_pairs(env or [], "--env"), "workdir": workdir,
         "checkpoint_dir": checkpoint_dir, "workers": workers, "devices_per_worker": gpus, "milli_per_device": share,
         "models": model or None, "min_device_memory_gib": min_device_memory_gib, "cpu_cores": cpu,
         "memory_gib": memory_gib, "max_run_seconds": parse_duration(time_limit), "priority_class": priority_class,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from zhisuan.cli.arguments import parse_pairs
 from zhisuan.cli.client import ApiClient, CliError, save_profile
 from zhisuan.cli.logs import configure_logging
 from zhisuan.config import redact_url_passwords
@@ -23,16 +24,6 @@ app = typer.Typer(help="zhisuan (智算): AI compute cloud platform.", no_args_i
 
 def client() -> ApiClient:
     return ApiClient.from_environment()
-
-
-def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
-    result = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"{what} '{pair}' is not KEY=VALUE")
-        result[key] = value
-    return result
 
 
 @app.command()
