@@ -75,3 +75,21 @@ def test_an_unreachable_engine_keeps_jobs_queued_until_it_returns(slurm_site: Lo
 
 def world_events(site: LocalSite, job_id: int) -> list[dict]:  # type: ignore[type-arg]
     return site.world.ok("GET", f"/jobs/{job_id}/events", "operator")  # type: ignore[no-any-return]
+
+
+def test_draining_a_slurm_node_in_zhisuan_drains_it_in_slurm(slurm_site: LocalSite,
+                                                              slurm_cluster: testcluster.TestCluster,  # noqa: F811
+                                                              ) -> None:
+    from zhisuan.drivers.slurm.driver import SlurmDriver
+
+    slurm = SlurmDriver(str(slurm_cluster.conf_path), slurm_cluster.partition, root=slurm_cluster.workdir_root)
+    node = slurm_cluster.nodes[-1]
+    slurm_site.world.ok("PATCH", f"/nodes/hpc/{node}", "operator", {"drained": True})
+    try:
+        assert {n.name: n.state for n in slurm.import_inventory()}[node] == "drained"
+        synced = slurm_site.world.ok("POST", "/sites/hpc/sync", "operator", {})
+        assert node in synced["updated"]
+        assert slurm_site.world.ok("GET", f"/nodes/hpc/{node}", "operator")["drained"] is True  # the sync keeps it
+    finally:
+        slurm_site.world.ok("PATCH", f"/nodes/hpc/{node}", "operator", {"drained": False})
+    assert {n.name: n.state for n in slurm.import_inventory()}[node] != "drained"

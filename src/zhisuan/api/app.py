@@ -46,6 +46,7 @@ from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
 from zhisuan.workloads.router import router as workloads_router
 from zhisuan.workloads.scheduler import JobScheduler, Wakeups
+from zhisuan.workloads.site_sync import push_drain, site_engine_of
 
 log = logging.getLogger("zhisuan")
 
@@ -214,6 +215,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.resolved_jobs_dir(), ctx.clock,
                                            wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book
+    # A drain or resume of an engine-managed node is pushed to its engine (inventory knows no drivers).
+    app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
+        app.state.driver_book, site_engine_of(site), node, drained, reason)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
                    billing_router, serving_router, workloads_router):
         app.include_router(router, prefix="/api/v1")

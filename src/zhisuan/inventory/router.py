@@ -27,7 +27,6 @@ from zhisuan.inventory.schemas import (
     SiteCreate,
     SiteOut,
 )
-from zhisuan.workloads.site_sync import push_drain, site_engine_of
 
 router = APIRouter()
 
@@ -121,10 +120,11 @@ def patch_node(ref: str, body: NodePatch, request: Request, session: SessionDep,
     too (after the commit, outside the transaction), so both agree and the next inventory sync keeps it."""
     node = service.patch_node(session, principal, ref, body)
     out = node_out(node)
-    if body.drained is not None and node.managed_by == "engine":
-        site = site_engine_of(node.site)
+    tell_engine = getattr(request.app.state, "on_node_drain", None)  # set by the app: the site's driver
+    if body.drained is not None and node.managed_by == "engine" and tell_engine is not None:
+        site = node.site
         session.commit()
-        push_drain(request.app.state.driver_book, site, node.name, body.drained, f"drained by {principal.username}")
+        tell_engine(site, node.name, body.drained, f"drained by {principal.username}")
     return out
 
 
