@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 
-from zhisuan.catalog import PRECISIONS, UnknownAcceleratorModel, default_catalog, normalise_name
+from zhisuan.catalog import CONFIDENCES, PRECISIONS, Source, UnknownAcceleratorModel, default_catalog, normalise_name
 from zhisuan.catalog.loader import figure_values
 from zhisuan.errors import InvalidInput
 
@@ -29,12 +33,127 @@ def test_catalog_has_at_least_25_models_from_at_least_6_vendors() -> None:
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.key)
 def test_every_figure_is_positive_and_named_by_a_source(model) -> None:
+    """Shipped data is stricter than the loader: even usable memory must be named (null by 'none')."""
     for field_name, value in figure_values(model).items():
         naming = [s for s in model.sources if field_name in s.fields]
         assert naming, f"{model.key}.{field_name} has no source"
         if value is not None:
             assert value > 0
-            assert any(s.kind != "none" and (s.url or s.title) for s in naming), f"{model.key}.{field_name}"
+            assert any(
+                (s.kind not in ("none", "derived") and (s.url or s.title)) or (s.kind == "derived" and s.formula)
+                for s in naming
+            ), f"{model.key}.{field_name}"
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.key)
+def test_every_figure_has_a_confidence_and_derived_figures_say_how(model) -> None:
+    for field_name, value in figure_values(model).items():
+        confidence = model.confidence(field_name)
+        if value is None:
+            assert confidence is None
+            continue
+        assert confidence in CONFIDENCES, f"{model.key}.{field_name}"
+        if confidence == "derived":
+            derived = [s for s in model.sources if field_name in s.fields and s.kind == "derived"]
+            assert derived and all(s.formula and s.formula.startswith("=") for s in derived)
+    for source in model.sources:
+        assert (source.kind == "derived") == (source.formula is not None), f"{model.key}: {source.note}"
+
+
+@pytest.mark.parametrize(
+    ("key", "field_name", "confidence", "formula_mentions"),
+    [
+        ("h800", "memory_gib", "derived", "h100-sxm"),  # audit: not stated by the cited press report
+        ("h800", "tflops_dense.fp8", "derived", "h100-sxm"),
+        ("h800", "tflops_dense.int8", "derived", "h100-sxm"),
+        ("h800", "tflops_dense.bf16", "secondary", None),  # DeepSeek maintainers state 989 dense
+        ("l20", "tflops_dense.bf16", "derived", "tflops_dense.fp16"),  # audit: report gives FP16 only
+        ("l20", "tflops_dense.fp16", "secondary", None),
+        ("mlu370-x4", "memory_gib", "derived", "mlu370-x8"),
+        ("mlu370-x4", "usable_memory_mib", "community", None),
+        ("dcu-k100-ai", "tflops_dense.bf16", "community", None),
+        ("iluvatar-bi-v100", "tflops_dense.bf16", "secondary", None),
+        ("h100-sxm", "tflops_dense.bf16", "vendor", None),
+    ],
+)
+def test_audited_figures_carry_the_confidence_their_sources_support(
+    key: str, field_name: str, confidence: str, formula_mentions: str | None
+) -> None:
+    model = CATALOG.get(key)
+    assert model.confidence(field_name) == confidence
+    if formula_mentions is not None:
+        formulas = [s.formula or "" for s in model.sources if field_name in s.fields and s.kind == "derived"]
+        assert any(formula_mentions in formula for formula in formulas)
+
+
+def test_a_stronger_source_outranks_a_derivation() -> None:
+    h800 = CATALOG.get("h800")
+    vendor = Source(kind="vendor", fields=("memory_gib",), note="datasheet", title="H800 datasheet")
+    assert dataclasses.replace(h800, sources=(*h800.sources, vendor)).confidence("memory_gib") == "vendor"
+    with pytest.raises(ValueError, match="unknown figure field"):
+        h800.confidence("tflops_sparse.bf16")
+
+
+# (model key, nominal GiB per unit, usable MiB per device as its SMI tool reports it)
+USABLE_MEMORY = [
+    ("mlu370-x4", Decimal(24), 23308),  # the issue's example: 23,308 MiB seen vs 24 x 1024 = 24,576
+    ("mlu370-x8", Decimal(48), 23374),  # two chips of 24 GiB each
+    ("h100-sxm", Decimal(80), 81559),
+    ("dcu-z100", Decimal(32), 32752),
+    ("ascend-910c", Decimal(128), 65536),  # two dies, 64 GiB each
+    ("iluvatar-bi-v150", None, 32768),  # usable known per device though the board's nominal is not
+]
+
+
+@pytest.mark.parametrize(("key", "nominal_gib", "usable_mib"), USABLE_MEMORY)
+def test_usable_memory_is_kept_apart_from_nominal(key: str, nominal_gib: Decimal | None, usable_mib: int) -> None:
+    model = CATALOG.get(key)
+    assert model.memory_gib == nominal_gib
+    assert model.usable_memory_mib == usable_mib
+    assert model.per_device_memory_mib() == usable_mib  # the fallback prefers what tools report
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m.usable_memory_mib is not None], ids=lambda m: m.key)
+def test_usable_memory_never_exceeds_nominal(model) -> None:
+    nominal = model.per_device_memory_gib()
+    if nominal is not None:
+        assert model.usable_memory_mib <= nominal * 1024
+
+
+def test_without_a_tool_reading_the_fallback_is_the_nominal_upper_bound() -> None:
+    assert CATALOG.get("a100-sxm4-80gb").usable_memory_mib is None
+    assert CATALOG.get("a100-sxm4-80gb").per_device_memory_mib() == 80 * 1024
+    assert CATALOG.get("mlu590").per_device_memory_mib() is None  # nothing published, nothing invented
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "agent" / "golden"
+
+
+@pytest.mark.parametrize(
+    "golden",
+    ["cnmon/mlu370-x4-v4", "ixsmi/bi-v100x8", "ixsmi/bi-v150s", "mthreads-gmi/s5000x8", "mx-smi/c500x8",
+     "npu-smi/910b4-1x2-no-mapping", "npu-smi/atlas-a3-910c", "nvidia-smi/h100x8-healthy"],
+)  # fmt: skip
+def test_usable_memory_matches_what_the_recorded_tool_outputs_report(golden: str) -> None:
+    """The agent's parsed fixtures (what placement uses) agree with the catalog's recorded figure."""
+    devices = json.loads((GOLDEN / f"{golden}.json").read_text())
+    reported = {(d["model_key"], d["memory_mib"]) for d in devices if d["model_key"]}
+    assert reported and all(CATALOG.get(key).usable_memory_mib == mib for key, mib in reported)
+
+
+def test_hygon_resource_is_the_one_the_cited_plugin_registers() -> None:
+    """HAMi's DCU plugin, the cited source, registers hygon.com/dcunum (not hygon.com/dcu)."""
+    for model in (m for m in MODELS if m.vendor == "hygon"):
+        assert model.k8s_resource == "hygon.com/dcunum"
+    document = yaml.safe_load(resources.files("zhisuan.catalog").joinpath("accelerators.yaml").read_text())
+    reference = document["references"][document["vendors"]["hygon"]["reference"]]
+    assert "hygon.com/dcunum" in reference["title"]
+
+
+def test_k100_and_k100_ai_are_different_chips() -> None:
+    assert CATALOG.resolve("K100").key == "dcu-k100"
+    assert CATALOG.resolve("K100_AI").key == "dcu-k100-ai"
+    assert CATALOG.get("dcu-k100").tflops_dense.fp16 < CATALOG.get("dcu-k100-ai").tflops_dense.fp16
 
 
 @pytest.mark.parametrize("model", [m for m in MODELS if not m.anonymised], ids=lambda m: m.key)

@@ -99,6 +99,11 @@ M = ["models", 0]
         ([*M, "devices_per_unit"], 0, "field 'devices_per_unit'"),
         (["schema_version"], 2, "field 'schema_version': expected 1"),
         (["vendors", "acme", "reference"], "nope", "vendors.acme: field 'reference'"),
+        ([*M, "sources", 0, "kind"], "derived", "field 'formula': a derived source must say how"),
+        ([*M, "sources", 0, "kind"], "guessed", "field 'kind': expected one of"),
+        ([*M, "usable_memory_mib"], 23308.5, "field 'usable_memory_mib': expected a positive whole number"),
+        ([*M, "usable_memory_mib"], 0, "field 'usable_memory_mib': expected a positive whole number"),
+        ([*M, "usable_memory_mib"], 23308, "field 'usable_memory_mib': no source names it"),
     ],
 )
 def test_malformed_entries_are_named_in_the_error(path: list[Any], value: Any, expected: str) -> None:
@@ -121,3 +126,26 @@ def test_load_catalog_reports_yaml_syntax_errors(tmp_path: Path) -> None:
     broken.write_text("models: [unclosed\n")
     with pytest.raises(CatalogError, match="broken.yaml: not valid YAML"):
         load_catalog(broken)
+
+
+def test_usable_memory_needs_a_real_source_and_derived_figures_keep_their_formula() -> None:
+    document = minimal_document()
+    model = document["models"][0]
+    model["usable_memory_mib"] = 65200
+    model["sources"].append({"kind": "none", "fields": ["usable_memory_mib"], "note": "not observed"})
+    with pytest.raises(CatalogError, match="'usable_memory_mib': has a value but only 'none' sources"):
+        parse_catalog(document)
+    model["sources"][-1] = {"kind": "derived", "fields": ["usable_memory_mib"], "note": "reserve",
+                            "formula": "= memory_gib x 1024 - 336"}  # fmt: skip
+    parsed = parse_catalog(document).get("acme-1")
+    assert parsed.usable_memory_mib == 65200
+    assert parsed.confidence("usable_memory_mib") == "derived"
+    assert parsed.sources[-1].formula == "= memory_gib x 1024 - 336"
+
+
+def test_a_catalog_without_usable_memory_still_loads() -> None:
+    """Operators' own catalog files predate usable memory: absent and null means 'not observed'."""
+    model = parse_catalog(minimal_document()).get("acme-1")
+    assert model.usable_memory_mib is None
+    assert model.confidence("usable_memory_mib") is None
+    assert model.per_device_memory_mib() == 64 * 1024

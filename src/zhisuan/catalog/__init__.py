@@ -1,4 +1,4 @@
-"""Accelerator catalog: the AcceleratorModel data file, its loader and name resolution."""
+"""Accelerator catalog: the AcceleratorModel data file, its loader, name resolution and throughput."""
 
 from zhisuan.catalog.loader import (
     Catalog,
@@ -8,18 +8,44 @@ from zhisuan.catalog.loader import (
     load_catalog,
     normalise_name,
 )
-from zhisuan.catalog.models import PRECISIONS, AcceleratorModel, Precision, Source, Throughput
+from zhisuan.catalog.models import (
+    CONFIDENCES,
+    PRECISIONS,
+    AcceleratorModel,
+    Confidence,
+    Precision,
+    Source,
+    Throughput,
+)
+from zhisuan.catalog.throughput import (
+    REFERENCE_MODEL_KEY,
+    WORKLOAD_CLASSES,
+    InvalidMeasurement,
+    MeasuredThroughput,
+    RelativeThroughput,
+    WorkloadClass,
+    latest_measurements,
+)
 
 __all__ = [
+    "CONFIDENCES",
     "PRECISIONS",
+    "REFERENCE_MODEL_KEY",
+    "WORKLOAD_CLASSES",
     "AcceleratorModel",
     "Catalog",
     "CatalogError",
+    "Confidence",
+    "InvalidMeasurement",
+    "MeasuredThroughput",
     "Precision",
+    "RelativeThroughput",
     "Source",
     "Throughput",
     "UnknownAcceleratorModel",
+    "WorkloadClass",
     "default_catalog",
+    "latest_measurements",
     "load_catalog",
     "normalise_name",
 ]

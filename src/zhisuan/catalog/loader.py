@@ -1,7 +1,8 @@
 """Load and validate the accelerator catalog (``accelerators.yaml``), and look models up by name.
 
 Validation is strict on purpose: an unknown key is a typo, a number without a named source is an
-invented figure. Every error names the entry and the field, e.g.
+invented figure, a ``derived`` source without a ``formula`` is a figure nobody can re-check. Every
+error names the entry and the field, e.g.
 ``accelerators.yaml: models[3] (key 'h100-sxm'): field 'memory_gib': expected a positive number``.
 """
 
@@ -22,12 +23,15 @@ import yaml
 from zhisuan.catalog.models import (
     FIGURE_FIELDS,
     PRECISIONS,
+    REQUIRED_FIGURE_FIELDS,
     SOURCE_KINDS,
     AcceleratorModel,
     Source,
     SourceKind,
     Throughput,
 )
+from zhisuan.catalog.throughput import REFERENCE_MODEL_KEY, Measurements, RelativeThroughput
+from zhisuan.catalog.throughput import relative_throughput as _relative_throughput
 from zhisuan.errors import InvalidInput
 
 DATA_FILE_NAME = "accelerators.yaml"
@@ -45,10 +49,10 @@ VENDOR_PREFIXES = (
 MODEL_KEYS = {
     "key", "vendor", "name", "memory_gib", "tflops_dense", "interconnect",
     "interconnect_bandwidth_gb_s", "aliases", "sources", "devices_per_unit", "anonymised",
-    "stack", "k8s_resource", "visible_devices_env", "smi_tool",
+    "stack", "k8s_resource", "visible_devices_env", "smi_tool", "usable_memory_mib",
 }  # fmt: skip
 VENDOR_KEYS = {"name", "stack", "k8s_resource", "visible_devices_env", "smi_tool", "reference"}
-SOURCE_KEYS = {"ref", "kind", "fields", "note", "url", "title"}
+SOURCE_KEYS = {"ref", "kind", "fields", "note", "url", "title", "formula"}
 VENDOR_DEFAULTED = ("stack", "k8s_resource", "visible_devices_env", "smi_tool")
 
 
@@ -142,6 +146,18 @@ class Catalog:
         candidates = {normalise_name(n): m.key for m in self._models.values() for n in (m.key, *m.aliases)}
         matches = difflib.get_close_matches(normalise_name(name), candidates, n=limit * 3, cutoff=0.5)
         return list(dict.fromkeys(candidates[match] for match in matches))[:limit]
+
+    def relative_throughput(
+        self, model: str | AcceleratorModel, workload_class: str, measured: Measurements | None = None
+    ) -> RelativeThroughput | None:
+        """How many H100 SXM5 devices' work one device of ``model`` does on ``workload_class``.
+
+        An operator's measurement in ``measured`` (keyed by (model key, workload class)) wins over the
+        datasheet ratio ``per_device_tflops(model, p) / per_device_tflops(h100-sxm, p)``; ``None`` when
+        neither exists. See ``zhisuan.catalog.throughput``.
+        """
+        resolved = model if isinstance(model, AcceleratorModel) else self.get(model)
+        return _relative_throughput(resolved, self.get(REFERENCE_MODEL_KEY), workload_class, measured)
 
     def __len__(self) -> int:
         return len(self._models)
@@ -254,6 +270,7 @@ def _parse_model(
         sources=_parse_sources(entry.get("sources"), references, f"{where}: field 'sources'"),
         devices_per_unit=_parse_devices_per_unit(entry.get("devices_per_unit", 1), where),
         anonymised=_expect_bool(entry.get("anonymised", False), f"{where}: field 'anonymised'"),
+        usable_memory_mib=_optional_positive_int(entry.get("usable_memory_mib"), f"{where}: field 'usable_memory_mib'"),
         **{
             name: _optional_text(entry.get(name, vendor.get(name)), f"{where}: field '{name}'")
             for name in VENDOR_DEFAULTED
@@ -296,6 +313,9 @@ def _parse_source(raw: Any, references: Mapping[str, Mapping[str, Any]], where: 
     fields = entry.get("fields")
     if not isinstance(fields, list) or any(f not in (*FIGURE_FIELDS, "tflops_dense") for f in fields):
         raise CatalogError(f"{where}: field 'fields': expected names among {', '.join(FIGURE_FIELDS)}")
+    formula = _optional_text(entry.get("formula"), f"{where}: field 'formula'")
+    if kind == "derived" and formula is None:
+        raise CatalogError(f"{where}: field 'formula': a derived source must say how the figure is computed")
     source_kind: SourceKind = kind
     return Source(
         kind=source_kind,
@@ -304,6 +324,7 @@ def _parse_source(raw: Any, references: Mapping[str, Mapping[str, Any]], where: 
         title=_optional_text(entry.get("title", reference.get("title")), f"{where}: field 'title'"),
         url=_optional_text(entry.get("url", reference.get("url")), f"{where}: field 'url'"),
         ref=ref,
+        formula=formula,
     )
 
 
@@ -325,13 +346,20 @@ def figure_values(model: AcceleratorModel) -> dict[str, Decimal | None]:
         "interconnect_bandwidth_gb_s": model.interconnect_bandwidth_gb_s,
     }
     values.update({f"tflops_dense.{p}": model.tflops_dense.at(p) for p in PRECISIONS})
+    usable = model.usable_memory_mib
+    values["usable_memory_mib"] = Decimal(usable) if usable is not None else None
     return values
 
 
 def _check_figures_sourced(model: AcceleratorModel, where: str) -> None:
-    """Every figure is named by a source; a number needs a source that is not of kind ``none``."""
+    """Every figure is named by a source; a number needs a source that is not of kind ``none``.
+
+    ``usable_memory_mib`` may go unnamed while it is null (no tool output recorded).
+    """
     for field_name, value in figure_values(model).items():
         naming = [s for s in model.sources if field_name in s.fields]
+        if not naming and value is None and field_name not in REQUIRED_FIGURE_FIELDS:
+            continue
         if not naming:
             raise CatalogError(
                 f"{where}: field '{field_name}': no source names it (say 'none' if unpublished)"
@@ -373,6 +401,14 @@ def _optional_text(raw: Any, where: str) -> str | None:
 def _expect_bool(raw: Any, where: str) -> bool:
     if not isinstance(raw, bool):
         raise CatalogError(f"{where}: expected true or false, got {raw!r}")
+    return raw
+
+
+def _optional_positive_int(raw: Any, where: str) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        raise CatalogError(f"{where}: expected a positive whole number of MiB or null, got {raw!r}")
     return raw
 
 
