@@ -1,0 +1,54 @@
+"""Baselines the optimal matcher is measured against.
+
+- ``clear_fcfs`` — today's market: requests in id (arrival) order, each takes the first offers, in
+  offer id order, that fit it now; a request that cannot be filled acceptably is skipped.
+- ``clear_greedy`` — greedy by price: requests in order of their best unit surplus
+  max_o (cap × f − floor) descending (ties: request id), each filled from its offers with the widest
+  margin (cap × f − floor) first.
+
+Both use the same pairing rules, start times and prices as ``clear``, so their answers are feasible
+for the clearing MILP and comparable with it.
+"""
+
+from collections.abc import Sequence
+
+from zhisuan.core.matching.book import CapacityBook, Grant, assemble, fill_request
+from zhisuan.core.matching.candidates import Candidate, market_candidates
+from zhisuan.core.matching.types import Clearing, Offer, Request
+from zhisuan.core.matching.validate import validate_market
+
+
+def clear_fcfs(offers: Sequence[Offer], requests: Sequence[Request], objective: str = "surplus") -> Clearing:
+    validate_market(offers, requests, objective)
+    per_request, stats = market_candidates(offers, requests, limit=None)
+    book, grants = CapacityBook(offers), {}
+    for position in sorted(range(len(requests)), key=lambda i: requests[i].request_id):
+        in_id_order = sorted(per_request[position], key=lambda c: offers[c.offer_index].offer_id)
+        filled = fill_request(requests[position], in_id_order, book)
+        if filled:
+            grants[position] = filled
+    return assemble(offers, requests, grants, stats, objective, bound=None, status="baseline", solve_s=0.0)
+
+
+def greedy_grants(
+    requests: Sequence[Request], per_request: Sequence[Sequence[Candidate]], book: CapacityBook,
+    skip: frozenset[int] = frozenset(),
+) -> dict[int, list[Grant]]:
+    """Greedy by price over the requests not in ``skip``, booking into ``book`` (also the MILP's repair)."""
+    def best_margin(i: int) -> tuple:
+        margin = max((c.unit_surplus for c in per_request[i]), default=None)
+        return (margin is None, -(margin or 0), requests[i].request_id)
+
+    grants: dict[int, list[Grant]] = {}
+    for position in sorted((i for i in range(len(requests)) if i not in skip), key=best_margin):
+        filled = fill_request(requests[position], per_request[position], book)
+        if filled:
+            grants[position] = filled
+    return grants
+
+
+def clear_greedy(offers: Sequence[Offer], requests: Sequence[Request], objective: str = "surplus") -> Clearing:
+    validate_market(offers, requests, objective)
+    per_request, stats = market_candidates(offers, requests, limit=None)
+    grants = greedy_grants(requests, per_request, CapacityBook(offers))
+    return assemble(offers, requests, grants, stats, objective, bound=None, status="baseline", solve_s=0.0)
