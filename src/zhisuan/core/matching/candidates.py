@@ -19,7 +19,7 @@ one device of the most capable acceptable model (whole devices cannot hit a frac
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def clearing_price(offer: Offer, request: Request, factor: Decimal) -> Decimal:
     """Midpoint rule: price = (floor + cap × f) / 2 CNY per device-hour, rounded half up to the fen,
     then held inside [floor, cap × f] so rounding never charges above the cap nor pays below the floor."""
     cap = request.max_price * factor
-    mid = ((offer.floor_price + cap) / 2).quantize(Decimal("0.01"))
+    mid = ((offer.floor_price + cap) / 2).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return min(max(mid, offer.floor_price), cap)
 
 

@@ -39,12 +39,14 @@ def clear(
     time_limit_s: float = 5.0,
     *,
     max_candidates: int | None = 32,
-    mip_rel_gap: float = 1e-4,
+    mip_rel_gap: float = 1e-3,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
     validate_market(offers, requests, objective)
     per_request, stats = market_candidates(offers, requests, limit=max_candidates)
     model = build_model(offers, requests, per_request, objective)
+    if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
+        return assemble(offers, requests, {}, stats, objective, bound=Decimal(0), status="optimal", solve_s=0.0)
     lp = _solver(model, time_limit_s, mip_rel_gap)
     lp.run()
     spent = lp.getRunTime()
@@ -52,7 +54,7 @@ def clear(
         grants = greedy_grants(requests, per_request, CapacityBook(offers))
         return assemble(offers, requests, grants, stats, objective, bound=None, status="fallback", solve_s=spent)
     bound = _round_up(lp.getInfo().objective_function_value)
-    fallback = _round_and_repair(offers, requests, model, np.array(lp.getSolution().col_value), per_request)
+    fallback = round_and_repair(offers, requests, model, np.array(lp.getSolution().col_value), per_request)
     mip = _solver(model, max(time_limit_s - spent, 0.05), mip_rel_gap)
     mip.changeColsIntegrality(len(model.integer_columns), model.integer_columns,
                               np.full(len(model.integer_columns), highspy.HighsVarType.kInteger))
@@ -87,7 +89,7 @@ def _round_up(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
 
 
-def _round_and_repair(offers, requests, model: ClearingModel, values: np.ndarray, per_request):
+def round_and_repair(offers, requests, model: ClearingModel, values: np.ndarray, per_request):
     """Round the LP down, keep the requests whose rounded grants still meet their fill bounds, repair."""
     book, grants = CapacityBook(offers), {}
     for position, given in _columns_to_grants(requests, model, values, np.floor(values + ROUNDING_EPS)).items():
