@@ -155,12 +155,12 @@ def run_size(lots, share, num_requests: int, num_offers: int, runs: int, seed: i
         began = time.perf_counter()
         best = clear(offers, requests, "surplus", time_limit_s=limit)
         times.append(time.perf_counter() - began)
-    assert best is not None and best.bound is not None
+    assert best is not None
     fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
-    gap = best.value / best.bound * 100 if best.bound else D(100)
+    gap = "—" if best.bound is None else f"{best.value / best.bound * 100 if best.bound else 100:.2f}%"
     return [f"{num_requests:,} × {num_offers:,}", f"{gpu_hours(best):,}", f"{gpu_hours(greedy):,}",
             f"{gpu_hours(fcfs):,}", surplus(best), surplus(greedy), surplus(fcfs),
-            f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—", f"{gap:.2f}%", best.status,
+            f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—", gap, best.status,
             f"{len(best.matches):,}", f"{statistics.median(times):.2f}"]
 
 

@@ -10,7 +10,7 @@ Both use the same pairing rules, start times and prices as ``clear``, so their a
 for the clearing MILP and comparable with it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from zhisuan.core.matching.book import CapacityBook, Grant, assemble, fill_request
 from zhisuan.core.matching.candidates import Candidate, market_candidates
@@ -32,15 +32,17 @@ def clear_fcfs(offers: Sequence[Offer], requests: Sequence[Request], objective: 
 
 def greedy_grants(
     requests: Sequence[Request], per_request: Sequence[Sequence[Candidate]], book: CapacityBook,
-    skip: frozenset[int] = frozenset(),
+    skip: frozenset[int] = frozenset(), priority: Mapping[int, float] | None = None,
 ) -> dict[int, list[Grant]]:
-    """Greedy by price over the requests not in ``skip``, booking into ``book`` (also the MILP's repair)."""
-    def best_margin(i: int) -> tuple:
+    """Greedy over the requests not in ``skip``, highest ``priority`` first (the MILP's repair passes
+    LP fill shares), then widest margin, then request id; each filled from its candidates in the given
+    order and booked into ``book``."""
+    def order(i: int) -> tuple:
         margin = max((c.unit_surplus for c in per_request[i]), default=None)
-        return (margin is None, -(margin or 0), requests[i].request_id)
+        return (-(priority or {}).get(i, 0.0), margin is None, -(margin or 0), requests[i].request_id)
 
     grants: dict[int, list[Grant]] = {}
-    for position in sorted((i for i in range(len(requests)) if i not in skip), key=best_margin):
+    for position in sorted((i for i in range(len(requests)) if i not in skip), key=order):
         filled = fill_request(requests[position], per_request[position], book)
         if filled:
             grants[position] = filled

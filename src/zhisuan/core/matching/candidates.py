@@ -112,12 +112,13 @@ class OfferIndex:
         }
 
 
-def request_candidates(
-    index: OfferIndex, request: Request, request_index: int, limit: int | None
-) -> tuple[list[Candidate], KindStats]:
-    """The request's candidates, best unit surplus first (ties: lower offer id), at most ``limit``."""
+Pairing = tuple[float, int, int, Decimal]  # (−margin per device-hour, offer id, offer index, factor)
+
+
+def request_pairings(index: OfferIndex, request: Request) -> tuple[list[Pairing], KindStats]:
+    """Every offer the request could use, widest margin cap × f − floor first (ties: lower offer id)."""
     stats = KindStats()
-    found: list[tuple[float, int, int, Decimal]] = []  # (-unit surplus, offer id, offer index, factor)
+    found: list[Pairing] = []
     wanted = None if request.regions is None else [index.region_code.get(r, -1) for r in request.regions]
     for model, factor in request.models.items():
         cols = index.by_model.get(model)
@@ -140,10 +141,7 @@ def request_candidates(
         found.extend(zip((cols["floor"][picked] - cap).tolist(), cols["offer_id"][picked].tolist(),
                          cols["index"][picked].tolist(), [factor] * len(picked), strict=True))
     found.sort(key=lambda item: (item[0], item[1]))
-    if limit is not None:
-        found = found[:limit]
-    return [c for item in found if (c := _candidate(index.offers[item[2]], item[2], request, request_index,
-                                                    item[3])) is not None], stats
+    return found, stats
 
 
 def _candidate(offer: Offer, offer_index: int, request: Request, request_index: int,
@@ -163,15 +161,37 @@ def _candidate(offer: Offer, offer_index: int, request: Request, request_index: 
 
 
 def market_candidates(
-    offers: Sequence[Offer], requests: Sequence[Request], limit: int | None
+    offers: Sequence[Offer], requests: Sequence[Request], limit: int | None, offer_limit: int | None = None
 ) -> tuple[list[list[Candidate]], list[KindStats]]:
+    """Each request's candidates, widest margin first. With ``limit``, a pairing is kept when it is among
+    the request's ``limit`` widest margins or among the ``offer_limit`` widest margins the offer sees
+    (ties: lower request id) — so every offer stays reachable by the requests that value it most."""
     index = OfferIndex(offers)
-    per_request, stats = [], []
-    for position, request in enumerate(requests):
-        found, kind = request_candidates(index, request, position, limit)
-        per_request.append(found)
+    found, stats = [], []
+    for request in requests:
+        pairings, kind = request_pairings(index, request)
+        found.append(pairings)
         stats.append(kind)
+    keep = _kept_by_offers(requests, found, offer_limit) if limit is not None and offer_limit else set()
+    per_request = []
+    for position, pairings in enumerate(found):
+        chosen = [p for rank, p in enumerate(pairings) if limit is None or rank < limit or (position, p[2]) in keep]
+        made = (_candidate(offers[p[2]], p[2], requests[position], position, p[3]) for p in chosen)
+        per_request.append([c for c in made if c is not None])
     return per_request, stats
+
+
+def _kept_by_offers(requests: Sequence[Request], found: Sequence[Sequence[Pairing]], offer_limit: int):
+    """(request position, offer index) pairs among each offer's ``offer_limit`` widest margins."""
+    by_offer: dict[int, list[tuple[float, int, int]]] = {}
+    for position, pairings in enumerate(found):
+        for margin, _, offer_index, _ in pairings:
+            by_offer.setdefault(offer_index, []).append((margin, requests[position].request_id, position))
+    keep = set()
+    for offer_index, seen in by_offer.items():
+        for _, _, position in sorted(seen)[:offer_limit]:
+            keep.add((position, offer_index))
+    return keep
 
 
 def unmatched_reason(request: Request, stats: KindStats) -> str:

@@ -1,9 +1,12 @@
 """``clear``: one clearing round solved as a MILP with HiGHS, with a documented fallback.
 
-1. Candidates (``candidates.py``): each request keeps its ``max_candidates`` pairings with the widest
-   margin cap × f − floor (ties: lower offer id) — all of them when ``max_candidates`` is None. The
-   bound below is the bound of this candidate model.
-2. LP relaxation of the model (``model.py``) → ``bound`` (its optimum, rounded up to the fen).
+1. Candidates (``candidates.py``): a pairing is kept when it is among the request's ``max_candidates``
+   widest margins cap × f − floor (ties: lower offer id) or among the offer's ``offer_candidates``
+   widest margins (ties: lower request id); all pairings when ``max_candidates`` is None. The bound
+   below is the bound of this candidate model (benchmarks/market measures what the pruning costs).
+2. LP relaxation of the model (``model.py``) → ``bound`` (its optimum, rounded up to the fen), later
+   lowered to HiGHS's MIP dual bound when branch and bound proves a tighter one (both are valid
+   upper bounds on the candidate model's optimum).
 3. Fallback solution: round every LP device column down (a gang's z only when it is 1), keep a
    request's rounded grants only if they still meet its fill bounds, then repair greedily — the
    requests left over, best margin first, take what capacity remains (``baselines.greedy_grants``).
@@ -38,12 +41,13 @@ def clear(
     objective: str = "surplus",
     time_limit_s: float = 5.0,
     *,
-    max_candidates: int | None = 32,
+    max_candidates: int | None = 4,
+    offer_candidates: int | None = 6,
     mip_rel_gap: float = 1e-3,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
     validate_market(offers, requests, objective)
-    per_request, stats = market_candidates(offers, requests, limit=max_candidates)
+    per_request, stats = market_candidates(offers, requests, max_candidates, offer_candidates)
     model = build_model(offers, requests, per_request, objective)
     if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
         return assemble(offers, requests, {}, stats, objective, bound=Decimal(0), status="optimal", solve_s=0.0)
@@ -64,6 +68,9 @@ def clear(
     mip.run()
     spent += mip.getRunTime()
     status, grants = _pick(offers, requests, model, mip, fallback, objective)
+    proven = mip.getInfo().mip_dual_bound
+    if np.isfinite(proven):  # branch and bound (cuts included) may prove a tighter bound than the LP
+        bound = min(bound, _round_up(proven))
     return assemble(offers, requests, grants, stats, objective, bound=bound, status=status, solve_s=spent)
 
 
@@ -90,13 +97,20 @@ def _round_up(value: float) -> Decimal:
 
 
 def round_and_repair(offers, requests, model: ClearingModel, values: np.ndarray, per_request):
-    """Round the LP down, keep the requests whose rounded grants still meet their fill bounds, repair."""
+    """Round the LP down, keep the requests whose rounded grants still meet their fill bounds, then repair:
+    the other requests, most LP-filled first (ties: widest margin, request id), each trying its offers in
+    order of LP devices (then margin) on the capacity left."""
     book, grants = CapacityBook(offers), {}
     for position, given in _columns_to_grants(requests, model, values, np.floor(values + ROUNDING_EPS)).items():
         if all(book.free(c.offer_index, c.start, c.end) >= d for c, d in given):
             book.book(given)
             grants[position] = given
-    grants.update(greedy_grants(requests, per_request, book, skip=frozenset(grants)))
+    lp_devices = {id(c): float(v * n) for c, v, n in zip(model.candidates, values, model.devices_per_unit,
+                                                          strict=False)}
+    guided = [sorted(found, key=lambda c: (-lp_devices.get(id(c), 0.0), -c.unit_surplus)) for found in per_request]
+    share = {p: sum(lp_devices.get(id(c), 0.0) * float(c.factor) for c in found) / requests[p].devices
+             for p, found in enumerate(per_request)}
+    grants.update(greedy_grants(requests, guided, book, skip=frozenset(grants), priority=share))
     return grants
 
 
