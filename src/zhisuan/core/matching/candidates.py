@@ -112,38 +112,6 @@ class OfferIndex:
         }
 
 
-Pairing = tuple[float, int, int, Decimal]  # (−margin per device-hour, offer id, offer index, factor)
-
-
-def request_pairings(index: OfferIndex, request: Request) -> tuple[list[Pairing], KindStats]:
-    """Every offer the request could use, widest margin cap × f − floor first (ties: lower offer id)."""
-    stats = KindStats()
-    found: list[Pairing] = []
-    wanted = None if request.regions is None else [index.region_code.get(r, -1) for r in request.regions]
-    for model, factor in request.models.items():
-        cols = index.by_model.get(model)
-        if cols is None:
-            continue
-        start = np.maximum(cols["start"], request.earliest_start)
-        ok = (cols["min_term"] <= request.duration_h) & (start <= request.latest_start)
-        ok &= start + request.duration_h <= cols["end"]
-        if wanted is not None:
-            ok &= np.isin(cols["region"], wanted)
-        stats.in_window += int(ok.sum())
-        cap = float(request.max_price * factor)
-        ok &= cols["floor"] <= cap
-        stats.priced += int(ok.sum())
-        stats.priced_capacity += float(factor) * float(cols["devices"][ok].sum())
-        if request.gang:
-            ok &= cols["devices"] >= gang_devices(request, factor)
-            stats.gang_fits += int(ok.sum())
-        picked = np.flatnonzero(ok)
-        found.extend(zip((cols["floor"][picked] - cap).tolist(), cols["offer_id"][picked].tolist(),
-                         cols["index"][picked].tolist(), [factor] * len(picked), strict=True))
-    found.sort(key=lambda item: (item[0], item[1]))
-    return found, stats
-
-
 def _candidate(offer: Offer, offer_index: int, request: Request, request_index: int,
                factor: Decimal) -> Candidate | None:
     unit_surplus = request.max_price * factor - offer.floor_price
@@ -163,35 +131,92 @@ def _candidate(offer: Offer, offer_index: int, request: Request, request_index: 
 def market_candidates(
     offers: Sequence[Offer], requests: Sequence[Request], limit: int | None, offer_limit: int | None = None
 ) -> tuple[list[list[Candidate]], list[KindStats]]:
-    """Each request's candidates, widest margin first. With ``limit``, a pairing is kept when it is among
-    the request's ``limit`` widest margins or among the ``offer_limit`` widest margins the offer sees
-    (ties: lower request id) — so every offer stays reachable by the requests that value it most."""
+    """Each request's candidates, widest margin cap × f − floor first (ties: lower offer id).
+
+    With ``limit``, a pairing is kept when it is among the request's ``limit`` widest margins or among
+    the ``offer_limit`` widest margins the offer sees (ties: lower request id) — so every offer stays
+    reachable by the requests that value it most. Pairs are screened a model at a time as
+    (requests × offers) masks; exact Decimal checks run on the kept pairs only."""
     index = OfferIndex(offers)
-    found, stats = [], []
-    for request in requests:
-        pairings, kind = request_pairings(index, request)
-        found.append(pairings)
-        stats.append(kind)
-    keep = _kept_by_offers(requests, found, offer_limit) if limit is not None and offer_limit else set()
-    per_request = []
-    for position, pairings in enumerate(found):
-        chosen = [p for rank, p in enumerate(pairings) if limit is None or rank < limit or (position, p[2]) in keep]
-        made = (_candidate(offers[p[2]], p[2], requests[position], position, p[3]) for p in chosen)
-        per_request.append([c for c in made if c is not None])
+    stats = [KindStats() for _ in requests]
+    chunks = [_model_pairs(index, requests, model, cols, stats) for model, cols in sorted(index.by_model.items())]
+    chunks = [chunk for chunk in chunks if chunk is not None]
+    if not chunks:
+        return [[] for _ in requests], stats
+    position, offer_index, margin, offer_id, models = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+    by_request = np.lexsort((offer_id, margin, position))
+    keep = np.ones(len(position), dtype=bool)
+    if limit is not None:
+        keep[by_request] = _rank_in_group(position[by_request]) < limit
+        if offer_limit:
+            request_id = np.array([r.request_id for r in requests], dtype=np.int64)[position]
+            by_offer = np.lexsort((request_id, margin, offer_index))
+            keep[by_offer] |= _rank_in_group(offer_index[by_offer]) < offer_limit
+    names = sorted(index.by_model)
+    per_request: list[list[Candidate]] = [[] for _ in requests]
+    for pair in by_request[keep[by_request]].tolist():
+        p, o = int(position[pair]), int(offer_index[pair])
+        made = _candidate(offers[o], o, requests[p], p, requests[p].models[names[models[pair]]])
+        if made is not None:
+            per_request[p].append(made)
     return per_request, stats
 
 
-def _kept_by_offers(requests: Sequence[Request], found: Sequence[Sequence[Pairing]], offer_limit: int):
-    """(request position, offer index) pairs among each offer's ``offer_limit`` widest margins."""
-    by_offer: dict[int, list[tuple[float, int, int]]] = {}
-    for position, pairings in enumerate(found):
-        for margin, _, offer_index, _ in pairings:
-            by_offer.setdefault(offer_index, []).append((margin, requests[position].request_id, position))
-    keep = set()
-    for offer_index, seen in by_offer.items():
-        for _, _, position in sorted(seen)[:offer_limit]:
-            keep.add((position, offer_index))
-    return keep
+def _rank_in_group(sorted_keys: np.ndarray) -> np.ndarray:
+    """0, 1, 2, … within each run of equal keys of a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(len(sorted_keys)), 0))
+    return np.arange(len(sorted_keys)) - run_start
+
+
+def _model_pairs(index: OfferIndex, requests: Sequence[Request], model: str, cols: dict[str, np.ndarray],
+                 stats: list[KindStats]):
+    """Feasible (request, offer) pairs of one model, and the request's ``KindStats`` counts for it."""
+    users = np.array([p for p, r in enumerate(requests) if model in r.models], dtype=np.int64)
+    if len(users) == 0:
+        return None
+    chosen = [requests[p] for p in users]
+    factor = [r.models[model] for r in chosen]
+    column = np.array
+    earliest = column([r.earliest_start for r in chosen])[:, None]
+    duration = column([r.duration_h for r in chosen])[:, None]
+    start = np.maximum(cols["start"][None, :], earliest)
+    ok = (cols["min_term"][None, :] <= duration) & (start <= column([r.latest_start for r in chosen])[:, None])
+    ok &= start + duration <= cols["end"][None, :]
+    ok &= _region_mask(index, chosen)[:, cols["region"]]
+    in_window = ok.sum(axis=1)
+    cap = column([float(r.max_price * f) for r, f in zip(chosen, factor, strict=True)])
+    ok &= cols["floor"][None, :] <= cap[:, None]
+    priced = ok.sum(axis=1)
+    capacity = (ok * cols["devices"][None, :]).sum(axis=1) * column([float(f) for f in factor])
+    gang = column([r.gang for r in chosen], dtype=bool)
+    need = column([gang_devices(r, f) if r.gang else 0 for r, f in zip(chosen, factor, strict=True)])
+    ok &= cols["devices"][None, :] >= need[:, None]
+    gang_fits = (ok & gang[:, None]).sum(axis=1)
+    for row, p in enumerate(users.tolist()):
+        kind = stats[p]
+        kind.in_window += int(in_window[row])
+        kind.priced += int(priced[row])
+        kind.priced_capacity += float(capacity[row])
+        kind.gang_fits += int(gang_fits[row])
+    user_row, member = np.nonzero(ok)
+    code = sorted(index.by_model).index(model)
+    return (users[user_row], cols["index"][member], cols["floor"][member] - cap[user_row], cols["offer_id"][member],
+            np.full(len(user_row), code, dtype=np.int64))
+
+
+def _region_mask(index: OfferIndex, chosen: Sequence[Request]) -> np.ndarray:
+    """(requests × regions) — True where the request accepts the region (all, when it names none)."""
+    mask = np.ones((len(chosen), max(len(index.region_code), 1)), dtype=bool)
+    for row, request in enumerate(chosen):
+        if request.regions is not None:
+            mask[row] = False
+            for name in request.regions:
+                if name in index.region_code:
+                    mask[row, index.region_code[name]] = True
+    return mask
 
 
 def unmatched_reason(request: Request, stats: KindStats) -> str:
