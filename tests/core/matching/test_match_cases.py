@@ -20,7 +20,7 @@ from zhisuan.core.matching import (
     clear_greedy,
     clearing_price,
 )
-from zhisuan.core.matching.candidates import market_candidates
+from zhisuan.core.matching.candidates import MarketPairings, market_candidates
 from zhisuan.core.matching.model import build_model
 from zhisuan.core.matching.solve import round_and_repair
 
@@ -200,3 +200,26 @@ def test_round_down_keeps_what_still_fits_and_repair_fills_the_rest():
             lp_values[column] = 0.75  # the gang's z rounds down to 0: dropped; 56 free < 64, stays out
     grants = round_and_repair(offers, requests, model, lp_values, per_request)
     assert {p: [(c.offer_index, d) for c, d in g] for p, g in grants.items()} == {0: [(0, 8)], 1: [(0, 8)]}
+
+
+def test_pruning_keeps_each_offers_best_bidders_reachable():
+    # Both requests rank offer 1 (the cheapest floor) first; with one candidate each, offers 2 and 3
+    # would be unreachable. The offer-side lists keep each offer's best bidder; ``always`` keeps named pairs.
+    offers = [offer(1, 8, floor="10"), offer(2, 8, floor="12"), offer(3, 8, floor="13")]
+    requests = [request(1, 8, cap="30"), request(2, 8, cap="20")]
+    pairings = MarketPairings(offers, requests)
+
+    def pairs(per_request):
+        return {(c.request_index, c.offer_index) for found in per_request for c in found}
+
+    assert pairs(pairings.pruned(1)) == {(0, 0), (1, 0)}
+    assert pairs(pairings.pruned(1, 1)) == {(0, 0), (1, 0), (0, 1), (0, 2)}
+    assert pairs(pairings.pruned(1, always=frozenset({(1, 2)}))) == {(0, 0), (1, 0), (1, 2)}
+    assert len(pairs(pairings.pruned(None))) == 6
+
+
+def test_clear_never_loses_to_greedy_even_when_pruned_hard():
+    offers, requests = random_market(3, 40, 150)
+    pruned = clear(offers, requests, max_candidates=1, offer_candidates=None, mip_rel_gap=0.0)
+    assert pruned.value >= clear_greedy(offers, requests).value
+    check_clearing(offers, requests, pruned)

@@ -5,7 +5,7 @@ An offer is over-booked when, at some hour, the devices of the leases running on
 lease starts inside a window (and the window's own start) checks every hour.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from zhisuan.core.matching.candidates import Candidate, KindStats, clearing_price, fill_bounds, unmatched_reason
@@ -32,7 +32,7 @@ class CapacityBook:
             self.leases[candidate.offer_index].append((candidate.start, candidate.end, devices))
 
 
-def fill_request(request: Request, candidates: Sequence[Candidate], book: CapacityBook) -> list[Grant] | None:
+def fill_request(request: Request, candidates: Iterable[Candidate], book: CapacityBook) -> list[Grant] | None:
     """Fill ``request`` from ``candidates`` in the given order, booking it only if the fill is acceptable.
 
     A gang takes the first candidate with room for all of it. Otherwise each candidate in turn gives

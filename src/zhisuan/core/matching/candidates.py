@@ -17,7 +17,7 @@ upper = amount + slack, where slack = 0 when every acceptable factor is 1 and ot
 one device of the most capable acceptable model (whole devices cannot hit a fractional amount).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -128,38 +128,72 @@ def _candidate(offer: Offer, offer_index: int, request: Request, request_index: 
     return Candidate(request_index, offer_index, factor, start, start + request.duration_h, unit_surplus, most)
 
 
+class MarketPairings:
+    """Every feasible pairing of a round as arrays, sorted by request then widest margin cap × f − floor
+    (ties: lower offer id). ``Candidate`` objects are made on demand: a greedy pass only walks the head
+    of each request's list. Pairs are screened a model at a time as (requests × offers) masks; exact
+    Decimal checks run on the pairs turned into candidates."""
+
+    def __init__(self, offers: Sequence[Offer], requests: Sequence[Request]) -> None:
+        index = OfferIndex(offers)
+        self.offers, self.requests, self.names = offers, requests, sorted(index.by_model)
+        self.stats = [KindStats() for _ in requests]
+        chunks = [_model_pairs(index, requests, m, cols, self.stats) for m, cols in sorted(index.by_model.items())]
+        found = [chunk for chunk in chunks if chunk is not None]
+        empty = np.zeros(0, dtype=np.int64)
+        parts = [np.concatenate(p) for p in zip(*found, strict=True)] if found else [empty] * 5
+        position, offer_index, margin, offer_id, models = parts
+        order = np.lexsort((offer_id, margin.astype(np.float64), position))
+        self.position, self.offer_index, self.margin = position[order], offer_index[order], margin[order]
+        self.models = models[order]
+        self.bounds = np.searchsorted(self.position, np.arange(len(requests) + 1))
+
+    def of_request(self, position: int) -> Iterator[Candidate]:
+        for pair in range(int(self.bounds[position]), int(self.bounds[position + 1])):
+            made = self._make(pair)
+            if made is not None:
+                yield made
+
+    def best_margins(self) -> list[float | None]:
+        """Each request's widest margin per device-hour (None when it has no pairing)."""
+        heads = self.bounds[:-1]
+        has = heads < self.bounds[1:]
+        return [float(-self.margin[h]) if ok else None for h, ok in zip(heads.tolist(), has.tolist(), strict=True)]
+
+    def pruned(self, limit: int | None, offer_limit: int | None = None,
+               always: frozenset[tuple[int, int]] = frozenset()) -> list[list[Candidate]]:
+        """A pairing is kept when it is among the request's ``limit`` widest margins, among the
+        ``offer_limit`` widest margins the offer sees (ties: lower request id) — so every offer stays
+        reachable by the requests that value it most — or in ``always``; all of them when ``limit`` is None."""
+        keep = np.ones(len(self.position), dtype=bool)
+        if limit is not None:
+            keep = _rank_in_group(self.position) < limit
+            if offer_limit:
+                request_id = np.array([r.request_id for r in self.requests], dtype=np.int64)[self.position]
+                by_offer = np.lexsort((request_id, self.margin, self.offer_index))
+                keep[by_offer] |= _rank_in_group(self.offer_index[by_offer]) < offer_limit
+            for position, offer_index in always:
+                span = slice(int(self.bounds[position]), int(self.bounds[position + 1]))
+                keep[span] |= self.offer_index[span] == offer_index
+        per_request: list[list[Candidate]] = [[] for _ in self.requests]
+        for pair in np.flatnonzero(keep).tolist():
+            made = self._make(pair)
+            if made is not None:
+                per_request[made.request_index].append(made)
+        return per_request
+
+    def _make(self, pair: int) -> Candidate | None:
+        p, o = int(self.position[pair]), int(self.offer_index[pair])
+        request = self.requests[p]
+        return _candidate(self.offers[o], o, request, p, request.models[self.names[int(self.models[pair])]])
+
+
 def market_candidates(
     offers: Sequence[Offer], requests: Sequence[Request], limit: int | None, offer_limit: int | None = None
 ) -> tuple[list[list[Candidate]], list[KindStats]]:
-    """Each request's candidates, widest margin cap × f − floor first (ties: lower offer id).
-
-    With ``limit``, a pairing is kept when it is among the request's ``limit`` widest margins or among
-    the ``offer_limit`` widest margins the offer sees (ties: lower request id) — so every offer stays
-    reachable by the requests that value it most. Pairs are screened a model at a time as
-    (requests × offers) masks; exact Decimal checks run on the kept pairs only."""
-    index = OfferIndex(offers)
-    stats = [KindStats() for _ in requests]
-    chunks = [_model_pairs(index, requests, model, cols, stats) for model, cols in sorted(index.by_model.items())]
-    chunks = [chunk for chunk in chunks if chunk is not None]
-    if not chunks:
-        return [[] for _ in requests], stats
-    position, offer_index, margin, offer_id, models = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
-    by_request = np.lexsort((offer_id, margin, position))
-    keep = np.ones(len(position), dtype=bool)
-    if limit is not None:
-        keep[by_request] = _rank_in_group(position[by_request]) < limit
-        if offer_limit:
-            request_id = np.array([r.request_id for r in requests], dtype=np.int64)[position]
-            by_offer = np.lexsort((request_id, margin, offer_index))
-            keep[by_offer] |= _rank_in_group(offer_index[by_offer]) < offer_limit
-    names = sorted(index.by_model)
-    per_request: list[list[Candidate]] = [[] for _ in requests]
-    for pair in by_request[keep[by_request]].tolist():
-        p, o = int(position[pair]), int(offer_index[pair])
-        made = _candidate(offers[o], o, requests[p], p, requests[p].models[names[models[pair]]])
-        if made is not None:
-            per_request[p].append(made)
-    return per_request, stats
+    """Each request's candidates, widest margin first, pruned as ``MarketPairings.pruned`` says."""
+    pairings = MarketPairings(offers, requests)
+    return pairings.pruned(limit, offer_limit), pairings.stats
 
 
 def _rank_in_group(sorted_keys: np.ndarray) -> np.ndarray:

@@ -157,10 +157,10 @@ def _to_csr(blocks: list[Triplets]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def grants_to_columns(model: ClearingModel, grants: dict[int, list[Grant]]) -> np.ndarray:
     """A feasible start for the MIP: device columns (z = 1 for a gang's offer) and filled flags."""
     values = np.zeros(model.num_cols)
-    column_of = {id(c): i for i, c in enumerate(model.candidates)}
+    column_of = {(c.request_index, c.offer_index): i for i, c in enumerate(model.candidates)}
     for position, given in grants.items():
         for candidate, devices in given:
-            column = column_of[id(candidate)]
+            column = column_of[(candidate.request_index, candidate.offer_index)]
             values[column] = 1.0 if model.is_gang[column] else float(devices)
         if position in model.y_column:
             values[model.y_column[position]] = 1.0

@@ -9,13 +9,16 @@
    upper bounds on the candidate model's optimum).
 3. Fallback solution: round every LP device column down (a gang's z only when it is 1), keep a
    request's rounded grants only if they still meet its fill bounds, then repair greedily — the
-   requests left over, best margin first, take what capacity remains (``baselines.greedy_grants``).
-4. The MILP, warm-started from the fallback, within what is left of ``time_limit_s`` (HiGHS's own
-   clock) and relative gap ``mip_rel_gap``.
+   requests left over, most LP-filled first, each trying its offers in order of LP devices, take what
+   capacity remains (``baselines.greedy_grants``).
+4. The MILP, warm-started from the better of the fallback and the greedy-by-price clearing over every
+   pairing (whose pairs are always kept in the candidate model, so ``clear`` never does worse than
+   ``clear_greedy``), within what is left of ``time_limit_s`` (HiGHS's own clock; building the
+   candidates and the model is not counted) and relative gap ``mip_rel_gap``.
 
 Status: "optimal" when HiGHS proves the incumbent within the gap; "time_limit" when the budget ran
 out and the MILP's incumbent beats the fallback; "fallback" when the fallback is kept (no better
-incumbent, or no LP within the budget, in which case the greedy pass alone decides and ``bound`` is
+incumbent, or no LP within the budget, in which case the greedy clearing decides and ``bound`` is
 None). Deterministic for the same input up to the time limit (HiGHS's MIP search is deterministic).
 """
 
@@ -25,9 +28,9 @@ from decimal import ROUND_CEILING, Decimal
 import highspy
 import numpy as np
 
-from zhisuan.core.matching.baselines import greedy_grants
+from zhisuan.core.matching.baselines import greedy_grants, market_greedy
 from zhisuan.core.matching.book import CapacityBook, Grant, assemble, grant_value
-from zhisuan.core.matching.candidates import fill_bounds, market_candidates
+from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
 from zhisuan.core.matching.model import ClearingModel, build_model, grants_to_columns
 from zhisuan.core.matching.types import Clearing, Offer, Request
 from zhisuan.core.matching.validate import validate_market
@@ -47,18 +50,23 @@ def clear(
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
     validate_market(offers, requests, objective)
-    per_request, stats = market_candidates(offers, requests, max_candidates, offer_candidates)
+    pairings = MarketPairings(offers, requests)
+    greedy = market_greedy(pairings)
+    used = frozenset((p, c.offer_index) for p, given in greedy.items() for c, _ in given)
+    per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
     model = build_model(offers, requests, per_request, objective)
     if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
-        return assemble(offers, requests, {}, stats, objective, bound=Decimal(0), status="optimal", solve_s=0.0)
+        return assemble(offers, requests, {}, pairings.stats, objective, bound=Decimal(0), status="optimal",
+                        solve_s=0.0)
     lp = _solver(model, time_limit_s, mip_rel_gap)
     lp.run()
     spent = lp.getRunTime()
     if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        grants = greedy_grants(requests, per_request, CapacityBook(offers))
-        return assemble(offers, requests, grants, stats, objective, bound=None, status="fallback", solve_s=spent)
+        return assemble(offers, requests, greedy, pairings.stats, objective, bound=None, status="fallback",
+                        solve_s=spent)
     bound = _round_up(lp.getInfo().objective_function_value)
-    fallback = round_and_repair(offers, requests, model, np.array(lp.getSolution().col_value), per_request)
+    rounded = round_and_repair(offers, requests, model, np.array(lp.getSolution().col_value), per_request)
+    fallback = max((rounded, _in_model(model, greedy)), key=lambda g: _value(offers, requests, g, objective))
     mip = _solver(model, max(time_limit_s - spent, 0.05), mip_rel_gap)
     mip.changeColsIntegrality(len(model.integer_columns), model.integer_columns,
                               np.full(len(model.integer_columns), highspy.HighsVarType.kInteger))
@@ -71,7 +79,18 @@ def clear(
     proven = mip.getInfo().mip_dual_bound
     if np.isfinite(proven):  # branch and bound (cuts included) may prove a tighter bound than the LP
         bound = min(bound, _round_up(proven))
-    return assemble(offers, requests, grants, stats, objective, bound=bound, status=status, solve_s=spent)
+    return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status, solve_s=spent)
+
+
+def _in_model(model: ClearingModel, grants: dict[int, list[Grant]]) -> dict[int, list[Grant]]:
+    """The same grants expressed with the model's own candidates (greedy ran on its own copies)."""
+    column = {(c.request_index, c.offer_index): c for c in model.candidates}
+    return {p: [(column[(c.request_index, c.offer_index)], d) for c, d in given] for p, given in grants.items()}
+
+
+def _value(offers, requests, grants: dict[int, list[Grant]], objective: str) -> Decimal:
+    return sum((grant_value(requests[p], offers[c.offer_index], c, d, objective)
+                for p, given in grants.items() for c, d in given), Decimal(0))
 
 
 def _solver(model: ClearingModel, time_limit_s: float, mip_rel_gap: float) -> highspy.Highs:
@@ -110,7 +129,8 @@ def round_and_repair(offers, requests, model: ClearingModel, values: np.ndarray,
     guided = [sorted(found, key=lambda c: (-lp_devices.get(id(c), 0.0), -c.unit_surplus)) for found in per_request]
     share = {p: sum(lp_devices.get(id(c), 0.0) * float(c.factor) for c in found) / requests[p].devices
              for p, found in enumerate(per_request)}
-    grants.update(greedy_grants(requests, guided, book, skip=frozenset(grants), priority=share))
+    margins = [max((float(c.unit_surplus) for c in found), default=None) for found in per_request]
+    grants.update(greedy_grants(requests, guided, margins, book, skip=frozenset(grants), priority=share))
     return grants
 
 
@@ -137,10 +157,6 @@ def _columns_to_grants(requests, model: ClearingModel, values: np.ndarray, round
 
 def _pick(offers, requests, model: ClearingModel, mip: highspy.Highs, fallback, objective: str):
     """The MILP's incumbent if it is feasible (re-checked exactly) and no worse than the fallback."""
-    def value(grants) -> Decimal:
-        return sum((grant_value(requests[p], offers[c.offer_index], c, d, objective)
-                    for p, given in grants.items() for c, d in given), Decimal(0))
-
     if mip.getInfo().primal_solution_status != 2:  # no feasible incumbent
         return "fallback", fallback
     values = np.array(mip.getSolution().col_value)
@@ -150,7 +166,7 @@ def _pick(offers, requests, model: ClearingModel, mip: highspy.Highs, fallback, 
         if any(book.free(c.offer_index, c.start, c.end) < d for c, d in given):
             return "fallback", fallback
         book.book(given)
-    optimal = mip.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    if value(incumbent) < value(fallback):
+    if _value(offers, requests, incumbent, objective) < _value(offers, requests, fallback, objective):
         return "fallback", fallback
+    optimal = mip.getModelStatus() == highspy.HighsModelStatus.kOptimal
     return ("optimal" if optimal else "time_limit"), incumbent
