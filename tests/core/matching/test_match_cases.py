@@ -220,6 +220,6 @@ def test_pruning_keeps_each_offers_best_bidders_reachable():
 
 def test_clear_never_loses_to_greedy_even_when_pruned_hard():
     offers, requests = random_market(3, 40, 150)
-    pruned = clear(offers, requests, max_candidates=1, offer_candidates=None, mip_rel_gap=0.0)
+    pruned = clear(offers, requests, max_candidates=1, offer_candidates=None, prune_above=0, mip_rel_gap=0.0)
     assert pruned.value >= clear_greedy(offers, requests).value
     check_clearing(offers, requests, pruned)

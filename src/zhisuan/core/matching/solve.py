@@ -1,6 +1,7 @@
 """``clear``: one clearing round solved as a MILP with HiGHS, with a documented fallback.
 
-1. Candidates (``candidates.py``): a pairing is kept when it is among the request's ``max_candidates``
+1. Candidates (``candidates.py``): rounds with at most ``prune_above`` feasible pairings keep them all.
+   Larger rounds are pruned: a pairing is kept when it is among the request's ``max_candidates``
    widest margins cap × f − floor (ties: lower offer id) or among the offer's ``offer_candidates``
    widest margins (ties: lower request id); all pairings when ``max_candidates`` is None. The bound
    below is the bound of this candidate model (benchmarks/market measures what the pruning costs).
@@ -46,6 +47,7 @@ def clear(
     *,
     max_candidates: int | None = 4,
     offer_candidates: int | None = 6,
+    prune_above: int = 20_000,
     mip_rel_gap: float = 1e-3,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
@@ -53,6 +55,8 @@ def clear(
     pairings = MarketPairings(offers, requests)
     greedy = market_greedy(pairings)
     used = frozenset((p, c.offer_index) for p, given in greedy.items() for c, _ in given)
+    if len(pairings.position) <= prune_above:  # small rounds keep every pairing: the exact model is cheap
+        max_candidates = None
     per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
     model = build_model(offers, requests, per_request, objective)
     if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
