@@ -47,7 +47,7 @@ def clear(
     *,
     max_candidates: int | None = 4,
     offer_candidates: int | None = 6,
-    prune_above: int = 20_000,
+    prune_above: int = 5_000,
     mip_rel_gap: float = 1e-3,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
