@@ -1,0 +1,203 @@
+"""Benchmark: one clearing round of the market — the optimal matcher against FCFS and greedy.
+
+    uv run python benchmarks/market/bench_matching.py [--sizes 100x20,1000x200,10000x2000] [--runs 3]
+
+Supply: the 4,278-node alibaba-spot-gpu-v2026 fleet (../shared/traces; alibaba/clusterdata,
+cluster-trace-v2026-spot-gpu, Alibaba Group, CC BY 4.0). Nodes of each model are shuffled (seed) into
+sites of 32–128 devices (uniform), each in one of 8 provinces (uniform); a site's devices are cut into
+lots (whole 8-device servers where the model has them: 8/16/32 devices; else 4/8/16). Over a 90-day
+horizon (2,160 h) every lot publishes ceil(offers / lots) back-to-back windows with uniform cut points
+(>= 72 h each); ``offers`` of these are drawn. Minimum term 24 h (20% of offers: 168 h). Floor per
+device-hour = reference price × lognormal(0, 0.15), to the fen.
+
+Demand (seeded): arrival order = request id. Size (devices, or H100-equivalents when normalised)
+1/2/4/8/16/32/64 with weights 25/10/15/25/12/8/5 %; gangs: 60% of requests of >= 8; partial fills
+allowed (min_fill 0.5) for 30% of the rest. Duration lognormal, median 96 h, sigma 0.9, clipped to
+[4, 720] h. Earliest start uniform over the horizon; start flexibility 0/24/72/168 h. 40% normalised
+(H100-equivalents over the primary model and 1–2 others, catalog bf16 factors), 60% in devices of the
+primary model (or an interchangeable twin: A100/A800, A10/GPU-series-1). Primary model drawn by fleet
+share. Cap = reference price per H100-eq (or per device) × lognormal(0.1, 0.25). Regions: half any,
+half 1–3 provinces.
+
+Reference prices (CNY per device-hour; assumptions of this benchmark, not quotes): H800 15.00,
+A800 7.00, A100 7.00, A10 2.50, GPU-series-1 2.00, GPU-series-2 6.00. Throughput vs H100 (catalog
+dense bf16 / 989.4): H800 1.0, A100/A800 0.315, A10 0.126; the anonymised GPU-series-1 and -2 are
+taken as A10-class (0.126) and A100-class (0.315) — an assumption.
+
+Timed: ``clear`` (candidates, model building, LP bound, MILP) as the caller sees it (perf_counter
+around the call), median of ``--runs``; the baselines are run once. Market generation is not timed.
+"% of bound" is the value over the best proven upper bound of the pruned candidate model (LP
+relaxation, tightened by HiGHS's MIP dual bound); the last column clears the same market over every
+pairing (``max_candidates=None``, same time limit) to show what pruning costs.
+"""
+
+import argparse
+import csv
+import math
+import platform
+import statistics
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+from zhisuan.core.matching import Clearing, Offer, Request, clear, clear_fcfs, clear_greedy
+
+D = Decimal
+HORIZON_H = 2160
+REGIONS = ("beijing", "shanghai", "guangdong", "zhejiang", "jiangsu", "guizhou", "inner-mongolia", "gansu")
+REFERENCE_PRICE = {"H800": D("15.00"), "A800-SXM4-80GB": D("7.00"), "A100-SXM4-80GB": D("7.00"),
+                   "A10": D("2.50"), "GPU-series-1": D("2.00"), "GPU-series-2": D("6.00")}
+FACTOR = {"H800": D("1.0"), "A800-SXM4-80GB": D("0.315"), "A100-SXM4-80GB": D("0.315"), "A10": D("0.126"),
+          "GPU-series-1": D("0.126"), "GPU-series-2": D("0.315")}
+TWIN = {"A100-SXM4-80GB": "A800-SXM4-80GB", "A800-SXM4-80GB": "A100-SXM4-80GB", "A10": "GPU-series-1",
+        "GPU-series-1": "A10"}
+SIZES, SIZE_WEIGHTS = (1, 2, 4, 8, 16, 32, 64), (25, 10, 15, 25, 12, 8, 5)
+TRACE = Path(__file__).resolve().parents[3] / "shared/traces/alibaba-spot-gpu-v2026/node_info_df.csv"
+ATTRIBUTION = ("Supply: alibaba/clusterdata cluster-trace-v2026-spot-gpu (node_info_df.csv, 4,278 nodes), "
+               "Alibaba Group, CC BY 4.0.")
+
+
+def fleet_lots(trace: Path, rng: np.random.Generator) -> list[tuple[str, str, str, int]]:
+    """(site, region, model, devices) lots cut from the fleet's nodes."""
+    nodes: dict[str, list[int]] = {}
+    with trace.open() as handle:
+        for row in csv.DictReader(handle):
+            nodes.setdefault(row["gpu_model"], []).append(int(row["gpu_capacity_num"]))
+    lots = []
+    for model in sorted(nodes):
+        counts = list(rng.permutation(nodes[model]))
+        site_number = 0
+        while counts:
+            target, site_devices = int(rng.integers(32, 129)), []
+            while counts and sum(site_devices) < target:
+                site_devices.append(int(counts.pop()))
+            site, region = f"{model.lower()}-site-{site_number}", REGIONS[int(rng.integers(len(REGIONS)))]
+            site_number += 1
+            left, servers = sum(site_devices), max(site_devices) >= 8
+            while left > 0:
+                size = min(left, int(rng.choice((8, 16, 32) if servers else (4, 8, 16))))
+                lots.append((site, region, model, size))
+                left -= size
+    return lots
+
+
+def make_offers(lots, count: int, rng: np.random.Generator) -> list[Offer]:
+    windows = math.ceil(count / len(lots))
+    drafts = []
+    for lot_number, (site, region, model, devices) in enumerate(lots):
+        cuts = _cuts(windows, rng)
+        for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+            drafts.append((site, region, model, devices, start, end, lot_number))
+    chosen = rng.choice(len(drafts), size=min(count, len(drafts)), replace=False)
+    offers = []
+    for offer_id, pick in enumerate(chosen, start=1):
+        site, region, model, devices, start, end, lot_number = drafts[int(pick)]
+        floor = (REFERENCE_PRICE[model] * D(repr(float(rng.lognormal(0.0, 0.15))))).quantize(D("0.01"))
+        min_term = 168 if rng.random() < 0.2 else 24
+        offers.append(Offer(offer_id, f"provider-{site}", site, region, model, devices, start, end, min_term, floor,
+                            f"{site}/lot-{lot_number}"))
+    return offers
+
+
+def _cuts(windows: int, rng: np.random.Generator) -> list[int]:
+    while True:
+        inner = sorted(int(x) for x in rng.integers(1, HORIZON_H, windows - 1))
+        cuts = [0, *inner, HORIZON_H]
+        if all(b - a >= 72 for a, b in zip(cuts[:-1], cuts[1:], strict=True)):
+            return cuts
+
+
+def make_requests(count: int, fleet_share: dict[str, float], rng: np.random.Generator) -> list[Request]:
+    models, shares = list(fleet_share), np.array(list(fleet_share.values()))
+    requests = []
+    for request_id in range(1, count + 1):
+        primary = models[int(rng.choice(len(models), p=shares / shares.sum()))]
+        size = int(rng.choice(SIZES, p=np.array(SIZE_WEIGHTS) / 100))
+        gang = size >= 8 and rng.random() < 0.6
+        partial = not gang and rng.random() < 0.3
+        hours = int(np.clip(round(float(rng.lognormal(math.log(96), 0.9))), 4, 720))
+        earliest = int(rng.integers(0, HORIZON_H - hours + 1))
+        latest = min(earliest + int(rng.choice((0, 24, 72, 168))), HORIZON_H - hours)
+        normalised = rng.random() < 0.4
+        if normalised:
+            others = [m for m in models if m != primary]
+            extra = rng.choice(len(others), size=int(rng.integers(1, 3)), replace=False)
+            accepted = {m: FACTOR[m] for m in [primary, *(others[int(i)] for i in extra)]}
+            reference = REFERENCE_PRICE[primary] / FACTOR[primary]
+        else:
+            accepted = {primary: D(1)}
+            if primary in TWIN and rng.random() < 0.5:
+                accepted[TWIN[primary]] = D(1)
+            reference = REFERENCE_PRICE[primary]
+        cap = (reference * D(repr(float(rng.lognormal(0.1, 0.25))))).quantize(D("0.01"))
+        regions = None
+        if rng.random() < 0.5:
+            picked = rng.choice(len(REGIONS), size=int(rng.integers(1, 4)), replace=False)
+            regions = frozenset(REGIONS[int(i)] for i in picked)
+        requests.append(Request(request_id, f"tenant-{request_id % 97}", size, normalised, accepted, earliest,
+                                latest, hours, cap, regions, gang, partial, D("0.5") if partial else D(1)))
+    return requests
+
+
+def gpu_hours(result: Clearing) -> int:
+    return sum(m.devices * (m.end - m.start) for m in result.matches)
+
+
+def surplus(result: Clearing) -> str:
+    return f"{result.value / 1_000_000:,.3f} M"
+
+
+def run_size(lots, share, num_requests: int, num_offers: int, runs: int, seed: int, limit: float,
+             unpruned_up_to: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    offers = make_offers(lots, num_offers, rng)
+    requests = make_requests(num_requests, share, rng)
+    times, best = [], None
+    for _ in range(runs):
+        began = time.perf_counter()
+        best = clear(offers, requests, "surplus", time_limit_s=limit)
+        times.append(time.perf_counter() - began)
+    assert best is not None
+    fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
+    gap = "—" if best.bound is None else f"{best.value / best.bound * 100 if best.bound else 100:.2f}%"
+    unpruned = "—"
+    if num_requests <= unpruned_up_to:  # what candidate pruning costs: the same round over every pairing
+        full = clear(offers, requests, "surplus", time_limit_s=limit, max_candidates=None)
+        unpruned = f"{full.value / 1_000_000:,.3f} M ≤ {full.bound / 1_000_000:,.3f} M" if full.bound else "—"
+    return [f"{num_requests:,} × {num_offers:,}", f"{gpu_hours(best):,}", f"{gpu_hours(greedy):,}",
+            f"{gpu_hours(fcfs):,}", surplus(best), surplus(greedy), surplus(fcfs),
+            f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—", gap, best.status,
+            f"{len(best.matches):,}", f"{statistics.median(times):.2f}", unpruned]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100x20,300x60,1000x200,3000x600,10000x2000")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--time-limit", type=float, default=5.0)
+    parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--unpruned-up-to", type=int, default=1000,
+                        help="also clear over every pairing (no candidate pruning) up to this many requests")
+    args = parser.parse_args()
+    lots = fleet_lots(args.trace, np.random.default_rng(args.seed))
+    devices: dict[str, float] = {}
+    for _, _, model, size in lots:
+        devices[model] = devices.get(model, 0) + size
+    print(f"{ATTRIBUTION} {len(lots)} lots, {sum(devices.values()):,.0f} devices; seed {args.seed}; "
+          f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores.\n")
+    print("| requests × offers | GPU-h optimal | GPU-h greedy | GPU-h FCFS | surplus optimal | surplus greedy "
+          "| surplus FCFS | optimal / FCFS | % of bound | status | matches | clear s (median) "
+          "| unpruned: surplus ≤ bound |")
+    print("|" + "---|" * 13)
+    for size in args.sizes.split(","):
+        num_requests, num_offers = (int(x) for x in size.split("x"))
+        row = run_size(lots, devices, num_requests, num_offers, args.runs, args.seed, args.time_limit,
+                       args.unpruned_up_to)
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

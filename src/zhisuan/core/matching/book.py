@@ -1,0 +1,96 @@
+"""Booking capacity over time, filling one request greedily, and turning grants into a ``Clearing``.
+
+An offer is over-booked when, at some hour, the devices of the leases running on it exceed its
+``devices``. Usage is piecewise constant and only rises where a lease starts, so checking the
+lease starts inside a window (and the window's own start) checks every hour.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from zhisuan.core.matching.candidates import Candidate, KindStats, clearing_price, fill_bounds, unmatched_reason
+from zhisuan.core.matching.types import Clearing, Match, Offer, Request
+
+Grant = tuple[Candidate, int]  # (pairing, devices)
+
+
+class CapacityBook:
+    """Leases per offer as (start, end, devices); answers how many devices stay free over a window."""
+
+    def __init__(self, offers: Sequence[Offer]) -> None:
+        self.capacity = [o.devices for o in offers]
+        self.leases: list[list[tuple[int, int, int]]] = [[] for _ in offers]
+
+    def free(self, offer_index: int, start: int, end: int) -> int:
+        leases = [lease for lease in self.leases[offer_index] if lease[0] < end and lease[1] > start]
+        points = [start, *(s for s, _, _ in leases if s > start)]
+        peak = max((sum(d for s, e, d in leases if s <= p < e) for p in points), default=0)
+        return self.capacity[offer_index] - peak
+
+    def book(self, grants: Sequence[Grant]) -> None:
+        for candidate, devices in grants:
+            self.leases[candidate.offer_index].append((candidate.start, candidate.end, devices))
+
+
+def fill_request(request: Request, candidates: Iterable[Candidate], book: CapacityBook) -> list[Grant] | None:
+    """Fill ``request`` from ``candidates`` in the given order, booking it only if the fill is acceptable.
+
+    A gang takes the first candidate with room for all of it. Otherwise each candidate in turn gives
+    what it has free, up to what still brings the delivered amount to the request's amount without
+    passing its upper fill bound; the fill is kept when it reaches the lower bound."""
+    if request.gang:
+        for candidate in candidates:
+            if book.free(candidate.offer_index, candidate.start, candidate.end) >= candidate.max_devices:
+                grants = [(candidate, candidate.max_devices)]
+                book.book(grants)
+                return grants
+        return None
+    bounds, amount = fill_bounds(request), Decimal(request.devices)
+    grants, delivered = [], Decimal(0)
+    for candidate in candidates:
+        if delivered >= amount:
+            break
+        f = candidate.factor
+        to_amount = int(((amount - delivered) / f).to_integral_value(rounding=ROUND_CEILING))
+        to_upper = int(((bounds.upper - delivered) / f).to_integral_value(rounding=ROUND_FLOOR))
+        free = book.free(candidate.offer_index, candidate.start, candidate.end)
+        take = min(free, candidate.max_devices, to_amount, to_upper)
+        if take > 0:
+            grants.append((candidate, take))
+            delivered += f * take
+    if delivered < bounds.lower or not grants:
+        return None
+    book.book(grants)
+    return grants
+
+
+def grant_value(request: Request, offer: Offer, candidate: Candidate, devices: int, objective: str) -> Decimal:
+    """surplus: (cap × f − floor) × devices × hours; pflops_hours: f × devices × hours."""
+    per_device_hour = candidate.unit_surplus if objective == "surplus" else candidate.factor
+    return per_device_hour * devices * request.duration_h
+
+
+def assemble(
+    offers: Sequence[Offer],
+    requests: Sequence[Request],
+    grants: Mapping[int, Sequence[Grant]],
+    stats: Sequence[KindStats],
+    objective: str,
+    *,
+    bound: Decimal | None,
+    status: str,
+    solve_s: float,
+) -> Clearing:
+    """Matches (priced by ``clearing_price``) ordered by request then offer id; reasons for the rest."""
+    matches, value, unmatched = [], Decimal(0), {}
+    for position, request in enumerate(requests):
+        given = [g for g in grants.get(position, ()) if g[1] > 0]
+        if not given:
+            unmatched[request.request_id] = unmatched_reason(request, stats[position])
+            continue
+        for candidate, devices in sorted(given, key=lambda g: offers[g[0].offer_index].offer_id):
+            offer = offers[candidate.offer_index]
+            price = clearing_price(offer, request, candidate.factor)
+            matches.append(Match(request.request_id, offer.offer_id, devices, candidate.start, candidate.end, price))
+            value += grant_value(request, offer, candidate, devices, objective)
+    return Clearing(tuple(matches), unmatched, objective, value, bound, status, solve_s)

@@ -1,0 +1,58 @@
+"""Property tests over random small markets: every clearing keeps the invariants (no over-booking at
+any hour, prices inside [floor, cap], gangs whole on one offer, fills inside their bounds, reasons for
+exactly the unfilled requests), and the optimum beats both baselines and stays under its bound."""
+
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.core.matching.match_helpers import check_clearing
+
+from zhisuan.core.matching import Offer, Request, clear, clear_fcfs, clear_greedy
+
+MODELS = {"h800": Decimal(1), "a800": Decimal("0.8"), "ascend910b": Decimal("0.5")}
+REGIONS = ("beijing", "guizhou", "gansu")
+
+
+@st.composite
+def offers(draw: st.DrawFn, offer_id: int) -> Offer:
+    start = draw(st.integers(0, 40))
+    return Offer(offer_id, f"p{offer_id % 3}", f"site-{offer_id}", draw(st.sampled_from(REGIONS)),
+                 draw(st.sampled_from(sorted(MODELS))), draw(st.integers(1, 24)), start,
+                 start + draw(st.integers(10, 120)), draw(st.integers(1, 30)),
+                 Decimal(draw(st.integers(100, 2000))) / 100)
+
+
+@st.composite
+def requests(draw: st.DrawFn, request_id: int) -> Request:
+    normalised = draw(st.booleans())
+    names = draw(st.lists(st.sampled_from(sorted(MODELS)), min_size=1, max_size=3, unique=True))
+    models = {m: MODELS[m] if normalised else Decimal(1) for m in names}
+    earliest = draw(st.integers(0, 40))
+    gang = draw(st.booleans())
+    return Request(request_id, f"t{request_id % 4}", draw(st.integers(1, 30)), normalised, models, earliest,
+                   earliest + draw(st.integers(0, 30)), draw(st.integers(1, 60)),
+                   Decimal(draw(st.integers(100, 3000))) / 100,
+                   draw(st.none() | st.frozensets(st.sampled_from(REGIONS), min_size=1)), gang,
+                   not gang and draw(st.booleans()), Decimal(draw(st.integers(1, 10))) / 10)
+
+
+@st.composite
+def markets(draw: st.DrawFn) -> tuple[list[Offer], list[Request]]:
+    num_offers, num_requests = draw(st.integers(0, 6)), draw(st.integers(0, 8))
+    return ([draw(offers(i)) for i in range(1, num_offers + 1)],
+            [draw(requests(i)) for i in range(1, num_requests + 1)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]))
+def test_clearings_keep_the_invariants_and_the_optimum_wins(market, objective):
+    offer_list, request_list = market
+    best = clear(offer_list, request_list, objective, time_limit_s=30.0, max_candidates=None, mip_rel_gap=0.0)
+    fcfs = clear_fcfs(offer_list, request_list, objective)
+    greedy = clear_greedy(offer_list, request_list, objective)
+    for result in (best, fcfs, greedy):
+        check_clearing(offer_list, request_list, result)
+    assert best.status == "optimal"
+    assert best.value >= greedy.value and best.value >= fcfs.value
+    assert best.bound is not None and best.value <= best.bound
