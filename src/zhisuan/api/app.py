@@ -32,6 +32,7 @@ from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.errors import NotFound
+from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
@@ -215,7 +216,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                                            wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router, workloads_router):
+                   billing_router, serving_router, workloads_router, exchange_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)
