@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhisuan.catalog.loader import Catalog
+from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.exchange import models as m
 from zhisuan.exchange import schemas as s
@@ -59,13 +60,13 @@ def may_see_match(principal: Principal, row: m.ExchangeMatch) -> bool:
             or (principal.role == "tenant" and principal.tenant_id == row.tenant_id))
 
 
-def number(ref: str, prefix: str) -> int | None:
-    text = ref.removeprefix(prefix)
-    return int(text) if text.isdigit() and len(text) < 12 else None
+def number(ref: str, prefix: str, field: str) -> int | None:
+    """The id of ``O-12`` / ``12``; None for anything that is not an id (answers 404)."""
+    return row_id(ref.removeprefix(prefix), field)
 
 
 def get_offer(session: Session, principal: Principal, ref: str) -> m.ExchangeOffer:
-    key = number(ref, "O-")
+    key = number(ref, "O-", "offer")
     row = session.get(m.ExchangeOffer, key) if key is not None else None
     if row is None or not may_see_offer(principal, row):
         raise NotFound(f"offer '{ref}' not found", field="offer")
@@ -73,7 +74,7 @@ def get_offer(session: Session, principal: Principal, ref: str) -> m.ExchangeOff
 
 
 def get_request(session: Session, principal: Principal, ref: str) -> m.ExchangeRequest:
-    key = number(ref, "R-")
+    key = number(ref, "R-", "request")
     row = session.get(m.ExchangeRequest, key) if key is not None else None
     if row is None or not may_see_request(principal, row):
         raise NotFound(f"request '{ref}' not found", field="request")
@@ -81,7 +82,7 @@ def get_request(session: Session, principal: Principal, ref: str) -> m.ExchangeR
 
 
 def get_match(session: Session, principal: Principal, ref: str) -> m.ExchangeMatch:
-    key = number(ref, "M-")
+    key = number(ref, "M-", "match")
     row = session.get(m.ExchangeMatch, key) if key is not None else None
     if row is None or not may_see_match(principal, row):
         raise NotFound(f"match '{ref}' not found", field="match")
