@@ -25,8 +25,9 @@ def test_an_order_changed_during_the_solve_is_not_matched(world: Api, monkeypatc
 
     def withdraw_meanwhile(*args: Any) -> Any:
         with transaction(sessions) as session:  # another writer, while no clearing transaction is open
-            model = m.ExchangeRequest if changed == "request" else m.ExchangeOffer
-            row = session.get(model, demand["id"] if changed == "request" else supply["id"])
+            row = (session.get(m.ExchangeRequest, demand["id"]) if changed == "request"
+                   else session.get(m.ExchangeOffer, supply["id"]))
+            assert row is not None
             service.bump(row, "withdrawn")
         return solve(*args)
 
