@@ -3,6 +3,7 @@ skipped (saying why), and nothing is matched twice."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -48,3 +49,20 @@ def test_a_second_round_does_not_match_what_the_first_matched(world: Api) -> Non
     second = world.ok("POST", "/exchange/clear", "operator", {"method": "fcfs"})
     assert len(first["matches"]) == 1 and second["matches"] == []
     assert sum(match["devices"] for match in world.ok("GET", "/exchange/matches", "operator")) == 8
+
+
+def test_cleared_prices_feed_the_index_until_their_contract_does(world: Api) -> None:
+    fleet(world)
+    offer(world, "p1", site="s1", model="h800", devices=8, pricing_model="device_hour", floor_price="10")
+    request(world, "acme", amount=8, models=["h800"], max_price="20")
+    match = world.ok("POST", "/exchange/clear", "operator", {})["matches"][0]
+    sessions = world.client.app.state.ctx.sessions  # type: ignore[attr-defined]
+    now = world.client.app.state.ctx.clock()  # type: ignore[attr-defined]
+    with transaction(sessions) as session:
+        points = service.cleared_price_points(session, now)
+    assert [(p.model, str(p.pricing_model), p.unit_price, p.weight, p.source) for p in points] == [
+        ("h800", "device_hour", Decimal(match["price"]), 8, f"cleared:M-{match['id']}")]
+    for side in ("acme", "p1"):
+        world.ok("POST", f"/exchange/matches/{match['id']}/accept", side, {})
+    with transaction(sessions) as session:
+        assert service.cleared_price_points(session, now) == []

@@ -64,9 +64,10 @@ def read_book(session: Session, now: datetime) -> Snapshot:
     providers = {p.id: p.name for p in session.execute(select(Provider)).scalars()}
     offers = session.execute(select(m.ExchangeOffer).where(m.ExchangeOffer.state == "open")
                              .order_by(m.ExchangeOffer.id)).scalars().all()
+    next_hour = -(-int(now.timestamp()) // pricing.SECONDS_PER_HOUR)  # nothing starts in the past
     for offer in offers:
         left = service.offer_remaining(session, offer)
-        start = max(pricing.to_hours(offer.start, "start"), -(-int(now.timestamp()) // pricing.SECONDS_PER_HOUR))
+        start = max(pricing.to_hours(offer.start, "start"), next_hour)
         if left <= 0 or start >= pricing.to_hours(offer.end, "end"):
             continue
         site = sites[offer.site_id]
@@ -84,7 +85,7 @@ def read_book(session: Session, now: datetime) -> Snapshot:
         snap.requests.append(core.Request(
             request.id, str(request.tenant_id), left, request.normalised,
             {model: Decimal(factor) for model, factor in request.models.items()},
-            pricing.to_hours(request.earliest_start, "earliest_start"),
+            max(pricing.to_hours(request.earliest_start, "earliest_start"), next_hour),
             pricing.to_hours(request.latest_start, "latest_start"), request.duration_h, request.max_price,
             tuple(request.regions) or every_region, request.gang, request.allow_partial,
             min(request.min_fill, left)))
@@ -162,7 +163,7 @@ def write_match(session: Session, catalog: Catalog, principal: Principal, cleari
                 clearing_id=clearing.id, offer_id=offer.id, request_id=request.id, tenant_id=request.tenant_id,
                 provider_id=offer.provider_id, model=offer.model, region=offer.region, devices=int(found.devices),
                 node_ids=[int(n) for n in capacity.nodes], start=start, end=end, price=price, state="proposed",
-                deadline=now + timedelta(hours=ACCEPT_HOURS))
+                deadline=now + timedelta(hours=ACCEPT_HOURS), created_at=now)
             session.add(row)
             session.flush()
             contract = market.create_contract(session, catalog, service.system_principal(principal),

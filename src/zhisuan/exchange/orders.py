@@ -173,7 +173,7 @@ def create_offer(session: Session, catalog: Catalog, principal: Principal, body:
         start=body.start, end=body.end, min_term_h=body.min_term_h, pricing_model=body.pricing_model,
         floor_price=body.floor_price, floor_device_hour=floor, closed_months=body.closed_months,
         open_months=body.open_months, penalty_rate=body.penalty_rate, state="open", revision=0,
-        created_by=principal.username)
+        created_by=principal.username, created_at=now)
     session.add(row)
     session.flush()
     audit.record(session, principal, "exchange.offer.create", "offer", f"O-{row.id}", provider_id=provider.id,
@@ -252,7 +252,7 @@ def create_request(session: Session, catalog: Catalog, principal: Principal, bod
         if body.constraints else {}, earliest_start=body.earliest_start, latest_start=body.latest_start,
         duration_h=body.duration_h, max_price=body.max_price, regions=sorted(set(body.regions)), gang=body.gang,
         allow_partial=body.allow_partial, min_fill=body.min_fill * (8 if body.unit == "servers" else 1),
-        state="open", unmatched_reason="", revision=0, created_by=principal.username)
+        state="open", unmatched_reason="", revision=0, created_by=principal.username, created_at=now)
     session.add(row)
     session.flush()
     audit.record(session, principal, "exchange.request.create", "request", f"R-{row.id}", tenant_id=tenant.id,

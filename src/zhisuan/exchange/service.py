@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhisuan.catalog.loader import Catalog
+from zhisuan.core.economics import market_index as mi
+from zhisuan.core.economics.pricebook import PricingModel
 from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.exchange import models as m
@@ -312,3 +314,19 @@ def match_out(principal: Principal, row: m.ExchangeMatch) -> s.MatchOut:
 
 def matches_out(principal: Principal, rows: Sequence[m.ExchangeMatch]) -> list[s.MatchOut]:
     return [match_out(principal, row) for row in rows]
+
+
+# ----------------------------------------------------------------------------- the price index
+
+
+def cleared_price_points(session: Session, at: datetime) -> list[mi.PricePoint]:
+    """Market-cleared prices the index may weigh at ``at``: matches cleared by then and still
+    awaiting acceptance (CNY per device-hour, weighted by devices). Accepted matches are left out —
+    their active contracts are already price points of ``market.service.price_points`` — and so are
+    lapsed ones (a price nobody signed). The lead wires this into ``price_points``."""
+    rows = session.execute(select(m.ExchangeMatch).where(
+        m.ExchangeMatch.state == "proposed", m.ExchangeMatch.created_at <= at, m.ExchangeMatch.deadline > at,
+    ).order_by(m.ExchangeMatch.id)).scalars()
+    return [mi.PricePoint(row.model, PricingModel.DEVICE_HOUR, row.price, Decimal(row.devices),
+                          f"cleared:M-{row.id}")
+            for row in rows]
