@@ -25,7 +25,7 @@ class Offer:
     end: int
     min_term_h: int
     floor_price: Decimal
-    network_domain: str
+    network_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ class Request:
     latest_start: int
     duration_h: int
     max_price: Decimal
-    regions: Sequence[str]
-    gang: bool
-    allow_partial: bool
-    min_fill: int
+    regions: frozenset[str] | None = None
+    gang: bool = False
+    allow_partial: bool = False
+    min_fill: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def _cap(request: Request, model: str) -> Decimal:
 
 def _fits(offer: Offer, request: Request) -> int | None:
     start = max(offer.start, request.earliest_start)
-    ok = (offer.model in request.models and offer.region in request.regions and start <= request.latest_start
+    in_region = request.regions is None or offer.region in request.regions
+    ok = (offer.model in request.models and in_region and start <= request.latest_start
           and start + request.duration_h <= offer.end and request.duration_h >= offer.min_term_h)
     return start if ok else None
 

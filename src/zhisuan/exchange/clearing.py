@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhisuan.catalog.loader import Catalog
-from zhisuan.errors import DomainError
+from zhisuan.errors import DomainError, InvalidInput
 from zhisuan.exchange import models as m
 from zhisuan.exchange import pricing, service
 from zhisuan.exchange import schemas as s
@@ -75,31 +75,42 @@ def read_book(session: Session, now: datetime) -> Snapshot:
             offer.id, providers[offer.provider_id], site.name, offer.region, offer.model, left, start,
             pricing.to_hours(offer.end, "end"), offer.min_term_h, offer.floor_device_hour, site.name))
         snap.offer_revisions[offer.id] = offer.revision
-    every_region = tuple(sorted({o.region for o in offers}))
     requests = session.execute(select(m.ExchangeRequest).where(m.ExchangeRequest.state == "open")
                                .order_by(m.ExchangeRequest.id)).scalars().all()
     for request in requests:
         left = service.request_remaining(session, request)
         if left <= 0:
             continue
-        snap.requests.append(core.Request(
-            request.id, str(request.tenant_id), left, request.normalised,
-            {model: Decimal(factor) for model, factor in request.models.items()},
-            max(pricing.to_hours(request.earliest_start, "earliest_start"), next_hour),
-            pricing.to_hours(request.latest_start, "latest_start"), request.duration_h, request.max_price,
-            tuple(request.regions) or every_region, request.gang, request.allow_partial,
-            min(request.min_fill, left)))
+        snap.requests.append(core_request(core, request, left, next_hour))
         snap.request_revisions[request.id] = request.revision
     return snap
+
+
+def core_request(core: Any, request: m.ExchangeRequest, left: int, next_hour: int) -> Any:
+    """The matcher's view of what remains of a request. Its factors are 1 unless the request is
+    normalised (the matcher's rule); its ``min_fill`` is a fraction of the amount (in (0, 1]): the
+    stored least acceptable amount (at least 1) over what remains, 1 when partial fills are refused."""
+    models = {model: Decimal(factor) if request.normalised else Decimal(1) for model, factor in request.models.items()}
+    if request.normalised:
+        models = {model: factor for model, factor in models.items() if factor > 0}
+    min_fill = min(Decimal(1), Decimal(max(request.min_fill, 1)) / left) if request.allow_partial else Decimal(1)
+    return core.Request(
+        request.id, str(request.tenant_id), left, request.normalised, models,
+        max(pricing.to_hours(request.earliest_start, "earliest_start"), next_hour),
+        pricing.to_hours(request.latest_start, "latest_start"), request.duration_h, request.max_price,
+        frozenset(request.regions) or None, request.gang, request.allow_partial, min_fill)
 
 
 def solve(snap: Snapshot, body: s.ClearBody) -> Any:
     """Step (2), outside any transaction."""
     core = matching()
-    if body.method == "optimal":
-        return core.clear(snap.offers, snap.requests, objective=body.objective, time_limit_s=body.time_limit_s)
-    baseline = core.clear_fcfs if body.method == "fcfs" else core.clear_greedy
-    return baseline(snap.offers, snap.requests, objective=body.objective)
+    try:
+        if body.method == "optimal":
+            return core.clear(snap.offers, snap.requests, objective=body.objective, time_limit_s=body.time_limit_s)
+        baseline = core.clear_fcfs if body.method == "fcfs" else core.clear_greedy
+        return baseline(snap.offers, snap.requests, objective=body.objective)
+    except ValueError as error:  # the matcher's MatchingInputError names the offending order
+        raise InvalidInput(f"the book cannot be cleared: {error}", field=getattr(error, "field", None)) from error
 
 
 def free_nodes(session: Session, offer: m.ExchangeOffer, count: int) -> list[Node] | None:
