@@ -32,6 +32,7 @@ from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.errors import NotFound
+from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
@@ -219,7 +220,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
         app.state.driver_book, site_engine_of(site), node, drained, reason)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router, workloads_router):
+                   billing_router, serving_router, workloads_router, exchange_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)

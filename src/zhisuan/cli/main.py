@@ -155,6 +155,7 @@ def login(
 def register_subcommands() -> None:
     from zhisuan.cli import (
         economics_commands,
+        exchange_commands,
         gateway_commands,
         identity_commands,
         inventory_commands,
@@ -168,6 +169,7 @@ def register_subcommands() -> None:
     serving_commands.register(app)
     gateway_commands.register(app)
     job_commands.register(app)
+    exchange_commands.register(app)
     try:
         from zhisuan.sim.cli import sim_app
     except ImportError:  # the simulator's optional plotting stack is missing
