@@ -141,3 +141,24 @@ def test_never_offers_capacity_already_under_contract_or_offered(world: Api) -> 
     offer(world, "p1", **later, site="s1", nodes=nodes["h100"][:2], pricing_model="device_hour", floor_price="10")
     declare_nodes(world, "s2", "h100b", "h100-sxm", 1)
     assert len(world.ok("GET", "/exchange/offers", "p1")) == 2
+
+
+def test_withdrawn_orders_leave_the_book_and_are_audited(world: Api) -> None:
+    fleet(world)
+    supply = offer(world, "p1", site="s1", model="h800", devices=8, pricing_model="device_hour", floor_price="10")
+    demand = request(world, "acme", amount=8, models=["h800"], max_price="20", regions=["cn-east-1"])
+    book = world.ok("GET", "/exchange/book", "p2")
+    assert [(b["model"], b["region"], b["devices_offered"], b["devices_requested"]) for b in book] == [
+        ("h800", "cn-east-1", 8, 8)]
+    assert world.ok("POST", f"/exchange/offers/{supply['id']}/withdraw", "p1", {})["state"] == "withdrawn"
+    assert world.ok("POST", f"/exchange/requests/{demand['id']}/withdraw", "operator", {})["state"] == "withdrawn"
+    assert world.ok("GET", "/exchange/book", "p2") == []
+    again = world.call("POST", f"/exchange/offers/{supply['id']}/withdraw", "p1", {})
+    assert again.status_code == 409 and again.json()["error"]["field"] == "state"
+    assert world.ok("POST", "/exchange/clear", "operator", {})["matches"] == []
+    p1_actions = [e["action"] for e in world.ok("GET", "/audit", "p1")]
+    acme_actions = [e["action"] for e in world.ok("GET", "/audit", "acme")]
+    assert "exchange.offer.withdraw" in p1_actions and "exchange.request.withdraw" not in p1_actions
+    assert "exchange.request.withdraw" in acme_actions and "exchange.offer.create" not in acme_actions
+    # the withdrawn devices may be offered again
+    offer(world, "p1", site="s1", model="h800", devices=16, pricing_model="device_hour", floor_price="10")
