@@ -1,9 +1,6 @@
 """Access cases of the exchange's routes, in the format of ``tests/api/test_access.py``'s CASES.
 
-For the lead: that file's "every route has an access case" check needs these; add
-``CASES += EXCHANGE_CASES`` there and call ``setup_exchange(api)`` at the end of its ``setup_objects``
-(it relies on the node s1/gpu-a with two H100 that ``setup_objects`` registers first).
-``tests/exchange/test_access.py`` runs the same table until then.
+They are part of that table (``CASES``), whose setup calls ``setup_exchange``.
 """
 
 from __future__ import annotations

@@ -162,3 +162,21 @@ def test_withdrawn_orders_leave_the_book_and_are_audited(world: Api) -> None:
     assert "exchange.request.withdraw" in acme_actions and "exchange.offer.create" not in acme_actions
     # the withdrawn devices may be offered again
     offer(world, "p1", site="s1", model="h800", devices=16, pricing_model="device_hour", floor_price="10")
+
+
+def test_a_cleared_price_awaiting_signatures_counts_in_the_market_index(world: Api) -> None:
+    from tests.api.conftest import h100_node
+    from tests.exchange.access_cases import one_h100_offer, one_h100_request
+
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    at = "2026-11-02T12:00:00Z"
+
+    def h100_hour_points() -> int:
+        index = world.ok("GET", "/market/index", "operator", at=at)
+        return sum(e["points"] for e in index if e["model"] == "h100-sxm" and e["pricing_model"] == "device_hour")
+
+    before = h100_hour_points()
+    world.ok("POST", "/exchange/offers", "p1", one_h100_offer())
+    world.ok("POST", "/exchange/requests", "acme", one_h100_request())
+    assert len(world.ok("POST", "/exchange/clear", "operator", {})["matches"]) == 1
+    assert h100_hour_points() == before + 1

@@ -564,6 +564,10 @@ def price_points(session: Session, at: datetime) -> tuple[list[m.Contract], list
                 points.append(mi.PricePoint(rate.model, rate.pricing_model, rate.unit_price,
                                             Decimal(max(1, fleet.get(rate.model, 0))),
                                             f"listing:{book.name}@v{version.version}", version.currency))
+    # Prices the exchange cleared that await both signatures (signed ones are contracts above).
+    from zhisuan.exchange.service import cleared_price_points  # the exchange builds on the market
+
+    points += cleared_price_points(session, at)
     return rows, points
 
 
