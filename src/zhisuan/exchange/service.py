@@ -12,10 +12,11 @@ draft → cancelled step) and its offer and request reopen for the amount it hel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,8 @@ from zhisuan.ledger.service import node_label
 from zhisuan.market import schemas as market_schemas
 from zhisuan.market import service as market
 from zhisuan.market.models import Contract
+
+T = TypeVar("T")
 
 # Who accepts on behalf of the exchange when both sides agreed (the contract lifecycle is operator-only).
 EXCHANGE_ACTOR = "exchange"
@@ -67,28 +70,26 @@ def number(ref: str, prefix: str, field: str) -> int | None:
     return row_id(ref.removeprefix(prefix), field)
 
 
-def get_offer(session: Session, principal: Principal, ref: str) -> m.ExchangeOffer:
-    key = number(ref, "O-", "offer")
-    row = session.get(m.ExchangeOffer, key) if key is not None else None
-    if row is None or not may_see_offer(principal, row):
-        raise NotFound(f"offer '{ref}' not found", field="offer")
+def visible_row(session: Session, principal: Principal, model: type[T], ref: str, prefix: str, field: str,
+                may_see: Callable[[Principal, T], bool]) -> T:
+    """The row ``ref`` names if the caller may see it; otherwise 404, alike for absent and hidden."""
+    key = number(ref, prefix, field)
+    row = session.get(model, key) if key is not None else None
+    if row is None or not may_see(principal, row):
+        raise NotFound(f"{field} '{ref}' not found", field=field)
     return row
+
+
+def get_offer(session: Session, principal: Principal, ref: str) -> m.ExchangeOffer:
+    return visible_row(session, principal, m.ExchangeOffer, ref, "O-", "offer", may_see_offer)
 
 
 def get_request(session: Session, principal: Principal, ref: str) -> m.ExchangeRequest:
-    key = number(ref, "R-", "request")
-    row = session.get(m.ExchangeRequest, key) if key is not None else None
-    if row is None or not may_see_request(principal, row):
-        raise NotFound(f"request '{ref}' not found", field="request")
-    return row
+    return visible_row(session, principal, m.ExchangeRequest, ref, "R-", "request", may_see_request)
 
 
 def get_match(session: Session, principal: Principal, ref: str) -> m.ExchangeMatch:
-    key = number(ref, "M-", "match")
-    row = session.get(m.ExchangeMatch, key) if key is not None else None
-    if row is None or not may_see_match(principal, row):
-        raise NotFound(f"match '{ref}' not found", field="match")
-    return row
+    return visible_row(session, principal, m.ExchangeMatch, ref, "M-", "match", may_see_match)
 
 
 def list_offers(session: Session, principal: Principal, state: str | None = None) -> list[m.ExchangeOffer]:
