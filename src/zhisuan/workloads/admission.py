@@ -33,6 +33,10 @@ LEASE = "job-scheduler"
 def apply_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, token: str,
                 now: datetime) -> CycleResult | None:
     with sessions() as session:
+        # Nothing queued: skip the fleet snapshot (every second, on a fleet of thousands of nodes).
+        if session.execute(select(Job.id).where(Job.state == "queued", Job.stop_requested.is_(None))
+                           .limit(1)).first() is None:
+            return None
         skip = {name: why for name in list(book.unreachable) if (why := book.skip(name, now))}
         cycle = load_cycle(session, catalog, now, skip)
     if not cycle.snapshot.queued:
