@@ -45,9 +45,10 @@ from zhisuan.serving.defaults import ensure_onebox_model
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
+from zhisuan.workloads.engines import site_engine_of
 from zhisuan.workloads.router import router as workloads_router
 from zhisuan.workloads.scheduler import JobScheduler, Wakeups
-from zhisuan.workloads.site_sync import push_drain, site_engine_of
+from zhisuan.workloads.site_sync import push_drain
 
 log = logging.getLogger("zhisuan")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.drivers.base import Driver
+from zhisuan.inventory.models import Site
 from zhisuan.workloads.local_driver import LocalDriver
 
 JOB_ENGINES = ("local", "slurm", "kubernetes")
@@ -26,6 +27,11 @@ class SiteEngine:
     name: str
     engine: str
     config: tuple[tuple[str, str], ...] = ()
+
+
+def site_engine_of(site: Site) -> SiteEngine:
+    """The hashable view of a site that picks and configures its driver."""
+    return SiteEngine(site.id, site.name, site.engine, tuple(sorted((site.engine_config or {}).items())))
 
 
 def build_driver(sessions: sessionmaker[Session], site: SiteEngine, jobs_dir: Path) -> Driver:

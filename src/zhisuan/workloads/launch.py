@@ -8,7 +8,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.drivers.base import LaunchSpec, WorkerAssignment
 from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Site
-from zhisuan.workloads.engines import SiteEngine
+from zhisuan.workloads.engines import SiteEngine, site_engine_of
 from zhisuan.workloads.models import Job
 
 RENDEZVOUS_PORT_BASE = 29500
@@ -38,7 +38,7 @@ def spec_for(session: Session, catalog: Catalog, job_id: int) -> tuple[LaunchSpe
     tenant = session.get(Tenant, job.tenant_id)
     if site is None or tenant is None:
         return None, None
-    engine = SiteEngine(site.id, site.name, site.engine, tuple(sorted((site.engine_config or {}).items())))
+    engine = site_engine_of(site)
     spec = LaunchSpec(
         key=handle_key(job), job_id=job.id, attempt=job.attempt, tenant=tenant.name, command=tuple(job.command),
         workers=tuple(worker_assignment(catalog, job, w) for w in sorted(job.placement, key=lambda w: w["rank"])),

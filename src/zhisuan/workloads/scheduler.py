@@ -39,7 +39,7 @@ from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
 from zhisuan.workloads import launch
 from zhisuan.workloads.admission import apply_cycle
-from zhisuan.workloads.engines import DriverBook, SiteEngine
+from zhisuan.workloads.engines import DriverBook, SiteEngine, site_engine_of
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.release import end_attempt
 from zhisuan.workloads.service import add_event, set_state
@@ -160,8 +160,7 @@ class JobScheduler:
     def sites_of(self, session: Session, jobs: list[Job]) -> dict[int, SiteEngine]:
         ids = {j.site_id for j in jobs if j.site_id is not None}
         rows = list(session.execute(select(Site).where(Site.id.in_(ids))).scalars()) if ids else []
-        return {s.id: SiteEngine(s.id, s.name, s.engine, tuple(sorted((s.engine_config or {}).items())))
-                for s in rows}
+        return {s.id: site_engine_of(s) for s in rows}
 
     def poll_sites(self, watched: list[tuple[int, str, int | None]],
                    sites: dict[int, SiteEngine]) -> dict[str, EngineJobState]:

@@ -21,7 +21,7 @@ from zhisuan.inventory.models import Device, Node, Site
 from zhisuan.inventory.service import resolve_model
 from zhisuan.ledger.service import lock_tenant
 from zhisuan.workloads import schemas as s
-from zhisuan.workloads.engines import SiteEngine
+from zhisuan.workloads.engines import SiteEngine, site_engine_of
 from zhisuan.workloads.models import ENDED_STATES, HOLDING_STATES, Job, JobEvent
 
 # Jobs a tenant may have queued or running at once: a runaway script must not flood the queue.
@@ -218,4 +218,4 @@ def site_engine(session: Session, site_id: int) -> SiteEngine:
     site = session.get(Site, site_id)
     if site is None:
         raise NotFound("the job's site no longer exists", field="job")
-    return SiteEngine(site.id, site.name, site.engine, tuple(sorted((site.engine_config or {}).items())))
+    return site_engine_of(site)

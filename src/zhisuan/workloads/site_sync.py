@@ -23,7 +23,7 @@ from zhisuan.errors import Conflict
 from zhisuan.inventory.models import Device, Node, Site
 from zhisuan.inventory.service import end_holds_of_missing_devices, refresh_availability
 from zhisuan.store.base import transaction
-from zhisuan.workloads.engines import DriverBook, SiteEngine
+from zhisuan.workloads.engines import DriverBook, SiteEngine, site_engine_of
 
 
 @dataclass
@@ -33,10 +33,6 @@ class SyncResult:
     updated: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # devices the catalog cannot name
-
-
-def site_engine_of(site: Site) -> SiteEngine:
-    return SiteEngine(site.id, site.name, site.engine, tuple(sorted((site.engine_config or {}).items())))
 
 
 def device_rows(catalog: Catalog, node: ImportedNode, result: SyncResult) -> list[Device]:

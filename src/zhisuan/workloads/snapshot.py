@@ -20,7 +20,7 @@ from zhisuan.inventory.models import Site
 from zhisuan.ledger.models import CPU_MODEL, Allocation
 from zhisuan.ledger.service import live_at
 from zhisuan.placement.service import live_snapshot
-from zhisuan.workloads.engines import JOB_ENGINES, SiteEngine
+from zhisuan.workloads.engines import JOB_ENGINES, SiteEngine, site_engine_of
 from zhisuan.workloads.models import HOLDING_STATES, Job
 
 MAX_QUEUED_PER_CYCLE = 20_000
@@ -78,8 +78,7 @@ def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str
     answers, every tenant's guarantees, the queued jobs (oldest first) and the running ones."""
     site_rows = session.execute(select(Site)).scalars().all()
     regions = {s.name: s.region for s in site_rows}
-    sites = {s.name: SiteEngine(s.id, s.name, s.engine, tuple(sorted((s.engine_config or {}).items())))
-             for s in site_rows if s.engine in JOB_ENGINES}
+    sites = {s.name: site_engine_of(s) for s in site_rows if s.engine in JOB_ENGINES}
     full = live_snapshot(session, catalog, now)
     cluster = ClusterSnapshot(nodes=tuple(n for n in full.nodes if n.site in sites and n.site not in skip))
     tenants = dict(session.execute(select(Tenant.id, Tenant.name)).all())
