@@ -204,3 +204,43 @@ def test_a_reservation_is_given_back_when_the_request_is_not_served() -> None:
         assert store._counters[name] == 0
 
     asyncio.run(go())
+
+
+class _SlowGiveBackStore(InMemoryLimitStore):
+    """Fault injection: a give-back (negative spend) reaches the store only when ``arrive`` is set —
+    like one INCRBY still on the wire to Redis while the next request's reservation is answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrive = asyncio.Event()
+
+    async def spend(self, counter: str, amount: int) -> int:
+        if amount < 0:
+            await self.arrive.wait()
+        return await super().spend(counter, amount)
+
+
+def test_a_give_back_in_flight_does_not_refuse_a_request_the_budget_has_room_for() -> None:
+    """Sequential requests under a 50-token budget: the first reserved 38 and used 12; while its
+    give-back of 26 is still on its way to the store, the next reservation must wait for it rather
+    than refuse on the stale total (38 + 12 + 12 > 50) — the CI failure of 2026-12-02."""
+    async def go() -> None:
+        store = _SlowGiveBackStore()
+        limiter = TokenBucketLimiter(store, flush_interval_s=0.0)
+        g = KeyGrant("k", "t", key_limits=Limits(token_budget=50))
+        first = Reservation(33, 5)
+        assert await limiter.admit(g, "m", first) is None
+        limiter.record(g, "m", 7, 5, first)  # used 12 of 38: 26 to give back
+        second = Reservation(7, 5)
+        assert await limiter.admit(g, "m", second) is None  # 38 + 12 = 50: still fits
+        limiter.record(g, "m", 7, 5, second)
+        await asyncio.sleep(0.01)  # the flush starts: the give-back of 26 is now in flight
+        assert limiter._sending
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, store.arrive.set)
+        assert await limiter.admit(g, "m", Reservation(7, 5)) is None  # 12 + 12 + 12 = 36 ≤ 50
+        await limiter.aclose()
+        name = f"spent:tokens:key:k:{limiter.window('monthly')[0]}"
+        assert store._counters[name] == 36
+
+    asyncio.run(go())

@@ -160,6 +160,7 @@ class TokenBucketLimiter:
         self._sending: dict[str, int] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flushes: set[asyncio.Task[None]] = set()  # the spawned flushes still running
 
     @staticmethod
     def lease_size(rpm: int) -> int:
@@ -248,6 +249,14 @@ class TokenBucketLimiter:
         pending = self._spends.get(name, 0) + max(0, self._sending.get(name, 0))
         if total + pending < budget or (want and total + pending == budget):
             return None
+        if self._sending.get(name, 0) < 0:
+            # A give-back is on its way to the store and ``total`` may predate it: refusing on that stale
+            # total would turn away a request the budget has room for. Wait for it, then read again.
+            await self._flushed()
+            total = await self.store.spend(name, 0)
+            pending = self._spends.get(name, 0) + max(0, self._sending.get(name, 0))
+            if total + pending < budget or (want and total + pending == budget):
+                return None
         left = max(0, budget - (total - want + pending))
         show: Callable[[int], str] = (lambda v: f"{Decimal(v) / MICROS} CNY") if unit == "money" else str
         per = "" if period == "none" else f" this {period.removesuffix('ly')}"
@@ -356,7 +365,12 @@ class TokenBucketLimiter:
 
     def _start_flush(self) -> None:
         self._flush_handle = None
-        self._spawn(self.flush())
+        self._flushes.add(self._spawn(self.flush()))
+
+    async def _flushed(self) -> None:
+        """Until the flushes under way have reached the store (their failures are theirs to report)."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
 
     async def flush(self) -> None:
         debits, self._debits = self._debits, {}
@@ -369,10 +383,12 @@ class TokenBucketLimiter:
         for name, amount in spends.items():
             await self._send_spend(name, amount)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._flushes.discard)
+        return task
 
     async def aclose(self) -> None:
         if self._flush_handle is not None:
