@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event
 
 from tests.api.conftest import Api, Clock, h100_node
 from zhisuan.loops.heartbeat_monitor import LEASE, monitor_pass
@@ -53,6 +56,30 @@ def test_second_monitor_process_does_not_apply_while_lease_held(world: Api, cloc
     assert run_monitor(world, clock, holder="b") == []  # the node is stale, but "a" holds the lease
     assert world.ok("GET", "/nodes/s1/gpu-a", "operator")["status"] == "ready"
     assert len(run_monitor(world, clock, holder="a")) == 1
+
+
+def test_a_beat_committed_while_the_monitor_applies_keeps_the_node_ready(world: Api, clock: Clock) -> None:
+    """The race an outside measurement found (issue 15): the monitor decided from a stale read, and a
+    heartbeat committed before its write — the node was marked unreachable 21–23 ms after its beat.
+    Here the beat is committed at the worst moment: just before the monitor's write reaches the database."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    clock.advance(seconds=31)
+    engine = world.client.app.state.engine  # type: ignore[attr-defined]
+    fired: list[bool] = []
+
+    def beat_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not fired and statement.lstrip().upper().startswith("UPDATE NODES"):
+            fired.append(True)
+            world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": []})
+
+    event.listen(engine, "before_cursor_execute", beat_first)
+    try:
+        assert run_monitor(world, clock) == []
+    finally:
+        event.remove(engine, "before_cursor_execute", beat_first)
+    assert fired
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "ready" and all(d["available"] for d in node["devices"])
 
 
 def test_drain_is_kept_across_unreachable(world: Api, clock: Clock) -> None:

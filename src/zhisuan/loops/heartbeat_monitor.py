@@ -2,7 +2,7 @@
 
 One pass: (1) take the loop's lease in a short transaction and load every node's last beat;
 (2) decide in pure code (core.liveness); (3) apply in a second short transaction, only if the
-lease is still ours and the node has not beaten in between.
+lease is still ours and — checked in the guarded UPDATE itself — the node has not beaten in between.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from zhisuan.core.liveness import NodeBeat, nodes_gone_quiet
@@ -41,17 +41,22 @@ def monitor_pass(
     with transaction(sessions) as session:
         if not lease_is_held(session, LEASE, token, now):
             return []
-        nodes = session.execute(
-            select(Node).where(Node.id.in_(quiet)).options(selectinload(Node.devices))
-        ).scalars()
-        marked = []
-        for node in nodes:
-            # Re-check: a heartbeat may have arrived between the two transactions.
-            if node.last_heartbeat_at is None or now - node.last_heartbeat_at > timeout:
-                node.status = "unreachable"
-                refresh_availability(node)
-                marked.append(node.id)
-        return marked
-
+        # Re-check in the write itself: a heartbeat may commit between the decision and this
+        # transaction, or between a read here and its write — a read-then-write would then mark a
+        # node unreachable just after its beat. The guarded UPDATE waits for a beat in progress (its
+        # row lock on PostgreSQL; SQLite serialises writers) and then re-evaluates the condition.
+        marked = list(session.execute(
+            update(Node)
+            .where(Node.id.in_(quiet), Node.status != "unreachable",
+                   or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < now - timeout))
+            .values(status="unreachable")
+            .returning(Node.id)
+            .execution_options(synchronize_session=False)
+        ).scalars())
+        for node in session.execute(
+            select(Node).where(Node.id.in_(marked)).options(selectinload(Node.devices))
+        ).scalars():
+            refresh_availability(node)
+        return sorted(marked)
 
 MonitorFn = Callable[[], list[int]]
