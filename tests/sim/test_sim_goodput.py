@@ -56,6 +56,15 @@ def test_flags_reach_the_simulation() -> None:
     assert changed["--gpus"] == "set on the command line" and changed["--rate"] == "set on the command line"
 
 
+def test_a_fleet_that_never_fails_gives_strict_json() -> None:
+    result = runner.invoke(sim_app, ["goodput", "--json", "--seeds", "2", "--days", "2", "--rate-scale", "0",
+                                     "--planned-per-day", "0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert report["scenario"]["job_mtbf_hours"] is None
+    assert [row["ettr"]["mean"] for row in report["policies"]][1:] == [1.0, 1.0]
+
+
 @pytest.mark.parametrize(("args", "flag"), [
     (["--gpus", "0"], "--gpus"),
     (["--gpus-per-node", "-8"], "--gpus-per-node"),
@@ -72,6 +81,7 @@ def test_flags_reach_the_simulation() -> None:
     (["--spares", "-1"], "--spares"),
     (["--seeds", "0"], "--seeds"),
     (["--planned-per-day", "-2"], "--planned-per-day"),
+    (["--gpus", "100000000", "--days", "365"], "--days"),  # ~17 million failures: refused, not a hang
 ])
 def test_bad_input_names_the_flag_and_exits_2(args: list[str], flag: str) -> None:
     result = runner.invoke(sim_app, ["goodput", "--seeds", "1", *args])

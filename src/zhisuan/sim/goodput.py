@@ -26,6 +26,7 @@ from zhisuan.core.goodput.interval import first_order_ettr
 from zhisuan.core.goodput.restart import RestartPolicy
 from zhisuan.core.goodput.simulate import DAY_S, Policy, RunResult, Scenario, simulate
 
+MAX_EVENTS = 1_000_000  # interruptions per simulated run (~2 minutes of CPU): beyond that, refuse rather than hang
 SOURCE_LLAMA3 = "Llama 3 report (Dubey et al. 2024) §3.3.4, Table 5"
 
 
@@ -118,6 +119,10 @@ def validate(inputs: GoodputInputs) -> None:
         if not (rate >= 0 and math.isfinite(rate)):
             raise GoodputInputError("--rate", f"{name} must be ≥ 0 failures per 10⁶ GPU-hours (got {rate})")
     mtbf = fault_model(inputs).job_mtbf_s(inputs.gpus)
+    expected = inputs.days * DAY_S / mtbf + inputs.planned_per_day * inputs.days
+    if expected > MAX_EVENTS:
+        raise GoodputInputError("--days", f"{expected:,.0f} interruptions expected in the window (from --gpus, the "
+                                          f"rates and --days): more than the {MAX_EVENTS:,} one run may simulate")
     for name in ("checkpoint_write_s", "snapshot_s"):
         if getattr(inputs, name) >= mtbf:
             raise GoodputInputError(flag(name), f"a checkpoint blocking {getattr(inputs, name):g} s is not shorter "
@@ -187,7 +192,7 @@ def run(inputs: GoodputInputs) -> dict[str, Any]:
         rows.append(summarise(policy, scenario, results, time.perf_counter() - started))
     return {
         "scenario": {"gpus": scenario.gpus, "nodes": scenario.nodes, "days": inputs.days,
-                     "job_mtbf_hours": scenario.mtbf_s / 3600,
+                     "job_mtbf_hours": scenario.mtbf_s / 3600 if math.isfinite(scenario.mtbf_s) else None,
                      "expected_failures": scenario.horizon_s / scenario.mtbf_s,
                      "expected_planned": inputs.planned_per_day * inputs.days},
         "seeds": {"first": seeds[0], "count": len(seeds)},
@@ -247,9 +252,11 @@ def assumption_rows(i: GoodputInputs) -> list[tuple[str, Any, str, str]]:
 def format_text(report: dict[str, Any]) -> str:
     s = report["scenario"]
     lines = [
-        f"Goodput simulation: {s['gpus']:,} GPUs ({s['nodes']:,} nodes), {s['days']:g} days, "
+        f"Goodput simulation: {s['gpus']:,} GPUs ({s['nodes']:,} node{'s' if s['nodes'] != 1 else ''}), "
+        f"{s['days']:g} days, "
         f"{report['seeds']['count']} seeds from {report['seeds']['first']}",
-        f"job MTBF {s['job_mtbf_hours']:.2f} h: {s['expected_failures']:.0f} unexpected failures and "
+        f"job MTBF {'∞' if s['job_mtbf_hours'] is None else format(s['job_mtbf_hours'], '.2f')} h: "
+        f"{s['expected_failures']:.0f} unexpected failures and "
         f"{s['expected_planned']:.0f} planned interruptions expected",
         "",
         f"{'policy':<14} {'interval':>9} {'ETTR mean ± sd':>16} {'p5–p95':>13} {'1st-order':>9} "

@@ -52,6 +52,13 @@ def test_breakdown_adds_up_to_the_window(gpus: int, rate_scale: float, days: flo
     assert sum(result.by_component.values()) == result.failures
 
 
+@pytest.mark.parametrize("interval", ["young_daly", "adaptive"])
+def test_no_failures_expected_means_no_checkpoint_in_the_window(interval: str) -> None:
+    scenario = Scenario(faults=FaultModel({}, planned_per_day=0), horizon_s=DAY_S)
+    result = simulate(scenario, Policy("p", interval=interval, blocking_s=60), 1)
+    assert result.breakdown.productive == DAY_S and result.breakdown.ettr == 1.0
+
+
 def test_same_seed_same_run_and_seeds_differ() -> None:
     scenario = Scenario()
     assert simulate(scenario, SYNC, 7) == simulate(scenario, SYNC, 7)

@@ -240,7 +240,8 @@ def _run_attempt(run: _Run, until: float, failure: bool) -> float:
     On a failure the compute since the last complete checkpoint is lost; otherwise it is returned as
     pending (kept by an on-demand checkpoint, or productive at the horizon)."""
     policy = run.policy
-    tau = policy.planned_interval(run.assumed_mtbf_s, run.failures, run.now)
+    # capped at the window: with no failures expected (M = ∞) Young/Daly says never checkpoint
+    tau = min(policy.planned_interval(run.assumed_mtbf_s, run.failures, run.now), run.scenario.horizon_s)
     run.intervals.append(tau)
     cycle = tau + policy.blocking_s
     elapsed = until - run.now
