@@ -77,6 +77,28 @@ def test_sigkill_mid_run_then_resume_ends_bit_exact(tmp_path: Path) -> None:
     assert result["sha256"] == reference["sha256"]
 
 
+def test_sigterm_with_checkpoint_on_term_checkpoints_first_and_loses_nothing(tmp_path: Path) -> None:
+    reference = run(tmp_path, "reference", steps=120)
+    ck, progress, out = tmp_path / "ck", tmp_path / "progress.jsonl", tmp_path / "termed.json"
+    env = {**os.environ, "ZHISUAN_CHECKPOINT_DIR": str(ck), "ZHISUAN_PROGRESS_FILE": str(progress)}
+    args = [sys.executable, "-m", "zhisuan.trainer", "--steps", "120", "--checkpoint-every", "50", "--seed", "7",
+            "--step-seconds", "0.01", "--out", str(out), "--checkpoint-on-term"]
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (progress.exists() and read_progress(progress)[-1]["step"] >= 60):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    last = read_progress(progress)[-1]
+    assert last["step"] > 60 and last["checkpoint_step"] == last["step"]  # an off-cadence checkpoint, complete
+    assert [step for step, _ in complete_steps(ck)][0] == last["step"]
+
+    resumed = subprocess.run(args, env=env, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(out.read_text())
+    assert result["resumed_from"] == last["step"] and result["sha256"] == reference["sha256"]
+
+
 def damage_truncate(step_dir: Path) -> None:
     path = step_dir / "w1.npy"
     path.write_bytes(path.read_bytes()[:40])

@@ -11,7 +11,11 @@ step K is reached on the job's first attempt (``ZHISUAN_JOB_ATTEMPT`` unset or t
 ``--fail-always``: on every attempt, i.e. a user error that fails anywhere);
 ``--hang-at-step K`` stops reporting and sleeps when step K is reached.
 
-Exit codes: 0 done, 2 bad arguments or a checkpoint from a different configuration, 3 injected failure.
+``--checkpoint-on-term``: SIGTERM (preemption, planned maintenance) checkpoints after the current step, then
+exits 143, so an announced stop loses nothing.
+
+Exit codes: 0 done, 2 bad arguments or a checkpoint from a different configuration, 3 injected failure,
+143 stopped by SIGTERM (with ``--checkpoint-on-term``; without it SIGTERM ends the process at once).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from zhisuan.trainer.checkpoint import complete_steps, latest_valid, prune, remove_abandoned_tmp, write_checkpoint
 from zhisuan.trainer.model import ModelConfig, TrainState, accuracy, initial_state, make_dataset, train_step
@@ -30,6 +37,7 @@ from zhisuan.trainer.progress import ProgressFile
 
 INJECTED_FAILURE_EXIT = 3
 BAD_INPUT_EXIT = 2
+TERMINATED_EXIT = 128 + signal.SIGTERM
 FIRST_ATTEMPT = 1  # the platform numbers attempts from 1 (0 when run by hand)
 
 
@@ -49,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", type=int, default=3, help="complete checkpoints kept (older are deleted)")
     parser.add_argument("--fail-at-step", type=int, help="fault injection: exit 3 at this step (once)")
     parser.add_argument("--fail-always", action="store_true", help="with --fail-at-step: on every attempt")
+    parser.add_argument("--checkpoint-on-term", action="store_true",
+                        help="on SIGTERM, checkpoint after the current step and exit 143")
     parser.add_argument("--hang-at-step", type=int, help="fault injection: stop reporting and sleep at this step")
     args = parser.parse_args(argv)
     for flag in ("steps", "checkpoint_every", "keep"):
@@ -103,6 +113,48 @@ def checkpoint_now(args: argparse.Namespace, state: TrainState, config: ModelCon
     return state.step, time.perf_counter() - started
 
 
+class TermSignal:
+    """With ``--checkpoint-on-term``, SIGTERM (a preemption or planned maintenance) is noted, and the loop
+    checkpoints after the current step and exits 143 — nothing since the last checkpoint is lost."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.received = False
+        self._previous = signal.signal(signal.SIGTERM, self._note) if enabled else None
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.received = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(args: argparse.Namespace, config: ModelConfig, state: TrainState, data: tuple[np.ndarray, np.ndarray],
+          progress: ProgressFile, checkpoint_step: int | None, term: TermSignal) -> tuple[int | None, float]:
+    """The training loop; returns an exit code if the run stops early (else None) and the last loss."""
+    checkpoint_s: float | None = None
+    loss = float("nan")
+    while state.step < args.steps:
+        if args.fail_at_step == state.step + 1 and (args.fail_always or args.first_attempt):
+            log(f"injected failure at step {state.step + 1}")
+            return INJECTED_FAILURE_EXIT, loss
+        if args.hang_at_step == state.step + 1:
+            log(f"injected hang at step {state.step + 1}")
+            while True:
+                time.sleep(3600)
+        loss = train_step(state, config, *data)
+        if args.step_seconds:
+            time.sleep(args.step_seconds)
+        due = args.checkpoint_every and state.step % args.checkpoint_every == 0 and state.step < args.steps
+        if args.checkpoint_dir is not None and (due or term.received) and checkpoint_step != state.step:
+            checkpoint_step, checkpoint_s = checkpoint_now(args, state, config)
+        progress.report(state.step, state.step * config.batch, checkpoint_step, checkpoint_s)
+        if term.received:
+            log(f"SIGTERM: stopped at step {state.step}, checkpoint {checkpoint_step}")
+            return TERMINATED_EXIT, loss
+    return None, loss
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = ModelConfig()
@@ -115,27 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {error}")
         return BAD_INPUT_EXIT
     progress = ProgressFile(args.progress_file)
-    checkpoint_step, checkpoint_s = resumed_from, None
-    progress.report(state.step, state.step * config.batch, checkpoint_step, checkpoint_s)
-    loss = float("nan")
+    progress.report(state.step, state.step * config.batch, resumed_from, None)
+    term = TermSignal(args.checkpoint_on_term)
     try:
-        while state.step < args.steps:
-            if args.fail_at_step == state.step + 1 and (args.fail_always or args.first_attempt):
-                log(f"injected failure at step {state.step + 1}")
-                return INJECTED_FAILURE_EXIT
-            if args.hang_at_step == state.step + 1:
-                log(f"injected hang at step {state.step + 1}")
-                while True:
-                    time.sleep(3600)
-            loss = train_step(state, config, x, y)
-            if args.step_seconds:
-                time.sleep(args.step_seconds)
-            due = args.checkpoint_every and state.step % args.checkpoint_every == 0 and state.step < args.steps
-            if args.checkpoint_dir is not None and due:
-                checkpoint_step, checkpoint_s = checkpoint_now(args, state, config)
-            progress.report(state.step, state.step * config.batch, checkpoint_step, checkpoint_s)
+        stopped, loss = train(args, config, state, (x, y), progress, resumed_from, term)
     finally:
+        term.restore()
         progress.close()
+    if stopped is not None:
+        return stopped
     result = {"steps": state.step, "sha256": state.digest(), "loss": loss, "accuracy": accuracy(state.arrays, x, y),
               "resumed_from": resumed_from, "seed": args.seed}
     if args.out is not None:  # every rank holds the same state: same bytes, so ranks may share the path
@@ -144,5 +184,3 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, args.out)
     log(f"done: step {state.step}, loss {loss:.4f}, sha256 {result['sha256'][:16]}…")
     return 0
-
-
