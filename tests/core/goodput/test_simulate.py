@@ -13,9 +13,29 @@ from hypothesis import strategies as st
 from zhisuan.core.goodput.faults import FaultModel
 from zhisuan.core.goodput.interval import daly_interval, first_order_ettr
 from zhisuan.core.goodput.restart import RestartPolicy
-from zhisuan.core.goodput.simulate import DAY_S, Policy, Scenario, check_feasible, simulate
+from zhisuan.core.goodput.simulate import DAY_S, Policy, Scenario, attempt_outcome, check_feasible, simulate
 
 SYNC = Policy("sync", blocking_s=60, load_s=120, detection_s=30, requeue_s=300, startup_s=180)
+
+
+def walk_attempt(tau: int, blocking: int, lag: int, elapsed: int) -> tuple[int, int]:
+    """The same quantities by walking the schedule second by second (integer times: no rounding)."""
+    compute, complete_at = 0, []
+    t, in_cycle = 0, 0
+    while t < elapsed:
+        if in_cycle < tau:
+            compute += 1
+        in_cycle += 1
+        t += 1
+        if in_cycle == tau + blocking:
+            complete_at.append(t + lag)
+            in_cycle = 0
+    return compute, sum(1 for at in complete_at if at <= elapsed)
+
+
+@given(st.integers(1, 40), st.integers(1, 15), st.integers(0, 60), st.integers(0, 400))
+def test_attempt_arithmetic_matches_walking_the_schedule(tau: int, blocking: int, lag: int, elapsed: int) -> None:
+    assert attempt_outcome(tau, blocking, lag, elapsed) == walk_attempt(tau, blocking, lag, elapsed)
 
 
 def ettrs(scenario: Scenario, policy: Policy, seeds: range) -> np.ndarray:

@@ -235,6 +235,17 @@ def _next(rng: np.random.Generator, after: float, rate: float) -> float:
     return after + float(rng.exponential(1.0 / rate)) if rate > 0 else math.inf
 
 
+def attempt_outcome(tau: float, blocking: float, lag: float, elapsed: float) -> tuple[float, int]:
+    """Compute seconds done and checkpoints complete ``elapsed`` seconds into an attempt that alternates
+    ``tau`` of compute with ``blocking`` of checkpoint, each complete ``lag`` after its block ends:
+    k = ⌊e/c⌋, compute = k·τ + min(e − k·c, τ), complete = min(k, ⌊(e − L)/c⌋) (0 if e < L), c = τ + δ."""
+    cycle = tau + blocking
+    finished = math.floor(elapsed / cycle)
+    compute = finished * tau + min(max(0.0, elapsed - finished * cycle), tau)
+    complete = min(finished, math.floor((elapsed - lag) / cycle)) if elapsed >= lag else 0
+    return compute, complete
+
+
 def _run_attempt(run: _Run, until: float, failure: bool) -> float:
     """Account the running attempt from ``run.now`` to ``until`` in closed form (module docstring).
     On a failure the compute since the last complete checkpoint is lost; otherwise it is returned as
@@ -243,11 +254,8 @@ def _run_attempt(run: _Run, until: float, failure: bool) -> float:
     # capped at the window: with no failures expected (M = ∞) Young/Daly says never checkpoint
     tau = min(policy.planned_interval(run.assumed_mtbf_s, run.failures, run.now), run.scenario.horizon_s)
     run.intervals.append(tau)
-    cycle = tau + policy.blocking_s
     elapsed = until - run.now
-    finished = math.floor(elapsed / cycle)
-    compute = finished * tau + min(max(0.0, elapsed - finished * cycle), tau)
-    complete = min(finished, math.floor((elapsed - policy.lag_s) / cycle)) if elapsed >= policy.lag_s else 0
+    compute, complete = attempt_outcome(tau, policy.blocking_s, policy.lag_s, elapsed)
     run.checkpoint += elapsed - compute
     run.checkpoints += complete
     saved = complete * tau
