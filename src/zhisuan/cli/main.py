@@ -174,7 +174,7 @@ def register_subcommands() -> None:
         from zhisuan.sim.cli import sim_app
     except ImportError:  # the simulator's optional plotting stack is missing
         return
-    app.add_typer(sim_app, name="sim", help="Replay production traces through the placement engine.")
+    app.add_typer(sim_app, name="sim", help="Replay production traces through the placement engine; simulate goodput.")
 
 
 register_subcommands()

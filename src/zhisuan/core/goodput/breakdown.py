@@ -39,7 +39,8 @@ class TimeBreakdown:
     @property
     def ettr(self) -> float | None:
         """productive / (wall − queueing); None while nothing has run (the ratio is undefined)."""
-        running = self.wall - self.queueing
+        # the running parts summed, not wall − queueing, which rounds a small running time to 0
+        running = self.productive + self.checkpoint + self.lost + self.restart
         return self.productive / running if running > 0 else None
 
     def __add__(self, other: TimeBreakdown) -> TimeBreakdown:
