@@ -60,6 +60,7 @@ async function showRoute() {
   }
   const root = $("page");
   root.dataset.route = route;
+  delete root.dataset.ready;  // set once the page has drawn (the browser tests wait for it)
   root.replaceChildren();
   $("page-error").replaceChildren();
   const view = {
@@ -69,8 +70,8 @@ async function showRoute() {
     }, ms)),
     onLeave: (leave) => page.leaving.push(leave),
   };
-  try { await render(view); root.dataset.ready = "true"; }
-  catch (e) { pageFailed(e, page); }
+  try { await render(view); if (page === current) root.dataset.ready = "true"; }
+  catch (e) { pageFailed(e, page); if (page === current) root.dataset.ready = "failed"; }
 }
 
 function showNav() {

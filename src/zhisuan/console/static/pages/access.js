@@ -33,7 +33,13 @@ export async function accessPage(view) {
              [t("audit.object"), (a) => `${a.object_type} ${a.object_ref}`]], audit, t("audit.empty"))));
 }
 
-function keyForm(onCreated) {
+// A key carries at most the scopes of the key that creates it (the console session's): offer those.
+function scopeChoices(scopes) {
+  return el("fieldset", {class: "field scopes"}, el("legend", {}, t("keys.scopes")),
+    scopes.map((scope) => el("label", {}, el("input", {type: "checkbox", name: "key-scope", value: scope, checked: true}), " ", scope)));
+}
+
+function keyForm(me, onCreated) {
   const field = (id, label, props = {}) => [el("div", {class: "field"}, el("label", {for: id}, label), el("input", {id, ...props}))];
   const form = el("form", {id: "key-form", class: "inline-form"},
     ...field("key-name", t("keys.name"), {maxlength: 100, required: true}),
@@ -42,11 +48,12 @@ function keyForm(onCreated) {
     ...field("key-tpm", t("keys.tpm"), {type: "number", min: 1}),
     ...field("key-budget", t("keys.money_budget"), {inputmode: "decimal", pattern: "\\d+(\\.\\d{1,2})?", placeholder: "100.00"}),
     ...field("key-days", t("keys.expires_days"), {type: "number", min: 1, max: 3650}),
+    scopeChoices(me.scopes),
     el("button", {type: "submit"}, t("keys.create")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const value = (id) => $(id).value.trim();
-    const body = {name: value("key-name")};
+    const body = {name: value("key-name"), scopes: [...form.querySelectorAll("input[name=key-scope]:checked")].map((box) => box.value)};
     if (value("key-models")) body.models = value("key-models").split(",").map((m) => m.trim()).filter(Boolean);
     if (value("key-rpm")) body.rpm = Number(value("key-rpm"));
     if (value("key-tpm")) body.tpm = Number(value("key-tpm"));
@@ -73,7 +80,7 @@ export async function tenantKeysPage(view) {
     await refresh();
   };
   view.root.replaceChildren(
-    el("section", {id: "key-create"}, el("h2", {}, t("keys.new")), keyForm(created),
+    el("section", {id: "key-create"}, el("h2", {}, t("keys.new")), keyForm(view.me, created),
       el("div", {id: "key-error"}), el("div", {id: "key-secret", "aria-live": "polite"})),
     section("keys", t("keys.title"), t("keys.note")));
   await refresh();

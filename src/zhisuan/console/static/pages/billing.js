@@ -22,7 +22,7 @@ export async function invoicesSection(root, me) {
     for (const tr of root.querySelectorAll("#invoices tr.selected")) tr.classList.remove("selected");
     root.querySelector(`#invoices tr[data-invoice='${invoice.id}']`)?.classList.add("selected");
     fill("invoice-detail", el("h3", {}, t("invoices.detail", {number: invoice.number, period: invoice.period, book: invoice.book})),
-         invoiceLines(invoice), el("p", {class: "total"}, `${t("invoices.total")}: ${formatMoney(invoice.total, invoice.currency)}`));
+         invoiceLines(invoice), el("p", {class: "total"}, t("common.total_is", {amount: formatMoney(invoice.total, invoice.currency)})));
   };
   root.append(section("invoices", t("invoices.title"), t("invoices.note"),
     table([[t("invoices.number"), (i) => i.number], ...(me.role === "operator" ? [[t("invoices.tenant"), (i) => i.tenant]] : []),

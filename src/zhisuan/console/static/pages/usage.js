@@ -34,6 +34,6 @@ export async function usagePage(view) {
              [t("usage.key"), (r) => r.key || "—"], [t("usage.model"), (r) => r.model], [t("usage.requests"), (r) => formatNumber(r.requests), "num"],
              [t("usage.input"), (r) => formatNumber(r.input_tokens), "num"], [t("usage.output"), (r) => formatNumber(r.output_tokens), "num"],
              [t("usage.amount"), money, "num"]], byKey.rows, t("usage.empty")),
-      el("p", {class: "total"}, `${t("usage.total")}: ${byKey.totals.amount === null ? "—" : formatMoney(byKey.totals.amount, byKey.currency || "CNY")}`)));
+      el("p", {class: "total"}, t("common.total_is", {amount: byKey.totals.amount === null ? "—" : formatMoney(byKey.totals.amount, byKey.currency || "CNY")}))));
   await drawChart($("chart-usage"), usageChart(daily.rows, days));
 }
