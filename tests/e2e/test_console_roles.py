@@ -86,6 +86,8 @@ def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
         call("/tenants", {"name": tenant})
         call("/users", {"username": user, "role": "tenant", "tenant": tenant, "password": PASSWORDS[user]})
         keys[user] = call("/keys", {"name": f"{user}-app", "user": user})
+    call("/models", {"name": "qwen-7b", "source": "/models/qwen-7b", "engine": "vllm"})
+    call("/models", {"name": "tiny-chat", "source": "/models/tiny-chat.gguf", "engine": "llama.cpp"})
     call("/pricebooks", {"name": "std", "effective_from": closed.isoformat(),
                          "rates": [parse_rate("qwen-7b:input_tokens=2"), parse_rate("qwen-7b:output_tokens=6")]})
     start = (today - timedelta(hours=1)).isoformat()
@@ -255,6 +257,21 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button").click()
     page.wait_for_selector("#keys tbody tr:has-text('console-made') .pill.revoked")
+    # A model service of its own, on the CPU (the agents' nodes stop beating once registered: a GPU
+    # replica may find no healthy node by now), then undeployed.
+    visit(page, "services")
+    page.select_option("#deploy-model", "tiny-chat")
+    page.fill("#deploy-name", "acme-qwen")
+    page.fill("#deploy-devices", "0")
+    page.click("#deploy-form button[type=submit]")
+    page.wait_for_selector("#services tbody tr:has-text('acme-qwen'), #services-error .problem")
+    assert page.inner_text("#services-error") == ""
+    row = page.locator("#services tbody tr", has_text="acme-qwen")
+    assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button[data-deployment='acme-qwen']").click()
+    page.wait_for_selector("button[data-deployment='acme-qwen']", state="detached")
+    assert page.inner_text("#services-error") == ""
     # The invoice: its total exactly as the API computed it, in CNY with the fen; its lines traced.
     visit(page, "invoices")
     invoice = world["invoices"]["acme"]
