@@ -39,14 +39,17 @@ export function sitesTable(sites) {
                 [t("sites.accelerators"), (s) => s.accelerators]], sites, t("sites.empty"));
 }
 
-// Devices per site: free, in use, unhealthy (from the nodes the role may see).
+// Devices per site: in use (held on a node that takes work), free, unhealthy, and offline (on a node
+// that is drained or not ready: neither free nor in use).
 export function occupancyBySite(nodes) {
   const sites = new Map();
   for (const node of nodes) {
-    const row = sites.get(node.site) || {site: node.site, free: 0, used: 0, unhealthy: 0};
+    const row = sites.get(node.site) || {site: node.site, free: 0, used: 0, unhealthy: 0, offline: 0};
+    const working = node.status === "ready" && !node.drained;
     for (const d of node.devices) {
       if (d.health !== "healthy") row.unhealthy += 1;
-      else if (d.available && !node.drained) row.free += 1;
+      else if (!working) row.offline += 1;
+      else if (d.available) row.free += 1;
       else row.used += 1;
     }
     sites.set(node.site, row);
@@ -61,6 +64,7 @@ export function occupancyChart(rows) {
     series: [
       {name: t("chart.in_use"), type: "bar", stack: "d", data: rows.map((r) => r.used), color: "#2563eb"},
       {name: t("chart.free"), type: "bar", stack: "d", data: rows.map((r) => r.free), color: "#16a34a"},
+      {name: t("chart.offline"), type: "bar", stack: "d", data: rows.map((r) => r.offline), color: "#94a3b8"},
       {name: t("chart.unhealthy"), type: "bar", stack: "d", data: rows.map((r) => r.unhealthy), color: "#dc2626"},
     ],
   };

@@ -21,12 +21,13 @@ function byVendor(models) {
 }
 
 function capacityChart(models) {
+  // The summary counts free and unhealthy devices; the rest are held, or on drained or offline nodes.
   const used = (m) => Math.max(0, m.total - m.available - m.unhealthy);
   return {
     xAxis: {type: "category", data: models.map((m) => m.model)},
     yAxis: {type: "value", name: t("chart.devices"), minInterval: 1},
     series: [
-      {name: t("chart.in_use"), type: "bar", stack: "d", data: models.map(used), color: "#2563eb"},
+      {name: t("chart.not_free"), type: "bar", stack: "d", data: models.map(used), color: "#2563eb"},
       {name: t("chart.free"), type: "bar", stack: "d", data: models.map((m) => m.available), color: "#16a34a"},
       {name: t("chart.unhealthy"), type: "bar", stack: "d", data: models.map((m) => m.unhealthy), color: "#dc2626"},
     ],
