@@ -64,11 +64,13 @@ def test_operator_signs_in_and_sees_the_fleet(platform: Platform, tmp_path: Path
         nodes = page.inner_text("#nodes")
         assert "east-1/gpu-01" in nodes and "h100-sxm" in nodes
         assert "east-1" in page.inner_text("#sites")
-        services = page.inner_text("#services")
-        assert "qwen-7b" in services and "vllm" in services and "east-1/gpu-01" in services and "pending" in services
         assert page.inner_text("#who").startswith("admin (operator)")
         cards = page.inner_text("#cards")
         assert "ACCELERATORS\n8\n" in cards.upper() and "H100-EQUIVALENTS\n8.0" in cards.upper()
+        page.click("#nav a[data-route='services']")
+        page.wait_for_selector("#services table")
+        services = page.inner_text("#services")
+        assert "qwen-7b" in services and "vllm" in services and "east-1/gpu-01" in services and "pending" in services
         assert not blocked, blocked
         # Styles come from /console/console.css (a blocked stylesheet would leave the header unstyled).
         assert page.eval_on_selector("header", "h => getComputedStyle(h).display") == "flex"

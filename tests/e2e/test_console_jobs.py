@@ -93,7 +93,7 @@ def console_page(problems: list[str]) -> Iterator[Any]:
 
 
 def sign_in(page: Any, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
+    page.goto(url + "/#/jobs")  # an operator lands on the fleet: ask for the jobs page
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("button[type=submit]")

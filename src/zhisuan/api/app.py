@@ -9,7 +9,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
@@ -31,6 +30,7 @@ from zhisuan.bootstrap import LOCAL_SITE, ensure_local_site
 from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
+from zhisuan.console.assets import console_asset, console_page
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.onebox import OneBox, start_onebox
@@ -163,13 +163,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine.dispose()
 
 
-CONSOLE_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
-
-
-def console_page() -> str:
-    return resources.files("zhisuan.console").joinpath("static/index.html").read_text(encoding="utf-8")
-
-
 def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
     router = APIRouter()
 
@@ -190,12 +183,12 @@ def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
     def console() -> str:
         return console_page()
 
-    @router.get("/console/{asset}", include_in_schema=False)
-    def console_asset(asset: str) -> Response:
-        if asset not in CONSOLE_ASSETS:
+    @router.get("/console/{asset:path}", include_in_schema=False)
+    def console_file(asset: str) -> Response:
+        found = console_asset(asset)
+        if found is None:
             raise NotFound(f"no console asset '{asset[:64]}'", field="asset")
-        content = resources.files("zhisuan.console").joinpath(f"static/{asset}").read_text(encoding="utf-8")
-        return Response(content, media_type=CONSOLE_ASSETS[asset])
+        return Response(found[0], media_type=found[1])
 
     return router
 

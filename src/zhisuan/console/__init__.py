@@ -1,1 +1,1 @@
-"""The web console: a single static page that talks to the REST API."""
+"""The web console: static ES modules (no build step) served from the package, talking to the REST API."""

@@ -1,0 +1,37 @@
+// The REST API as the console calls it: the signed-in key from sessionStorage, errors as ApiError.
+// Each sign-in or sign-out starts a new session number: an answer to an earlier session is dropped.
+const BASE = "/api/v1";
+const KEY = "zhisuan.key";
+
+let session = 0;
+
+export class ApiError extends Error {
+  constructor(message, status, field) { super(message); this.status = status; this.field = field; }
+}
+
+export class StaleAnswer extends Error {}
+
+export const signedKey = () => sessionStorage.getItem(KEY);
+export function remember(key) { session += 1; sessionStorage.setItem(KEY, key); }
+export function forget() { session += 1; sessionStorage.removeItem(KEY); }
+export const newSession = () => { session += 1; };
+
+export async function call(path, options = {}) {
+  const key = signedKey();
+  const asked = session;
+  const headers = {"Content-Type": "application/json", ...(key ? {"Authorization": "Bearer " + key} : {})};
+  let response;
+  try {
+    response = await fetch(BASE + path, {headers, ...options});
+  } catch (e) {
+    throw new ApiError(e.message, 0, null);  // the server is unreachable
+  }
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (asked !== session) throw new StaleAnswer("signed out meanwhile");
+  if (!response.ok) throw new ApiError(body?.error?.message || response.statusText, response.status, body?.error?.field ?? null);
+  return body;
+}
+
+export const post = (path, body) => call(path, {method: "POST", body: JSON.stringify(body ?? {})});
+export const patch = (path, body) => call(path, {method: "PATCH", body: JSON.stringify(body ?? {})});
+export const remove = (path) => call(path, {method: "DELETE"});

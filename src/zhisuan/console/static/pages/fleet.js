@@ -1,0 +1,71 @@
+// The fleet as operators (all of it) and providers (their sites) see it: capacity by model, vendor and
+// site, health, occupancy now; nodes with Drain/Resume.
+import {el, fill, card, table, section, errorBox} from "../lib/dom.js";
+import {t, formatNumber} from "../lib/i18n.js";
+import {call} from "../lib/api.js";
+import {chartBox, drawChart} from "../lib/charts.js";
+import {nodesTable, sitesTable, occupancyBySite, occupancyChart} from "./common.js";
+
+const FLEET_EVERY_MS = 10000;
+
+const fixed = (value, digits) => new Intl.NumberFormat(document.documentElement.lang, {minimumFractionDigits: digits, maximumFractionDigits: digits}).format(Number(value));
+
+function byVendor(models) {
+  const vendors = new Map();
+  for (const m of models) {
+    const row = vendors.get(m.vendor) || {vendor: m.vendor, models: 0, total: 0, available: 0, unhealthy: 0};
+    row.models += 1; row.total += m.total; row.available += m.available; row.unhealthy += m.unhealthy;
+    vendors.set(m.vendor, row);
+  }
+  return [...vendors.values()];
+}
+
+function capacityChart(models) {
+  // The summary counts free and unhealthy devices; the rest are held, or on drained or offline nodes.
+  const used = (m) => Math.max(0, m.total - m.available - m.unhealthy);
+  return {
+    xAxis: {type: "category", data: models.map((m) => m.model)},
+    yAxis: {type: "value", name: t("chart.devices"), minInterval: 1},
+    series: [
+      {name: t("chart.not_free"), type: "bar", stack: "d", data: models.map(used), color: "#2563eb"},
+      {name: t("chart.free"), type: "bar", stack: "d", data: models.map((m) => m.available), color: "#16a34a"},
+      {name: t("chart.unhealthy"), type: "bar", stack: "d", data: models.map((m) => m.unhealthy), color: "#dc2626"},
+    ],
+  };
+}
+
+export async function fleetPage(view) {
+  view.root.replaceChildren(
+    el("div", {class: "cards", id: "cards"}),
+    el("div", {class: "problem", id: "fleet-error", role: "alert"}),
+    el("div", {class: "columns"},
+      el("section", {}, el("h2", {}, t("fleet.capacity_by_model")), chartBox("chart-capacity", t("fleet.capacity_by_model"))),
+      el("section", {}, el("h2", {}, t("fleet.occupancy_by_site")), chartBox("chart-sites", t("fleet.occupancy_by_site")))),
+    el("div", {class: "columns"},
+      section("models", t("fleet.by_model"), null),
+      section("vendors", t("fleet.by_vendor"), null)),
+    section("sites", t("fleet.sites"), null),
+    section("nodes", t("fleet.nodes"), t("fleet.nodes_note")));
+  const refresh = async (failure) => {
+    if (failure) { fill("fleet-error", errorBox(failure)); return; }
+    const [summary, sites, nodes] = await Promise.all([call("/fleet/summary"), call("/sites"), call("/nodes")]);
+    fill("fleet-error");
+    fill("cards", card(t("fleet.sites"), summary.sites), card(t("fleet.nodes"), summary.nodes),
+         card(t("fleet.accelerators"), summary.accelerators), card(t("fleet.available"), summary.accelerators_available),
+         card(t("fleet.pflops"), fixed(summary.pflops_bf16, 2)), card(t("fleet.h100_equivalents"), fixed(summary.h100_equivalents, 1)));
+    fill("models", table([[t("fleet.model"), (m) => m.model], [t("fleet.vendor"), (m) => m.vendor], [t("fleet.total"), (m) => m.total],
+                          [t("fleet.available"), (m) => m.available], [t("fleet.unhealthy"), (m) => m.unhealthy]],
+                         summary.by_model, t("fleet.no_accelerators")));
+    fill("vendors", table([[t("fleet.vendor"), (v) => v.vendor], [t("fleet.models"), (v) => v.models], [t("fleet.total"), (v) => v.total],
+                           [t("fleet.available"), (v) => v.available], [t("fleet.unhealthy"), (v) => v.unhealthy],
+                           [t("fleet.utilisation"), (v) => v.total ? formatNumber(100 * (v.total - v.available) / v.total, 0) + "%" : "—"]],
+                          byVendor(summary.by_model), t("fleet.no_accelerators")));
+    fill("sites", sitesTable(sites));
+    fill("nodes", nodesTable(nodes, refresh));
+    return {summary, nodes};
+  };
+  const first = await refresh();
+  await Promise.all([drawChart(document.getElementById("chart-capacity"), capacityChart(first.summary.by_model)),
+                     drawChart(document.getElementById("chart-sites"), occupancyChart(occupancyBySite(first.nodes)))]);
+  view.every(FLEET_EVERY_MS, () => refresh());
+}

@@ -1,0 +1,311 @@
+"""Each role's console pages in a real browser (Debian chromium driven by Playwright) against a real
+``zhisuan up``, in English and Chinese: what the role decides by is drawn as a chart from the running
+platform's data, each role sees only its own data and only the pages its API answers, and every page
+is saved as a screenshot in both languages (ZHISUAN_TEST_SCREENSHOT_DIR, else the test's tmp dir).
+
+One platform and one browser serve all three roles: the browser tests must stay few and fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Platform
+from tests.e2e.test_console import H100_FIXTURES, chromium_path
+from zhisuan.cli.economics_commands import parse_rate
+from zhisuan.core.economics.periods import add_months
+
+PASSWORDS = {"alice": "alice-console-pw", "bob": "bob-console-pw", "dc-admin": "dc-admin-console-pw"}
+ROUTES = {"operator": ["fleet", "jobs", "services", "market", "billing", "usage", "access"],
+          "provider": ["fleet", "contracts", "settlements"],
+          "tenant": ["jobs", "services", "usage", "keys", "contracts", "invoices"]}
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+
+
+def faulty_h100s(tmp: Path) -> str:
+    """The recorded 8×H100 output with GPU 3 reporting an error (nvidia-smi's ERR!): an unhealthy node."""
+    fixtures = tmp / "faulty-h100"
+    shutil.copytree(str(resources.files("zhisuan.agent").joinpath("demo_fixtures/h100x8")), fixtures)
+    smi = fixtures / "nvidia-smi.txt"
+    lines = smi.read_text().splitlines()
+    cells = lines[3].split(", ")
+    cells[6] = "ERR!"
+    lines[3] = ", ".join(cells)
+    smi.write_text("\n".join(lines) + "\n")
+    return str(fixtures)
+
+
+def run_agents(platform: Platform, tmp: Path, agent_key: Callable[[], str]) -> None:
+    """Two agent nodes on east-1 (one key each), registered at once: each CLI start costs seconds."""
+    agents = []
+    for name, fixtures in (("gpu-01", H100_FIXTURES), ("gpu-02", faulty_h100s(tmp))):
+        key = agent_key()
+        agents.append(subprocess.Popen(
+            [sys.executable, "-m", "zhisuan", "agent", "--server", platform.url, "--name", name, "--once"],
+            env=platform.env(ZHISUAN_AGENT_TOKEN=key, ZHISUAN_FAKE_SMI_DIR=fixtures), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True))
+    for agent in agents:
+        output, _ = agent.communicate(timeout=120)
+        assert agent.returncode == 0, output
+
+
+def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
+    """Two tenants on one provider's site: contracts, token usage last-but-one month (invoiced and settled)
+    and today (the usage chart), one healthy and one unhealthy agent node. Through the REST API (what
+    the CLI sends, without a process start per call)."""
+    today = datetime.now(UTC)
+    closed = add_months(datetime(today.year, today.month, 1, tzinfo=UTC), -2)
+    period = f"{closed.year:04d}-{closed.month:02d}"
+    api = httpx.Client(base_url=platform.url + "/api/v1", timeout=60,
+                       headers={"Authorization": f"Bearer {platform.api_key}"})
+
+    def call(path: str, body: dict[str, Any]) -> Any:
+        response = api.post(path, json=body)
+        assert response.is_success, f"{path}: {response.status_code} {response.text}"
+        return response.json()
+
+    call("/providers", {"name": "dc-east", "revenue_share": "0.7"})
+    call("/sites", {"name": "east-1", "engine": "slurm", "region": "cn-east-1", "provider": "dc-east"})
+    run_agents(platform, tmp, lambda: str(call("/sites/east-1/agent-keys", {"expires_in_days": None})["key"]))
+    call("/users", {"username": "dc-admin", "role": "provider", "provider": "dc-east",
+                    "password": PASSWORDS["dc-admin"]})
+    keys = {}
+    for tenant, user in (("acme", "alice"), ("beta", "bob")):
+        call("/tenants", {"name": tenant})
+        call("/users", {"username": user, "role": "tenant", "tenant": tenant, "password": PASSWORDS[user]})
+        keys[user] = call("/keys", {"name": f"{user}-app", "user": user})
+    call("/models", {"name": "qwen-7b", "source": "/models/qwen-7b", "engine": "vllm"})
+    call("/models", {"name": "tiny-chat", "source": "/models/tiny-chat.gguf", "engine": "llama.cpp"})
+    call("/pricebooks", {"name": "std", "effective_from": closed.isoformat(),
+                         "rates": [parse_rate("qwen-7b:input_tokens=2"), parse_rate("qwen-7b:output_tokens=6")]})
+    start = (today - timedelta(hours=1)).isoformat()
+    for tenant, quota, price in (("acme", 4, "15"), ("beta", 2, "21")):
+        contract = call("/contracts", {"tenant": tenant, "providers": ["dc-east"], "pricing_model": "device_hour",
+                                       "capacity": {"kind": "quota", "nodes": [], "model": "h100-sxm", "quota": quota},
+                                       "unit_price": price, "start": start, "closed_months": 1})
+        call(f"/contracts/{contract['id']}/activate", {"at": None})
+    events = []
+    for user, tenant, millions in (("alice", "acme", 1000), ("bob", "beta", 3)):
+        for n, at in enumerate((closed.replace(day=10, hour=12), today - timedelta(minutes=5))):
+            events.append({"event_id": f"{user}-{n}", "tenant": tenant, "provider": "dc-east", "model": "qwen-7b",
+                           "at": at.isoformat(), "input_tokens": millions * 1_000_000, "output_tokens": 250_000,
+                           "api_key_id": keys[user]["key_id"]})
+    call("/usage/token-events", {"events": events})
+    invoices = {i["tenant"]: i for i in call("/invoices/run", {"period": period})}
+    margin = call("/settlements/run", {"period": period})
+    index = api.get("/market/index").json()
+    api.close()
+    return {"period": period, "keys": keys, "invoices": invoices, "margin": margin, "index": index}
+
+
+@contextmanager
+def browser_session(problems: list[str], locale: str = "en-US") -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
+        try:
+            yield lambda: new_page(browser, problems, locale)
+        finally:
+            browser.close()
+
+
+def new_page(browser: Any, problems: list[str], locale: str) -> Any:
+    """A fresh context (its own storage) whose browser language is ``locale``."""
+    page = browser.new_context(locale=locale, viewport={"width": 1366, "height": 900}).new_page()
+    page.set_default_timeout(60_000)  # the suite runs two workers on two cores: be patient
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    return page
+
+
+def sign_in(page: Any, url: str, username: str, password: str) -> None:
+    page.goto(url + "/")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    wait_ready(page)
+
+
+def wait_ready(page: Any, route: str | None = None) -> None:
+    selector = f"#page[data-route='{route}'][data-ready]" if route else "#page[data-ready]"
+    page.wait_for_selector(selector)
+    assert page.get_attribute("#page", "data-ready") == "true", page.inner_text("#page-error")
+
+
+def visit(page: Any, route: str) -> None:
+    page.click(f"#nav a[data-route='{route}']")
+    wait_ready(page, route)
+
+
+def chart_drawn(page: Any, chart: str) -> int:
+    """Data points the chart shows, once its canvas has been painted (not blank)."""
+    page.wait_for_selector(f"#{chart} canvas")
+    painted = page.eval_on_selector(f"#{chart} canvas", """canvas => {
+        const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let inked = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) inked += 1;
+        return inked;
+    }""")
+    assert painted > 1000, f"{chart}: a blank canvas"
+    return int(page.get_attribute(f"#{chart}", "data-points"))
+
+
+def lang(page: Any) -> str:
+    return str(page.get_attribute("html", "lang"))
+
+
+def switch_language(page: Any, language: str) -> None:
+    page.select_option("#lang", language)
+    page.wait_for_selector(f"html[lang='{language}']")  # (wait_for_function would eval: the CSP refuses)
+    wait_ready(page)
+
+
+def screenshots(page: Any, role: str, shots: Path) -> None:
+    """Every page of the role, in the shown language and then the other, back to where it started."""
+    start = lang(page)
+    for language in (start, "en" if start == "zh-CN" else "zh-CN"):
+        if lang(page) != language:
+            switch_language(page, language)
+        for route in ROUTES[role]:
+            visit(page, route)
+            page.screenshot(path=str(shots / f"console-{role}-{route}-{language}.png"), full_page=True)
+    switch_language(page, start)
+
+
+def en_money(amount: str) -> str:
+    whole, fen = amount.split(".")
+    return f"¥{int(whole):,}.{fen}"
+
+
+def test_each_role_sees_its_pages_charts_and_only_its_data(platform: Platform, tmp_path: Path) -> None:
+    world = seed(platform, tmp_path)
+    shots = Path(os.environ.get("ZHISUAN_TEST_SCREENSHOT_DIR", str(tmp_path)))
+    shots.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with browser_session(problems) as open_page:
+        operator_tasks(open_page(), platform, world, shots)
+        tenant_tasks(open_page(), platform, world, shots)
+    with browser_session(problems, locale="zh-CN") as open_page:
+        provider_tasks(open_page(), platform, world, shots)
+    assert not problems, problems
+
+
+def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+    sign_in(page, platform.url, platform.username, platform.password)
+    assert lang(page) == "en"  # the browser's language
+    assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Billing", "Usage",
+                                                        "Users & keys"]
+    assert chart_drawn(page, "chart-capacity") > 0 and chart_drawn(page, "chart-sites") > 0
+    # The main task: find the unhealthy node (listed first) and drain it.
+    first = page.locator("#nodes tbody tr").first
+    assert "east-1/gpu-02" in first.inner_text() and "1 unhealthy" in first.inner_text()
+    page.click("button[data-node='east-1/gpu-02']")
+    page.wait_for_selector("button[data-node='east-1/gpu-02']:has-text('Resume')")
+    node = httpx.get(f"{platform.url}/api/v1/nodes/east-1/gpu-02",
+                     headers={"Authorization": f"Bearer {platform.api_key}"})
+    assert node.json()["drained"] is True
+    # Chinese: every label changes, and the choice outlives a reload.
+    switch_language(page, "zh-CN")
+    assert page.inner_text("#nav a[data-route='fleet']") == "资源总览"
+    assert "按加速卡型号的容量" in page.inner_text("#page") and "恢复" in page.inner_text("#nodes")
+    page.reload()
+    wait_ready(page, "fleet")
+    assert page.inner_text("#nav a[data-route='fleet']") == "资源总览" and page.inner_text("#who") == "admin (运营方)"
+    assert chart_drawn(page, "chart-capacity") > 0
+    visit(page, "billing")
+    assert chart_drawn(page, "chart-margin") > 0
+    visit(page, "market")
+    assert chart_drawn(page, "chart-index") == 3 * len(world["index"]) > 0  # low, index and high of each entry
+    switch_language(page, "en")
+    assert page.inner_text("#nav a[data-route='market']") == "Market"
+    screenshots(page, "operator", shots)
+
+
+def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+    sign_in(page, platform.url, "alice", PASSWORDS["alice"])
+    # Only the tenant's pages: nothing that would answer 403.
+    assert [a.get_attribute("data-route") for a in page.locator("#nav a").all()] == ROUTES["tenant"]
+    visit(page, "usage")
+    assert chart_drawn(page, "chart-usage") >= 1
+    usage = page.inner_text("#usage")
+    assert world["keys"]["alice"]["key_id"] in usage and world["keys"]["bob"]["key_id"] not in usage
+    # A key with limits: the secret is shown once, the limits in the list; then revoked.
+    visit(page, "keys")
+    page.fill("#key-name", "console-made")
+    page.fill("#key-rpm", "60")
+    page.fill("#key-budget", "12345.5")
+    page.click("#key-form button[type=submit]")
+    secret = page.inner_text("#key-secret-value")
+    row = page.locator("#keys tbody tr", has_text="console-made")
+    assert "60 rpm" in row.inner_text() and "budget ¥12,345.50" in row.inner_text()
+    assert secret.split("_")[1] in row.inner_text()  # zs_<key id>_<secret>: the list shows the id only
+    assert secret not in page.inner_text("#keys")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button").click()
+    page.wait_for_selector("#keys tbody tr:has-text('console-made') .pill.revoked")
+    # A model service of its own, on the CPU (the agents' nodes stop beating once registered: a GPU
+    # replica may find no healthy node by now), then undeployed.
+    visit(page, "services")
+    page.select_option("#deploy-model", "tiny-chat")
+    page.fill("#deploy-name", "acme-qwen")
+    page.fill("#deploy-devices", "0")
+    page.click("#deploy-form button[type=submit]")
+    page.wait_for_selector("#services tbody tr:has-text('acme-qwen'), #services-error .problem")
+    assert page.inner_text("#services-error") == ""
+    row = page.locator("#services tbody tr", has_text="acme-qwen")
+    assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button[data-deployment='acme-qwen']").click()
+    page.wait_for_selector("button[data-deployment='acme-qwen']", state="detached")
+    assert page.inner_text("#services-error") == ""
+    # The invoice: its total exactly as the API computed it, in CNY with the fen; its lines traced.
+    visit(page, "invoices")
+    invoice = world["invoices"]["acme"]
+    assert page.locator("#invoices tbody tr").count() == 1
+    page.click(f"#invoices tr[data-invoice='{invoice['id']}']")
+    detail = page.inner_text("#invoice-detail")
+    assert en_money(invoice["total"]) in detail and "usage records" in detail and invoice["number"] in detail
+    assert en_money(invoice["total"]) == "¥2,001.50"
+    seen = ""
+    for route in ROUTES["tenant"]:
+        visit(page, route)
+        seen += page.inner_text("#page")
+    assert "beta" not in seen and world["invoices"]["beta"]["number"] not in seen
+    switch_language(page, "zh-CN")
+    assert page.inner_text("#nav a[data-route='invoices']") == "发票"
+    switch_language(page, "en")
+    screenshots(page, "tenant", shots)
+
+
+def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+    sign_in(page, platform.url, "dc-admin", PASSWORDS["dc-admin"])
+    # The browser asks for Chinese: the console starts in it.
+    assert lang(page) == "zh-CN"
+    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "合同", "结算"]
+    sites = page.inner_text("#sites")
+    assert "east-1" in sites and "local" not in sites  # the platform's own site is not this provider's
+    assert chart_drawn(page, "chart-sites") > 0
+    visit(page, "settlements")
+    assert chart_drawn(page, "chart-settlements") >= 2
+    settlement = next(s for s in world["margin"]["settlements"] if s["provider"] == "dc-east")
+    assert en_money(settlement["payout"]) in page.inner_text("#settlements")
+    visit(page, "contracts")
+    contracts = page.inner_text("#contracts")
+    assert "acme" in contracts and "beta" in contracts  # both lease this provider's capacity
+    switch_language(page, "en")
+    assert page.inner_text("#nav a[data-route='fleet']") == "Sites & nodes"
+    screenshots(page, "provider", shots)
