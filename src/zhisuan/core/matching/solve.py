@@ -32,7 +32,7 @@ import numpy as np
 from zhisuan.core.matching.baselines import greedy_grants, market_greedy
 from zhisuan.core.matching.book import CapacityBook, Grant, assemble, grant_value
 from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
-from zhisuan.core.matching.model import ClearingModel, build_model, grants_to_columns
+from zhisuan.core.matching.model import CLIQUE_UP_TO, ClearingModel, build_model, grants_to_columns
 from zhisuan.core.matching.types import Clearing, Offer, Request
 from zhisuan.core.matching.validate import validate_market
 
@@ -49,6 +49,7 @@ def clear(
     offer_candidates: int | None = 6,
     prune_above: int = 5_000,
     mip_rel_gap: float = 1e-3,
+    clique_up_to: int = CLIQUE_UP_TO,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
     validate_market(offers, requests, objective)
@@ -58,7 +59,7 @@ def clear(
     if len(pairings.position) <= prune_above:  # small rounds keep every pairing: the exact model is cheap
         max_candidates = None
     per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
-    model = build_model(offers, requests, per_request, objective)
+    model = build_model(offers, requests, per_request, objective, clique_up_to)
     if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
         return assemble(offers, requests, {}, pairings.stats, objective, bound=Decimal(0), status="optimal",
                         solve_s=0.0)
