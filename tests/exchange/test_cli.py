@@ -55,3 +55,11 @@ def test_offer_request_clear_accept_from_the_command_line(world: Api, cli: Any) 
     assert cli("p1", "offer", "show", str(made["id"]))["state"] == "matched"
     assert [r["state"] for r in cli("acme", "request", "list")] == ["matched"]
     assert cli("p1", "offer", "list")[0]["remaining"] == 0
+
+
+def test_an_operator_records_a_measurement_from_the_command_line(world: Api, cli: Any) -> None:
+    recorded = cli("operator", "catalog", "measure", "h800", "training-bf16", "0.48",
+                   "--benchmark", "llama-70b pretrain tokens/s", "--measured-at", "2026-10-30T00:00:00Z")
+    assert (recorded["model"], recorded["relative"], recorded["recorded_by"]) == ("h800", "0.48", "admin")
+    listed = cli("acme", "catalog", "measurements", "--model", "h800")
+    assert [row["id"] for row in listed] == [recorded["id"]]
