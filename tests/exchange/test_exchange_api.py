@@ -114,7 +114,14 @@ def test_a_match_not_accepted_in_time_lapses_and_capacity_returns_to_the_book(wo
     assert world.ok("GET", f"/exchange/offers/{supply['id']}", "p1")["state"] == "open"
     reopened = world.ok("GET", f"/exchange/requests/{demand['id']}", "acme")
     assert reopened["state"] == "open" and reopened["remaining"] == 8
-    assert "lapsed" in world.ok("GET", f"/contracts/{match['contract_id']}", "acme")["note"]
+    contract = world.ok("GET", f"/contracts/{match['contract_id']}", "acme")
+    assert contract["state"] == "cancelled" and "lapsed" in contract["note"]
+    assert [(t["from_state"], t["to_state"]) for t in contract["transitions"]] == [("draft", "cancelled")]
+    cancelled = [e for e in world.ok("GET", "/audit", "acme") if e["action"] == "contract.cancelled"]
+    assert [e["object_ref"] for e in cancelled] == [f"C-{match['contract_id']}"]
+    # the capacity is back on the book: a second round matches the same offer and request again
+    again = world.ok("POST", "/exchange/clear", "operator", {})["matches"]
+    assert [(m["offer_id"], m["request_id"], m["devices"]) for m in again] == [(supply["id"], demand["id"], 8)]
     assert world.ok("GET", "/allocations", "acme", contract=match["contract_id"]) == []
 
 

@@ -449,6 +449,15 @@ def _record_transition(session: Session, principal: Principal, row: m.Contract, 
                  detail={"at": after.transitions[-1].at.isoformat(), "penalty": str(after.transitions[-1].penalty)})
 
 
+def cancel_draft(session: Session, principal: Principal, row: m.Contract, at: datetime, reason: str,
+                 now: datetime) -> None:
+    """DRAFT → CANCELLED (a draft nobody signed; it never held capacity), recorded and audited."""
+    before = core_contract(row)
+    with econ_errors():
+        after = cc.cancel(before, at, reason)
+    _record_transition(session, principal, row, before, after, now)
+
+
 def activate_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.ActivateBody,
                       now: datetime) -> m.Contract:
     require_role(principal, "operator")
