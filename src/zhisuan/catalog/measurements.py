@@ -106,9 +106,7 @@ def record(session: Session, catalog: Catalog, principal: Principal, name: str, 
         value = MeasuredThroughput(model.key, workload_class, body.relative,  # type: ignore[arg-type]
                                    body.benchmark, measured_at)
     except InvalidMeasurement as error:
-        text = str(error)
-        field = text.split("'")[1] if text.startswith("field '") else "relative"
-        raise InvalidInput(text, field=field) from error
+        raise InvalidInput(str(error), field=error.field) from error
     row = ThroughputMeasurement(model_key=model.key, workload_class=value.workload_class, relative=value.relative,
                                 reference_key=value.reference_key, benchmark=value.benchmark.strip(),
                                 note=body.note, measured_at=value.measured_at, recorded_by=principal.username,

@@ -37,6 +37,7 @@ from zhisuan.core.matching.types import Clearing, Offer, Request
 from zhisuan.core.matching.validate import validate_market
 
 ROUNDING_EPS = 1e-6  # LP values within this of an integer count as that integer
+SNAP_REL = 1e-9  # an LP optimum this close (relative) to a whole fen is that fen
 
 
 def clear(
@@ -112,10 +113,13 @@ def _solver(model: ClearingModel, time_limit_s: float, mip_rel_gap: float) -> hi
 
 
 def _round_up(value: float) -> Decimal:
-    """An LP optimum as a Decimal bound: snapped to the nearest fen when within the solver's tolerance of
-    it (an integral LP optimum stays exact), otherwise rounded up to the fen."""
+    """An LP optimum as a Decimal bound: snapped to the nearest fen when within float noise of it
+    (``SNAP_REL`` × |value|: an LP optimum that is a whole number of fen stays exact), otherwise rounded
+    up to the fen. Values are not whole fen in general (cap × factor has more places), so the snap
+    tolerance must stay far below a fen: at 1e-6 relative a 2,000.592 optimum read as 2,000.5919999
+    was snapped down to a 2,000.59 "bound" under the value (found by the chain-vs-clique property)."""
     nearest = Decimal(repr(value)).quantize(Decimal("0.01"))
-    if abs(float(nearest) - value) <= 1e-6 * max(1.0, abs(value)):
+    if abs(float(nearest) - value) <= SNAP_REL * max(1.0, abs(value)):
         return nearest
     return Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
 
