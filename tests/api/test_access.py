@@ -75,6 +75,9 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("POST", "/placement/preview", lambda: {"devices": 1}, {"anonymous": 401}, 200),
     ("GET", "/catalog/models", None, {"anonymous": 401}, 200),
     ("GET", "/catalog/models/h100-sxm", None, {"anonymous": 401}, 200),
+    ("GET", "/catalog/measurements", None, {"anonymous": 401}, 200),
+    ("PUT", "/catalog/models/h800/measurements/training-bf16", lambda: {"relative": "0.5", "benchmark": "gemm"},
+     {"anonymous": 401, "operator": 200}, 403),
     # leasing economics (market + billing)
     ("POST", "/pricebooks", lambda: {"name": "std2", "rates": [
         {"model": "h100-sxm", "pricing_model": "device_hour", "unit_price": "9"}]},

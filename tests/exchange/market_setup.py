@@ -30,10 +30,10 @@ def add_tenant(api: Api, name: str) -> None:
 
 
 def fleet(api: Api) -> dict[str, list[str]]:
-    """s1 (p1): 8 servers of 8 H100 SXM and 2 of 8 H800; s2 (p2): 4 servers of 8 Ascend 910C."""
+    """s1 (p1): 8 servers of 8 H100 SXM and 2 of 8 H800; s2 (p2): 4 servers of 8 Ascend 910B2."""
     return {"h100": declare_nodes(api, "s1", "h100", "h100-sxm", 8),
             "h800": declare_nodes(api, "s1", "h800", "h800", 2),
-            "910c": declare_nodes(api, "s2", "c", "ascend-910c", 4)}
+            "910b": declare_nodes(api, "s2", "b", "ascend-910b2", 4)}
 
 
 def offer(api: Api, who: str, **body: Any) -> dict[str, Any]:
@@ -51,11 +51,11 @@ def publish_scenario(api: Api) -> dict[str, dict[str, Any]]:
     return {
         "h100": offer(api, "p1", site="s1", nodes=nodes["h100"], pricing_model="server_month",
                       floor_price="100000"),
-        "h800": offer(api, "p1", site="s1", model="h800", devices=12, pricing_model="device_hour", floor_price="12"),
-        "910c": offer(api, "p2", site="s2", model="ascend-910c", devices=32, pricing_model="pflops_year",
-                      floor_price="200000"),
+        "h800": offer(api, "p1", site="s1", model="h800", devices=8, pricing_model="device_hour", floor_price="12"),
+        "910b": offer(api, "p2", site="s2", model="ascend-910b2", devices=32, pricing_model="pflops_year",
+                      floor_price="150000"),
         "gang": request(api, "acme", amount=8, unit="servers", models=["h100-sxm"], gang=True, max_price="25"),
-        "flex": request(api, "beta", amount=8, unit="h100_eq", models=["h800", "ascend-910c"], max_price="20"),
+        "flex": request(api, "beta", amount=8, unit="h100_eq", models=["h800", "ascend-910b2"], max_price="20"),
         "small": request(api, "gamma", amount=4, models=["h800"], max_price="20", regions=["cn-east-1"]),
         "cheap": request(api, "gamma", amount=8, models=["h100-sxm"], max_price="5"),
     }

@@ -17,10 +17,10 @@ def test_scenario_two_providers_three_tenants_one_round_accept_to_active_contrac
     orders = publish_scenario(world)
     # floors converted to CNY per device-hour by the documented rules
     assert Decimal(orders["h100"]["floor_device_hour"]) == (Decimal(100000) / (8 * 730)).quantize(Decimal("1e-6"))
-    tflops = default_catalog().get("ascend-910c").per_device_tflops("bf16")
+    tflops = default_catalog().get("ascend-910b2").per_device_tflops("bf16")
     assert tflops is not None
-    assert Decimal(orders["910c"]["floor_device_hour"]) == (
-        Decimal(200000) * tflops / 1000 / 8760).quantize(Decimal("1e-6"))
+    assert Decimal(orders["910b"]["floor_device_hour"]) == (
+        Decimal(150000) * tflops / 1000 / 8760).quantize(Decimal("1e-6"))
     assert orders["gang"]["devices"] == 64 and orders["flex"]["normalised"] is True
 
     book = world.ok("GET", "/exchange/book", "beta")
@@ -41,7 +41,10 @@ def test_scenario_two_providers_three_tenants_one_round_accept_to_active_contrac
     assert len(gang) == 1 and gang[0]["devices"] == 64 and gang[0]["model"] == "h100-sxm"
     flex = by_request(summary["matches"], orders["flex"]["id"])
     factors = {k: Decimal(v) for k, v in orders["flex"]["models"].items()}
+    assert factors == {"h800": Decimal("1.0000"), "ascend-910b2": Decimal("0.3577")}  # 353.9 / 989.4
     assert sum(factors[m["model"]] * m["devices"] for m in flex) >= 8
+    # 4 of the 8 H800 go to gamma, so beta's 8 H100-equivalents mix H800 with 910B2 by throughput
+    assert {m["model"] for m in flex} == {"h800", "ascend-910b2"}
     for match in summary["matches"]:  # every cleared price lies between the floor and the cap
         assert Decimal(match["price"]) > 0
 
@@ -111,7 +114,14 @@ def test_a_match_not_accepted_in_time_lapses_and_capacity_returns_to_the_book(wo
     assert world.ok("GET", f"/exchange/offers/{supply['id']}", "p1")["state"] == "open"
     reopened = world.ok("GET", f"/exchange/requests/{demand['id']}", "acme")
     assert reopened["state"] == "open" and reopened["remaining"] == 8
-    assert "lapsed" in world.ok("GET", f"/contracts/{match['contract_id']}", "acme")["note"]
+    contract = world.ok("GET", f"/contracts/{match['contract_id']}", "acme")
+    assert contract["state"] == "cancelled" and "lapsed" in contract["note"]
+    assert [(t["from_state"], t["to_state"]) for t in contract["transitions"]] == [("draft", "cancelled")]
+    cancelled = [e for e in world.ok("GET", "/audit", "acme") if e["action"] == "contract.cancelled"]
+    assert [e["object_ref"] for e in cancelled] == [f"C-{match['contract_id']}"]
+    # the capacity is back on the book: a second round matches the same offer and request again
+    again = world.ok("POST", "/exchange/clear", "operator", {})["matches"]
+    assert [(m["offer_id"], m["request_id"], m["devices"]) for m in again] == [(supply["id"], demand["id"], 8)]
     assert world.ok("GET", "/allocations", "acme", contract=match["contract_id"]) == []
 
 

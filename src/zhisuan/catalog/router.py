@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from zhisuan.api.deps import Reader
+from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
+from zhisuan.catalog import measurements
 from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.models import AcceleratorModel
 from zhisuan.errors import NotFound
@@ -40,3 +41,18 @@ def get_model(name: str, request: Request, _principal: Reader) -> dict[str, Any]
     if model is None:
         raise NotFound(f"accelerator model '{name}' is not in the catalog", field="model")
     return model_out(model)
+
+
+@router.put("/catalog/models/{name}/measurements/{workload_class}", response_model=measurements.MeasurementOut)
+def record_measurement(name: str, workload_class: str, body: measurements.MeasurementIn, request: Request,
+                       session: SessionDep, principal: Writer, ctx: ContextDep) -> measurements.MeasurementOut:
+    """Operators only: record a measured relative throughput (the matcher and pricing prefer it)."""
+    catalog: Catalog = request.app.state.catalog
+    row = measurements.record(session, catalog, principal, name, workload_class, body, ctx.clock())
+    return measurements.out(catalog, row)
+
+
+@router.get("/catalog/measurements", response_model=list[measurements.MeasurementOut])
+def list_measurements(request: Request, session: SessionDep, _principal: Reader,
+                      model: str | None = None) -> list[measurements.MeasurementOut]:
+    return measurements.listing(session, request.app.state.catalog, model)

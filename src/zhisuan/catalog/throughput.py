@@ -36,7 +36,12 @@ Measurements = Mapping[tuple[str, str], "MeasuredThroughput"]
 
 
 class InvalidMeasurement(ValueError):
-    """A measured throughput record is malformed; the message names the field."""
+    """A measured throughput record is malformed; the message starts with ``field '<name>'`` and
+    ``field`` holds that name."""
+
+    @property
+    def field(self) -> str:
+        return str(self).split("'")[1]
 
 
 def precision_of(workload_class: str) -> Precision:

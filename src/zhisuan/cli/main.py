@@ -154,6 +154,7 @@ def login(
 
 def register_subcommands() -> None:
     from zhisuan.cli import (
+        catalog_commands,
         economics_commands,
         exchange_commands,
         gateway_commands,
@@ -170,6 +171,7 @@ def register_subcommands() -> None:
     gateway_commands.register(app)
     job_commands.register(app)
     exchange_commands.register(app)
+    catalog_commands.register(app)
     try:
         from zhisuan.sim.cli import sim_app
     except ImportError:  # the simulator's optional plotting stack is missing

@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.catalog.loader import Catalog
+from zhisuan.catalog.measurements import load_measurements
 from zhisuan.catalog.models import AcceleratorModel
+from zhisuan.catalog.throughput import Measurements
 from zhisuan.errors import Conflict, InvalidInput
 from zhisuan.exchange import models as m
 from zhisuan.exchange import pricing
@@ -166,7 +168,8 @@ def create_offer(session: Session, catalog: Catalog, principal: Principal, body:
     if devices > free:
         raise Conflict(f"only {max(free, 0)} {model} devices of {provider.name} are free to offer in that window "
                        f"(leased, held or offered already)", field="nodes" if nodes else "devices")
-    floor = pricing.floor_per_device_hour(catalog.get(model), body.pricing_model, body.floor_price)
+    floor = pricing.floor_per_device_hour(catalog, catalog.get(model), load_measurements(session),
+                                          body.pricing_model, body.floor_price)
     row = m.ExchangeOffer(
         provider_id=provider.id, site_id=site.id, region=site.region, model=model,
         capacity_kind="nodes" if nodes else "devices", node_ids=[node.id for node in nodes], devices=devices,
@@ -218,13 +221,15 @@ def acceptable_models(catalog: Catalog, body: s.RequestCreate) -> list[Accelerat
     return list({model.key: model for model in chosen}.values())
 
 
-def model_factors(models: Sequence[AcceleratorModel], normalised: bool) -> dict[str, str]:
-    """Model → H100 factor (text). Normalised requests need every model's throughput; others do
-    without (factor 0 where the catalog has no BF16 figure)."""
+def model_factors(catalog: Catalog, measured: Measurements, models: Sequence[AcceleratorModel],
+                  normalised: bool) -> dict[str, str]:
+    """Model → H100 factor (text), an operator's measured ratio first (``pricing.h100_factor``); fixed
+    when the request is published, so its terms do not move under the tenant. Normalised requests need
+    every model's throughput; others do without (factor 0 where neither figure exists)."""
     factors = {}
     for n, model in enumerate(models):
-        if normalised or model.per_device_tflops("bf16") is not None:
-            factors[model.key] = str(pricing.h100_factor(model, f"models.{n}"))
+        if normalised or catalog.relative_throughput(model, "training-bf16", measured) is not None:
+            factors[model.key] = str(pricing.h100_factor(catalog, model, measured, f"models.{n}"))
         else:
             factors[model.key] = "0"
     return factors
@@ -244,7 +249,7 @@ def create_request(session: Session, catalog: Catalog, principal: Principal, bod
     if body.min_fill and not body.allow_partial:
         raise InvalidInput("min_fill applies to partial fills: set allow_partial", field="min_fill")
     normalised = body.unit == "h100_eq"
-    factors = model_factors(acceptable_models(catalog, body), normalised)
+    factors = model_factors(catalog, load_measurements(session), acceptable_models(catalog, body), normalised)
     devices = body.amount * pricing.DEVICES_PER_SERVER if body.unit == "servers" else body.amount
     row = m.ExchangeRequest(
         tenant_id=tenant.id, amount=body.amount, unit=body.unit, devices=devices, normalised=normalised,

@@ -7,11 +7,16 @@ Floors in CNY per device-hour (what the matcher compares), from the pricing mode
 
 * ``device_hour``:  the floor itself;
 * ``server_month``: ``floor / (8 devices × 730 h)`` (a server is 8 devices; a month is 730 h, 8760/12);
-* ``pflops_year``:  ``floor × per_device_PFLOPS / 8760 h``, ``per_device_PFLOPS`` = the catalog's dense
-  BF16 TFLOPS of the model / devices per unit / 1000 (``zhisuan.core.capacity``).
+* ``pflops_year``:  ``floor × per_device_PFLOPS / 8760 h``, ``per_device_PFLOPS`` = the model's effective
+  BF16 TFLOPS per device / 1000.
 
-Throughput factors vs the H100 SXM5 (for requests in H100-equivalents): ``h100_equivalents({model: 1})``
-= dense BF16 TFLOPS per device / 989.4. A normalised request's amount and cap are per H100-equivalent.
+Effective BF16 TFLOPS per device (``catalog.measurements.effective_tflops``, workload class
+``training-bf16``): an operator's measured ratio × the H100 SXM5's 989.4 when one is recorded, else the
+catalog's dense BF16 TFLOPS / devices per unit (``zhisuan.core.capacity``).
+
+Throughput factors vs the H100 SXM5 (for requests in H100-equivalents): the measured ratio when one is
+recorded, else dense BF16 TFLOPS per device / 989.4 (``h100_equivalents({model: 1})``). A normalised
+request's amount and cap are per H100-equivalent.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from zhisuan.catalog.loader import Catalog
+from zhisuan.catalog.measurements import effective_relative, effective_tflops
 from zhisuan.catalog.models import AcceleratorModel
-from zhisuan.core.capacity import h100_equivalents
+from zhisuan.catalog.throughput import Measurements
 from zhisuan.errors import InvalidInput
 
 SECONDS_PER_HOUR = 3600
@@ -43,30 +50,33 @@ def from_hours(hours: int) -> datetime:
     return datetime.fromtimestamp(hours * SECONDS_PER_HOUR, UTC)
 
 
-def per_device_pflops(model: AcceleratorModel, field: str) -> Decimal:
-    tflops = model.per_device_tflops("bf16")
+def per_device_pflops(catalog: Catalog, model: AcceleratorModel, measured: Measurements, field: str) -> Decimal:
+    tflops = effective_tflops(catalog, model, measured)
     if tflops is None:
-        raise InvalidInput(f"the catalog has no dense bf16 figure for {model.key}: it cannot be priced per PFLOPS "
-                           f"or normalised to H100-equivalents", field=field)
+        raise InvalidInput(f"the catalog has no dense bf16 figure for {model.key} and no operator measured one: it "
+                           f"cannot be priced per PFLOPS or normalised to H100-equivalents", field=field)
     return tflops / 1000
 
 
-def floor_per_device_hour(model: AcceleratorModel, pricing_model: str, floor: Decimal) -> Decimal:
+def floor_per_device_hour(catalog: Catalog, model: AcceleratorModel, measured: Measurements, pricing_model: str,
+                          floor: Decimal) -> Decimal:
     """The floor in CNY per device-hour (rules in the module docstring), to a millionth of a yuan."""
     if pricing_model == "device_hour":
         per_hour = floor
     elif pricing_model == "server_month":
         per_hour = floor / (DEVICES_PER_SERVER * HOURS_PER_MONTH)
     else:
-        per_hour = floor * per_device_pflops(model, "pricing_model") / HOURS_PER_YEAR
+        per_hour = floor * per_device_pflops(catalog, model, measured, "pricing_model") / HOURS_PER_YEAR
     return per_hour.quantize(PRICE_PLACES, ROUND_HALF_UP)
 
 
-def h100_factor(model: AcceleratorModel, field: str) -> Decimal:
-    """Dense BF16 throughput of one device of ``model`` in H100-equivalents."""
-    if model.per_device_tflops("bf16") is None:
-        per_device_pflops(model, field)  # raises, naming the field
-    return h100_equivalents({model: 1}).quantize(FACTOR_PLACES, ROUND_HALF_UP)
+def h100_factor(catalog: Catalog, model: AcceleratorModel, measured: Measurements, field: str) -> Decimal:
+    """BF16 training throughput of one device of ``model`` in H100-equivalents, measured first."""
+    found = effective_relative(catalog, model, measured)
+    if found is None:
+        raise InvalidInput(f"the catalog has no dense bf16 figure for {model.key} and no operator measured one: it "
+                           f"cannot be normalised to H100-equivalents", field=field)
+    return found.relative.quantize(FACTOR_PLACES, ROUND_HALF_UP)
 
 
 def contract_months(duration_h: int, offer_closed_months: int | None) -> tuple[int, int]:

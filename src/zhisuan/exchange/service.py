@@ -6,8 +6,8 @@ book is anonymous (depth and best prices per model and region; no ids, no counte
 
 Lazy upkeep (``refresh``, run on every read, accept and clearing): open offers whose window ended
 expire; open requests whose latest start passed expire; a proposed match whose acceptance deadline
-passed lapses — its draft contract is left as a draft with a note (the contract lifecycle has no
-draft → cancelled step) and its offer and request reopen for the amount it held.
+passed lapses — its draft contract goes DRAFT → CANCELLED (recorded and audited as the exchange; it
+never held capacity) and its offer and request reopen for the amount it held.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ T = TypeVar("T")
 
 # Who accepts on behalf of the exchange when both sides agreed (the contract lifecycle is operator-only).
 EXCHANGE_ACTOR = "exchange"
+
+
+# Who records a lapse: nobody acted, the deadline passed (refresh runs on any caller's read).
+LAPSE_ACTOR = Principal(user_id=0, username=EXCHANGE_ACTOR, role="operator", scopes=frozenset())
 
 
 def system_principal(on_behalf_of: Principal) -> Principal:
@@ -168,7 +172,9 @@ def refresh(session: Session, now: datetime) -> None:
         match.state = "lapsed"
         contract = session.get(Contract, match.contract_id) if match.contract_id else None
         if contract is not None and contract.state == "draft":
-            contract.note = f"lapsed: exchange match M-{match.id} was not accepted by {match.deadline.isoformat()}"
+            reason = f"lapsed: exchange match M-{match.id} was not accepted by {match.deadline.isoformat()}"
+            contract.note = reason
+            market.cancel_draft(session, LAPSE_ACTOR, contract, match.deadline, reason, now)
         supply = session.get(m.ExchangeOffer, match.offer_id)
         demand = session.get(m.ExchangeRequest, match.request_id)
         if supply is not None and supply.state == "matched":

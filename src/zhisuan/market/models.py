@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, DecimalText, UTCDateTime, utcnow
 
-CONTRACT_STATES = ("draft", "active", "expired", "terminated", "breached")
+CONTRACT_STATES = ("draft", "active", "expired", "terminated", "breached", "cancelled")
 
 
 class PriceBook(Base):

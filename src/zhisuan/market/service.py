@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.billing.models import UsageRecord
 from zhisuan.catalog.loader import Catalog
+from zhisuan.catalog.measurements import effective_tflops, load_measurements
+from zhisuan.catalog.throughput import WORKLOAD_CLASSES, Measurements
 from zhisuan.core.economics import contracts as cc
 from zhisuan.core.economics import market_index as mi
 from zhisuan.core.economics import pricebook as pb
@@ -321,14 +323,17 @@ def check_exclusive_overlap(session: Session, node_ids: Sequence[int], start: da
 # ----------------------------------------------------------------------------- contract entitlements
 
 
-def entitlement_milli(catalog: Catalog, row: m.Contract, capacity: cc.Capacity) -> int:
-    """Milli-devices a quota/PFLOPS entitlement holds (PFLOPS: at the catalog's dense BF16 figure,
-    rounded half up to a thousandth of a device)."""
+def entitlement_milli(catalog: Catalog, row: m.Contract, capacity: cc.Capacity,
+                      measured: Measurements | None = None) -> int:
+    """Milli-devices a quota/PFLOPS entitlement holds (PFLOPS: at the model's effective BF16 TFLOPS —
+    an operator's measured ratio × the H100's 989.4 when recorded, else the catalog's dense BF16
+    figure — rounded half up to a thousandth of a device)."""
     if capacity.kind == cc.CapacityKind.PFLOPS:
         assert capacity.pflops is not None
-        tflops = catalog.get(row.model).per_device_tflops("bf16")
+        tflops = effective_tflops(catalog, catalog.get(row.model), measured or {})
         if tflops is None:
-            raise InvalidInput(f"the catalog has no dense bf16 figure for {row.model}", field="capacity.model")
+            raise InvalidInput(f"the catalog has no dense bf16 figure for {row.model} and no operator measured one",
+                               field="capacity.model")
         return int((capacity.pflops * 1_000_000 / tflops).quantize(Decimal(1), ROUND_HALF_UP))
     return capacity.quota * 1000
 
@@ -350,9 +355,10 @@ def hold_entitlement(session: Session, catalog: Catalog, row: m.Contract, start:
         ledger.hold_lease(session, contract_holder(row), nodes, window)
         return
     contract = core_contract(row)
+    measured = load_measurements(session)
     cuts = sorted({a.effective_at for a in row.amendments if start < a.effective_at < end})
     for a, z in zip([start, *cuts], [*cuts, end], strict=True):
-        milli = entitlement_milli(catalog, row, contract.terms_at(a).capacity)
+        milli = entitlement_milli(catalog, row, contract.terms_at(a).capacity, measured)
         ledger.hold_quota(session, contract_holder(row), row.provider_ids[0], row.model, milli, ledger.Window(a, z))
 
 
@@ -400,7 +406,8 @@ def create_contract(session: Session, catalog: Catalog, principal: Principal, bo
         penalty_rate=body.penalty_rate, devices_per_server=body.devices_per_server, state="draft", note=body.note,
         transitions=[], amendments=[])
     if body.pricing_model == "pflops_year" and cap.kind != "pflops":
-        row.pflops = capacity_pflops(catalog, model, (len(node_ids) * devices_per_node) or cap.quota)
+        row.pflops = capacity_pflops(catalog, model, (len(node_ids) * devices_per_node) or cap.quota,
+                                     measured=load_measurements(session))
     with econ_errors():
         terms = core_terms(row)
     if body.currency != "CNY":
@@ -415,10 +422,16 @@ def create_contract(session: Session, catalog: Catalog, principal: Principal, bo
     return row
 
 
-def capacity_pflops(catalog: Catalog, model: str, devices: int, precision: str = "bf16") -> Decimal:
-    tflops = catalog.get(model).per_device_tflops(precision)  # type: ignore[arg-type]
+def capacity_pflops(catalog: Catalog, model: str, devices: int, precision: str = "bf16",
+                    measured: Measurements | None = None) -> Decimal:
+    """PFLOPS of ``devices`` devices at their effective TFLOPS for training at ``precision``: an operator's
+    measured ratio first (``catalog.measurements.effective_tflops``), else the catalog's dense figure."""
+    training = f"training-{precision}"
+    workload_class = training if training in WORKLOAD_CLASSES else f"inference-{precision}"
+    tflops = effective_tflops(catalog, catalog.get(model), measured or {}, workload_class)
     if tflops is None:
-        raise InvalidInput(f"the catalog has no dense {precision} figure for {model}", field="capacity.model")
+        raise InvalidInput(f"the catalog has no dense {precision} figure for {model} and no operator measured one",
+                           field="capacity.model")
     return (tflops * devices / 1000).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
@@ -434,6 +447,15 @@ def _record_transition(session: Session, principal: Principal, row: m.Contract, 
     audit.record(session, principal, f"contract.{after.state}", "contract", f"C-{row.id}", tenant_id=row.tenant_id,
                  provider_id=row.provider_ids[0],
                  detail={"at": after.transitions[-1].at.isoformat(), "penalty": str(after.transitions[-1].penalty)})
+
+
+def cancel_draft(session: Session, principal: Principal, row: m.Contract, at: datetime, reason: str,
+                 now: datetime) -> None:
+    """DRAFT → CANCELLED (a draft nobody signed; it never held capacity), recorded and audited."""
+    before = core_contract(row)
+    with econ_errors():
+        after = cc.cancel(before, at, reason)
+    _record_transition(session, principal, row, before, after, now)
 
 
 def activate_contract(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.ActivateBody,

@@ -1,6 +1,7 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic needs this)."""
 
 from zhisuan.billing import models as billing_models  # noqa: F401
+from zhisuan.catalog import records as catalog_records  # noqa: F401
 from zhisuan.exchange import models as exchange_models  # noqa: F401
 from zhisuan.identity import models as identity_models  # noqa: F401
 from zhisuan.inventory import models as inventory_models  # noqa: F401

@@ -34,6 +34,7 @@ from zhisuan.core.economics.contracts import (
     activate,
     amend,
     breach,
+    cancel,
     contract_month,
     expire,
     terminate,
@@ -133,6 +134,20 @@ def test_illegal_transitions_are_rejected() -> None:
         expire(ended, utc(2030, 1, 1))
     with pytest.raises(ContractStateError):
         amend(ended, Amendment("A1", utc(2025, 3, 1), unit_price=D(60_000)))
+
+
+def test_an_unsigned_draft_is_cancelled_without_money_and_never_holds_capacity() -> None:
+    """A draft cancelled after its start (an exchange match that lapsed) held nothing at any instant;
+    only a draft can be cancelled, and a cancelled contract cannot be activated."""
+    cancelled = cancel(Contract(a800_terms()), utc(2024, 1, 3), "lapsed")
+    assert cancelled.state == ContractState.CANCELLED
+    step = cancelled.transitions[-1]
+    assert (step.from_state, step.penalty, step.deposit_refund, step.amount_due) == (ContractState.DRAFT, 0, 0, 0)
+    assert not any(cancelled.holds_capacity_at(utc(2024, 1, day)) for day in (1, 2, 3, 4))
+    with pytest.raises(ContractStateError):
+        cancel(active_a800(), utc(2024, 1, 3))
+    with pytest.raises(ContractStateError):
+        activate(cancelled, utc(2024, 1, 4))
 
 
 def test_amendment_reprices_from_its_effective_date() -> None:

@@ -223,3 +223,14 @@ def test_clear_never_loses_to_greedy_even_when_pruned_hard():
     pruned = clear(offers, requests, max_candidates=1, offer_candidates=None, prune_above=0, mip_rel_gap=0.0)
     assert pruned.value >= clear_greedy(offers, requests).value
     check_clearing(offers, requests, pruned)
+
+
+def test_an_lp_optimum_just_under_a_sub_fen_value_is_not_snapped_below_it() -> None:
+    """The bound is a fen ceiling unless the LP value is float noise away from a whole fen: a value of
+    2,000.592 read back as 2,000.5919999 must bound at 2,000.60, never 2,000.59 (below the value)."""
+    from zhisuan.core.matching.solve import _round_up
+
+    assert _round_up(2000.5919999) == Decimal("2000.60")
+    assert _round_up(76800.0) == Decimal("76800.00")
+    assert _round_up(76799.99999999999) == Decimal("76800.00")
+    assert _round_up(1234.5600000000002) == Decimal("1234.56")

@@ -56,3 +56,19 @@ def test_clearings_keep_the_invariants_and_the_optimum_wins(market, objective):
     assert best.status == "optimal"
     assert best.value >= greedy.value and best.value >= fcfs.value
     assert best.bound is not None and best.value <= best.bound
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]))
+def test_the_chain_form_of_capacity_gives_the_clique_forms_optimum(market, objective):
+    """Every offer in the chain form (usage columns) against every offer in the clique form: same optimum,
+    same bound, and the chain form's clearing keeps every invariant (it cannot over-book an hour)."""
+    offer_list, request_list = market
+    kwargs = {"time_limit_s": 30.0, "max_candidates": None, "mip_rel_gap": 0.0}
+    clique = clear(offer_list, request_list, objective, clique_up_to=10_000, **kwargs)
+    chain = clear(offer_list, request_list, objective, clique_up_to=0, **kwargs)
+    check_clearing(offer_list, request_list, chain)
+    assert chain.status == clique.status == "optimal"
+    assert chain.value == clique.value
+    assert chain.bound is not None and clique.bound is not None
+    assert abs(chain.bound - clique.bound) <= Decimal("0.01")  # the LP optimum, up to its rounding to the fen

@@ -18,8 +18,9 @@ Early termination (or breach) at ``t`` inside the closed period costs
 closed-period value — and nothing in the open period. The deposit is applied first:
 ``amount_due = max(penalty − deposit, 0)``, ``deposit_refund = max(deposit − penalty, 0)``.
 
-Lifecycle: DRAFT → ACTIVE → EXPIRED | TERMINATED | BREACHED; every transition is recorded with
-its instant, reason and money; anything else raises ``ContractStateError``.
+Lifecycle: DRAFT → ACTIVE → EXPIRED | TERMINATED | BREACHED, or DRAFT → CANCELLED (never signed);
+every transition is recorded with its instant, reason and money; anything else raises
+``ContractStateError``.
 """
 
 import dataclasses
@@ -191,6 +192,7 @@ class ContractState(StrEnum):
     EXPIRED = "expired"
     TERMINATED = "terminated"
     BREACHED = "breached"
+    CANCELLED = "cancelled"  # a draft nobody signed (e.g. an exchange match that lapsed); never held anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,7 @@ class Contract:
         """Whether the contract holds its capacity at ``instant``: from its start until its end —
         for an ended contract until ``ended_at``, so a termination still in its notice period holds
         (and is priced, and keeps its nodes) until it takes effect."""
-        if self.state == ContractState.DRAFT or instant < self.terms.start:
+        if self.state in (ContractState.DRAFT, ContractState.CANCELLED) or instant < self.terms.start:
             return False
         ended = self.ended_at
         return instant < (ended if ended is not None else self.terms_at(instant).end)
@@ -301,6 +303,14 @@ def _step(contract: Contract, allowed: ContractState, to: ContractState, at: dat
 def activate(contract: Contract, at: datetime, reason: str = "signed") -> Contract:
     """DRAFT → ACTIVE."""
     return _step(contract, ContractState.DRAFT, ContractState.ACTIVE, require_utc(at, "at"), reason)
+
+
+def cancel(contract: Contract, at: datetime, reason: str = "not signed") -> Contract:
+    """DRAFT → CANCELLED: the draft was never signed, so no money moves (no deposit was taken)."""
+    if contract.state != ContractState.DRAFT:
+        raise ContractStateError(f"cannot go from {contract.state} to {ContractState.CANCELLED}", "state")
+    step = Transition(contract.state, ContractState.CANCELLED, require_utc(at, "at"), reason)
+    return dataclasses.replace(contract, state=ContractState.CANCELLED, transitions=(*contract.transitions, step))
 
 
 def expire(contract: Contract, at: datetime) -> Contract:

@@ -1,12 +1,14 @@
 """Booking capacity over time, filling one request greedily, and turning grants into a ``Clearing``.
 
 An offer is over-booked when, at some hour, the devices of the leases running on it exceed its
-``devices``. Usage is piecewise constant and only rises where a lease starts, so checking the
-lease starts inside a window (and the window's own start) checks every hour.
+``devices``; every lease lies inside its offer's window (candidates.py), so usage is kept per hour
+of that window.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+import numpy as np
 
 from zhisuan.core.matching.candidates import Candidate, KindStats, clearing_price, fill_bounds, unmatched_reason
 from zhisuan.core.matching.types import Clearing, Match, Offer, Request
@@ -15,21 +17,29 @@ Grant = tuple[Candidate, int]  # (pairing, devices)
 
 
 class CapacityBook:
-    """Leases per offer as (start, end, devices); answers how many devices stay free over a window."""
+    """Devices in use per offer, hour by hour over the offer's window (a numpy array allocated on first
+    use), so ``free`` is one max over the lease's hours and ``book`` one slice add."""
 
     def __init__(self, offers: Sequence[Offer]) -> None:
         self.capacity = [o.devices for o in offers]
-        self.leases: list[list[tuple[int, int, int]]] = [[] for _ in offers]
+        self.opens = [o.start for o in offers]
+        self.spans = [o.end - o.start for o in offers]
+        self.usage: dict[int, np.ndarray] = {}
 
     def free(self, offer_index: int, start: int, end: int) -> int:
-        leases = [lease for lease in self.leases[offer_index] if lease[0] < end and lease[1] > start]
-        points = [start, *(s for s, _, _ in leases if s > start)]
-        peak = max((sum(d for s, e, d in leases if s <= p < e) for p in points), default=0)
-        return self.capacity[offer_index] - peak
+        usage = self.usage.get(offer_index)
+        if usage is None:
+            return self.capacity[offer_index]
+        opens = self.opens[offer_index]
+        return self.capacity[offer_index] - int(usage[start - opens:end - opens].max(initial=0))
 
     def book(self, grants: Sequence[Grant]) -> None:
         for candidate, devices in grants:
-            self.leases[candidate.offer_index].append((candidate.start, candidate.end, devices))
+            o = candidate.offer_index
+            usage = self.usage.get(o)
+            if usage is None:
+                usage = self.usage[o] = np.zeros(self.spans[o], dtype=np.int64)
+            usage[candidate.start - self.opens[o]:candidate.end - self.opens[o]] += devices
 
 
 def fill_request(request: Request, candidates: Iterable[Candidate], book: CapacityBook) -> list[Grant] | None:

@@ -112,20 +112,34 @@ class OfferIndex:
         }
 
 
-def _candidate(offer: Offer, offer_index: int, request: Request, request_index: int,
-               factor: Decimal) -> Candidate | None:
-    unit_surplus = request.max_price * factor - offer.floor_price
-    if unit_surplus < 0:  # the float screen let an exact tie-breaker through
-        return None
-    start = max(request.earliest_start, offer.start)
+@dataclass(frozen=True)
+class PairTerms:
+    """What a pairing's terms depend on besides the offer: one per (request, model)."""
+
+    factor: Decimal
+    cap: Decimal  # request.max_price × factor, CNY per device-hour
+    most: int  # gang: the devices it needs; otherwise the most whole devices within the upper fill bound
+
+
+def pair_terms(request: Request, factor: Decimal, upper: Decimal) -> PairTerms:
     if request.gang:
         most = gang_devices(request, factor)
     else:
-        fit = (fill_bounds(request).upper / factor).to_integral_value(rounding=ROUND_FLOOR)
-        most = min(offer.devices, int(fit))
+        most = int((upper / factor).to_integral_value(rounding=ROUND_FLOOR))
+    return PairTerms(factor, request.max_price * factor, most)
+
+
+def _candidate(offer: Offer, offer_index: int, request: Request, request_index: int,
+               terms: PairTerms) -> Candidate | None:
+    unit_surplus = terms.cap - offer.floor_price
+    if unit_surplus < 0:  # the float screen let an exact tie-breaker through
+        return None
+    start = max(request.earliest_start, offer.start)
+    most = terms.most if request.gang else min(offer.devices, terms.most)
     if most <= 0:
         return None
-    return Candidate(request_index, offer_index, factor, start, start + request.duration_h, unit_surplus, most)
+    return Candidate(request_index, offer_index, terms.factor, start, start + request.duration_h, unit_surplus,
+                     most)
 
 
 class MarketPairings:
@@ -147,6 +161,8 @@ class MarketPairings:
         self.position, self.offer_index, self.margin = position[order], offer_index[order], margin[order]
         self.models = models[order]
         self.bounds = np.searchsorted(self.position, np.arange(len(requests) + 1))
+        self.uppers = [fill_bounds(r).upper for r in requests]
+        self.terms: dict[tuple[int, int], PairTerms] = {}
 
     def of_request(self, position: int) -> Iterator[Candidate]:
         for pair in range(int(self.bounds[position]), int(self.bounds[position + 1])):
@@ -185,7 +201,11 @@ class MarketPairings:
     def _make(self, pair: int) -> Candidate | None:
         p, o = int(self.position[pair]), int(self.offer_index[pair])
         request = self.requests[p]
-        return _candidate(self.offers[o], o, request, p, request.models[self.names[int(self.models[pair])]])
+        code = int(self.models[pair])
+        terms = self.terms.get((p, code))
+        if terms is None:
+            terms = self.terms[(p, code)] = pair_terms(request, request.models[self.names[code]], self.uppers[p])
+        return _candidate(self.offers[o], o, request, p, terms)
 
 
 def market_candidates(

@@ -32,11 +32,12 @@ import numpy as np
 from zhisuan.core.matching.baselines import greedy_grants, market_greedy
 from zhisuan.core.matching.book import CapacityBook, Grant, assemble, grant_value
 from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
-from zhisuan.core.matching.model import ClearingModel, build_model, grants_to_columns
+from zhisuan.core.matching.model import CLIQUE_UP_TO, ClearingModel, build_model, grants_to_columns
 from zhisuan.core.matching.types import Clearing, Offer, Request
 from zhisuan.core.matching.validate import validate_market
 
 ROUNDING_EPS = 1e-6  # LP values within this of an integer count as that integer
+SNAP_REL = 1e-9  # an LP optimum this close (relative) to a whole fen is that fen
 
 
 def clear(
@@ -49,6 +50,7 @@ def clear(
     offer_candidates: int | None = 6,
     prune_above: int = 5_000,
     mip_rel_gap: float = 1e-3,
+    clique_up_to: int = CLIQUE_UP_TO,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
     validate_market(offers, requests, objective)
@@ -58,7 +60,7 @@ def clear(
     if len(pairings.position) <= prune_above:  # small rounds keep every pairing: the exact model is cheap
         max_candidates = None
     per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
-    model = build_model(offers, requests, per_request, objective)
+    model = build_model(offers, requests, per_request, objective, clique_up_to)
     if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
         return assemble(offers, requests, {}, pairings.stats, objective, bound=Decimal(0), status="optimal",
                         solve_s=0.0)
@@ -111,10 +113,13 @@ def _solver(model: ClearingModel, time_limit_s: float, mip_rel_gap: float) -> hi
 
 
 def _round_up(value: float) -> Decimal:
-    """An LP optimum as a Decimal bound: snapped to the nearest fen when within the solver's tolerance of
-    it (an integral LP optimum stays exact), otherwise rounded up to the fen."""
+    """An LP optimum as a Decimal bound: snapped to the nearest fen when within float noise of it
+    (``SNAP_REL`` × |value|: an LP optimum that is a whole number of fen stays exact), otherwise rounded
+    up to the fen. Values are not whole fen in general (cap × factor has more places), so the snap
+    tolerance must stay far below a fen: at 1e-6 relative a 2,000.592 optimum read as 2,000.5919999
+    was snapped down to a 2,000.59 "bound" under the value (found by the chain-vs-clique property)."""
     nearest = Decimal(repr(value)).quantize(Decimal("0.01"))
-    if abs(float(nearest) - value) <= 1e-6 * max(1.0, abs(value)):
+    if abs(float(nearest) - value) <= SNAP_REL * max(1.0, abs(value)):
         return nearest
     return Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
 
