@@ -51,6 +51,7 @@ from zhisuan.gateway.openai_body import (
     metric_label,
     model_card,
     model_not_found,
+    model_not_running,
     prompt_text_bytes,
 )
 from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation
@@ -69,6 +70,8 @@ ENDPOINTS = {
 DEFAULT_COMPLETION_BOUND = 1024
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
+# Retry-After of a registered model with no running replica (a replica starts within seconds to a minute).
+NOT_RUNNING_RETRY_S = 5
 TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
@@ -262,6 +265,12 @@ class Gateway(Metering):
             return None
         route = self.router.resolve(model, grant.owner)
         if route is None or not grant.may_use(model):
+            if route is None and model in self.router.registered and grant.may_use(model):
+                # Registered, but no replica this caller may call runs now (the same answer whether or
+                # not another tenant runs a private one): it may start soon.
+                conn.respond(503, model_not_running(model), extra=b"retry-after: %d\r\n" % NOT_RUNNING_RETRY_S)
+                self.metrics.reject(UNKNOWN_LABEL, "model_not_running")
+                return None
             # The same answer for a name that never existed and another tenant's private model.
             conn.respond(404, model_not_found(model))
             self.metrics.reject(UNKNOWN_LABEL, "model_not_found")
