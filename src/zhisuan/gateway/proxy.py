@@ -14,7 +14,10 @@ When no replica answers, the client gets an OpenAI-shaped error:
 - 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
   (the SDKs retry 5xx by default);
 - 503 ``service_unavailable`` / ``no_healthy_replica`` (``retry-after: 1``) if none could be reached.
-Neither writes a usage event: no replica produced anything the gateway could meter.
+Neither writes a usage event: no replica produced anything the gateway could meter. A model in the
+control plane's registry (``Router.registered``, from ``discovery``) with no replica the caller may
+call answers 503 ``service_unavailable`` / ``model_not_running`` (``retry-after: 5``); any other
+unknown name 404 ``model_not_found``.
 
 Metering rules (exactly one ``UsageEvent`` per forwarded request):
 - tokens are the engine's own counts: ``usage`` of a response; for streams the gateway asks the
