@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.gateway.conftest import FAKE_UPSTREAM
+
 from zhisuan.agent.replicas import ReplicaHost, ReplicaSync
 from zhisuan.engines.leftovers import process_start
 from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec
