@@ -126,3 +126,19 @@ def test_the_in_process_gateway_reads_the_same_endpoints(fleet: Api) -> None:
     node_id = fleet.ok("GET", "/nodes/s1/gpu-a", "operator")["id"]
     mine = endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock, exclude_node_id=node_id)
     assert asyncio.run(mine(None))["replicas"] == []  # type: ignore[index]  # its own runtime routes those
+
+
+def test_a_llamacpp_model_on_nvidia_gets_its_gpus_made_visible(fleet: Api) -> None:
+    fleet.ok("POST", "/models", "operator", {"name": "smol-gpu", "source": "/models/smol.gguf",
+                                             "engine": "llama.cpp", "stacks": ["cpu", "CUDA"]})
+    refused = fleet.call("POST", "/models", "operator", {"name": "smol-npu", "source": "/models/smol.gguf",
+                                                         "engine": "llama.cpp", "stacks": ["CANN"]})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "stacks.0"
+    on_gpu = fleet.ok("POST", "/deployments", "operator", {"model": "smol-gpu", "devices_per_replica": 1,
+                                                           "site": "s1"})
+    on_cpu = fleet.ok("POST", "/deployments", "operator", {"model": "smol-gpu", "name": "smol-cpu", "site": "s1"})
+    assigned = {a["deployment_id"]: a for a in exchange(fleet, "agent1", "gpu-a", []).json()["replicas"]}
+    gpu = assigned[on_gpu["id"]]
+    assert (gpu["stack"], gpu["visible_devices_env"], len(gpu["device_indices"])) == \
+        ("CUDA", "CUDA_VISIBLE_DEVICES", 1)
+    assert (assigned[on_cpu["id"]]["stack"], assigned[on_cpu["id"]]["device_indices"]) == ("cpu", [])

@@ -104,7 +104,7 @@ def model_spec(row: ModelDeployment) -> ModelSpec:
 def assignment_for(catalog: Catalog, node: Node, row: ModelDeployment, replica: DeploymentReplica) -> DeviceAssignment:
     models = {d.model for d in node.devices if d.index in replica.device_indices}
     env = next((catalog.get(m).visible_devices_env for m in sorted(models)), None)
-    stack = "cpu" if not replica.device_indices else (row.model.stacks or ["cpu"])[0]
+    stack = "cpu" if not replica.device_indices else (service.accelerator_stack(row.model.stacks) or "cpu")
     return DeviceAssignment(port=0, stack=stack, device_indices=tuple(replica.device_indices),
                             visible_devices_env=env, threads=max(1, row.cpu_milli // 1000), parallel=2)
 
