@@ -188,3 +188,47 @@ def test_two_agents_on_one_machine_serve_one_model_through_a_discovering_gateway
 
     gone = wait_until("503 from the gateway", refused, 20)
     assert gone.headers["retry-after"] == "5" and gone.json()["error"]["code"] == "model_not_running"
+
+
+def test_the_one_box_gateway_and_a_standalone_one_route_to_every_replica(tmp_path: Path) -> None:
+    """``zhisuan up``'s own gateway follows an agent's replica; ``zhisuan gateway`` follows both the
+    agent's and the control plane's own replica (whose key the control plane's runtime publishes)."""
+    from tests.e2e.test_onebox_maas import gateway_url, wait_for_model
+
+    platform = start_platform(tmp_path, maas=True)
+    lab = Lab(tmp_path, platform)
+    stopped = False
+    try:
+        onebox = gateway_url(platform).removesuffix("/v1")
+        wait_for_model(openai.OpenAI(base_url=onebox + "/v1", api_key=platform.api_key, max_retries=0))
+        platform.cli("provider", "create", "lab-owner", "--revenue-share", "0.7")
+        platform.cli("site", "create", "lab", "--engine", "local", "--region", "cn-east-1", "--provider", "lab-owner")
+        lab.start_agent("node-a")
+        wait_until("node-a", lambda: platform.cli_json("node", "list", "--site", "lab"), 60)
+        platform.cli("deployment", "create", SMOLLM2_NAME, "--name", "smol-lab", "--site", "lab")
+        wait_until("the agent's replica", lambda: platform.cli_json("deployment", "show", "smol-lab")["status"]
+                   == "running", 180)
+        standalone = lab.start_gateway()
+        for gateway in (onebox, standalone):
+            client = openai.OpenAI(base_url=gateway + "/v1", api_key=platform.api_key, max_retries=0)
+
+            def both_used(client: openai.OpenAI = client, gateway: str = gateway) -> bool:
+                client.chat.completions.create(model=SMOLLM2_NAME, max_tokens=2,
+                                               messages=[{"role": "user", "content": "Hi"}])
+                return len(requests_per_replica(gateway)) == 2
+
+            wait_until(f"{gateway} to route to both replicas", both_used, 30)
+
+        # The control plane goes away (its own replica with it): the standalone gateway keeps serving
+        # from the last replica set it knew (the agent's engine), usage waiting in its spool.
+        stop(platform)
+        stopped = True
+        client = openai.OpenAI(base_url=standalone + "/v1", api_key=platform.api_key, max_retries=0)
+        for _ in range(3):
+            reply = client.chat.completions.create(model=SMOLLM2_NAME, max_tokens=2,
+                                                   messages=[{"role": "user", "content": "Hi"}])
+            assert reply.choices[0].message.content is not None
+    finally:
+        lab.close()
+        if not stopped:
+            stop(platform)
