@@ -69,6 +69,7 @@ def test_an_agent_runs_what_placement_put_on_its_node_and_gateways_find_it(fleet
     assert fleet.call("GET", "/serving/endpoints", "acme").status_code == 403
     assert fleet.call("GET", "/serving/endpoints", "agent1").status_code == 403
 
+    assert all(r["reported_at"] for r in shown["replica_states"])
     # A replica whose agent stops reporting drops out of discovery within seconds.
     clock.advance(seconds=11)
     assert fleet.ok("GET", "/serving/endpoints", "operator")["replicas"] == []

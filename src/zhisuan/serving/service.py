@@ -310,7 +310,7 @@ def deployment_out(session: Session, row: ModelDeployment, principal: Principal)
                                      port=r.port if operator else None, restarts=r.restarts,
                                      cpu_cores=r.cpu_milli / 1000, memory_gib=r.memory_mib / 1024,
                                      in_flight=r.in_flight, load=round(r.in_flight / max(1, r.slots), 3),
-                                     message=r.message, updated_at=r.updated_at)
+                                     message=r.message, updated_at=r.updated_at, reported_at=r.reported_at)
                         for r in row.replica_rows])
 
 
