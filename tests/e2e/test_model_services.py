@@ -55,11 +55,13 @@ def test_deploy_scale_and_undeploy_through_the_cli(maas_platform: Platform) -> N
     assert ask(client)
     assert [d["name"] for d in platform.cli_json("deployment", "list")] == ["smol-b"]
 
-    # Undeploy the last one: the gateway no longer serves the model (OpenAI's 404 model_not_found).
+    # Undeploy the last one: the model is still registered but nothing runs it (503 + Retry-After).
     platform.cli("deployment", "delete", "smol-b")
     wait_for_status(platform, "smol-b", "stopped")
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.InternalServerError) as refused:
         ask(client)
+    assert refused.value.status_code == 503 and refused.value.response.headers["retry-after"] == "5"
+    assert refused.value.code == "model_not_running"
 
     # Too big for this machine: refused whole, one clear line, exit 1.
     result = platform.cli("deployment", "create", SMOLLM2_NAME, "--replicas", "3", "--cpu", "64", check=False)

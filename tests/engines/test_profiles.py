@@ -32,11 +32,28 @@ def test_llamacpp_without_binary_uses_the_xllamacpp_host() -> None:
                          "--parallel", "1", "--cors-origins", "", "--embeddings", "--pooling", "mean")
 
 
-def test_llamacpp_refuses_accelerators_and_non_gguf() -> None:
-    with pytest.raises(ProfileError):
-        llamacpp.build(GGUF, DeviceAssignment(port=1, stack="CUDA", device_indices=(0,)))
+def test_llamacpp_refuses_other_accelerators_and_non_gguf() -> None:
+    with pytest.raises(ProfileError, match="cpu or CUDA, not CANN"):
+        llamacpp.build(GGUF, DeviceAssignment(port=1, stack="CANN", device_indices=(0,)))
+    with pytest.raises(ProfileError, match="needs at least one device"):
+        llamacpp.build(GGUF, DeviceAssignment(port=1, stack="CUDA"))
     with pytest.raises(ProfileError):
         llamacpp.build(QWEN, DeviceAssignment(port=1))
+
+
+def test_llamacpp_on_nvidia_offloads_every_layer_to_the_assigned_gpus_only() -> None:
+    a = DeviceAssignment(port=9102, stack="CUDA", device_indices=(2, 5), visible_devices_env="CUDA_VISIBLE_DEVICES",
+                         parallel=4)
+    plan = llamacpp.build(GGUF, a, binary="/opt/llama-cuda/llama-server", secret="k")
+    assert plan.argv == ("/opt/llama-cuda/llama-server", "--model", "/models/smol.gguf", "--alias", "smollm2",
+                         "--host", "127.0.0.1", "--port", "9102", "--ctx-size", "8192", "--parallel", "4",
+                         "--cors-origins", "", "--n-gpu-layers", "999")
+    assert plan.env == {"CUDA_VISIBLE_DEVICES": "2,5", "LLAMA_ARG_NO_WEBUI": "1"}
+    assert plan.environment()["LLAMA_API_KEY"] == "k"
+    on_cpu = llamacpp.build(GGUF, DeviceAssignment(port=9103), binary="/opt/llama-cuda/llama-server")
+    assert on_cpu.env["CUDA_VISIBLE_DEVICES"] == "" and "--n-gpu-layers" not in on_cpu.argv
+    both = ModelSpec(name="smollm2", source="/models/smol.gguf", engine="llama.cpp", stacks=("cpu", "CUDA"))
+    assert launch_plan(both, a).env["CUDA_VISIBLE_DEVICES"] == "2,5"
 
 
 def test_vllm_tensor_parallel_over_assigned_gpus() -> None:

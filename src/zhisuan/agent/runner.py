@@ -70,16 +70,21 @@ def run_agent(
     max_beats: int | None = None,
     jobs_root: Path | None = None,
     job_interval_s: float = 2.0,
+    replicas_dir: Path | None = None,
+    advertise_address: str = "127.0.0.1",
 ) -> dict:  # type: ignore[type-arg]
-    """Register, heartbeat and run job workers (under ``jobs_root``, default ``config.default_jobs_dir``).
+    """Register, heartbeat and run job workers (under ``jobs_root``, default ``config.default_jobs_dir``)
+    and, with ``replicas_dir``, the model replicas placed on this node (reached at ``advertise_address``).
     Returns the last acknowledgement (useful with ``once``)."""
     from zhisuan.agent.job_sync import JobSync
     from zhisuan.agent.jobs import WorkerRunner
+    from zhisuan.agent.replicas import replica_sync
     from zhisuan.config import default_jobs_dir
 
     name = name or socket.gethostname()
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=10) as client:
+    with httpx.Client(base_url=server.rstrip("/") + "/api/v1", headers=headers, timeout=10) as client, \
+            replica_sync(client, name, None if once else replicas_dir, advertise_address) as replicas:
         ack = _post(client, "/agent/register", host.registration(name, detect(), labels))
         log.info("registered node %s (id %s) as %s", name, ack["node_id"], ack["status"])
         root = jobs_root or default_jobs_dir(Path.home() / ".zhisuan-agent")
@@ -89,6 +94,8 @@ def run_agent(
             waited, interval = 0.0, float(ack.get("heartbeat_interval_s", 10))
             while waited < interval:
                 sync_jobs(jobs)
+                if replicas is not None:  # model-service replicas placed on this node (agent.replicas)
+                    replicas.step()
                 step = min(job_interval_s, interval - waited)
                 sleep(step)
                 waited += step

@@ -33,6 +33,7 @@ from zhisuan.config import Settings
 from zhisuan.console.assets import console_asset, console_page
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
+from zhisuan.gateway.discovery import ReplicaDiscovery
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
@@ -42,6 +43,7 @@ from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
 from zhisuan.serving.defaults import ensure_onebox_model
+from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
@@ -105,8 +107,11 @@ class Maas:
     box: OneBox
     runtime: ServingRuntime | None
     task: asyncio.Task[None] | None
+    discovery: ReplicaDiscovery | None = None  # the replicas node agents run elsewhere
 
     async def stop(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.stop()
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -135,18 +140,21 @@ async def start_maas(app: FastAPI) -> Maas:
     box = await start_onebox(ctx.sessions, settings.data_dir, host=settings.host, port=port, deploy_smollm2=False,
                              sink=LedgerUsageSink(ctx.sessions, provider=LOCAL_SITE))
     node_id = local_node_id(app)
+    discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
+                                                                    exclude_node_id=node_id))
+    discovery.start()
     if node_id is None:
         log.info("OpenAI-compatible gateway at %s (no local node: no replicas run here)", box.base_url)
-        return Maas(box, None, None)
+        return Maas(box, None, None, discovery)
     done = await asyncio.to_thread(ensure_onebox_model, ctx.sessions, catalog, ctx.clock())
     if done:
         log.info("model service: %s", done)
     runtime = ServingRuntime(ctx.sessions, catalog, box.server.router, settings.data_dir / "logs", node_id,
-                             clock=ctx.clock)
+                             clock=ctx.clock, keys=app.state.replica_keys)
     await runtime.reconcile()
     task = asyncio.create_task(runtime.run(settings.serving_interval_s))
     log.info("OpenAI-compatible gateway at %s", box.base_url)
-    return Maas(box, runtime, task)
+    return Maas(box, runtime, task, discovery)
 
 
 @contextlib.asynccontextmanager
@@ -207,6 +215,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
     app.state.wakeups = Wakeups()
+    app.state.replica_keys = ReplicaKeys()  # engine keys agents report, handed to gateways (serving.fleet)
     app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.resolved_jobs_dir(), ctx.clock,
                                            wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book

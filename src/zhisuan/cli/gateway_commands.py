@@ -19,7 +19,8 @@ def gateway(
     token: Annotated[str, typer.Option(envvar="ZHISUAN_GATEWAY_TOKEN",
                                        help="operator API key with the 'write' scope, to post usage")],
     upstream: Annotated[list[str] | None, typer.Option(
-        help="MODEL=http://HOST:PORT of an OpenAI-compatible engine (repeatable; more per model = replicas); "
+        help="MODEL=http://HOST:PORT of an engine the control plane does not run (repeatable; more per model = "
+             "replicas; the control plane's own replicas are discovered without it); "
              "MODEL@TENANT=... makes it tenant TENANT's private model; http://ENGINE_KEY@HOST:PORT presents "
              "the engine's API key",
     )] = None,
@@ -33,6 +34,9 @@ def gateway(
         help="this process's usage spool (default ~/.zhisuan/gateway-PORT)")] = None,
     provider: Annotated[str, typer.Option(help="provider credited with the tokens")] = "local",
     key_ttl: Annotated[float, typer.Option(help="seconds a key's grant and limits are cached")] = 5.0,
+    discover: Annotated[bool, typer.Option(
+        help="follow the control plane's healthy replicas (GET /api/v1/serving/endpoints)")] = True,
+    discovery_interval: Annotated[float, typer.Option(help="seconds between two discovery polls")] = 1.0,
 ) -> None:
     """Serve /v1 (OpenAI-compatible) with the platform's keys, limits shared through Redis, and usage
     shipped to the control plane. Run several on one database and Redis for more throughput."""
@@ -46,7 +50,7 @@ def gateway(
             database_url=database, server=server, token=token, upstreams=parse_upstreams(upstream or []),
             redis_url=redis, limits_prefix=limits_prefix, host=host, port=port, provider=provider,
             spool_dir=spool_dir or default_data_dir() / f"gateway-{port}", gateway_id=f"gw{port}",
-            key_ttl_s=key_ttl)
+            key_ttl_s=key_ttl, discovery=discover, discovery_interval_s=discovery_interval)
         run(config)
     except StandaloneError as error:
         raise CliError(str(error)) from error

@@ -95,15 +95,26 @@ def agent(
     once: Annotated[bool, typer.Option(help="register and exit instead of heartbeating")] = False,
     jobs_dir: Annotated[Path | None, typer.Option(
         help="where job workers run (default: /var/lib/zhisuan/jobs-… as root, else ~/.zhisuan-agent/jobs)")] = None,
+    replicas_dir: Annotated[Path | None, typer.Option(
+        help="where model replicas keep logs and pid files (default ~/.zhisuan-agent/replicas-NODE)")] = None,
+    replicas: Annotated[bool, typer.Option(help="run the model replicas placed on this node")] = True,
+    advertise_address: Annotated[str, typer.Option(
+        help="address gateways reach this node's replicas at (engines listen on it)")] = "127.0.0.1",
 ) -> None:
-    """Run the node agent: detect accelerators, register this machine, heartbeat, run its job workers."""
+    """Run the node agent: detect accelerators, register this machine, heartbeat, run its job workers
+    and the model replicas placed on it."""
+    import socket
+
     from zhisuan.agent.runner import AgentError, run_agent
 
     configure_logging()
     key = agent_token(token_file, token)
     try:
-        ack = run_agent(server, key, name=name, labels=parse_pairs(label or [], "label"), once=once,
-                        jobs_root=jobs_dir)
+        node = name or socket.gethostname()
+        where = replicas_dir or Path.home() / ".zhisuan-agent" / f"replicas-{node}"
+        ack = run_agent(server, key, name=node, labels=parse_pairs(label or [], "label"), once=once,
+                        jobs_root=jobs_dir, replicas_dir=where if replicas else None,
+                        advertise_address=advertise_address)
     except AgentError as error:
         raise CliError(str(error)) from error
     except Exception as error:

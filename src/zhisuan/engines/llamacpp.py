@@ -1,4 +1,7 @@
-"""llama.cpp profile: CPU inference of GGUF files through llama.cpp's own HTTP server.
+"""llama.cpp profile: inference of GGUF files through llama.cpp's own HTTP server, on the CPU or
+offloaded to NVIDIA GPUs (stack ``CUDA``: every layer on the assigned GPUs, ``--n-gpu-layers 999``,
+split by layer over several; ``CUDA_VISIBLE_DEVICES`` restricts it to them; needs a CUDA build of
+``llama-server`` in ``ZHISUAN_LLAMA_SERVER`` or on ``PATH``).
 
 Two launchers share one argument set (llama-server's flags):
 - the ``llama-server`` binary when one is installed (``ZHISUAN_LLAMA_SERVER`` or ``PATH``);
@@ -18,7 +21,7 @@ import os
 import shutil
 import sys
 
-from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError
+from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, ProfileError, visible_devices
 
 ENGINE = "llama.cpp"
 SECRET_ENV = "LLAMA_API_KEY"
@@ -50,15 +53,19 @@ def server_args(spec: ModelSpec, a: DeviceAssignment) -> list[str]:
 def build(spec: ModelSpec, a: DeviceAssignment, *, binary: str | None = None, python: str | None = None,
           secret: str | None = None) -> LaunchPlan:
     """argv + env for one replica. ``binary``: a llama-server path; None → the xllamacpp host."""
-    if a.stack.lower() != "cpu":
-        raise ProfileError(f"the llama.cpp profile runs on cpu, not {a.stack}")
+    if a.stack.lower() not in ("cpu", "cuda"):
+        raise ProfileError(f"the llama.cpp profile runs on cpu or CUDA, not {a.stack}")
     if not spec.source.endswith(".gguf"):
         raise ProfileError("llama.cpp serves GGUF files (source must end in .gguf)")
-    if binary:
-        argv = [binary, *server_args(spec, a)]
+    args = server_args(spec, a)
+    if a.stack.lower() == "cuda":
+        # The assigned GPUs only, every layer on them.
+        env = {**visible_devices(a, "CUDA_VISIBLE_DEVICES"), "LLAMA_ARG_NO_WEBUI": "1"}
+        args += ["--n-gpu-layers", "999"]
     else:
-        argv = [python or sys.executable, "-m", "zhisuan.engines.llamacpp_host", *server_args(spec, a)]
-    # No accelerator: hide any GPU from a llama.cpp build that could use one.
-    env = {"CUDA_VISIBLE_DEVICES": "", "LLAMA_ARG_NO_WEBUI": "1"}
+        # No accelerator: hide any GPU from a llama.cpp build that could use one.
+        env = {"CUDA_VISIBLE_DEVICES": "", "LLAMA_ARG_NO_WEBUI": "1"}
+    launcher = [binary] if binary else [python or sys.executable, "-m", "zhisuan.engines.llamacpp_host"]
+    argv = [*launcher, *args]
     return LaunchPlan(argv=tuple(argv), env=env, base_url=f"http://{a.host}:{a.port}", health_path="/health",
                       secret=secret, secret_env=SECRET_ENV if secret else None)

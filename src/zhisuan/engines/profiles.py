@@ -8,6 +8,9 @@ from zhisuan.engines.spec import DeviceAssignment, LaunchPlan, ModelSpec, Profil
 ENGINES = (llamacpp.ENGINE, vllm.ENGINE, vllm_ascend.ENGINE, mindie.ENGINE)
 # Which software stack each engine runs on (lower-case stack names).
 ENGINE_STACK = {llamacpp.ENGINE: "cpu", vllm.ENGINE: "cuda", vllm_ascend.ENGINE: "cann", mindie.ENGINE: "cann"}
+# Every stack each engine can run on (the first is its default): llama.cpp also offloads to NVIDIA GPUs.
+ENGINE_STACKS = {llamacpp.ENGINE: ("cpu", "cuda"), vllm.ENGINE: ("cuda",), vllm_ascend.ENGINE: ("cann",),
+                 mindie.ENGINE: ("cann",)}
 
 
 def launch_plan(spec: ModelSpec, assignment: DeviceAssignment, secret: str | None = None) -> LaunchPlan:

@@ -21,6 +21,11 @@ def model_not_found(model: str) -> bytes:
                       "invalid_request_error", "model_not_found", "model")
 
 
+def model_not_running(model: str) -> bytes:
+    return error_body(f"The model '{model}' has no running replica right now; try again later.",
+                      "service_unavailable", "model_not_running", "model")
+
+
 def model_card(route: ModelRoute) -> dict[str, Any]:
     owner = "zhisuan" if route.tenant_id is None else f"tenant-{route.tenant_id}"
     return {"id": route.name, "object": "model", "created": route.created, "owned_by": owner}

@@ -14,7 +14,10 @@ When no replica answers, the client gets an OpenAI-shaped error:
 - 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
   (the SDKs retry 5xx by default);
 - 503 ``service_unavailable`` / ``no_healthy_replica`` (``retry-after: 1``) if none could be reached.
-Neither writes a usage event: no replica produced anything the gateway could meter.
+Neither writes a usage event: no replica produced anything the gateway could meter. A model in the
+control plane's registry (``Router.registered``, from ``discovery``) with no replica the caller may
+call answers 503 ``service_unavailable`` / ``model_not_running`` (``retry-after: 5``); any other
+unknown name 404 ``model_not_found``.
 
 Metering rules (exactly one ``UsageEvent`` per forwarded request):
 - tokens are the engine's own counts: ``usage`` of a response; for streams the gateway asks the
@@ -51,6 +54,7 @@ from zhisuan.gateway.openai_body import (
     metric_label,
     model_card,
     model_not_found,
+    model_not_running,
     prompt_text_bytes,
 )
 from zhisuan.gateway.protocols import Denial, KeyAuthority, KeyGrant, KeyRejected, RateLimiter, Reservation
@@ -69,6 +73,8 @@ ENDPOINTS = {
 DEFAULT_COMPLETION_BOUND = 1024
 # Refusals of names no route has: the caller's own string, not a label worth a time series each.
 UNKNOWN_LABEL = "unknown"
+# Retry-After of a registered model with no running replica (a replica starts within seconds to a minute).
+NOT_RUNNING_RETRY_S = 5
 TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
@@ -262,6 +268,12 @@ class Gateway(Metering):
             return None
         route = self.router.resolve(model, grant.owner)
         if route is None or not grant.may_use(model):
+            if route is None and model in self.router.registered and grant.may_use(model):
+                # Registered, but no replica this caller may call runs now (the same answer whether or
+                # not another tenant runs a private one): it may start soon.
+                conn.respond(503, model_not_running(model), extra=b"retry-after: %d\r\n" % NOT_RUNNING_RETRY_S)
+                self.metrics.reject(UNKNOWN_LABEL, "model_not_running")
+                return None
             # The same answer for a name that never existed and another tenant's private model.
             conn.respond(404, model_not_found(model))
             self.metrics.reject(UNKNOWN_LABEL, "model_not_found")

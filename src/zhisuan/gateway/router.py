@@ -101,6 +101,9 @@ class Router:
         self.routes: dict[str, ModelRoute] = {}  # public models, by name
         self.private: dict[tuple[int, str], ModelRoute] = {}  # (owner tenant, model) → route
         self.by_id: dict[str, Replica] = {}
+        # Names in the control plane's model registry (gateway.discovery): one with no replica the
+        # caller may call answers 503 + Retry-After (it may start soon), any other name 404.
+        self.registered: frozenset[str] = frozenset()
 
     def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
                     tenant_id: int | None = None, secret: str | None = None) -> Replica:

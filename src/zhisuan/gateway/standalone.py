@@ -13,7 +13,12 @@ Several of them may share one database and one Redis, each on its own port behin
   ``http_sink.HttpUsageSink`` to the control plane's ``POST /api/v1/usage/token-events`` with the
   operator key ``token`` (a re-sent batch counts once; refused events land in the spool directory).
 
-Upstreams are hand-listed: ``--upstream MODEL=http://HOST:PORT`` is a public model, callable by every tenant;
+Replicas are discovered: the gateway follows the control plane's routable replicas (``discovery``:
+``GET /api/v1/serving/endpoints`` every ``discovery_interval_s`` with the same operator key, 304 while
+nothing changed; the last known set is kept while the control plane is unreachable).
+
+Engines the platform does not run can still be hand-listed: ``--upstream MODEL=http://HOST:PORT`` is a
+public model, callable by every tenant;
 ``--upstream MODEL@TENANT=http://HOST:PORT`` is tenant TENANT's private model (TENANT is a tenant name, looked
 up once at start), visible only to that tenant's keys (``router.Router.resolve``). An engine started with an
 API key takes it as the URL's user part, ``http://ENGINE_KEY@HOST:PORT``: the gateway presents it upstream.
@@ -38,6 +43,7 @@ import httpx
 
 from zhisuan.gateway.db_limits import limits_from_db
 from zhisuan.gateway.db_prices import DbPrices
+from zhisuan.gateway.discovery import ControlPlaneEndpoints, ReplicaDiscovery
 from zhisuan.gateway.http_sink import HttpUsageSink
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore
@@ -69,6 +75,9 @@ class StandaloneConfig:
     key_ttl_s: float = 5.0
     price_ttl_s: float = 30.0
     fsync: bool = True
+    # Follow the control plane's routable replicas (gateway.discovery), every this many seconds.
+    discovery: bool = True
+    discovery_interval_s: float = 1.0
 
 
 def parse_upstreams(specs: list[str]) -> dict[str, list[str]]:
@@ -170,6 +179,8 @@ class StandaloneGateway:
         self._redis: RedisClient | None = None
         self._keys: DbKeyAuthority | None = None
         self._lock_fd = -1
+        self.discovery: ReplicaDiscovery | None = None
+        self._endpoints: ControlPlaneEndpoints | None = None
 
     @property
     def base_url(self) -> str:
@@ -198,6 +209,11 @@ class StandaloneGateway:
         self.server = GatewayServer(self._gateway_config(owners), keys=keys, sink=self.sink, store=store,
                                     price=prices)
         await self.server.start()
+        if cfg.discovery:
+            self._endpoints = ControlPlaneEndpoints(cfg.server, cfg.token)
+            self.discovery = ReplicaDiscovery(self.server.router, self._endpoints, cfg.discovery_interval_s)
+            await self.discovery.poll_once()  # route from the first request on
+            self.discovery.start()
 
     def _gateway_config(self, owners: dict[str, int]) -> GatewayConfig:
         cfg = self.config
@@ -216,6 +232,10 @@ class StandaloneGateway:
         return RedisLimitStore(self._redis, prefix=self.config.limits_prefix)
 
     async def stop(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.stop()
+        if self._endpoints is not None:
+            await self._endpoints.aclose()
         if self.server is not None:
             try:
                 await self.server.stop()  # drains the spool and ships what it can

@@ -101,6 +101,11 @@ class DeploymentReplica(Base):
     slots: Mapped[int] = mapped_column(Integer, default=1)
     message: Mapped[str] = mapped_column(String(1000), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The address gateways reach the replica at (its node agent's advertised address; None: the
+    # control plane's own loopback), and when its runtime last reported it: gateways follow only
+    # replicas reported recently (serving.fleet.endpoints), so a dead agent's replicas drop out.
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     deployment: Mapped[ModelDeployment] = relationship(back_populates="replica_rows")
 

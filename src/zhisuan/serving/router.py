@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Any
 
-from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
-from zhisuan.identity.access import Principal
-from zhisuan.serving import quotas, service
+from fastapi import APIRouter, Request, Response, status
+
+from zhisuan.api.deps import Agent, ContextDep, Reader, SessionDep, Writer
+from zhisuan.identity.access import Principal, require_role
+from zhisuan.serving import fleet, quotas, service
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import ServedModel
 
@@ -79,3 +81,31 @@ def set_quota(body: s.QuotaSet, session: SessionDep, principal: Writer) -> s.Quo
 def get_quota(session: SessionDep, principal: Reader, tenant: str | None = None) -> s.QuotaOut:
     """A tenant's replica quota and how many it holds (tenants: their own)."""
     return quotas.get_quota(session, principal, tenant)
+
+
+def replica_keys(request: Request) -> fleet.ReplicaKeys:
+    keys: fleet.ReplicaKeys = request.app.state.replica_keys
+    return keys
+
+
+@router.post("/agent/replicas", response_model=fleet.ReplicaExchange, tags=["agent"])
+def agent_replicas(body: fleet.ReplicaReports, request: Request, session: SessionDep, principal: Agent,
+                   ctx: ContextDep) -> fleet.ReplicaExchange:
+    """Node agents: report the model replicas they run and get the ones placed on their node."""
+    return fleet.exchange(session, ctx.sessions, request.app.state.catalog, principal, body,
+                          replica_keys(request), ctx.clock())
+
+
+@router.get("/serving/endpoints", response_model=None)
+def serving_endpoints(request: Request, response: Response, session: SessionDep, principal: Writer,
+                      ctx: ContextDep) -> Any:
+    """Operators (gateways): the routable replicas with their engine keys, and the registered model
+    names. Answers 304 when ``If-None-Match`` names the current ``version`` (its ``ETag``)."""
+    require_role(principal, "operator")
+    found = fleet.endpoints(session, replica_keys(request), ctx.clock())
+    etag = f'"{found["version"]}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-store"
+    return found

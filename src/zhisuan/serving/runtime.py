@@ -40,6 +40,7 @@ from zhisuan.engines.supervisor import SupervisorPolicy
 from zhisuan.gateway.router import Router
 from zhisuan.inventory.models import Node
 from zhisuan.serving import service
+from zhisuan.serving.fleet import ReplicaKeys
 from zhisuan.serving.models import DeploymentReplica, ModelDeployment
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held, release_lease
@@ -103,15 +104,18 @@ def model_spec(row: ModelDeployment) -> ModelSpec:
 def assignment_for(catalog: Catalog, node: Node, row: ModelDeployment, replica: DeploymentReplica) -> DeviceAssignment:
     models = {d.model for d in node.devices if d.index in replica.device_indices}
     env = next((catalog.get(m).visible_devices_env for m in sorted(models)), None)
-    stack = "cpu" if not replica.device_indices else (row.model.stacks or ["cpu"])[0]
+    stack = "cpu" if not replica.device_indices else (service.accelerator_stack(row.model.stacks) or "cpu")
     return DeviceAssignment(port=0, stack=stack, device_indices=tuple(replica.device_indices),
                             visible_devices_env=env, threads=max(1, row.cpu_milli // 1000), parallel=2)
 
 
 class ServingRuntime:
     def __init__(self, sessions: sessionmaker[Session], catalog: Catalog, router: Router, log_dir: Path,
-                 node_id: int, *, clock: Callable[[], datetime], policy: SupervisorPolicy | None = None) -> None:
+                 node_id: int, *, clock: Callable[[], datetime], policy: SupervisorPolicy | None = None,
+                 keys: ReplicaKeys | None = None) -> None:
+        """``keys``: where this runtime publishes its replicas' secrets for other gateways (``fleet``)."""
         self.sessions, self.catalog, self.router = sessions, catalog, router
+        self.keys = keys
         self.log_dir, self.node_id, self.clock = log_dir, node_id, clock
         self.policy = policy
         self.running: dict[int, Deployment] = {}
@@ -176,7 +180,16 @@ class ServingRuntime:
             await deployment.stop()
             drained.append(deployment_id)
             log.info("deployment %s: drained and stopped", deployment.name)
+        self.publish_keys()
         await asyncio.to_thread(self.apply, token, self.observe(), drained)
+
+    def publish_keys(self) -> None:
+        if self.keys is None:
+            return
+        for did, dep in self.running.items():
+            for p in dep.replicas:
+                if p.secret and p.port and p.state in service.RUNNING_REPLICA:
+                    self.keys.put(did, int(p.replica_id.rsplit("-", 1)[1]), p.secret, p.port)
 
     def observe(self) -> list[Observed]:
         # A supervisor reports "stopped" before its first spawn: only finish_drain stops a replica.
@@ -233,7 +246,7 @@ def record_replica(session: Session, seen: Observed, now: datetime) -> None:
         service.stop_replica(session, row, replica, now, seen.message)
         replica.state = "failed"
     else:
-        replica.in_flight, replica.slots = seen.in_flight, seen.slots
+        replica.in_flight, replica.slots, replica.reported_at = seen.in_flight, seen.slots, now
         if (replica.state != "draining" or seen.state in ("draining", "stopped")) and \
                 (replica.state, replica.port, replica.restarts) != (seen.state, seen.port, seen.restarts):
             replica.state, replica.port, replica.restarts = seen.state, seen.port, seen.restarts

@@ -70,6 +70,9 @@ class ReplicaOut(BaseModel):
     load: float = Field(description="in_flight / the engine's parallel slots (1.0 = every slot busy)")
     message: str
     updated_at: datetime
+    reported_at: datetime | None = Field(default=None, description=(
+        "when its runtime (a node agent, or the control plane's own) last reported it; gateways stop "
+        "routing to a replica not reported for 10 s"))
 
 
 class DeploymentOut(BaseModel):

@@ -35,7 +35,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.core.placement import ClusterSnapshot, PlacementRequest, Rejection, place
 from zhisuan.core.refs import row_id
 from zhisuan.engines.models import weights_size
-from zhisuan.engines.profiles import ENGINE_STACK
+from zhisuan.engines.profiles import ENGINE_STACKS
 from zhisuan.engines.sizing import replica_size
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
@@ -61,11 +61,12 @@ CATALOG_STACK = {"cpu": "cpu", "cuda": "CUDA", "cann": "CANN"}
 
 def register_model(session: Session, principal: Principal, body: s.ModelRegister) -> ServedModel:
     require_role(principal, "operator")
-    engine_stack = CATALOG_STACK[ENGINE_STACK[body.engine]]
-    stacks = body.stacks if body.stacks is not None else [engine_stack]
+    engine_stacks = [CATALOG_STACK[stack] for stack in ENGINE_STACKS[body.engine]]
+    stacks = body.stacks if body.stacks is not None else engine_stacks[:1]
     for n, stack in enumerate(stacks):
-        if stack.lower() != engine_stack.lower():
-            raise InvalidInput(f"engine {body.engine} runs on {engine_stack}, not {stack}", field=f"stacks.{n}")
+        if stack.lower() not in {s.lower() for s in engine_stacks}:
+            raise InvalidInput(f"engine {body.engine} runs on {' or '.join(engine_stacks)}, not {stack}",
+                               field=f"stacks.{n}")
     if body.engine == "llama.cpp" and not body.source.endswith(".gguf"):
         raise InvalidInput("llama.cpp serves GGUF files: source must end in .gguf", field="source")
     if session.execute(select(ServedModel.id).where(ServedModel.name == body.name)).first():
@@ -153,11 +154,17 @@ def deployment_name(session: Session, body: s.DeploymentCreate, model: ServedMod
     return name
 
 
+def accelerator_stack(stacks: list[str]) -> str | None:
+    """The first stack of a model that is not the CPU (what a replica on devices runs), if any."""
+    return next((s for s in stacks if s.lower() != "cpu"), None)
+
+
 def check_shape(body: s.DeploymentCreate, model: ServedModel) -> str | None:
-    """The catalog stack a replica's devices must run (None for a CPU replica)."""
-    stack = CATALOG_STACK[ENGINE_STACK[model.engine]]
+    """The catalog stack a replica's devices must run (None for a CPU replica): the model's first
+    accelerator stack (llama.cpp may run on the CPU or on NVIDIA GPUs)."""
+    stack = accelerator_stack(model.stacks) or "cpu"
     if body.devices_per_replica == 0:
-        if stack != "cpu":
+        if "cpu" not in {s.lower() for s in model.stacks}:
             raise InvalidInput(f"engine {model.engine} needs accelerators: set devices_per_replica ≥ 1",
                                field="devices_per_replica")
         return None
@@ -303,7 +310,7 @@ def deployment_out(session: Session, row: ModelDeployment, principal: Principal)
                                      port=r.port if operator else None, restarts=r.restarts,
                                      cpu_cores=r.cpu_milli / 1000, memory_gib=r.memory_mib / 1024,
                                      in_flight=r.in_flight, load=round(r.in_flight / max(1, r.slots), 3),
-                                     message=r.message, updated_at=r.updated_at)
+                                     message=r.message, updated_at=r.updated_at, reported_at=r.reported_at)
                         for r in row.replica_rows])
 
 
