@@ -8,7 +8,8 @@ Usage::
 Without ``--traces-dir`` it times the packaged openb default trace with the paper's seed-42 order;
 with it, ``DIR/openb_pod_list_<trace>.csv`` with the order generated from seed 42 (the paper order for
 default when ``DIR/paper-order`` has it). Reports every run and the median; the machine may be shared,
-so compare policies and traces measured in the same run.
+so compare policies and traces measured in the same run. To time an older tree in the same run:
+``git archive <commit> src | tar -x -C /tmp/old`` and prefix ``PYTHONPATH=/tmp/old/src``.
 Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0, Alibaba Group.
 """
 
@@ -20,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from zhisuan.sim.cli import DEFAULT_NODES, DEFAULT_TRACE, PACKAGED
+import zhisuan
 from zhisuan.sim.orders import generate_order, load_paper_order, paper_order_files
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
@@ -29,6 +30,8 @@ from zhisuan.sim.traces import load_nodes, load_pods, node_models
 def experiments(traces_dir: Path | None, names: list[str]):
     """(label, nodes, pods, order) per trace."""
     if traces_dir is None:
+        from zhisuan.sim.cli import DEFAULT_NODES, DEFAULT_TRACE, PACKAGED  # packaged data (not in old trees)
+
         nodes = load_nodes(DEFAULT_NODES)
         pods = load_pods(DEFAULT_TRACE, node_models(nodes))
         order = load_paper_order(PACKAGED / "paper-order", "default", 42, pods, nodes)
@@ -51,7 +54,7 @@ def main() -> None:
     parser.add_argument("--traces-dir", type=Path)
     parser.add_argument("--trace", action="append")
     args = parser.parse_args()
-    print(f"load {os.getloadavg()}")
+    print(f"code {zhisuan.__file__}; load {os.getloadavg()}")
     for label, nodes, pods, order in experiments(args.traces_dir, args.trace or ["default"]):
         for policy in args.policy or ["zhisuan", "fgd", "best-fit"]:
             times, cpu = [], []
