@@ -1,9 +1,13 @@
 """``zhisuan sim replay``: the FGD paper's experiment for any node list, pod trace, policies and seeds.
 
-Example (paper orders, all deterministic baselines, seed 42)::
+With no flags it replays the packaged openb default trace (``sim/data``, CC BY 4.0 Alibaba Group) on
+the packaged node list with the paper's seed-42 order, i.e. the paper's default row. Other traces::
 
-    python -m zhisuan.sim.cli replay --trace ../shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv \\
+    python -m zhisuan.sim.cli replay --trace ../shared/traces/alibaba-gpu-v2023/openb_pod_list_gpushare40.csv \\
         --policy fgd --policy zhisuan --seeds 42-51 --out out/replay
+
+Paper orders are looked up in ``--order-dir``, else in ``paper-order/`` beside the trace, else in the
+packaged data; with ``--orders auto`` (the default) a missing one is generated from the seed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ sim_app = typer.Typer(help="Trace-driven placement simulation (FGD paper protoco
                       no_args_is_help=True)
 
 PROGRESS_STEP = 512
-TRACE_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "traces" / "alibaba-gpu-v2023"
+PACKAGED = Path(__file__).resolve().parent / "data"
+DEFAULT_TRACE = PACKAGED / "openb_pod_list_default.csv.gz"
+DEFAULT_NODES = PACKAGED / "openb_node_list_gpu_node.csv.gz"
 
 
 def progress_ticker(update: Callable[[int], None]) -> Callable[[int], None]:
@@ -58,13 +64,23 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def choose_order(orders: str, order_dir: Path, trace: str, seed: int, pods: PodTable, nodes: NodeTable) -> ArrivalOrder:
+def order_dirs(order_dir: Path | None, trace_path: Path) -> list[Path]:
+    """Where paper orders are looked for: the explicit directory, else beside the trace, then packaged."""
+    if order_dir is not None:
+        return [order_dir]
+    return [trace_path.parent / "paper-order", PACKAGED / "paper-order"]
+
+
+def choose_order(
+    orders: str, candidates: list[Path], trace: str, seed: int, pods: PodTable, nodes: NodeTable
+) -> ArrivalOrder:
     """The shipped paper order when asked for (or, with ``auto``, when it exists), else a generated one."""
-    shipped = all(p.is_file() for p in paper_order_files(order_dir, trace, seed))
-    if orders == "paper" and not shipped:
-        raise typer.BadParameter(f"no paper order for trace {trace!r} seed {seed} in {order_dir}")
-    if orders == "paper" or (orders == "auto" and shipped):
-        return load_paper_order(order_dir, trace, seed, pods, nodes)
+    found = [d for d in candidates if all(p.is_file() for p in paper_order_files(d, trace, seed))]
+    if orders == "paper" and not found:
+        where = " or ".join(str(d) for d in candidates)
+        raise typer.BadParameter(f"no paper order for trace {trace!r} seed {seed} in {where}")
+    if orders == "paper" or (orders == "auto" and found):
+        return load_paper_order(found[0], trace, seed, pods, nodes)
     return generate_order(pods, nodes, seed)
 
 
@@ -77,7 +93,7 @@ def fail(error: TraceFormatError) -> typer.Exit:
 
 
 def plan_jobs(
-    trace: list[Path], nodes: Path, policies: list[str], seeds: str, orders: str, order_dir: Path
+    trace: list[Path], nodes: Path, policies: list[str], seeds: str, orders: str, order_dir: Path | None
 ) -> tuple[NodeTable, list[Job]]:
     """Load and validate every input and order up front, so bad input fails before any replay."""
     try:
@@ -86,7 +102,8 @@ def plan_jobs(
         for path in trace:
             pods = load_pods(path, node_models(node_table))
             for seed in parse_seeds(seeds):
-                order = choose_order(orders, order_dir, trace_name(path), seed, pods, node_table)
+                candidates = order_dirs(order_dir, path)
+                order = choose_order(orders, candidates, trace_name(path), seed, pods, node_table)
                 jobs.extend((path, pods, name, seed, order) for name in policies)
     except TraceFormatError as error:
         raise fail(error) from None
@@ -140,23 +157,29 @@ def write_outputs(runs: list[RunCurves], out: Path, plot: bool) -> None:
 
 @sim_app.command("replay")
 def replay_command(
-    trace: Annotated[list[Path], typer.Option(help="pod trace CSV (repeatable)")],
-    nodes: Annotated[Path, typer.Option(help="node list CSV")] = TRACE_DIR / "openb_node_list_gpu_node.csv",
-    policy: Annotated[list[str] | None, typer.Option(help=f"policy (repeatable): {', '.join(POLICIES)}")] = None,
+    trace: Annotated[
+        list[Path] | None, typer.Option(help="pod trace CSV or .csv.gz (repeatable); default: packaged openb default")
+    ] = None,
+    nodes: Annotated[Path, typer.Option(help="node list CSV (default: packaged openb GPU nodes)")] = DEFAULT_NODES,
+    policy: Annotated[
+        list[str] | None, typer.Option(help=f"policy (repeatable; default fgd and zhisuan): {', '.join(POLICIES)}")
+    ] = None,
     seeds: Annotated[str, typer.Option(help="seeds, e.g. 42-51 or 1,2,3")] = "42",
     orders: Annotated[str, typer.Option(help="paper | generated | auto (paper if shipped)")] = "auto",
-    order_dir: Annotated[Path, typer.Option(help="directory of paper orders")] = TRACE_DIR / "paper-order",
+    order_dir: Annotated[
+        Path | None, typer.Option(help="directory of paper orders (default: beside the trace, then packaged)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/replay"),
     plot: Annotated[bool, typer.Option(help="write replay.png")] = True,
 ) -> None:
     """Replay traces with policies and seeds; write alloc/frag curve CSVs, a summary CSV and a plot."""
-    policies = policy or ["zhisuan"]
+    policies = policy or ["fgd", "zhisuan"]  # the paper's row and ours, side by side
     for name in policies:
         if name not in POLICIES:
             raise typer.BadParameter(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     if orders not in ("paper", "generated", "auto"):
         raise typer.BadParameter("--orders must be paper, generated or auto")
-    node_table, jobs = plan_jobs(trace, nodes, policies, seeds, orders, order_dir)
+    node_table, jobs = plan_jobs(trace or [DEFAULT_TRACE], nodes, policies, seeds, orders, order_dir)
     write_outputs(run_jobs(node_table, jobs), out, plot)
 
 

@@ -30,8 +30,8 @@ class ArrivalOrder:
 
 
 def trace_name(pod_path: Path) -> str:
-    """``openb_pod_list_default.csv`` -> ``default``."""
-    stem = pod_path.name.removesuffix(".csv")
+    """``openb_pod_list_default.csv`` (or ``.csv.gz``) -> ``default``."""
+    stem = pod_path.name.removesuffix(".gz").removesuffix(".csv")
     return stem.removeprefix("openb_pod_list_")
 
 

@@ -2,7 +2,8 @@
 
 Node list columns: ``sn, cpu_milli, memory_mib, gpu, model``. Pod trace columns: ``name, cpu_milli,
 memory_mib, num_gpu, gpu_milli`` and optionally ``gpu_spec`` (allowed models joined by ``|``); other
-columns are ignored. Every problem is reported as ``TraceFormatError`` naming the file, line and field.
+columns are ignored; ``.csv.gz`` files are read transparently. Every problem is reported as
+``TraceFormatError`` naming the file, line and field.
 
 Pod resources follow the paper's converter: only if ``num_gpu != 0`` the pod asks for ``num_gpu``
 devices of ``gpu_milli`` (values above 1000 mean a whole device) restricted to ``gpu_spec``.
@@ -11,6 +12,7 @@ devices of ``gpu_milli`` (values above 1000 mean a whole device) restricted to `
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +64,8 @@ class PodTable:
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     if not path.is_file():
         raise TraceFormatError(path, 0, "", "file not found")
-    with path.open(newline="", encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open  # the packaged data is gzip-compressed
+    with opener(path, "rt", newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames
         if not header:

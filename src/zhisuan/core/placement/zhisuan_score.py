@@ -7,17 +7,23 @@ step (a typical task lacks CPU or not), so FGD happily spends the CPU of device-
 the idle device milli that the node's remaining CPU can no longer feed::
 
     κ      = Σ_t p_t·cpu_t / Σ_t p_t·(milli_t·count_t/1000)   over device tasks t (milli-CPU per device)
-    κ_n    = min(κ, 1000·cpuL_n / I_n)                          (never more CPU per device than the node has now)
+    κ_n    = min(κ, 1000·cpuL_n / I_n)   if n's model is contested  (never more CPU per device than n has now)
+           = κ                           otherwise
     S(c,I) = max(0, I − 1000·c/κ_n)                             (device milli stranded by CPU shortage)
     score  = trunc(100·σ(((F_n + S(cpuL_n, I_n)) − (F_n' + S(cpuL_n', I_n')))/1000))   (σ-binned like FGD)
              − 1e-6·(left of the chosen device after placement)  (share: best-fit device within a node)
 
-``κ_n`` makes S(cpuL_n, I_n) = 0 before the placement, so a placement is only charged for making the
-node's CPU per idle device worse than the workload needs; CPU-poor nodes (e.g. 8 cores per GPU) are
-therefore not mistaken for "stranded" nodes to be relieved, which would pull flexible work onto the
-small nodes that type-constrained tasks depend on. Equal scores go to the node priority order (first
-fit on a per-seed random order), which keeps FGD's consolidation: the binning is deliberate — a
-continuous ΔF without it loses ~3 points on the openb traces.
+A model is *contested* when some type-constrained typical task may use it (constrained demand depends
+on that capacity). On a contested node ``κ_n`` makes S(cpuL_n, I_n) = 0 before the placement, so a
+placement is only charged for making the node's CPU per idle device worse than the workload needs;
+CPU-poor nodes (e.g. 8 cores per GPU) are then not "stranded" nodes to be relieved, which would pull
+flexible work onto the small nodes that type-constrained tasks depend on. On uncontested nodes the
+global κ applies: a CPU-poor node counts as already stranding devices, and device work asking less
+CPU per device than κ that uses them up (rather than leaving them to CPU-only work, which strands
+them for good) is rewarded — this keeps zhisuan ahead of FGD when CPU-only tasks are plentiful (the
+paper's cpu250: +0.5 point, where the contested rule everywhere lost 0.1). Equal scores go to the
+node priority order (first fit on a per-seed random order), which keeps FGD's consolidation: the
+binning is deliberate — a continuous ΔF without it loses ~3 points on the openb traces.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ def stranded_gain(view: NodeView, wl: TargetWorkload) -> np.ndarray:
     """S before − S after placing the demand on each node of the view (≤ 0: the placement strands devices)."""
     d = view.demand
     idle = view.left.sum(axis=1)
-    kappa = np.minimum(wl.cpu_per_device, view.cpu * 1000.0 / np.maximum(idle, 1))
+    own = np.minimum(wl.cpu_per_device, view.cpu * 1000.0 / np.maximum(idle, 1))
+    kappa = np.where(wl.contested_models[view.node_model], own, wl.cpu_per_device)
     before = stranded_milli(view.cpu, idle, kappa)
     return before - stranded_milli(view.cpu - d.cpu, idle - d.milli * d.count, kappa)
 

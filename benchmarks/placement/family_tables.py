@@ -1,0 +1,161 @@
+"""FGD vs zhisuan on every openb trace family of the FGD paper, with the offline reference.
+
+Usage (traces from github.com/alibaba/clusterdata, cluster-trace-gpu-v2023/csv, in TRACES_DIR; the
+default trace's paper orders in TRACES_DIR/paper-order)::
+
+    uv run python benchmarks/placement/family_tables.py TRACES_DIR OUT_DIR --seeds 42-51 \\
+        [--trace default --trace cpu250 ...] [--policy fgd --policy zhisuan] [--offline-seeds 42-44]
+
+Per (trace, seed, policy) one replay (default: the paper's orders when shipped, else orders generated
+from the seed — the same order for every policy), the allocation ratio at columns 100 and 130; per
+(trace, seed in --offline-seeds) the offline reference: the same pods sorted largest-first
+(``upper_bound.offline_order``) and packed by each of OFFLINE_PACKERS, the best kept. Rows are appended to
+OUT_DIR/runs.csv as they finish (a rerun skips rows already there); OUT_DIR/tables.md is rewritten.
+Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0, Alibaba Group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+from zhisuan.sim.bucketing import alloc_discrete
+from zhisuan.sim.cli import parse_seeds
+from zhisuan.sim.orders import generate_order, load_paper_order, paper_order_files
+from zhisuan.sim.replay import replay
+from zhisuan.sim.traces import load_nodes, load_pods, node_models
+from zhisuan.sim.upper_bound import offline_order
+
+FAMILIES = {
+    "cpu": ["cpu250", "cpu200", "cpu100", "cpu050"],
+    "default": ["default"],
+    "gpushare": ["gpushare40", "gpushare60", "gpushare80", "gpushare100"],
+    "gpuspec": ["gpuspec10", "gpuspec20", "gpuspec25", "gpuspec33"],
+    "multigpu": ["multigpu20", "multigpu30", "multigpu40", "multigpu50"],
+}
+PAPER_FGD = {  # fgd-protocol.md §7, mean over seeds 42–51 (columns 100, 130)
+    "default": (95.23, 95.39),
+    "gpushare40": (93.96, 94.15),
+    "multigpu20": (95.53, 95.65),
+    "gpuspec10": (94.66, 94.95),
+    "cpu050": (95.00, 95.21),
+}
+OFFLINE_PACKERS = ["zhisuan"]  # the CPU budget of one session; add "fgd", "best-fit" to take the best of several
+FIELDS = ["trace", "seed", "policy", "order", "alloc_100", "alloc_130", "seconds"]
+
+
+def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: list[str], offline: list[int]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    done_path = out / "runs.csv"
+    done = set()
+    if done_path.is_file():
+        with done_path.open() as handle:
+            done = {(r["trace"], r["seed"], r["policy"]) for r in csv.DictReader(handle)}
+    nodes = load_nodes(traces / "openb_node_list_gpu_node.csv")
+    for name in names:
+        pods = load_pods(traces / f"openb_pod_list_{name}.csv", node_models(nodes))
+        for seed in seeds:
+            shipped = all(p.is_file() for p in paper_order_files(traces / "paper-order", name, seed))
+            order = (
+                load_paper_order(traces / "paper-order", name, seed, pods, nodes)
+                if shipped and name == "default"
+                else generate_order(pods, nodes, seed)
+            )
+            jobs = [(p, order) for p in policies]
+            if seed in offline:
+                jobs += [(f"offline:{p}", offline_order(pods, order)) for p in OFFLINE_PACKERS]
+            for label, arrival in jobs:
+                if (name, str(seed), label) in done:
+                    continue
+                started = time.perf_counter()
+                result = replay(nodes, pods, arrival, label.removeprefix("offline:"), seed)
+                alloc = alloc_discrete(result.arrived, result.used, result.total_gpus)
+                if label.startswith("offline:"):  # all pods known: only the final allocation means anything
+                    alloc[100] = alloc[130] = round(100.0 * result.used[-1] / (1000 * result.total_gpus), 2)
+                row = [name, seed, label, arrival.source, alloc[100], alloc[130], time.perf_counter() - started]
+                with done_path.open("a", newline="") as handle:
+                    writer = csv.writer(handle)
+                    if handle.tell() == 0:
+                        writer.writerow(FIELDS)
+                    writer.writerow(row)
+                print(*row, flush=True)
+    write_tables(out)
+
+
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def write_tables(out: Path) -> None:
+    with (out / "runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    lines, deltas = [], {}
+    for family, names in FAMILIES.items():
+        lines += [
+            f"#### {family}",
+            "",
+            "| trace | seeds | FGD paper @100 | FGD @100 | zhisuan @100 | FGD paper @130 | FGD @130 | zhisuan @130 "
+            "| Δ@100 | Δ@130 | best packing @130 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in names:
+            mine = [r for r in rows if r["trace"] == name]
+            if not mine:
+                continue
+
+            def col(policy: str, column: str, runs: list[dict[str, str]] = mine) -> list[float]:
+                return [float(r[column]) for r in runs if r["policy"] == policy]
+
+            def delta(column: str) -> float:
+                fgd, zs = col("fgd", column), col("zhisuan", column)
+                return statistics.mean(zs) - statistics.mean(fgd) if fgd and zs else float("nan")
+
+            if col("fgd", "alloc_130") and col("zhisuan", "alloc_130"):
+                deltas[name] = delta("alloc_130")
+            # Best packing found per offline seed: the offline orders' and the online runs' (any packing
+            # is a lower bound on the optimum; the LP relaxation, upper_bound.lp_upper_bound, is 100 %).
+            best: dict[str, float] = {}
+            for r in mine:
+                seed = r["seed"]
+                if r["policy"].startswith("offline:") or any(
+                    o["seed"] == seed and o["policy"].startswith("offline:") for o in mine
+                ):
+                    best[seed] = max(best.get(seed, 0.0), float(r["alloc_130"]))
+            paper = PAPER_FGD.get(name)
+            seeds = sorted({int(r["seed"]) for r in mine if r["policy"] == "zhisuan"})
+            lines.append(
+                f"| {name} | {','.join(map(str, seeds))} | {paper[0] if paper else '–'} | "
+                f"{_stat(col('fgd', 'alloc_100'))} | {_stat(col('zhisuan', 'alloc_100'))} | "
+                f"{paper[1] if paper else '–'} | {_stat(col('fgd', 'alloc_130'))} | "
+                f"{_stat(col('zhisuan', 'alloc_130'))} | {delta('alloc_100'):+.2f} | {delta('alloc_130'):+.2f} | "
+                f"{_stat(list(best.values()))} |"
+            )
+        lines.append("")
+    if deltas:
+        lines.append(f"Mean Δ@130 over {len(deltas)} traces: {statistics.mean(deltas.values()):+.2f} points.")
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("traces", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seeds", default="42-51")
+    parser.add_argument("--trace", action="append")
+    parser.add_argument("--policy", action="append")
+    parser.add_argument("--offline-seeds", default="")
+    args = parser.parse_args()
+    names = args.trace or [n for family in FAMILIES.values() for n in family]  # CPU-heavy first
+    offline = parse_seeds(args.offline_seeds) if args.offline_seeds else []
+    run(args.traces, args.out, names, parse_seeds(args.seeds), args.policy or ["fgd", "zhisuan"], offline)
+
+
+if __name__ == "__main__":
+    main()
