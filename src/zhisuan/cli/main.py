@@ -95,6 +95,8 @@ def agent(
     once: Annotated[bool, typer.Option(help="register and exit instead of heartbeating")] = False,
     jobs_dir: Annotated[Path | None, typer.Option(
         help="where job workers run (default: /var/lib/zhisuan/jobs-… as root, else ~/.zhisuan-agent/jobs)")] = None,
+    kernel_log: Annotated[Path | None, typer.Option(
+        help="kernel log to follow for NVIDIA XID faults (e.g. /var/log/kern.log)")] = None,
 ) -> None:
     """Run the node agent: detect accelerators, register this machine, heartbeat, run its job workers."""
     from zhisuan.agent.runner import AgentError, run_agent
@@ -103,7 +105,7 @@ def agent(
     key = agent_token(token_file, token)
     try:
         ack = run_agent(server, key, name=name, labels=parse_pairs(label or [], "label"), once=once,
-                        jobs_root=jobs_dir)
+                        jobs_root=jobs_dir, kernel_log=kernel_log)
     except AgentError as error:
         raise CliError(str(error)) from error
     except Exception as error:

@@ -120,7 +120,8 @@ def sync_site(ref: str, request: Request, session: SessionDep, principal: Writer
 
 
 @router.post("/agent/workers", response_model=list[agent_sync.Assignment], tags=["agent"])
-def agent_workers(body: agent_sync.Reports, session: SessionDep, principal: Agent) -> list[agent_sync.Assignment]:
-    """Node agents: report their job workers (state, log bytes) and get the workers they should run."""
-    return agent_sync.report(session, principal, body)
+def agent_workers(body: agent_sync.Reports, session: SessionDep, principal: Agent,
+                  ctx: ContextDep) -> list[agent_sync.Assignment]:
+    """Node agents: report their job workers (state, log bytes, progress) and get the workers they should run."""
+    return agent_sync.report(session, principal, body, ctx.clock())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from zhisuan.catalog.loader import Catalog
@@ -82,7 +82,8 @@ def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str
     full = live_snapshot(session, catalog, now)
     cluster = ClusterSnapshot(nodes=tuple(n for n in full.nodes if n.site in sites and n.site not in skip))
     tenants = dict(session.execute(select(Tenant.id, Tenant.name)).all())
-    queued_rows = session.execute(select(Job).where(Job.state == "queued", Job.stop_requested.is_(None))
+    queued_rows = session.execute(select(Job).where(Job.state == "queued", Job.stop_requested.is_(None),
+                                                    or_(Job.not_before.is_(None), Job.not_before <= now))
                                   .order_by(Job.id).limit(MAX_QUEUED_PER_CYCLE)).scalars().all()
     held_rows = session.execute(select(Job).where(Job.state.in_(HOLDING_STATES))
                                 .order_by(Job.admitted_at, Job.id)).scalars().all()
