@@ -1,0 +1,5 @@
+import sys
+
+from zhisuan.trainer.run import main
+
+sys.exit(main())
