@@ -51,7 +51,9 @@ def placed_nodes(job: Job) -> frozenset[str]:
 
 def request_fault_stops(session: Session, now: datetime) -> int:
     """Mark running jobs on fault-cordoned nodes, and hung jobs, to be stopped; returns how many."""
-    cordons = {name: c for name, c in cordoned_nodes(session).items() if not c.manual}
+    # A lost agent's workers are already marked lost (heartbeat monitor): the engine reports that itself.
+    cordons = {name: c for name, c in cordoned_nodes(session).items()
+               if not c.manual and not c.reason.startswith("agent lost")}
     jobs = session.execute(select(Job).where(Job.state.in_(("starting", "running")),
                                              Job.stop_requested.is_(None))).scalars().all()
     marked = 0
@@ -78,7 +80,7 @@ def classify(job: Job, engine: EngineJobState, cordons: dict[str, Cordon]) -> Fa
     if job.stop_requested == "hang":
         return Failure("hang", nodes, "no progress")
     if "agent_lost" in engine.reason:
-        return Failure("agent_lost", frozenset(hit) or nodes, "agent lost")
+        return Failure("agent_lost", frozenset(hit) or nodes)
     if hit:
         kind = "device_fault" if any(c.reason.startswith("device") for c in hit.values()) else "node_fault"
         return Failure(kind, frozenset(hit), next(iter(hit.values())).reason[:200])
