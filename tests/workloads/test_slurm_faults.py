@@ -1,0 +1,48 @@
+"""A node fault on the real Slurm site: its slurmd is killed while a job runs there. Slurm marks the node
+not responding and ends the job NODE_FAIL (zhisuan submits with --no-requeue: restarts are the control
+plane's); zhisuan cordons the node with Slurm's verdict as the reason, requeues the job (attempt 2,
+an event with the reason) and it runs to the end on the other node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.drivers.slurm.conftest import slurm_cluster  # noqa: F401 (fixture: a real throw-away Slurm)
+from tests.workloads.conftest import LocalSite
+from tests.workloads.test_slurm_jobs import slurm_site, world_events  # noqa: F401 (fixture)
+from zhisuan.drivers.slurm import testcluster
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = 'if [ "$ZHISUAN_JOB_ATTEMPT" = 1 ]; then sleep 300; fi; echo "attempt $ZHISUAN_JOB_ATTEMPT done"'
+
+
+@pytest.fixture
+def restored(slurm_cluster: testcluster.TestCluster) -> Iterator[testcluster.TestCluster]:  # noqa: F811
+    yield slurm_cluster
+    for node in slurm_cluster.nodes:  # the killed slurmd comes back (ReturnToService=2): the cluster is shared
+        pid = slurm_cluster.directory / "run" / f"slurmd.{node}.pid"
+        if not pid.exists():
+            testcluster.start_node(slurm_cluster, node)
+    testcluster.wait_idle(slurm_cluster)
+
+
+def test_a_killed_slurmd_cordons_its_node_and_the_job_restarts_on_the_other(
+        slurm_site: LocalSite, restored: testcluster.TestCluster) -> None:  # noqa: F811
+    job = slurm_site.submit("acme", devices_per_worker=8, sites=["hpc"], checkpoint_dir="ckpt",
+                            command=["sh", "-c", SCRIPT])
+    running = slurm_site.until_state(job["id"], "running", timeout_s=60)
+    victim = running["placement"][0]["node"].split("/")[1]
+    testcluster.stop_node(restored, victim)
+    done = slurm_site.until_state(job["id"], "succeeded", "failed", timeout_s=150)
+    reasons = [e["reason"] for e in world_events(slurm_site, job["id"])]
+    assert done["state"] == "succeeded" and done["attempt"] == 2, reasons
+    assert done["placement"][0]["node"] != f"hpc/{victim}"
+    assert "attempt 2 done" in slurm_site.world.ok("GET", f"/jobs/{job['id']}/logs", "acme")["data"]
+    assert any("restart 1 at once on healthy nodes after node fault" in r for r in reasons), reasons
+    node = slurm_site.world.ok("GET", f"/nodes/hpc/{victim}", "operator")
+    assert node["cordon_reason"] is not None and "engine reports the node down" in node["cordon_reason"], node
+    goodput = slurm_site.world.ok("GET", f"/jobs/{job['id']}/goodput", "acme")["breakdown"]
+    assert goodput["lost"] > 0 and goodput["wall"] > 0  # no progress lines: the failed attempt's time is lost
