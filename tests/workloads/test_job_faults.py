@@ -190,3 +190,26 @@ def test_a_progress_report_for_another_nodes_job_is_refused(two_nodes: tuple[Loc
     assert answer.status_code == 404 and answer.json()["error"]["field"] == "workers.0.key"
     assert (site.job(job["id"]).get("progress") or {}).get("step") != 10**6
     site.world.ok("POST", f"/jobs/{job['id']}/cancel", "acme")
+
+
+def test_a_restart_takes_its_tenants_hot_spare_first(two_nodes: tuple[LocalSite, Path], jobs_root: Path) -> None:
+    site, shared = two_nodes
+    own_user_node(site, "n3", jobs_root, shared)
+    site.world.ok("PATCH", "/nodes/loc/n3", "operator", {"labels": {
+        **site.world.ok("GET", "/nodes/loc/n3", "operator")["labels"], "zhisuan.io/spare-for": "acme"}})
+    job = site.submit("acme", command=["sh", "-c", 'if [ "$ZHISUAN_JOB_ATTEMPT" = 1 ]; then sleep 60; fi'],
+                      devices_per_worker=8, checkpoint_dir="ckpt")
+    running = site.until_state(job["id"], "running")
+    first = running["placement"][0]["node"]
+    assert first != "loc/n3"  # a spare is not used for a first attempt
+    other = site.submit("beta", command=["sleep", "60"], devices_per_worker=8)  # takes the last ordinary node
+    assert site.until_state(other["id"], "running")["placement"][0]["node"] != "loc/n3"
+    waiting = site.submit("beta", command=["true"], devices_per_worker=8)
+    for _ in range(5):
+        site.step()
+    assert site.job(waiting["id"])["state"] == "queued"  # the free spare is acme's, for restarts only
+    heartbeat(site, first.split("/")[1], [{"index": 0, "healthy": False, "health_detail": "XID 48 (DBE)"}])
+    done = site.until_state(job["id"], "succeeded", "failed", timeout_s=60)
+    assert done["state"] == "succeeded" and done["attempt"] == 2 and done["placement"][0]["node"] == "loc/n3"
+    for leftover in (other, waiting):
+        site.world.ok("POST", f"/jobs/{leftover['id']}/cancel", "beta")
