@@ -1,6 +1,7 @@
 """A node fault on the real Slurm site: its slurmd is killed while a job runs there. Slurm marks the node
 not responding and ends the job NODE_FAIL (zhisuan submits with --no-requeue: restarts are the control
-plane's); zhisuan cordons the node with Slurm's verdict as the reason, requeues the job (attempt 2,
+plane's); its progress lines reach the job through the driver;
+zhisuan cordons the node with Slurm's verdict as the reason, requeues the job (attempt 2,
 an event with the reason) and it runs to the end on the other node."""
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from zhisuan.drivers.slurm import testcluster
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = 'if [ "$ZHISUAN_JOB_ATTEMPT" = 1 ]; then sleep 300; fi; echo "attempt $ZHISUAN_JOB_ATTEMPT done"'
+PROGRESS = ("echo '{\"step\": %d, \"tokens\": 0, \"checkpoint_step\": null, \"checkpoint_s\": null, \"at\": 1}'"
+            ' >> "$ZHISUAN_PROGRESS_FILE"')
+SCRIPT = (PROGRESS % 5 + '; if [ "$ZHISUAN_JOB_ATTEMPT" = 1 ]; then sleep 300; fi; '
+          + PROGRESS % 9 + '; echo "attempt $ZHISUAN_JOB_ATTEMPT done"')
 
 
 @pytest.fixture
@@ -34,6 +38,8 @@ def test_a_killed_slurmd_cordons_its_node_and_the_job_restarts_on_the_other(
     job = slurm_site.submit("acme", devices_per_worker=8, sites=["hpc"], checkpoint_dir="ckpt",
                             command=["sh", "-c", SCRIPT])
     running = slurm_site.until_state(job["id"], "running", timeout_s=60)
+    # The driver reads rank 0's progress file from the job's log directory at each poll.
+    slurm_site.until(lambda: (slurm_site.job(job["id"]).get("progress") or {}).get("step") == 5, timeout_s=30)
     victim = running["placement"][0]["node"].split("/")[1]
     testcluster.stop_node(restored, victim)
     done = slurm_site.until_state(job["id"], "succeeded", "failed", timeout_s=150)
@@ -45,4 +51,6 @@ def test_a_killed_slurmd_cordons_its_node_and_the_job_restarts_on_the_other(
     node = slurm_site.world.ok("GET", f"/nodes/hpc/{victim}", "operator")
     assert node["cordon_reason"] is not None and "engine reports the node down" in node["cordon_reason"], node
     goodput = slurm_site.world.ok("GET", f"/jobs/{job['id']}/goodput", "acme")["breakdown"]
-    assert goodput["lost"] > 0 and goodput["wall"] > 0  # no progress lines: the failed attempt's time is lost
+    assert goodput["lost"] > 0 and goodput["wall"] > 0  # no checkpoint: the failed attempt's work is lost
+    parts = sum(goodput[k] for k in ("queueing", "productive", "checkpoint", "lost", "restart"))
+    assert abs(parts - goodput["wall"]) < 1e-6

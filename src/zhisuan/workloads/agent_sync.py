@@ -9,8 +9,9 @@ report is a no-op; a gap is refused), at most ``MAX_LOG_BYTES`` per stream.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -138,7 +139,17 @@ def apply_progress(session: Session, worker: JobWorker, progress: Progress | Non
     if progress is None or worker.rank != 0:
         return
     job = session.get(Job, worker.job_id)
-    if job is None or job.engine_handle != worker.handle or job.state not in ("starting", "running"):
+    if job is not None and job.engine_handle == worker.handle:
+        record_progress(session, job, progress.model_dump(), now)
+
+
+def record_progress(session: Session, job: Job, line: dict[str, Any], now: datetime) -> None:
+    """The newest progress line of the job's current attempt (from its agent, or its engine's driver)."""
+    if job.state not in ("starting", "running"):
+        return
+    try:
+        progress = Progress.model_validate(line)  # a driver's line is checked like an agent's
+    except ValidationError:
         return
     line = progress.model_dump()
     if job.progress == line:

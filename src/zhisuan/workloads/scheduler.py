@@ -42,6 +42,7 @@ from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
 from zhisuan.workloads import faults, launch
 from zhisuan.workloads.admission import apply_cycle
+from zhisuan.workloads.agent_sync import record_progress
 from zhisuan.workloads.engines import DriverBook, SiteEngine, site_engine_of
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.release import end_attempt
@@ -214,6 +215,8 @@ class JobScheduler:
         """Apply what the engine reports; True when the attempt ended."""
         if engine.state == "running" and job.started_at is None:
             job.started_at = engine.started_at or now
+        if engine.progress is not None and job.state == "running":
+            record_progress(session, job, dict(engine.progress), now)
         step = follow_engine(job.state, job.stop_requested,
                              EngineView(engine.state, engine.reason, engine.exit_code, engine.platform_fault))
         if step is None:
