@@ -46,6 +46,8 @@ class Settings:
     heartbeat_timeout_s: float = 30.0
     heartbeat_interval_s: float = 10.0
     monitor_interval_s: float = 5.0
+    # A node cordoned for a fault returns after its reports have been clean for this long.
+    cordon_clear_after_s: float = 300.0
     metering_interval_s: float = 60.0
     # How often this machine's serving runtime reconciles its model replicas with the database.
     serving_interval_s: float = 3.0

@@ -35,6 +35,9 @@ BAD_INPUT = [
     ({"workdir": "../other-tenant"}, "workdir"),
     ({"workdir": "/etc"}, "workdir"),
     ({"checkpoint_dir": "a/../../b"}, "checkpoint_dir"),
+    ({"checkpoint_dir": "/shared/ckpt/other-tenant"}, "checkpoint_dir"),  # outside the tenant's space
+    ({"max_restarts": -1}, "max_restarts"),
+    ({"hang_timeout_s": 1}, "hang_timeout_s"),
     ({"script": "echo hi"}, None),  # both command and script
     ({"command": None}, None),  # neither
     ({"devices_per_worker": 2, "milli_per_device": 500}, None),
@@ -124,3 +127,17 @@ def test_site_sync_is_for_engine_sites_and_says_when_the_engine_is_away(world: A
     assert response.status_code == 409 and "unreachable" in response.json()["error"]["message"], response.text
     assert world.call("POST", "/sites/hpc/sync", "acme", {}).status_code == 403
     assert world.call("POST", "/sites/hpc/sync", "p2", {}).status_code == 404  # another provider's site
+
+
+def test_goodput_is_the_tenants_own(world: Api) -> None:
+    fleet(world)
+    job = world.ok("POST", "/jobs", "acme", GOOD)
+    measured = world.ok("GET", f"/jobs/{job['id']}/goodput", "acme")
+    assert measured["breakdown"]["productive"] == 0 and measured["breakdown"]["ettr"] is None  # still queued
+    assert world.call("GET", f"/jobs/{job['id']}/goodput", "beta").status_code == 404
+    refused = world.call("GET", "/goodput", "beta", tenant="acme")
+    assert refused.status_code == 403 and refused.json()["error"]["field"] == "tenant"
+    assert world.ok("GET", "/goodput", "operator", tenant="acme")["jobs"] == 1
+    bad = world.call("GET", "/goodput", "operator", tenant="acme", since="2026-12-02T00:00:00Z",
+                     until="2026-12-01T00:00:00Z")
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "until"

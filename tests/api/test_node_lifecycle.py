@@ -29,7 +29,9 @@ def test_register_heartbeat_unreachable_and_back(world: Api, clock: Clock) -> No
         {"index": 3, "healthy": False, "health_detail": "XID 79: fallen off the bus"}]})
     node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
     assert node["devices"][3]["health"] == "unhealthy" and not node["devices"][3]["available"]
-    assert sum(d["available"] for d in node["devices"]) == 7
+    # A device fault cordons its node (a GPU reset or reboot needs the node empty), with the reason.
+    assert node["cordon_reason"] == "device 3: XID 79: fallen off the bus"
+    assert sum(d["available"] for d in node["devices"]) == 0
 
     clock.advance(seconds=25)
     assert run_monitor(world, clock) == []  # 25 s since the last beat: within the 30 s timeout
@@ -44,7 +46,31 @@ def test_register_heartbeat_unreachable_and_back(world: Api, clock: Clock) -> No
     world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [
         {"index": 3, "healthy": True}]})
     node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
-    assert node["status"] == "ready" and all(d["available"] for d in node["devices"])
+    # Reachable and clean again, but it returns only after clean reports for the clear period (300 s).
+    assert node["status"] == "ready" and node["cordon_reason"] is not None
+    assert not any(d["available"] for d in node["devices"])
+    clock.advance(seconds=300)
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [{"index": 3, "healthy": True}]})
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["cordon_reason"] is None and all(d["available"] for d in node["devices"])
+
+
+def test_uncordon_runs_the_health_check(world: Api, clock: Clock) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    bad = {"node": "gpu-a", "devices": [{"index": 1, "healthy": False, "health_detail": "ECC: 2 volatile "
+                                         "uncorrectable errors"}]}
+    world.ok("POST", "/agent/heartbeat", "agent1", bad)
+    refused = world.call("POST", "/nodes/s1/gpu-a/uncordon", "operator")
+    assert refused.status_code == 409 and "still reports faults: device 1: ECC" in refused.text
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [{"index": 1, "healthy": True}]})
+    node = world.ok("POST", "/nodes/s1/gpu-a/uncordon", "operator")
+    assert node["cordon_reason"] is None and all(d["available"] for d in node["devices"])
+    # An operator's own cordon keeps the node out however clean it reports, until uncordoned.
+    node = world.ok("POST", "/nodes/s1/gpu-a/cordon", "operator", {"reason": "maintenance"})
+    assert node["cordon_reason"] == "operator: maintenance"
+    clock.advance(hours=1)
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": []})
+    assert world.ok("GET", "/nodes/s1/gpu-a", "operator")["cordon_reason"] == "operator: maintenance"
 
 
 def test_second_monitor_process_does_not_apply_while_lease_held(world: Api, clock: Clock) -> None:

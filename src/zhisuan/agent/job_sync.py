@@ -80,7 +80,12 @@ class JobSync:
                 "ended_at": status.ended_at.isoformat() if status.ended_at else None,
                 "stdout": self.log_piece(key, "stdout") if key not in self.refused else None,
                 "stderr": self.log_piece(key, "stderr") if key not in self.refused else None,
+                "progress": self.runner.progress(key) if key not in self.refused else None,
             })
+        for item in self.assigned:  # told to stop a worker this machine does not have (a wiped root)
+            if item["desired"] == "stop" and item["key"] not in statuses:
+                out.append({"key": item["key"], "state": "lost", "exit_code": None,
+                            "reason": "not on this machine", "notes": []})
         return out
 
     def forget_delivered(self) -> None:

@@ -1,7 +1,8 @@
 """``zhisuan agent``: register this machine with a control plane, then heartbeat and run its job workers.
 
 Lifecycle: detect devices → POST /agent/register (creates or refreshes the node) → every interval
-re-read device health and POST /agent/heartbeat. If the control plane answers 404 (the node was
+re-read device health (plus XID/ECC/NVLink/npu-smi alarms, ``detection.faults``) and POST
+/agent/heartbeat. If the control plane answers 404 (the node was
 deleted) the agent registers again; if it is unreachable the agent keeps trying. Between beats,
 every ``job_interval_s``, it exchanges job workers with the control plane (POST /agent/workers,
 ``job_sync.JobSync``): it runs the workers assigned to this node and reports their state and logs.
@@ -21,6 +22,7 @@ import httpx
 
 from zhisuan.agent import host
 from zhisuan.agent.detection import DetectedDevice, detect_accelerators
+from zhisuan.agent.detection.faults import FaultProbe
 
 log = logging.getLogger("zhisuan.agent")
 
@@ -72,6 +74,7 @@ def run_agent(
     job_interval_s: float = 2.0,
     replicas_dir: Path | None = None,
     advertise_address: str = "127.0.0.1",
+    kernel_log: Path | None = None,
 ) -> dict:  # type: ignore[type-arg]
     """Register, heartbeat and run job workers (under ``jobs_root``, default ``config.default_jobs_dir``)
     and, with ``replicas_dir``, the model replicas placed on this node (reached at ``advertise_address``).
@@ -89,6 +92,8 @@ def run_agent(
         log.info("registered node %s (id %s) as %s", name, ack["node_id"], ack["status"])
         root = jobs_root or default_jobs_dir(Path.home() / ".zhisuan-agent")
         jobs = JobSync(WorkerRunner(root), name, job_exchange(client))
+        probe = FaultProbe(kernel_log=kernel_log)
+        probe(detect())  # start following the kernel log here: only faults from now on count
         beats = 0
         while not once and (max_beats is None or beats < max_beats):
             waited, interval = 0.0, float(ack.get("heartbeat_interval_s", 10))
@@ -101,7 +106,7 @@ def run_agent(
                 waited += step
             beats += 1
             try:
-                ack = _post(client, "/agent/heartbeat", host.heartbeat(name, detect()))
+                ack = _post(client, "/agent/heartbeat", host.heartbeat(name, probe(detect())))
             except AgentError as error:
                 if error.status == 404:  # the node was deleted or the database reset: join again
                     ack = _post(client, "/agent/register", host.registration(name, detect(), labels))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,7 +51,8 @@ def heartbeat_local_node(sessions: sessionmaker[Session], ctx: AppContext, catal
                          name: str) -> None:
     body = Heartbeat.model_validate(host.heartbeat(name, known_devices(catalog, detect_accelerators())))
     with transaction(sessions) as session:
-        service.heartbeat(session, system_principal(site_id), name, list(body.devices), ctx.clock())
+        service.heartbeat(session, system_principal(site_id), name, list(body.devices), ctx.clock(),
+                          timedelta(seconds=ctx.settings.cordon_clear_after_s))
 
 
 def local_job_sync(ctx: AppContext, site_id: int, name: str, on_change: Callable[[], None] | None = None) -> JobSync:
@@ -60,6 +62,6 @@ def local_job_sync(ctx: AppContext, site_id: int, name: str, on_change: Callable
     def exchange(body: dict[str, Any]) -> list[dict[str, Any]]:
         reports = Reports.model_validate(body)
         with transaction(ctx.sessions) as session:
-            return [a.model_dump() for a in report(session, system_principal(site_id), reports)]
+            return [a.model_dump() for a in report(session, system_principal(site_id), reports, ctx.clock())]
 
     return JobSync(WorkerRunner(ctx.settings.resolved_jobs_dir()), name, exchange, on_change=on_change)

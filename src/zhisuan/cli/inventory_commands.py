@@ -17,7 +17,7 @@ catalog_app = typer.Typer(help="The accelerator catalog.", no_args_is_help=True)
 fleet_app = typer.Typer(help="Fleet-wide figures.", no_args_is_help=True)
 SITE_COLUMNS = ("id", "name", "engine", "region", "provider", "nodes", "accelerators")
 NODE_COLUMNS = ("id", "site", "name", "status", "drained", "cpu_cores", "memory_mib", "accelerators",
-                "last_heartbeat_at")
+                "last_heartbeat_at", "cordon_reason")
 
 
 def api() -> ApiClient:
@@ -142,6 +142,19 @@ def node_drain(ref: str, json: JsonFlag = False) -> None:
 @node_app.command("resume")
 def node_resume(ref: str, json: JsonFlag = False) -> None:
     emit(with_accelerator_summary(api().patch(f"/nodes/{ref}", {"drained": False})), json, NODE_COLUMNS)
+
+
+@node_app.command("cordon")
+def node_cordon(ref: str, reason: Annotated[str, typer.Option(help="why (shown with the node)")],
+                json: JsonFlag = False) -> None:
+    """Keep new work off a node (running jobs stay); it stays out until ``zhisuan node uncordon``."""
+    emit(with_accelerator_summary(api().post(f"/nodes/{ref}/cordon", {"reason": reason})), json, NODE_COLUMNS)
+
+
+@node_app.command("uncordon")
+def node_uncordon(ref: str, json: JsonFlag = False) -> None:
+    """Return a cordoned node once its health check passes (reachable, no device reporting a fault)."""
+    emit(with_accelerator_summary(api().post(f"/nodes/{ref}/uncordon", {})), json, NODE_COLUMNS)
 
 
 @node_app.command("delete")

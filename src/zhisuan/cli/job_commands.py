@@ -60,7 +60,10 @@ def submit(
     env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")] = None,
     workdir: Annotated[str | None, typer.Option(help="relative to your working directory on the site")] = None,
     checkpoint_dir: Annotated[str | None, typer.Option(
-        help="relative; given to the job as ZHISUAN_CHECKPOINT_DIR")] = None,
+        help="relative; given to the job as ZHISUAN_CHECKPOINT_DIR (opts in to restarts after faults)")] = None,
+    max_restarts: Annotated[int | None, typer.Option(help="restarts after faults (default: the platform's)")] = None,
+    hang_timeout: Annotated[str | None, typer.Option(
+        help="no progress line for this long (e.g. 10m) → hung: stopped and restarted")] = None,
     workers: Annotated[int, typer.Option(help="nodes of a gang (all start together)")] = 1,
     gpus: Annotated[int, typer.Option("--gpus", "--devices", help="accelerators per worker")] = 0,
     share: Annotated[int, typer.Option(help="milli of one device (1–1000) for a fractional job")] = 1000,
@@ -79,7 +82,9 @@ def submit(
     """Queue a job, e.g. ``zhisuan job submit --gpus 8 --workers 2 -- python train.py``."""
     body: dict[str, Any] = {
         "name": name, "image": image, "env": parse_pairs(env or [], "--env"), "workdir": workdir,
-        "checkpoint_dir": checkpoint_dir, "workers": workers, "devices_per_worker": gpus, "milli_per_device": share,
+        "checkpoint_dir": checkpoint_dir, "max_restarts": max_restarts,
+        "hang_timeout_s": parse_duration(hang_timeout) if hang_timeout else None,
+        "workers": workers, "devices_per_worker": gpus, "milli_per_device": share,
         "models": model or None, "min_device_memory_gib": min_device_memory_gib, "cpu_cores": cpu,
         "memory_gib": memory_gib, "max_run_seconds": parse_duration(time_limit), "priority_class": priority_class,
         "priority": priority, "sites": site or None, "regions": region or None, "tenant": tenant,
@@ -113,6 +118,21 @@ def show(job_id: int, json: JsonFlag = False) -> None:
 def events(job_id: int, json: JsonFlag = False) -> None:
     """Every transition with its reason: why the job is pending, where it ran, how it ended."""
     emit(api().get(f"/jobs/{job_id}/events"), json, EVENT_COLUMNS)
+
+
+@job_app.command("goodput")
+def goodput(job_id: int, json: JsonFlag = False) -> None:
+    """Where the job's wall time went: queueing, productive, checkpoint, lost, restart — and its ETTR."""
+    result = api().get(f"/jobs/{job_id}/goodput")
+    if json:
+        emit(result, True)
+        return
+    b = result["breakdown"]
+    typer.echo(f"job {job_id} ({result['state']}, attempt {result['attempts']}, {result['restarts']} restarts): "
+               f"wall {b['wall']:.1f} s, ETTR {'n/a' if b['ettr'] is None else format(b['ettr'], '.1%')}")
+    for part in ("queueing", "productive", "checkpoint", "lost", "restart"):
+        share = b[part] / b["wall"] if b["wall"] else 0.0
+        typer.echo(f"  {part:<10} {b[part]:>10.1f} s  {share:>6.1%}  {'#' * round(share * 40)}")
 
 
 @job_app.command("cancel")

@@ -100,6 +100,8 @@ def agent(
     replicas: Annotated[bool, typer.Option(help="run the model replicas placed on this node")] = True,
     advertise_address: Annotated[str, typer.Option(
         help="address gateways reach this node's replicas at (engines listen on it)")] = "127.0.0.1",
+    kernel_log: Annotated[Path | None, typer.Option(
+        help="kernel log to follow for NVIDIA XID faults (e.g. /var/log/kern.log)")] = None,
 ) -> None:
     """Run the node agent: detect accelerators, register this machine, heartbeat, run its job workers
     and the model replicas placed on it."""
@@ -114,7 +116,7 @@ def agent(
         where = replicas_dir or Path.home() / ".zhisuan-agent" / f"replicas-{node}"
         ack = run_agent(server, key, name=node, labels=parse_pairs(label or [], "label"), once=once,
                         jobs_root=jobs_dir, replicas_dir=where if replicas else None,
-                        advertise_address=advertise_address)
+                        advertise_address=advertise_address, kernel_log=kernel_log)
     except AgentError as error:
         raise CliError(str(error)) from error
     except Exception as error:

@@ -10,6 +10,8 @@ what the engine's view (``EngineView``) and the control plane's own request to s
     engine succeeded          → succeeded                              (ledger released)
     engine failed/cancelled/lost, stop "preempt"  → preempted → queued, attempt + 1  (released)
     engine failed/cancelled/lost, stop "cancel"   → cancelled                        (released)
+    engine failed/cancelled/lost, stop "fault"    → failed, platform fault (a node it ran on was cordoned)
+    engine failed/cancelled/lost, stop "hang"     → failed ("hang": no progress within hang_timeout_s)
     engine failed             → failed (exit code, reason); platform fault if the engine says so
     engine cancelled          → cancelled on the site, outside zhisuan (counted as a platform fault:
                                 the tenant did not ask for it)
@@ -55,6 +57,11 @@ def follow_engine(job_state: str, stop_requested: str | None, engine: EngineView
         return Transition("queued", "preempted: its capacity was reclaimed; queued again", True, preempted=True)
     if stop_requested == "cancel":
         return Transition("cancelled", "cancelled", True)
+    if stop_requested == "fault":
+        return Transition("failed", "platform fault: a node it ran on was cordoned for a fault (not billed)", True,
+                          billable=False)
+    if stop_requested == "hang":
+        return Transition("failed", "hang: no progress report within the job's hang_timeout_s; stopped", True)
     if engine.state == "failed":
         code = f"exit code {engine.exit_code}" if engine.exit_code is not None else "failed"
         reason = engine.reason or code

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 # Engine-side states, coarser than the job's own: the control plane maps them onto its lifecycle.
 ENGINE_STATES = ("pending", "running", "succeeded", "failed", "cancelled", "lost")
@@ -97,6 +97,9 @@ class EngineJobState:
     ended_at: datetime | None = None
     platform_fault: bool = False
     notes: tuple[str, ...] = ()
+    # Rank 0's newest ZHISUAN_PROGRESS_FILE line, for engines whose driver reads it (Slurm); local sites'
+    # agents send it with their worker reports instead.
+    progress: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.state not in ENGINE_STATES:

@@ -66,6 +66,11 @@ class Node(Base):
     managed_by: Mapped[str] = mapped_column(String(16), default="agent")
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Cordoned for a fault (core.health.cordon): out of placement with its reason until a check passes.
+    cordon_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    cordoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cordon_clean_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cordon_manual: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     site: Mapped[Site] = relationship(back_populates="nodes")
     devices: Mapped[list[Device]] = relationship(

@@ -51,6 +51,7 @@ def node_out(node: Node) -> NodeOut:
         id=node.id, site=node.site.name, name=node.name, status=node.status, drained=node.drained,
         cpu_cores=node.cpu_cores, memory_mib=node.memory_mib, labels=dict(node.labels), managed_by=node.managed_by,
         agent_version=node.agent_version, registered_at=node.registered_at, last_heartbeat_at=node.last_heartbeat_at,
+        cordon_reason=node.cordon_reason, cordoned_at=node.cordoned_at,
         devices=[DeviceOut.model_validate(device) for device in node.devices],
     )
 
@@ -128,6 +129,23 @@ def patch_node(ref: str, body: NodePatch, request: Request, session: SessionDep,
     return out
 
 
+class CordonBody(Strict):
+    reason: str = Field(min_length=1, max_length=400)
+
+
+@router.post("/nodes/{ref:path}/cordon", response_model=NodeOut, tags=["inventory"])
+def cordon_node(ref: str, body: CordonBody, session: SessionDep, principal: Writer, ctx: ContextDep) -> NodeOut:
+    """Take a node out of placement by hand, with a reason (it stays out until uncordoned)."""
+    return node_out(service.set_cordon(session, principal, ref, body.reason, ctx.clock()))
+
+
+@router.post("/nodes/{ref:path}/uncordon", response_model=NodeOut, tags=["inventory"])
+def uncordon_node(ref: str, session: SessionDep, principal: Writer, ctx: ContextDep) -> NodeOut:
+    """Return a cordoned node after its health check passes (reachable, no device reporting a fault);
+    409 with the failing check otherwise."""
+    return node_out(service.set_cordon(session, principal, ref, None, ctx.clock()))
+
+
 @router.delete("/nodes/{ref:path}", status_code=status.HTTP_204_NO_CONTENT, tags=["inventory"])
 def delete_node(ref: str, session: SessionDep, principal: Writer) -> None:
     service.delete_node(session, principal, ref)
@@ -142,7 +160,8 @@ def register(body: NodeRegister, request: Request, session: SessionDep, principa
 
 @router.post("/agent/heartbeat", response_model=HeartbeatAck, tags=["agent"])
 def heartbeat(body: Heartbeat, session: SessionDep, principal: Agent, ctx: ContextDep) -> HeartbeatAck:
-    node = service.heartbeat(session, principal, body.node, body.devices, ctx.clock())
+    node = service.heartbeat(session, principal, body.node, body.devices, ctx.clock(),
+                             timedelta(seconds=ctx.settings.cordon_clear_after_s))
     return HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
 
 

@@ -164,6 +164,8 @@ class NodeOut(BaseModel):
     agent_version: str | None
     registered_at: datetime
     last_heartbeat_at: datetime | None
+    cordon_reason: str | None = None  # out of placement for a fault (or by an operator), until a check passes
+    cordoned_at: datetime | None = None
     devices: list[DeviceOut]
 
 

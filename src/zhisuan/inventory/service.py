@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -17,6 +17,7 @@ from zhisuan.identity.access import Principal, may_see_provider, require_role
 from zhisuan.identity.keys import IssuedKey, issue_key
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.identity.service import by_ref, flush_or_conflict
+from zhisuan.inventory.cordon import apply_health, cordon_by_operator, uncordon_by_operator
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.schemas import (
     DeviceReport,
@@ -166,9 +167,10 @@ def replace_devices(node: Node, reported: list[Device]) -> None:
 
 
 def refresh_availability(node: Node) -> None:
-    """A device may be scheduled only if it is healthy and its node is ready and not drained."""
+    """A device may be scheduled only if it is healthy and its node is ready, not drained, not cordoned."""
+    usable = node.status == "ready" and not node.drained and node.cordon_reason is None
     for device in node.devices:
-        device.available = node.status == "ready" and not node.drained and device.health == "healthy"
+        device.available = usable and device.health == "healthy"
 
 
 def end_holds_of_missing_devices(session: Session, principal: Principal, site: Site, node: Node,
@@ -214,6 +216,7 @@ def register_node(session: Session, catalog: Catalog, principal: Principal, body
     if not created:
         end_holds_of_missing_devices(session, principal, site, node, devices, now)
     replace_devices(node, devices)
+    apply_health(node, now, timedelta(minutes=5))
     refresh_availability(node)
     session.flush()
     audit.record(session, principal, "node.register" if created else "node.reregister", "node",
@@ -248,7 +251,8 @@ def find_node(session: Session, site_id: int, name: str) -> Node | None:
     ).scalar_one_or_none()
 
 
-def heartbeat(session: Session, principal: Principal, node_name: str, health: list, now: datetime) -> Node:  # type: ignore[type-arg]
+def heartbeat(session: Session, principal: Principal, node_name: str, health: list, now: datetime,  # type: ignore[type-arg]
+              clear_after: timedelta = timedelta(minutes=5)) -> Node:
     if principal.site_id is None:
         raise Forbidden("only an agent key bound to a site can send heartbeats")
     node = find_node(session, principal.site_id, node_name)
@@ -265,6 +269,7 @@ def heartbeat(session: Session, principal: Principal, node_name: str, health: li
     node.last_heartbeat_at = now
     if node.status == "unreachable":
         node.status = "ready"
+    apply_health(node, now, clear_after)
     refresh_availability(node)
     return node
 
@@ -345,6 +350,20 @@ def patch_node(session: Session, principal: Principal, ref: str, body: NodePatch
     refresh_availability(node)
     audit.record(session, principal, "node.update", "node", f"{node.site.name}/{node.name}",
                  provider_id=node.site.provider_id, detail=body.model_dump(exclude_none=True))
+    return node
+
+
+def set_cordon(session: Session, principal: Principal, ref: str, reason: str | None, now: datetime) -> Node:
+    """Cordon by hand (``reason``) or uncordon (None, after the health check passes)."""
+    require_role(principal, "operator", "provider")
+    node = get_node(session, principal, ref)
+    if reason is None:
+        uncordon_by_operator(node)
+    else:
+        cordon_by_operator(node, reason, now)
+    refresh_availability(node)
+    audit.record(session, principal, "node.uncordon" if reason is None else "node.cordon", "node",
+                 f"{node.site.name}/{node.name}", provider_id=node.site.provider_id, detail={"reason": reason})
     return node
 
 

@@ -1,5 +1,10 @@
 """Marks nodes unreachable when their agent stops sending heartbeats.
 
+The node is cordoned ("agent lost") until its agent reports clean health again for the cordon's
+clear period, and the job workers on it are marked ``lost`` with reason ``agent_lost`` (their state
+can no longer be known: the job scheduler restarts their jobs elsewhere). Their desired state becomes
+``stop``, so an agent that comes back stops what it left running rather than training twice.
+
 One pass: (1) take the loop's lease in a short transaction and load every node's last beat;
 (2) decide in pure code (core.liveness); (3) apply in a second short transaction, only if the
 lease is still ours and — checked in the guarded UPDATE itself — the node has not beaten in between.
@@ -15,10 +20,13 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from zhisuan.core.liveness import NodeBeat, nodes_gone_quiet
+from zhisuan.inventory.cordon import apply_health
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import refresh_availability
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
+from zhisuan.workloads.local_driver import WORKER_ENDED
+from zhisuan.workloads.models import JobWorker
 
 LEASE = "heartbeat-monitor"
 
@@ -56,7 +64,19 @@ def monitor_pass(
         for node in session.execute(
             select(Node).where(Node.id.in_(marked)).options(selectinload(Node.devices))
         ).scalars():
+            apply_health(node, now, timeout, reachable=False)
             refresh_availability(node)
+            mark_workers_lost(session, node, now)
         return sorted(marked)
+
+
+def mark_workers_lost(session: Session, node: Node, now: datetime) -> None:
+    quiet_for = (now - node.last_heartbeat_at).total_seconds() if node.last_heartbeat_at else None
+    since = f"no heartbeat for {quiet_for:.0f} s" if quiet_for is not None else "never sent a heartbeat"
+    for worker in session.execute(select(JobWorker).where(
+            JobWorker.node_id == node.id, JobWorker.state.not_in(WORKER_ENDED))).scalars():
+        worker.state, worker.desired, worker.ended_at = "lost", "stop", now
+        worker.reason = f"agent_lost: node {node.name} unreachable ({since})"
+
 
 MonitorFn = Callable[[], list[int]]

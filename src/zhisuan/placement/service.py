@@ -65,7 +65,8 @@ def cluster_snapshot(
             cpu_milli_free=max(0, node.cpu_cores * 1000 - held_cpu.get(node.id, (0, 0))[0]),
             memory_mib_free=max(0, node.memory_mib - held_cpu.get(node.id, (0, 0))[1]),
             devices=device_snapshot(catalog, node, held), labels=dict(node.labels),
-            healthy=node.status == "ready" and not node.drained, exclusive_tenant=exclusive.get(node.id),
+            healthy=node.status == "ready" and not node.drained and node.cordon_reason is None,
+            exclusive_tenant=exclusive.get(node.id),
         )
         for node in nodes
     ))

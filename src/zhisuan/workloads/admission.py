@@ -32,13 +32,24 @@ LEASE = "job-scheduler"
 
 def apply_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, token: str,
                 now: datetime) -> CycleResult | None:
+    """The spares cycle (restarts onto their tenant's hot spares) first, then the normal one."""
+    with sessions() as session:
+        restarting = session.execute(select(Job.id).where(Job.state == "queued", Job.restarts > 0,
+                                                          Job.stop_requested.is_(None)).limit(1)).first()
+    if restarting is not None:
+        apply_one_cycle(sessions, catalog, book, token, now, spares=True)
+    return apply_one_cycle(sessions, catalog, book, token, now)
+
+
+def apply_one_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, token: str,
+                    now: datetime, spares: bool = False) -> CycleResult | None:
     with sessions() as session:
         # Nothing queued: skip the fleet snapshot (every second, on a fleet of thousands of nodes).
         if session.execute(select(Job.id).where(Job.state == "queued", Job.stop_requested.is_(None))
                            .limit(1)).first() is None:
             return None
         skip = {name: why for name in list(book.unreachable) if (why := book.skip(name, now))}
-        cycle = load_cycle(session, catalog, now, skip)
+        cycle = load_cycle(session, catalog, now, skip, spares=spares)
     if not cycle.snapshot.queued:
         return None
     result = schedule(cycle.snapshot)
@@ -47,6 +58,8 @@ def apply_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverB
             return None
         for admission in result.admissions:
             admit(session, cycle, admission, now)
+        if spares:
+            return result  # on spares a restart only takes free capacity: no preemption, no pending reasons
         for preemption in result.preemptions:
             job = session.get(Job, preemption.job_id)
             if job is not None and job.state in ("admitted", "starting", "running") and job.stop_requested is None:

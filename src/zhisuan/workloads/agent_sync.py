@@ -9,9 +9,10 @@ report is a no-op; a gap is refused), at most ``MAX_LOG_BYTES`` per stream.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from zhisuan.errors import Forbidden, NotFound
@@ -19,8 +20,9 @@ from zhisuan.identity.access import Principal
 from zhisuan.identity.schemas import Strict
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import bind_key_to_node, find_node
+from zhisuan.store.base import utcnow
 from zhisuan.workloads.local_driver import WORKER_ENDED
-from zhisuan.workloads.models import JobLogChunk, JobWorker
+from zhisuan.workloads.models import Job, JobLogChunk, JobProgress, JobWorker
 
 MAX_LOG_BYTES = 16 * 1024 * 1024  # per worker and stream kept by the control plane
 WORKER_STATES = ("running", "succeeded", "failed", "cancelled", "lost")
@@ -42,6 +44,16 @@ class LogPiece(Strict):
     data: str = Field(max_length=1_048_576)
 
 
+class Progress(Strict):
+    """The newest line of the worker's ``ZHISUAN_PROGRESS_FILE`` (see ``agent.jobs.progress``)."""
+
+    step: int = Field(ge=0, le=2**62)
+    tokens: int = Field(default=0, ge=0, le=2**62)
+    checkpoint_step: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    checkpoint_s: float | None = Field(default=None, ge=0, le=10**7)
+    at: float = Field(ge=0, le=10**11)
+
+
 class WorkerReport(Strict):
     key: str = Field(min_length=1, max_length=140)
     state: str = Field(pattern=r"^(running|succeeded|failed|cancelled|lost)$")
@@ -52,6 +64,7 @@ class WorkerReport(Strict):
     ended_at: datetime | None = None
     stdout: LogPiece | None = None
     stderr: LogPiece | None = None
+    progress: Progress | None = None
 
 
 class Reports(Strict):
@@ -70,8 +83,11 @@ def agent_node(session: Session, principal: Principal, name: str) -> Node:
 
 def assignments(session: Session, principal: Principal, node_name: str) -> list[Assignment]:
     node = agent_node(session, principal, node_name)
+    # Ended workers still marked "stop" are assigned once more: a worker declared lost while its agent was
+    # away may still run there, and the returning agent must stop it (it answers with an ended state).
     rows = session.execute(select(JobWorker).where(
-        JobWorker.node_id == node.id, JobWorker.state.not_in(WORKER_ENDED)).order_by(JobWorker.id)).scalars()
+        JobWorker.node_id == node.id, or_(JobWorker.state.not_in(WORKER_ENDED), JobWorker.desired == "stop"))
+        .order_by(JobWorker.id)).scalars()
     return [Assignment(key=w.key, desired=w.desired, launch=dict(w.launch), stdout_offset=w.stdout_bytes,
                        stderr_offset=w.stderr_bytes) for w in rows]
 
@@ -90,7 +106,7 @@ def append_log(session: Session, worker: JobWorker, stream: str, piece: LogPiece
         worker.stderr_bytes = have + size
 
 
-def report(session: Session, principal: Principal, body: Reports) -> list[Assignment]:
+def report(session: Session, principal: Principal, body: Reports, now: datetime | None = None) -> list[Assignment]:
     """Apply the agent's reports; answer with the node's assignments (saves the agent a round trip)."""
     node = agent_node(session, principal, body.node)
     keys = [r.key for r in body.workers]
@@ -102,7 +118,10 @@ def report(session: Session, principal: Principal, body: Reports) -> list[Assign
             raise NotFound(f"no worker '{item.key[:140]}' on this node", field=f"workers.{position}.key")
         append_log(session, worker, "stdout", item.stdout)
         append_log(session, worker, "stderr", item.stderr)
+        apply_progress(session, worker, item.progress, now or utcnow())
         if worker.state in WORKER_ENDED:
+            if item.state in WORKER_ENDED and worker.desired == "stop":
+                worker.desired = "done"  # the agent has stopped it: no need to assign it again
             continue  # an ended worker's state is final
         worker.state, worker.exit_code, worker.reason = item.state, item.exit_code, item.reason
         worker.notes = list(dict.fromkeys([*worker.notes, *item.notes]))[:16]
@@ -110,3 +129,36 @@ def report(session: Session, principal: Principal, body: Reports) -> list[Assign
         worker.ended_at = item.ended_at if item.state in WORKER_ENDED else None
     session.flush()
     return assignments(session, principal, body.node)
+
+
+def apply_progress(session: Session, worker: JobWorker, progress: Progress | None, now: datetime) -> None:
+    """Rank 0's newest progress line of the job's current attempt becomes the job's progress (an old
+    attempt's or another rank's line is ignored). ``progress_at`` moves only when the line changes: it is
+    what the hang rule watches. The meter's facts (``JobProgress``) are kept for the attempt's first line
+    and each new complete checkpoint."""
+    if progress is None or worker.rank != 0:
+        return
+    job = session.get(Job, worker.job_id)
+    if job is not None and job.engine_handle == worker.handle:
+        record_progress(session, job, progress.model_dump(), now)
+
+
+def record_progress(session: Session, job: Job, line: dict[str, Any], now: datetime) -> None:
+    """The newest progress line of the job's current attempt (from its agent, or its engine's driver)."""
+    if job.state not in ("starting", "running"):
+        return
+    try:
+        progress = Progress.model_validate(line)  # a driver's line is checked like an agent's
+    except ValidationError:
+        return
+    line = progress.model_dump()
+    if job.progress == line:
+        return
+    first = job.progress is None  # reset when an attempt ends
+    newer_checkpoint = (progress.checkpoint_step is not None
+                        and (job.progress or {}).get("checkpoint_step") != progress.checkpoint_step)
+    job.progress, job.progress_at = line, now
+    if first or newer_checkpoint:
+        session.add(JobProgress(job_id=job.id, attempt=job.attempt, at=now, step=progress.step,
+                                tokens=progress.tokens, checkpoint_step=progress.checkpoint_step,
+                                checkpoint_s=progress.checkpoint_s))

@@ -145,6 +145,8 @@ class LocalDriver:
                     continue
                 if worker.state == "pending" and worker.desired == "run":
                     worker.state, worker.reason = "cancelled", "cancelled before the agent started it"
+                    worker.desired = "done"  # nothing runs: no agent needs to hear of it
+                    continue
                 worker.desired = "stop"
 
 

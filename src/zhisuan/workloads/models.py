@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zhisuan.store.base import Base, UTCDateTime, utcnow
@@ -67,10 +67,20 @@ class Job(Base):
     within_guarantee: Mapped[bool] = mapped_column(default=False)
     borrowing: Mapped[bool] = mapped_column(default=False)
     engine_handle: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    # Set by a tenant's cancel or the scheduler's preemption; the loop stops the engine job, then ends.
-    stop_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "cancel" | "preempt"
+    # Set by a tenant's cancel, the scheduler's preemption, a fault or a hang; the loop stops the engine job.
+    stop_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancel|preempt|fault|hang
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     platform_fault: Mapped[bool] = mapped_column(default=False)
+    # Fault tolerance (issue 10): restarts after faults, bounded; a hang is no progress for hang_timeout_s.
+    max_restarts: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the platform's policy
+    hang_timeout_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Earlier failed attempts, oldest first: {"kind", "nodes", "signature", "at"} (core.goodput.restart.Failure).
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # restart backoff
+    # The newest progress line of the current attempt (ZHISUAN_PROGRESS_FILE) and when it arrived.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -104,7 +114,7 @@ class JobWorker(Base):
     rank: Mapped[int] = mapped_column(Integer)
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True)
     launch: Mapped[dict[str, Any]] = mapped_column(JSON)
-    desired: Mapped[str] = mapped_column(String(8), default="run")  # "run" | "stop"
+    desired: Mapped[str] = mapped_column(String(8), default="run")  # "run" | "stop" | "done" (stopped, ended)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(String(1000), default="")
@@ -128,3 +138,20 @@ class JobLogChunk(Base):
     offset: Mapped[int] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)  # bytes of data as UTF-8 (offsets count bytes)
+
+
+class JobProgress(Base):
+    """Progress facts the meter needs, not every line: an attempt's first report and each new complete
+    checkpoint (``checkpoint_step`` changed), with the control plane's arrival time ``at``."""
+
+    __tablename__ = "job_progress"
+    __table_args__ = (Index("ix_job_progress_job", "job_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    step: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    checkpoint_s: Mapped[float | None] = mapped_column(nullable=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -12,7 +13,7 @@ from zhisuan.drivers.base import STREAMS, EngineUnavailable
 from zhisuan.errors import Conflict, InvalidInput
 from zhisuan.identity.access import require_role
 from zhisuan.inventory.service import get_site
-from zhisuan.workloads import agent_sync, service, site_sync, views
+from zhisuan.workloads import agent_sync, goodput, service, site_sync, views
 from zhisuan.workloads import schemas as s
 from zhisuan.workloads.engines import DriverBook
 from zhisuan.workloads.models import JobEvent
@@ -54,6 +55,21 @@ def job_usage(session: SessionDep, principal: Reader, ctx: ContextDep,
     """Device-hours by tenant, model and outcome (running, succeeded, failed, cancelled, preempted,
     platform fault), with the billable part."""
     return views.job_usage(session, principal, ctx.clock(), tenant)
+
+
+@router.get("/goodput", response_model=goodput.TenantGoodput)
+def tenant_goodput(session: SessionDep, principal: Reader, ctx: ContextDep,
+                   tenant: Annotated[str | None, Query(max_length=64)] = None,
+                   since: datetime | None = None, until: datetime | None = None) -> goodput.TenantGoodput:
+    """A tenant's effective training time over its jobs submitted in [since, until): queueing, productive,
+    checkpoint, lost and restart seconds and ETTR = productive / (wall − queueing). Tenants: their own."""
+    return goodput.tenant_goodput(session, principal, tenant, since, until, ctx.clock())
+
+
+@router.get("/jobs/{job_id}/goodput", response_model=goodput.JobGoodput)
+def job_goodput(job_id: RowIdPath, session: SessionDep, principal: Reader, ctx: ContextDep) -> goodput.JobGoodput:
+    """Where the job's wall time went (``core.goodput.meter``); the parts add up to the wall time."""
+    return goodput.job_goodput(session, principal, job_id, ctx.clock())
 
 
 @router.get("/jobs/{job_id}", response_model=s.JobOut)
@@ -120,7 +136,8 @@ def sync_site(ref: str, request: Request, session: SessionDep, principal: Writer
 
 
 @router.post("/agent/workers", response_model=list[agent_sync.Assignment], tags=["agent"])
-def agent_workers(body: agent_sync.Reports, session: SessionDep, principal: Agent) -> list[agent_sync.Assignment]:
-    """Node agents: report their job workers (state, log bytes) and get the workers they should run."""
-    return agent_sync.report(session, principal, body)
+def agent_workers(body: agent_sync.Reports, session: SessionDep, principal: Agent,
+                  ctx: ContextDep) -> list[agent_sync.Assignment]:
+    """Node agents: report their job workers (state, log bytes, progress) and get the workers they should run."""
+    return agent_sync.report(session, principal, body, ctx.clock())
 

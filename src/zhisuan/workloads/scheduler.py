@@ -4,6 +4,7 @@ A pass, in the house's loop shape (load in a short transaction, decide in pure c
 outside any transaction, apply guarded by the lease token):
 
 1. lease   — take ``job-scheduler`` (one control-plane process applies at a time);
+1b. faults — jobs on nodes cordoned for a fault, and hung jobs, are marked to stop (``faults``);
 2. admit   — load the queue snapshot (``snapshot.load_cycle``), ``core.queueing.schedule`` decides
              admissions, preemptions and pending reasons; apply: hold each admitted job's devices,
              CPU and memory in the ledger (all or nothing per job), mark victims to stop, record reasons;
@@ -11,7 +12,8 @@ outside any transaction, apply guarded by the lease token):
              any transaction; then ``starting`` with the engine's handle. An engine that cannot be
              reached: the job's holds are released and it is queued again with that reason;
 4. follow  — ``driver.poll`` per site; ``core.job_lifecycle.follow_engine`` maps the engine's view
-             onto the job; ended attempts release their holds (platform faults unbilled);
+             onto the job; ended attempts release their holds (platform faults unbilled); a failed
+             attempt of a job that opted in restarts (``faults``: requeued, away from cordoned nodes);
 5. stop    — ``driver.cancel`` for jobs a tenant cancelled or the queue preempted, until they end.
 
 A control plane that restarts mid-run re-reads handles from the database and keeps following: it
@@ -32,13 +34,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.catalog.loader import Catalog
+from zhisuan.core.goodput.restart import RestartPolicy
 from zhisuan.core.job_lifecycle import EngineView, follow_engine
 from zhisuan.drivers.base import EngineJobState, EngineUnavailable, SubmitRejected
 from zhisuan.inventory.models import Site
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
-from zhisuan.workloads import launch
+from zhisuan.workloads import faults, launch
 from zhisuan.workloads.admission import apply_cycle
+from zhisuan.workloads.agent_sync import record_progress
 from zhisuan.workloads.engines import DriverBook, SiteEngine, site_engine_of
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.release import end_attempt
@@ -68,6 +72,7 @@ class JobScheduler:
     holder: str = socket.gethostname()
     ttl: timedelta = timedelta(seconds=30)
     wake_agents: Callable[[], None] = lambda: None
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def __post_init__(self) -> None:
         self.book = DriverBook(self.sessions, self.jobs_dir)
@@ -100,6 +105,7 @@ class JobScheduler:
             return False
         self.probe_unreachable(now)
         self.sync_engine_sites(now)
+        self.stop_faulty(token, now)
         apply_cycle(self.sessions, self.catalog, self.book, token, now)
         launched = self.launch_admitted(token)
         self.follow(token)
@@ -107,6 +113,12 @@ class JobScheduler:
         if launched or stopping:
             self.wake_agents()
         return True
+
+    def stop_faulty(self, token: str, now: datetime) -> None:
+        """Jobs on nodes cordoned for a fault, and hung jobs, are stopped (then restarted: ``follow``)."""
+        with transaction(self.sessions) as session:
+            if self.guarded(session, token):
+                faults.request_fault_stops(session, now)
 
     def guarded(self, session: Session, token: str) -> bool:
         return lease_is_held(session, LEASE, token, self.clock())
@@ -203,23 +215,37 @@ class JobScheduler:
         """Apply what the engine reports; True when the attempt ended."""
         if engine.state == "running" and job.started_at is None:
             job.started_at = engine.started_at or now
+        if engine.progress is not None and job.state == "running":
+            record_progress(session, job, dict(engine.progress), now)
         step = follow_engine(job.state, job.stop_requested,
                              EngineView(engine.state, engine.reason, engine.exit_code, engine.platform_fault))
         if step is None:
             return False
         if not step.ends_attempt:
+            if step.state == "running" and job.progress is None:
+                job.progress_at = now  # the hang clock starts when the attempt runs
             set_state(session, job, step.state, step.reason, now)
             return False
         job.exit_code = engine.exit_code
         outcome = "preempted" if step.preempted else step.state if step.billable else "platform fault"
+        decision, failure = None, None
+        if step.state == "failed" and faults.opted_in(job):
+            failure = faults.classify(job, engine, faults.cordoned_nodes(session))
+            decision = faults.restart_decision(job, failure, self.restart_policy)
         end_attempt(session, job, now, outcome, billable=step.billable)
+        if job.site_id is not None and not step.billable:
+            self.synced.pop(job.site_id, None)  # an engine site re-reads its nodes now: cordon the failed one
         if step.preempted:
             job.preemptions += 1
             add_event(session, job, "preempted", job.reason if job.stop_requested else step.reason, now)
             set_state(session, job, "queued", step.reason, now)
+        elif decision is not None and failure is not None and decision.restart:
+            add_event(session, job, "failed", step.reason, now)
+            faults.requeue(session, job, failure, decision, now)
+            set_state(session, job, "queued", decision.reason, now)
         else:
             job.ended_at, job.platform_fault = now, not step.billable
-            set_state(session, job, step.state, step.reason, now)
+            set_state(session, job, step.state, faults.failed_transition(step, decision), now)
         return True
 
     # ------------------------------------------------------------------ stop

@@ -40,6 +40,10 @@ class JobSubmit(Strict):
                                 description="relative to the tenant's own working directory on the site")
     checkpoint_dir: str | None = Field(default=None, pattern=RELATIVE_PATH_PATTERN,
                                        description="relative; given to the job as ZHISUAN_CHECKPOINT_DIR")
+    max_restarts: int | None = Field(default=None, ge=0, le=100, description=(
+        "restarts after faults (default: the platform's policy, 5, when checkpoint_dir is set; 0 otherwise)"))
+    hang_timeout_s: int | None = Field(default=None, ge=10, le=MAX_RUN_S, description=(
+        "no progress line in ZHISUAN_PROGRESS_FILE for this long → the job is hung: stopped and restarted"))
     workers: int = Field(default=1, ge=1, le=256, description="nodes of a gang: all start together or none")
     devices_per_worker: int = Field(default=0, ge=0, le=16)
     milli_per_device: int = Field(default=1000, ge=1, le=1000,
@@ -140,6 +144,11 @@ class JobOut(BaseModel):
     image: str | None
     workdir: str | None
     checkpoint_dir: str | None
+    max_restarts: int | None = None
+    hang_timeout_s: int | None = None
+    restarts: int = 0
+    progress: dict[str, float | int | None] | None = Field(default=None, description="the newest progress line")
+    progress_at: datetime | None = None
     env: dict[str, str]
     sites: list[str] | None
     regions: list[str] | None

@@ -10,7 +10,7 @@ node the engine no longer lists becomes ``unreachable``; a device that disappear
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -20,6 +20,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.router import device_memory_mib
 from zhisuan.drivers.base import EngineUnavailable, ImportedNode
 from zhisuan.errors import Conflict
+from zhisuan.inventory.cordon import apply_health
 from zhisuan.inventory.models import Device, Node, Site
 from zhisuan.inventory.service import end_holds_of_missing_devices, refresh_availability
 from zhisuan.store.base import transaction
@@ -47,6 +48,10 @@ def device_rows(catalog: Catalog, node: ImportedNode, result: SyncResult) -> lis
     return rows
 
 
+# A node the engine reported down stays cordoned until the engine has reported it up for this long.
+ENGINE_CORDON_CLEAR = timedelta(minutes=5)
+
+
 def apply_node(session: Session, catalog: Catalog, site: Site, imported: ImportedNode, existing: Node | None,
                result: SyncResult, now: datetime) -> None:
     devices = device_rows(catalog, imported, result)
@@ -66,6 +71,8 @@ def apply_node(session: Session, catalog: Catalog, site: Site, imported: Importe
     existing.cpu_cores, existing.memory_mib = imported.cpu_cores, imported.memory_mib
     existing.labels = {**existing.labels, **imported.labels}
     existing.status, existing.drained, existing.last_heartbeat_at = status, imported.state == "drained", now
+    down = ("the engine reports the node down (Slurm: DOWN, NODE_FAIL or not responding)",)
+    apply_health(existing, now, ENGINE_CORDON_CLEAR, extra_faults=down if imported.state == "down" else ())
     refresh_availability(existing)
     result.updated.append(imported.name)
 

@@ -6,14 +6,14 @@ Guarantee of a tenant on a model = what its live contracts hold in the ledger: l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from zhisuan.catalog.loader import Catalog
-from zhisuan.core.placement import ClusterSnapshot, PlacementRequest
+from zhisuan.core.placement import ClusterSnapshot, NodeSnapshot, PlacementRequest
 from zhisuan.core.queueing import QueuedJob, QueueSnapshot, RunningJob, WorkerPlace
 from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Site
@@ -24,6 +24,7 @@ from zhisuan.workloads.engines import JOB_ENGINES, SiteEngine, site_engine_of
 from zhisuan.workloads.models import HOLDING_STATES, Job
 
 MAX_QUEUED_PER_CYCLE = 20_000
+SPARE_LABEL = "zhisuan.io/spare-for"  # a hot spare of this tenant: used first when its jobs restart
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,36 @@ def running_job(job: Job, tenant: str, seq: int) -> RunningJob:
                                       memory_mib=w["memory_mib"]) for w in job.placement))
 
 
+def spare_tenant(node: NodeSnapshot) -> str | None:
+    return node.labels.get(SPARE_LABEL) or None
+
+
 def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str, str],
-               max_admissions: int = 256) -> Cycle:
+               max_admissions: int = 256, spares: bool = False) -> Cycle:
     """The snapshot: free capacity now (ledger holds subtracted) on sites whose engine runs jobs and
-    answers, every tenant's guarantees, the queued jobs (oldest first) and the running ones."""
+    answers, every tenant's guarantees, the queued jobs (oldest first) and the running ones.
+
+    Hot spares (nodes labelled ``zhisuan.io/spare-for=<tenant>``) are kept out of the normal cycle; the
+    spares cycle (``spares``, run first) offers each tenant's spares, to that tenant only, to its jobs
+    restarting after a fault — so a restart takes a spare before it waits for, or takes, other capacity."""
     site_rows = session.execute(select(Site)).scalars().all()
     regions = {s.name: s.region for s in site_rows}
     sites = {s.name: site_engine_of(s) for s in site_rows if s.engine in JOB_ENGINES}
     full = live_snapshot(session, catalog, now)
-    cluster = ClusterSnapshot(nodes=tuple(n for n in full.nodes if n.site in sites and n.site not in skip))
+    usable = [n for n in full.nodes if n.site in sites and n.site not in skip]
+    if spares:
+        usable = [replace(n, exclusive_tenant=spare_tenant(n)) for n in usable if spare_tenant(n)]
+    else:
+        usable = [n for n in usable if not spare_tenant(n)]
+    cluster = ClusterSnapshot(nodes=tuple(usable))
     tenants = dict(session.execute(select(Tenant.id, Tenant.name)).all())
-    queued_rows = session.execute(select(Job).where(Job.state == "queued", Job.stop_requested.is_(None))
-                                  .order_by(Job.id).limit(MAX_QUEUED_PER_CYCLE)).scalars().all()
+    query = select(Job).where(Job.state == "queued", Job.stop_requested.is_(None),
+                              or_(Job.not_before.is_(None), Job.not_before <= now))
+    if spares:
+        with_spares = {spare_tenant(n) for n in usable}
+        query = query.where(Job.restarts > 0, Job.tenant_id.in_(
+            [i for i, name in tenants.items() if name in with_spares]))
+    queued_rows = session.execute(query.order_by(Job.id).limit(MAX_QUEUED_PER_CYCLE)).scalars().all()
     held_rows = session.execute(select(Job).where(Job.state.in_(HOLDING_STATES))
                                 .order_by(Job.admitted_at, Job.id)).scalars().all()
     queued = tuple(QueuedJob(job_id=j.id, tenant=tenants[j.tenant_id], priority_class=j.priority_class,

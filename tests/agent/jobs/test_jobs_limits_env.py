@@ -93,6 +93,8 @@ def test_env_is_minimal_and_carries_rendezvous_and_visible_devices(runner: Worke
         "HOME": str(runner.root / "tenants" / "acme"), "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
         "JOB_VAR": "x y", "MASTER_ADDR": "n1", "MASTER_PORT": "29500", "WORLD_SIZE": "2", "RANK": "1",
         "NODE_RANK": "1", "ZHISUAN_JOB_ID": "43", "ZHISUAN_JOB_ATTEMPT": "1", "ASCEND_RT_VISIBLE_DEVICES": "2,3",
+        # The progress file is in the tenant's own directory: the worker (as the tenant) may write it.
+        "ZHISUAN_PROGRESS_FILE": str(runner.root / "tenants" / "acme" / ".progress-zs-43-1-r1.jsonl"),
     }
 
 

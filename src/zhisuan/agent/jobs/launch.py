@@ -29,7 +29,8 @@ MAX_RUN_S = 366 * 24 * 3600
 
 # The agent's own variables never reach a job; the caller may set only these job-facing ZHISUAN_* ones
 # (``drivers.base.rendezvous_env``).
-JOB_FACING_ZHISUAN_VARS = frozenset({"ZHISUAN_JOB_ID", "ZHISUAN_JOB_ATTEMPT", "ZHISUAN_CHECKPOINT_DIR"})
+JOB_FACING_ZHISUAN_VARS = frozenset({"ZHISUAN_JOB_ID", "ZHISUAN_JOB_ATTEMPT", "ZHISUAN_CHECKPOINT_DIR",
+                                     "ZHISUAN_PROGRESS_FILE"})
 
 
 @dataclass(frozen=True)

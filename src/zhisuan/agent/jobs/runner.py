@@ -28,6 +28,7 @@ from zhisuan.agent.jobs.launch import KEY_PATTERN, WorkerLaunch, WorkerStatus, v
 from zhisuan.agent.jobs.limits import plan_limits, remove_cgroup
 from zhisuan.agent.jobs.logs import read_page
 from zhisuan.agent.jobs.outcome import decide_outcome
+from zhisuan.agent.jobs.progress import progress_path, read_newest
 from zhisuan.agent.jobs.tenancy import (
     RunAs,
     agent_identity,
@@ -117,7 +118,8 @@ class WorkerRunner:
         user_note = f"runs as user {run_as.user}" + ("" if run_as.uid is not None else " (the agent's own user)")
         argv = ["/bin/sh", "-c", launch.script, launch.key] if launch.script is not None else list(launch.command)
         env = {"PATH": DEFAULT_PATH, "HOME": str(tenant_dir), "USER": run_as.user, "LOGNAME": run_as.user,
-               "LANG": "C.UTF-8", **launch.env}
+               "LANG": "C.UTF-8", **launch.env,
+               "ZHISUAN_PROGRESS_FILE": str(progress_path(tenant_dir, launch.key))}
         records.write_record(state_dir / records.SPEC, {
             "argv": argv, "env": env, "cwd": str(workdir), "uid": run_as.uid, "gid": run_as.gid,
             "rlimits": [list(limit) for limit in plan.rlimits],
@@ -129,6 +131,7 @@ class WorkerRunner:
             "key": launch.key, "tenant": launch.tenant, "user": run_as.user, "pid": None, "pid_start": None,
             "started_at": self._clock().isoformat(), "max_run_s": launch.max_run_s,
             "cgroup_dir": str(plan.cgroup_dir) if plan.cgroup_dir else None, "notes": [user_note, *plan.notes],
+            "progress_path": env["ZHISUAN_PROGRESS_FILE"],
         }
         # Written before the start: a runner that dies right after Popen leaves "lost", never a second copy.
         records.write_record(state_dir / records.LAUNCH, record)
@@ -250,6 +253,14 @@ class WorkerRunner:
             shutil.rmtree(state_dir, ignore_errors=True)
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def progress(self, key: str) -> dict[str, Any] | None:
+        """The worker's newest progress line (``ZHISUAN_PROGRESS_FILE``), or None."""
+        state_dir = self._state_dir(key)
+        launch = records.read_record(state_dir / records.LAUNCH) if state_dir else None
+        if not launch or not launch.get("progress_path"):
+            return None
+        return read_newest(Path(launch["progress_path"]))
 
     def _state_dir(self, key: str) -> Path | None:
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):

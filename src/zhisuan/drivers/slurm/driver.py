@@ -24,9 +24,11 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from zhisuan.agent.jobs.progress import read_newest
 from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.drivers.base import (
     STREAMS,
@@ -49,7 +51,7 @@ from zhisuan.drivers.slurm.parse import (
     job_named,
     parse_jobs,
 )
-from zhisuan.drivers.slurm.translate import JOB_KEY, InvalidLaunch, rank_log_path, translate
+from zhisuan.drivers.slurm.translate import JOB_KEY, InvalidLaunch, progress_path, rank_log_path, translate
 
 # sbatch's words for "the controller is not there" (anything else from sbatch is a refusal of the job)
 UNREACHABLE_WORDS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
@@ -141,9 +143,17 @@ class SlurmDriver:
         return job_id
 
     def poll(self, handles: Sequence[str]) -> dict[str, EngineJobState]:
+        """Each job's state; a running job's carries rank 0's newest progress line (``ZHISUAN_PROGRESS_FILE``
+        is in the job's own log directory, which the control plane shares)."""
         by_id = {job.job_id: job for job in self._jobs()}
         lost = EngineJobState("lost", reason=LOST_REASON)
-        return {h: engine_state(by_id[h]) if h in by_id else lost for h in handles}
+        out = {h: engine_state(by_id[h]) if h in by_id else lost for h in handles}
+        for handle, state in out.items():
+            key = self.layout.key_of(handle) if state.state == "running" and handle.isdigit() else None
+            if key is not None:
+                line = read_newest(Path(progress_path(str(self.layout.log_dir(key)), key, 0)))
+                out[handle] = replace(state, progress=line) if line else state
+        return out
 
     def logs(self, handle: str, rank: int, stream: str, offset: int = 0, limit: int = 65536) -> LogChunk:
         if stream not in STREAMS:

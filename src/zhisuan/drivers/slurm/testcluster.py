@@ -191,6 +191,15 @@ def stop_controller(cluster: TestCluster) -> None:
     _kill_recorded(cluster.directory, "slurmctld")
 
 
+def stop_node(cluster: TestCluster, node: str) -> None:
+    """Kill one node's slurmd (fault injection: slurmctld marks it not responding after SlurmdTimeout)."""
+    _kill_recorded(cluster.directory, f"slurmd.{node}")
+
+
+def wait_idle(cluster: TestCluster) -> None:
+    _wait(lambda: _all_idle(cluster), "all nodes idle", cluster)
+
+
 def start_node(cluster: TestCluster, node: str) -> None:
     _spawn(cluster, f"slurmd.{node}", ["slurmd", "-D", "-N", node, "-f", str(cluster.conf_path)])
 

@@ -119,9 +119,18 @@ def sbatch_args(spec: LaunchSpec, paths: JobPaths, gres_type: str | None, partit
     return tuple(args)
 
 
-def _rank_wrapper(spec: LaunchSpec) -> str:
-    """What each srun task runs before the tenant's command: its rank, and a non-CUDA vendor's variable."""
-    lines = ['export RANK="$SLURM_PROCID" NODE_RANK="$SLURM_NODEID" LOCAL_RANK=0']
+def progress_path(log_dir: str, key: str, rank: int | str) -> str:
+    """``ZHISUAN_PROGRESS_FILE`` of a rank: in the job's own log directory (the tenant's, shared with the
+    control plane), which the driver's ``poll`` reads rank 0's newest line from."""
+    return f"{log_dir}/{key}-progress-{rank}.jsonl"
+
+
+def _rank_wrapper(spec: LaunchSpec, paths: JobPaths) -> str:
+    """What each srun task runs before the tenant's command: its rank, its progress file, and a non-CUDA
+    vendor's variable."""
+    lines = ['export RANK="$SLURM_PROCID" NODE_RANK="$SLURM_NODEID" LOCAL_RANK=0',
+             "export ZHISUAN_PROGRESS_FILE=" + shlex.quote(progress_path(paths.log_dir, spec.key, "")[:-6])
+             + '"$SLURM_PROCID".jsonl']
     vendor_env = spec.workers[0].visible_devices_env
     if spec.workers[0].device_indices and vendor_env and vendor_env != "CUDA_VISIBLE_DEVICES":
         # Slurm's gpu gres sets CUDA_VISIBLE_DEVICES; other vendors' runtimes read their own variable
@@ -153,7 +162,7 @@ def batch_script(spec: LaunchSpec, paths: JobPaths) -> str:
     srun = ["srun", "--ntasks-per-node=1", f"--cpus-per-task={cpus}", "--kill-on-bad-exit=1",
             f"--output={rank_log_path(paths.log_dir, spec.key, 0, 'stdout').removesuffix('-0.out')}-%t.out",
             f"--error={rank_log_path(paths.log_dir, spec.key, 0, 'stderr').removesuffix('-0.err')}-%t.err",
-            "/bin/sh", "-c", _rank_wrapper(spec), "zhisuan-worker", *command]
+            "/bin/sh", "-c", _rank_wrapper(spec, paths), "zhisuan-worker", *command]
     lines.append("exec " + " ".join(shlex.quote(part) for part in srun))
     return "\n".join(lines) + "\n"
 

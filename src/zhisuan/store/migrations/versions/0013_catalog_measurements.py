@@ -1,7 +1,7 @@
 """catalog: operators' measured relative throughput per model and workload class
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-02 05:30:00
 
 (0012 is reserved for another branch; the lead rechains this one onto it at merge.)
@@ -13,7 +13,7 @@ import zhisuan.store.base
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """fleet replicas: the address a replica is reached at and when its runtime last reported it
 
-Revision ID: 0015
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02 05:20:00.000000
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import zhisuan.store.base
 
 
-revision = '0015'
-down_revision = '0011'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

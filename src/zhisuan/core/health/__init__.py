@@ -1,0 +1,8 @@
+"""Device and node health: pure parsers of vendor fault reports and the cordon rule.
+
+- ``nvidia``: kernel-log XID lines, ``nvidia-smi -q -d ECC`` and ``nvidia-smi nvlink -s``;
+- ``ascend``: ``npu-smi info -t health -i <id>`` alarms;
+- ``cordon``: when a node is taken out of placement (with its reason) and when it may return.
+
+No I/O: the agent runs the tools and passes their text here (``agent/detection/faults.py``).
+"""
