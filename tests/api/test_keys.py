@@ -76,6 +76,18 @@ def test_console_login(world: Api) -> None:
     assert session["expires_at"] is not None
 
 
+def test_a_signed_in_tenant_issues_an_inference_key_but_no_metrics_or_agent_key(world: Api) -> None:
+    """The console's key form: a password sign-in may issue the keys programs call /v1 with."""
+    world.ok("POST", "/users", "operator", {"username": "bob", "role": "tenant", "tenant": "acme",
+                                            "password": "correct horse battery"})
+    world.keys["bob"] = world.ok("POST", "/auth/login", None,
+                                 {"username": "bob", "password": "correct horse battery"})["key"]
+    issued = world.ok("POST", "/keys", "bob", {"name": "app", "scopes": ["inference"]})
+    assert issued["scopes"] == ["inference"]
+    assert world.call("POST", "/keys", "bob", {"scopes": ["metrics"]}).status_code == 403
+    assert world.call("POST", "/keys", "bob", {"scopes": ["agent"]}).status_code == 422
+
+
 def test_mutations_are_audited(world: Api) -> None:
     world.ok("POST", "/tenants", "operator", {"name": "gamma"})
     issued = world.ok("POST", "/keys", "acme", {})

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity import audit
-from zhisuan.identity.access import Principal
+from zhisuan.identity.access import DEFAULT_SCOPES, Principal
 from zhisuan.identity.hashing import dummy_hash, verify_secret
 from zhisuan.identity.keys import IssuedKey, issue_key
 from zhisuan.identity.models import ApiKey, User
@@ -67,7 +67,10 @@ def login(sessions: sessionmaker[Session], throttle: FailureThrottle, attempt: L
 
 def open_session(session: Session, user: User, attempt: LoginAttempt, now: datetime, scrypt_n: int) -> IssuedKey:
     purge_expired_sessions(session, now)
-    issued = issue_key(session, user, name=SESSION_KEY_NAME, scopes=["read", "write"],
+    # A session is the user's own password sign-in: it carries what a new key carries by default, so a
+    # tenant signed in to the console can issue the inference keys its programs call /v1 with (a key
+    # cannot carry scopes its creator lacks). Metrics stays opt-in, agent keys are per site.
+    issued = issue_key(session, user, name=SESSION_KEY_NAME, scopes=list(DEFAULT_SCOPES),
                        expires_at=now + CONSOLE_SESSION, scrypt_n=scrypt_n)
     who = Principal(user_id=user.id, username=user.username, role=user.role, tenant_id=user.tenant_id,
                     provider_id=user.provider_id, key_id=issued.row.key_id)
