@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -104,6 +105,33 @@ def test_a_beat_committed_while_the_monitor_applies_keeps_the_node_ready(world: 
     finally:
         event.remove(engine, "before_cursor_execute", beat_first)
     assert fired
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "ready" and all(d["available"] for d in node["devices"])
+
+
+def test_a_monitor_pass_during_a_beat_leaves_the_node_ready(world: Api, clock: Clock) -> None:
+    """The mirror race (found by benchmarks/controlplane): a beat read its node while still ``ready``,
+    the monitor then marked it unreachable, and the beat wrote only its time — the node stayed
+    unreachable after an acknowledged beat. Here the monitor runs just before the beat's write; the beat
+    holds its node's row, so the monitor waits and then sees the fresh beat."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    clock.advance(seconds=31)
+    engine = world.client.app.state.engine  # type: ignore[attr-defined]
+    marked: list[list[int]] = []
+    monitor = threading.Thread(target=lambda: marked.append(run_monitor(world, clock)))
+
+    def monitor_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not monitor.is_alive() and not marked and "SET last_heartbeat_at" in statement.replace('"', ""):
+            monitor.start()
+            monitor.join(timeout=2)  # done at once without the beat's lock; else it waits for our commit
+
+    event.listen(engine, "before_cursor_execute", monitor_first)
+    try:
+        world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": []})
+    finally:
+        event.remove(engine, "before_cursor_execute", monitor_first)
+    monitor.join(timeout=30)
+    assert marked == [[]]
     node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
     assert node["status"] == "ready" and all(d["available"] for d in node["devices"])
 

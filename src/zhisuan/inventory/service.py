@@ -251,11 +251,29 @@ def find_node(session: Session, site_id: int, name: str) -> Node | None:
     ).scalar_one_or_none()
 
 
+def _find_node_locked(session: Session, site_id: int, name: str) -> Node | None:
+    """The node, read after locking its row until this transaction ends. Without the lock the
+    heartbeat monitor could mark it unreachable between this beat's read (status still ``ready``)
+    and its write (which then sets only ``last_heartbeat_at``): the node stayed unreachable after an
+    acknowledged beat — seen by the control-plane load generator. The monitor's guarded UPDATE waits
+    for the lock and then sees the fresh beat."""
+    node_id = session.execute(
+        select(Node.id).where(Node.site_id == site_id, Node.name == name)
+    ).scalar_one_or_none()
+    if node_id is None:
+        return None
+    ledger.lock_nodes(session, [node_id])
+    return session.execute(
+        select(Node).where(Node.id == node_id).options(selectinload(Node.devices))
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
 def heartbeat(session: Session, principal: Principal, node_name: str, health: list, now: datetime,  # type: ignore[type-arg]
               clear_after: timedelta = timedelta(minutes=5)) -> Node:
     if principal.site_id is None:
         raise Forbidden("only an agent key bound to a site can send heartbeats")
-    node = find_node(session, principal.site_id, node_name)
+    node = _find_node_locked(session, principal.site_id, node_name)
     # Another node's name answers exactly like an unknown one: the key learns nothing about it.
     if node is None or not bind_key_to_node(session, principal, node_name):
         raise NotFound(f"node '{node_name}' is not registered in this site; register it first", field="node")
