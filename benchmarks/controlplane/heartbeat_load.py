@@ -35,9 +35,8 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throwaway import Platform, prepare, serve, server_cpu_seconds  # noqa: E402
-
 from raw_http import Answer, Pool  # noqa: E402
+from throwaway import Platform, prepare, serve, server_cpu_seconds  # noqa: E402
 
 from zhisuan.agent.detection import DetectedDevice  # noqa: E402
 from zhisuan.agent.host import heartbeat, registration  # noqa: E402

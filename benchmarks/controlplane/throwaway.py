@@ -14,7 +14,6 @@ it), so this shifts the cost of a restart's first beats, not of a steady beat; s
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 import secrets
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
