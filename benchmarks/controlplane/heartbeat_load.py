@@ -59,6 +59,8 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
     unreachable: set[str] = field(default_factory=set)
+    # node → (sent, answered) of its last acknowledged beat (or registration)
+    last_ok: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -68,7 +70,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def register_all(pool: Pool, names: list[str], keys: list[str], concurrency: int) -> tuple[float, Counter[int]]:
+async def register_all(pool: Pool, names: list[str], keys: list[str], concurrency: int,
+                       tally: Tally) -> tuple[float, Counter[int]]:
     statuses: Counter[int] = Counter()
     queue = list(zip(names, keys, strict=True))
     start = time.perf_counter()
@@ -80,11 +83,14 @@ async def register_all(pool: Pool, names: list[str], keys: list[str], concurrenc
             body = registration(name, node_devices(number), {"rack": f"r{number % 40}"})
             body["cpu_cores"], body["memory_mib"] = 128, 1_048_576
             for _ in range(20):  # a shed registration (503) is retried after Retry-After, as the agent does
+                sent = time.perf_counter()
                 answer = await pool.request("POST", f"{API}/agent/register", key, body)
                 if answer.status != 503:
                     break
                 await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
             statuses[answer.status] += 1
+            if answer.status == 200:
+                tally.last_ok[name] = (sent, time.perf_counter())
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - start, statuses
@@ -106,27 +112,36 @@ async def beat_node(pool: Pool, name: str, key: str, body: dict[str, Any], first
             done = time.perf_counter()
             tally.statuses[answer.status] += 1
             if answer.status == 200:
+                tally.last_ok[name] = (sent, done)
                 tally.latencies_ms.append((done - due) * 1000)
                 tally.service_ms.append((done - sent) * 1000)
         due += interval
 
 
-async def poll_unreachable(pool: Pool, operator_key: str, until: float, tally: Tally) -> None:
+async def poll_unreachable(pool: Pool, operator_key: str, until: float, timeout_s: float, tally: Tally) -> None:
+    """Nodes listed unreachable although a beat of theirs, sent less than the monitor's timeout
+    before this poll, was acknowledged before it: the monitor marked them with a beat in hand.
+    (A node whose beats were shed or late *is* quiet: marking it is the documented behaviour.)"""
     while time.perf_counter() < until:
         await asyncio.sleep(2)
+        polled = time.perf_counter()
         answer = await pool.request("GET", f"{API}/nodes?status=unreachable&limit=1000", operator_key)
-        if answer.status == 200:
-            tally.unreachable.update(f"{n['site']}/{n['name']}" for n in answer.json())
+        if answer.status != 200:
+            continue
+        for node in answer.json():
+            sent, answered = tally.last_ok.get(node["name"], (float("-inf"), float("-inf")))
+            if answered < polled and polled - sent < timeout_s:
+                tally.unreachable.add(f"{node['site']}/{node['name']}")
 
 
 async def run(url: str, operator_key: str, keys: list[str], interval: float, duration: float,
-              connections: int, register_concurrency: int) -> dict[str, Any]:
+              connections: int, register_concurrency: int, timeout_s: float) -> dict[str, Any]:
     parsed = urlparse(url)
     pool = Pool(parsed.hostname or "127.0.0.1", parsed.port or 80, connections)
     names = [f"sim-{number:06d}" for number in range(len(keys))]
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    register_s, register_statuses = await register_all(pool, names, keys, register_concurrency)
     tally = Tally()
+    register_s, register_statuses = await register_all(pool, names, keys, register_concurrency, tally)
     start = time.perf_counter() + 0.5
     until = start + duration
     spacing = interval / max(1, len(keys))
@@ -134,7 +149,7 @@ async def run(url: str, operator_key: str, keys: list[str], interval: float, dur
     beats = [beat_node(pool, name, key, heartbeat(name, node_devices(number)), start + number * spacing,
                        interval, until, tally)
              for number, (name, key) in enumerate(zip(names, keys, strict=True))]
-    await asyncio.gather(poll_unreachable(pool, operator_key, until, tally), *beats)
+    await asyncio.gather(poll_unreachable(pool, operator_key, until, timeout_s, tally), *beats)
     cpu2 = resource.getrusage(resource.RUSAGE_SELF)
     pool.close()
     ok = tally.latencies_ms
@@ -151,8 +166,9 @@ async def run(url: str, operator_key: str, keys: list[str], interval: float, dur
         "statuses": dict(tally.statuses), "shed_503": tally.statuses.get(503, 0),
         "transport_errors": tally.transport_errors,
         "wrongly_unreachable": sorted(tally.unreachable),
-        "generator_cpu_s_per_1000_beats": round(
-            1000 * (cpu2.ru_utime + cpu2.ru_stime - cpu1.ru_utime - cpu1.ru_stime) / max(1, len(ok)), 3),
+        "generator_cpu_s_per_1000_requests": round(
+            1000 * (cpu2.ru_utime + cpu2.ru_stime - cpu1.ru_utime - cpu1.ru_stime)
+            / max(1, sum(tally.statuses.values())), 3),
         "generator_cpu_register_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2),
     }
 
@@ -178,6 +194,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections to the API")
     parser.add_argument("--register-concurrency", type=int, default=16)
     parser.add_argument("--scrypt-n", type=int, default=2**10, help="cost of the agent keys it issues")
+    parser.add_argument("--timeout", type=float, default=30.0, help="the server's heartbeat timeout (s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     gc.freeze()  # the generator's own setup objects: keep its collections short
@@ -192,7 +209,7 @@ def main() -> None:
             url, operator_key, keys = platform.url, platform.operator_key, platform.agent_keys
         cpu_before = server_cpu_seconds(platform) if platform else 0.0
         result = asyncio.run(run(url, operator_key, keys, args.interval, args.duration, args.connections,
-                                 args.register_concurrency))
+                                 args.register_concurrency, args.timeout))
         if platform is not None:
             result["server_cpu_s"] = round(server_cpu_seconds(platform) - cpu_before, 1)
             result["backend"], result["workers"] = args.backend, args.workers

@@ -104,7 +104,7 @@ async function showFleet(me) {
     fill("nodes");
     return;
   }
-  const [sites, nodes] = await Promise.all([call("/sites"), call("/nodes")]);
+  const [sites, nodes] = await Promise.all([call("/sites"), call("/nodes?limit=500")]);
   fill("sites", table([["Site", (s) => s.name], ["Engine", (s) => s.engine], ["Region", (s) => s.region],
                        ["Provider", (s) => s.provider], ["Nodes", (s) => s.nodes], ["Accelerators", (s) => s.accelerators]],
                       sites, "No sites yet."));
