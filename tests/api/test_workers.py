@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -32,8 +33,8 @@ def free_port() -> int:
 
 
 def test_each_process_is_its_own_lease_holder() -> None:
-    other = subprocess.run([sys.executable, "-c", "from zhisuan.api.app import process_holder; print(process_holder())"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    code = "from zhisuan.api.app import process_holder; print(process_holder())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other != process_holder()  # same machine, two processes: two holders (not the host name alone)
     assert other.startswith(socket.gethostname()[:48])
 
@@ -45,7 +46,7 @@ def test_two_processes_do_not_both_run_a_monitor_pass(database_url: str, tmp_pat
     now = datetime(2026, 12, 1, tzinfo=UTC)
     with transaction(sessions) as session:
         site = Site(name="s", engine="simulated", region="r", engine_config={},
-                    provider=Provider(name="p", display_name="", revenue_share=__import__("decimal").Decimal("0.7")))
+                    provider=Provider(name="p", display_name="", revenue_share=Decimal("0.7")))
         session.add(Node(site=site, name="quiet", status="ready", drained=False, cpu_cores=1, memory_mib=1,
                          labels={}, managed_by="agent", last_heartbeat_at=now - timedelta(minutes=5)))
     timeout = timedelta(seconds=30)

@@ -10,6 +10,7 @@ exits non-zero, so the service manager restarts the whole group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,7 +62,8 @@ def run_workers(settings: Settings, workers: int, make_app: Callable[[Settings],
 
     def stop(signum: int, _frame: object) -> None:
         for child in children:
-            with_ignored_lookup_error(os.kill, child, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it has just exited
+                os.kill(child, signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -75,9 +77,3 @@ def run_workers(settings: Settings, workers: int, make_app: Callable[[Settings],
                 stop(signal.SIGTERM, None)
     return status
 
-
-def with_ignored_lookup_error(kill: Callable[[int, int], None], pid: int, signum: int) -> None:
-    try:
-        kill(pid, signum)
-    except ProcessLookupError:
-        pass
