@@ -119,18 +119,21 @@ async def beat_node(pool: Pool, name: str, key: str, body: dict[str, Any], first
 
 
 async def poll_unreachable(pool: Pool, operator_key: str, until: float, timeout_s: float, tally: Tally) -> None:
-    """Nodes listed unreachable although a beat of theirs, sent less than the monitor's timeout
-    before this poll, was acknowledged before it: the monitor marked them with a beat in hand.
-    (A node whose beats were shed or late *is* quiet: marking it is the documented behaviour.)"""
+    """Nodes listed unreachable although a beat of theirs was acknowledged before this poll was
+    sent, and was itself sent less than the timeout before the poll's answer came back: the mark
+    (no later than the poll's snapshot) came less than the timeout after that beat committed (no
+    earlier than it was sent). A node whose beats were shed or late *is* quiet: marking it is the
+    documented behaviour, not counted."""
     while time.perf_counter() < until:
         await asyncio.sleep(2)
         polled = time.perf_counter()
         answer = await pool.request("GET", f"{API}/nodes?status=unreachable&limit=1000", operator_key)
+        returned = time.perf_counter()
         if answer.status != 200:
             continue
         for node in answer.json():
             sent, answered = tally.last_ok.get(node["name"], (float("-inf"), float("-inf")))
-            if answered < polled and polled - sent < timeout_s:
+            if answered < polled and returned - sent < timeout_s:
                 tally.unreachable.add(f"{node['site']}/{node['name']}")
 
 
