@@ -37,7 +37,7 @@ from heartbeat_load import node_devices  # noqa: E402
 from throwaway import prepare  # noqa: E402
 
 from zhisuan.agent.host import heartbeat, registration  # noqa: E402
-from zhisuan.api.app import create_app  # noqa: E402
+from zhisuan.api.app import create_app, freeze_startup_objects  # noqa: E402
 from zhisuan.config import Settings  # noqa: E402
 from zhisuan.inventory import service  # noqa: E402
 from zhisuan.inventory.schemas import DeviceHealth  # noqa: E402
@@ -84,12 +84,14 @@ def median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 3)
 
 
-def measure(backend: str, beats: int) -> dict[str, Any]:
+def measure(backend: str, beats: int, freeze: bool) -> dict[str, Any]:
     platform = prepare(backend, 1)
     try:
         settings = Settings(data_dir=platform.data_dir, database_url=platform.database_url,
                             register_local_site=False, run_background_loops=False)
         app = create_app(settings)
+        if freeze:
+            freeze_startup_objects()
         key = platform.agent_keys[0]
         headers = {"Authorization": f"Bearer {key}"}
         with TestClient(app) as client:
@@ -121,7 +123,7 @@ def measure(backend: str, beats: int) -> dict[str, Any]:
                     session.commit()
                     db.append(time.perf_counter() - start)
         return {
-            "backend": backend, "beats": beats,
+            "backend": backend, "beats": beats, "gc_freeze": freeze,
             "statements_per_beat": round(statements / beats, 2),
             "pool_checkouts_per_beat": round(checkouts / beats, 2),
             "thread_handoffs_per_beat": round(counters.handoffs / beats, 2),
@@ -138,8 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--beats", type=int, default=2000)
+    parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after start-up (as before)")
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.beats), indent=1))
+    print(json.dumps(measure(args.backend, args.beats, not args.no_freeze), indent=1))
 
 
 if __name__ == "__main__":

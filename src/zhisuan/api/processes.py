@@ -37,7 +37,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def serve_child(sock: socket.socket, settings: Settings, make_app: Callable[[Settings], FastAPI]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own handlers in run()
-    config = uvicorn.Config(make_app(settings), log_level="warning",
+    from zhisuan.api.app import freeze_startup_objects
+
+    app = make_app(settings)
+    freeze_startup_objects()
+    config = uvicorn.Config(app, log_level="warning",
                             **uvicorn_options(settings.max_header_bytes))  # type: ignore[arg-type]
     uvicorn.Server(config).run(sockets=[sock])
 

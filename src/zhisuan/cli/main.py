@@ -76,7 +76,11 @@ def up(
         from zhisuan.api.processes import run_workers
 
         raise typer.Exit(run_workers(settings, workers, create_app))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+    from zhisuan.api.app import freeze_startup_objects
+
+    application = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(application, host=host, port=port, log_level="warning",
                 **uvicorn_options(settings.max_header_bytes))  # type: ignore[arg-type]
 
 
