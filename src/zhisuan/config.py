@@ -77,7 +77,7 @@ class Settings:
     # get 503 with ``Retry-After: retry_after_s``. The background loops have their own small pool.
     max_inflight_agent: int = 12
     max_inflight_api: int = 8
-    admission_wait_s: float = 2.0
+    admission_wait_s: float = 5.0
     retry_after_s: int = 2
     db_pool_size: int = 24
     db_pool_timeout_s: float = 5.0
