@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,7 @@ class Platform:
         if self.pg_database is not None:
             with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
                 connection.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def new_database(backend: str, data_dir: Path) -> tuple[str, str | None]:
