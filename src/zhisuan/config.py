@@ -72,6 +72,25 @@ class Settings:
     metrics_public: bool = False
     # scrypt cost for keys and passwords; tests may lower it, production keeps the default.
     scrypt_n: int = 2**14
+    # Capacity of one API process (api/admission.py): requests in flight per route class, each holding
+    # at most one of the ``db_pool_size`` request connections, run by ``worker_threads`` threads. Kept
+    # consistent (in flight ≤ pool < threads) so a request never waits for a thread while holding a
+    # connection another thread waits for; past it, requests queue ``admission_wait_s`` at most, then
+    # get 503 with ``Retry-After: retry_after_s``. The background loops have their own small pool.
+    max_inflight_agent: int = 12
+    max_inflight_api: int = 8
+    admission_wait_s: float = 5.0
+    retry_after_s: int = 2
+    db_pool_size: int = 24
+    db_pool_timeout_s: float = 5.0
+    loop_pool_size: int = 4
+    worker_threads: int = 40
+
+    def __post_init__(self) -> None:
+        if self.max_inflight_agent + self.max_inflight_api > self.db_pool_size:
+            raise ValueError("max_inflight_agent + max_inflight_api must not exceed db_pool_size")
+        if self.db_pool_size >= self.worker_threads:
+            raise ValueError("db_pool_size must be below worker_threads")
 
     def resolved_jobs_dir(self) -> Path:
         return self.jobs_dir or default_jobs_dir(self.data_dir)

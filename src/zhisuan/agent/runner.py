@@ -12,6 +12,7 @@ Workers outlive the agent: a restarted agent adopts them (``agent.jobs.WorkerRun
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -33,8 +34,13 @@ class AgentError(RuntimeError):
         self.status = status
 
 
-def _post(client: httpx.Client, path: str, body: dict) -> dict:  # type: ignore[type-arg]
+def _post(client: httpx.Client, path: str, body: dict, shed_retries: int = 4) -> dict:  # type: ignore[type-arg]
     response = client.post(path, json=body)
+    for _ in range(shed_retries):  # 503 + Retry-After: the control plane is shedding load
+        if response.status_code != 503 or "retry-after" not in response.headers:
+            break
+        time.sleep(shed_backoff_s(response.headers["retry-after"]))
+        response = client.post(path, json=body)
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
@@ -43,6 +49,15 @@ def _post(client: httpx.Client, path: str, body: dict) -> dict:  # type: ignore[
         raise AgentError(f"{path}: HTTP {response.status_code}: {message}", response.status_code)
     result: dict = response.json()  # type: ignore[type-arg]
     return result
+
+
+def shed_backoff_s(retry_after: str) -> float:
+    """Retry-After seconds, stretched by up to 100% at random so shed agents do not return in step."""
+    try:
+        base = min(60.0, max(0.5, float(retry_after)))
+    except ValueError:
+        base = 2.0
+    return base * (1 + random.random())
 
 
 def job_exchange(client: httpx.Client) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:

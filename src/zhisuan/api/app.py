@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan import __version__
+from zhisuan.api.admission import Admission, AdmissionLimits
 from zhisuan.api.browser_headers import BrowserHeaders
 from zhisuan.api.deps import AppContext, ContextDep, SessionDep
 from zhisuan.api.errors import install_error_handlers
@@ -70,18 +76,37 @@ async def every(seconds: float, work: Callable[[], object], name: str, wake: thr
             wake.clear()
 
 
+def freeze_startup_objects() -> None:
+    """Everything built before serving (routes, models, the catalog) lives as long as the process:
+    moved out of the collector's reach, a full collection walks only what requests allocate (one
+    gen-2 pause of 366 ms per ~1,000 beats before, ~6 ms after; BENCHMARKS.md "Control plane at
+    scale"). Called by ``zhisuan up`` only: a process that builds many apps (the tests) would keep
+    every frozen one alive."""
+    gc.collect()
+    gc.freeze()
+
+
+def process_holder() -> str:
+    """This process's name on a loop lease: host *and* pid, so two API processes on one machine
+    (``zhisuan up --workers N``) are different holders and only one of them runs each loop."""
+    return f"{socket.gethostname()[:48]}:{os.getpid()}"
+
+
 def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     ctx: AppContext = app.state.ctx
     settings, catalog = ctx.settings, app.state.catalog
+    loops: sessionmaker[Session] = app.state.loop_sessions  # their own pool: requests cannot starve them
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
+    holder = app.state.holder
     tasks = [
         asyncio.create_task(every(
-            settings.monitor_interval_s, lambda: monitor_pass(ctx.sessions, ctx.clock(), timeout), "monitor"
+            settings.monitor_interval_s, lambda: monitor_pass(loops, ctx.clock(), timeout, holder), "monitor"
         )),
         # Usage records accrue from the allocation ledger continuously; invoice runs also meter
         # their period first, so billing does not depend on this loop's timing.
         asyncio.create_task(every(
-            settings.metering_interval_s, lambda: metering_pass(ctx.sessions, catalog, ctx.clock()), "metering"
+            settings.metering_interval_s, lambda: metering_pass(loops, catalog, ctx.clock(), holder=holder),
+            "metering"
         )),
         asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs",
                                   app.state.wakeups.scheduler)),
@@ -92,7 +117,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         app.state.local_node = (site_id, name)
         tasks.append(asyncio.create_task(every(
             settings.heartbeat_interval_s,
-            lambda: heartbeat_local_node(ctx.sessions, ctx, catalog, site_id, name), "local-heartbeat",
+            lambda: heartbeat_local_node(loops, ctx, catalog, site_id, name), "local-heartbeat",
         )))
         sync = local_job_sync(ctx, site_id, name, on_change=app.state.wakeups.scheduler.set)
         tasks.append(asyncio.create_task(every(settings.job_interval_s, sync.step, "local-jobs",
@@ -160,6 +185,9 @@ async def start_maas(app: FastAPI) -> Maas:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.ctx.settings
+    # Sync endpoints and dependencies run on anyio's thread limiter: more threads than request
+    # connections (Settings), so an admitted request always finds both.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
     tasks = background_tasks(app) if settings.run_background_loops else []
     maas = await start_maas(app) if settings.maas else None
     yield
@@ -169,6 +197,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     app.state.engine.dispose()
+    app.state.loop_engine.dispose()
 
 
 def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
@@ -204,20 +233,22 @@ def service_routes(app: FastAPI, registry: CollectorRegistry) -> APIRouter:
 def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None,
                catalog: Catalog | None = None) -> FastAPI:
     """Build the ASGI app. The database must already be migrated (``bootstrap.migrate``)."""
-    engine = make_engine(settings.resolved_database_url())
+    engine, loop_engine = request_and_loop_engines(settings)
     ctx = AppContext(settings=settings, sessions=make_session_factory(engine),
                      verifier=KeyVerifier(scrypt_n=settings.scrypt_n), clock=clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI compute cloud platform (智算云平台): inventory, tenancy and access.")
     app.state.ctx, app.state.engine = ctx, engine
+    app.state.loop_engine, app.state.loop_sessions = loop_engine, make_session_factory(loop_engine)
+    app.state.holder = process_holder()
     app.state.catalog = catalog or load_catalog()
     registry = CollectorRegistry()
     registry.register(FleetCollector(ctx.sessions))
     install_error_handlers(app)
     app.state.wakeups = Wakeups()
     app.state.replica_keys = ReplicaKeys()  # engine keys agents report, handed to gateways (serving.fleet)
-    app.state.job_scheduler = JobScheduler(ctx.sessions, app.state.catalog, settings.resolved_jobs_dir(), ctx.clock,
-                                           wake_agents=app.state.wakeups.agent.set)
+    app.state.job_scheduler = JobScheduler(app.state.loop_sessions, app.state.catalog, settings.resolved_jobs_dir(),
+                                           ctx.clock, holder=app.state.holder, wake_agents=app.state.wakeups.agent.set)
     app.state.driver_book = app.state.job_scheduler.book
     # A drain or resume of an engine-managed node is pushed to its engine (inventory knows no drivers).
     app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
@@ -232,4 +263,18 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.add_middleware(RequestBounds, max_body_bytes=settings.max_body_bytes,
                        max_header_bytes=settings.max_header_bytes, max_headers=settings.max_headers,
                        max_json_depth=settings.max_json_depth)
+    # Outermost: a request beyond capacity is shed before it is parsed, measured or touches the database.
+    app.add_middleware(Admission, limits=AdmissionLimits(
+        agent=settings.max_inflight_agent, api=settings.max_inflight_api, wait_s=settings.admission_wait_s,
+        retry_after_s=settings.retry_after_s))
     return app
+
+
+def request_and_loop_engines(settings: Settings) -> tuple[Engine, Engine]:
+    """The requests' pool, sized to the admission limits (one connection per admitted request,
+    a few spare for a handler that opens a second session), and the background loops' own."""
+    url = settings.resolved_database_url()
+    requests = make_engine(url, pool_size=settings.db_pool_size, max_overflow=0,
+                           pool_timeout_s=settings.db_pool_timeout_s)
+    loops = make_engine(url, pool_size=settings.loop_pool_size, max_overflow=2, pool_timeout_s=30.0)
+    return requests, loops

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhisuan.errors import (
@@ -99,7 +100,15 @@ async def _operational_error(request: Request, exc: Exception) -> JSONResponse:
                                                "written, retry it"), 409, headers={"Retry-After": "1"})
 
 
+async def _pool_timeout(_request: Request, exc: Exception) -> JSONResponse:
+    """No database connection came free in time: the process is past its capacity. Say so and
+    when to come back, rather than fail the request as an error of the platform."""
+    return JSONResponse(error_body("Overloaded", "the control plane is at capacity; retry after 2 s"), 503,
+                        headers={"Retry-After": "2"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(OperationalError, _operational_error)
     app.add_exception_handler(DomainError, _domain_error)

@@ -50,6 +50,10 @@ class ApiClient:
         return cls(server=server.rstrip("/"), key=key)
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self.send(method, path, body, params)
+        return None if response.status_code == 204 else response.json()
+
+    def send(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> httpx.Response:
         if not self.key:
             raise CliError("no API key: run 'zhisuan login --key KEY' or set ZHISUAN_API_KEY")
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -60,7 +64,19 @@ class ApiClient:
             raise CliError(f"cannot reach zhisuan at {self.server}: {error}") from error
         if response.status_code >= 400:
             raise CliError(describe_error(response))
-        return None if response.status_code == 204 else response.json()
+        return response
+
+    def get_all(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a paginated listing: follows ``X-Next-Cursor`` page after page."""
+        items: list[Any] = []
+        query = {k: v for k, v in params.items() if v is not None}
+        while True:
+            response = self.send("GET", path, params=query)
+            items.extend(response.json())
+            following = response.headers.get("x-next-cursor")
+            if not following:
+                return items
+            query["cursor"] = following
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -98,8 +98,10 @@ def site_agent_key(ref: str, expires_in_days: float | None = None, json: JsonFla
 
 
 @node_app.command("list")
-def node_list(site: str | None = None, status: str | None = None, json: JsonFlag = False) -> None:
-    nodes = api().get("/nodes", site=site, status=status)
+def node_list(site: str | None = None, status: str | None = None, json: JsonFlag = False,
+              page_size: Annotated[int | None, typer.Option(help="nodes per request (default: the server's)")]
+              = None) -> None:
+    nodes = api().get_all("/nodes", site=site, status=status, limit=page_size)
     emit(nodes if json else [with_accelerator_summary(n) for n in nodes], json, NODE_COLUMNS)
 
 

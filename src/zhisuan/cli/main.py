@@ -35,8 +35,13 @@ def up(
     local_site: Annotated[bool, typer.Option(help="register this machine as site 'local'")] = True,
     maas: Annotated[bool, typer.Option(help="serve /v1 (OpenAI-compatible) with SmolLM2 on llama.cpp")] = True,
     gateway_port: Annotated[int, typer.Option(help="port of the /v1 gateway (default: port + 1)")] = 0,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes sharing the port (more than 1: "
+                                         "with --no-local-site --no-maas; loops still run once)")] = 1,
 ) -> None:
-    """Start the control plane: API, console, metrics and background loops, in one process."""
+    """Start the control plane: API, console, metrics and background loops, in one process (or --workers N)."""
+    if workers > 1 and (local_site or maas):
+        raise CliError("--workers N runs API processes only: add --no-local-site --no-maas (run 'zhisuan agent' "
+                       "on this machine and 'zhisuan gateway' for /v1 instead)")
     import uvicorn
 
     from zhisuan.api.app import create_app
@@ -67,7 +72,15 @@ def up(
                    " keys need the 'inference' scope)")
     if first is not None:
         announce_first_operator(first, settings.data_dir, url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+    if workers > 1:
+        from zhisuan.api.processes import run_workers
+
+        raise typer.Exit(run_workers(settings, workers, create_app))
+    from zhisuan.api.app import freeze_startup_objects
+
+    application = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(application, host=host, port=port, log_level="warning",
                 **uvicorn_options(settings.max_header_bytes))  # type: ignore[arg-type]
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import Field
 
 from zhisuan.api.deps import Agent, ContextDep, Reader, SessionDep, Writer
@@ -99,10 +100,31 @@ def create_agent_key(ref: str, body: AgentKeyCreate, session: SessionDep, princi
     return key_issued(service.issue_agent_key(session, principal, ref, now, ctx.settings.scrypt_n, expires))
 
 
-@router.get("/nodes", response_model=list[NodeOut], tags=["inventory"])
-def list_nodes(session: SessionDep, principal: Reader, site: str | None = None,
-               status: str | None = None) -> list[NodeOut]:
-    return [node_out(node) for node in service.list_nodes(session, principal, site, status)]
+# A page holds at most this many nodes; without ``limit`` a caller gets DEFAULT_PAGE (fleets up to that
+# size fit in one answer, as before pagination) and follows ``X-Next-Cursor`` for the rest.
+DEFAULT_PAGE, MAX_PAGE = 1000, 1000
+
+
+@router.get("/nodes", response_model=list[NodeOut], tags=["inventory"],
+            responses={200: {"headers": {"X-Next-Cursor": {"description": "cursor of the next page (absent "
+                                                                          "on the last)"},
+                                         "Link": {"description": 'rel="next": the next page\'s URL'}}}})
+def list_nodes(request: Request, response: Response, session: SessionDep, principal: Reader,
+               site: str | None = None, status: str | None = None, drained: bool | None = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+               cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,10}$",
+                                                   description="X-Next-Cursor of the previous page")] = None,
+               ) -> list[NodeOut]:
+    """Nodes by id, one page at a time: the body stays a JSON list; the next page's cursor is in
+    ``X-Next-Cursor`` (and a ``Link: <…>; rel="next"`` header)."""
+    nodes = service.list_nodes(session, principal, site, status, drained=drained,
+                               after_id=int(cursor) if cursor else None, limit=limit + 1)
+    if len(nodes) > limit:
+        nodes = nodes[:limit]
+        following = str(nodes[-1].id)
+        response.headers["X-Next-Cursor"] = following
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=following)}>; rel="next"'
+    return [node_out(node) for node in nodes]
 
 
 @router.post("/nodes", response_model=NodeOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])

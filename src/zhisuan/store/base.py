@@ -70,12 +70,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, pool_timeout_s: float = 30.0) -> Engine:
+    """An engine whose pool holds ``pool_size`` connections, ``max_overflow`` more under a burst;
+    a check-out waits ``pool_timeout_s`` at most (then ``sqlalchemy.exc.TimeoutError``: the API
+    answers 503). The API sizes its pool to its admission limits (``Settings``)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                         pool_timeout=pool_timeout_s)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
