@@ -145,6 +145,13 @@ def test_tenant_follows_a_job_and_operator_sees_the_queue(job_platform: Platform
         assert page.is_hidden("#job-cancel")
         assert page.inner_text("#job-state") == "succeeded"
         assert "elastic · priority 0 · within guarantee" in page.inner_text("#job-fields")
+        # Its goodput (GET /jobs/{id}/goodput): a bar whose segments are the parts of its wall time.
+        page.wait_for_selector("#job-ettr")
+        goodput = platform.cli_json("job", "goodput", str(hello["id"]), ZHISUAN_API_KEY=key)["breakdown"]
+        shown = set(page.locator("#job-goodput .part").evaluate_all("nodes => nodes.map(n => n.dataset.part)"))
+        parts = ("queueing", "productive", "checkpoint", "lost", "restart")
+        assert shown == {part for part in parts if goodput[part] > 0}
+        assert page.inner_text("#job-ettr").startswith("ETTR ")
         page.click("#log-stderr")
         page.wait_for_selector("#job-log:has-text('oops-stderr')")
         assert "hello-console" not in page.inner_text("#job-log")

@@ -34,6 +34,7 @@ function layout(me) {
       el("div", {class: "detail"},
         el("div", {}, el("h3", {}, t("jobs.details")), el("dl", {class: "fields", id: "job-fields"})),
         el("div", {}, el("h3", {}, t("jobs.events")), el("div", {class: "scroll events", id: "job-events"}))),
+      el("div", {class: "goodput"}, el("h3", {}, t("goodput.title")), el("div", {id: "job-goodput"})),
       el("div", {class: "logbar"}, el("h3", {}, t("jobs.log")),
         el("label", {for: "log-rank"}, t("jobs.rank")), el("select", {id: "log-rank"}),
         el("span", {class: "toggle", role: "group", "aria-label": t("jobs.stream")},
@@ -159,7 +160,8 @@ function jobFields(j) {
 async function refreshDetail() {
   const state = jobs;
   const id = state.selected;
-  const [job, events] = await Promise.all([call(`/jobs/${id}`), call(`/jobs/${id}/events`)]);
+  const [job, events, goodput] = await Promise.all([call(`/jobs/${id}`), call(`/jobs/${id}/events`),
+                                                    call(`/jobs/${id}/goodput`)]);
   if (jobs !== state || state.selected !== id) return;
   // A preempted job runs again as a new attempt whose logs start from zero: follow that one.
   const rerun = state.job !== null && state.job.attempt !== job.attempt;
@@ -175,7 +177,28 @@ async function refreshDetail() {
                             [t("jobs.state"), (e) => statePill(e.state)], [t("jobs.reason"), (e) => e.reason]],
                            events, t("jobs.no_events")));
   if (atEnd) box.scrollTop = box.scrollHeight;
+  fill("job-goodput", ...goodputBar(goodput.breakdown));
   $("job-cancel").hidden = state.ended;
+}
+
+// Where the job's wall time went (GET /jobs/{id}/goodput; the parts add up to the wall time), as one
+// stacked bar with a legend in seconds, and ETTR = productive / (wall − queueing).
+function goodputBar(b) {
+  const parts = [["queueing", t("goodput.queueing"), b.queueing], ["productive", t("goodput.productive"), b.productive],
+                 ["checkpoint", t("goodput.checkpoint"), b.checkpoint], ["lost", t("goodput.lost"), b.lost],
+                 ["restart", t("goodput.restart"), b.restart]];
+  const label = (name, seconds) => `${name} ${formatNumber(seconds < 10 ? Math.round(seconds * 10) / 10 : Math.round(seconds))} s`;
+  const bar = el("div", {class: "bar", role: "img", "aria-label": parts.map(([, name, v]) => label(name, v)).join(", ")});
+  for (const [cls, name, seconds] of parts) {
+    if (!(seconds > 0)) continue;
+    const segment = el("span", {class: "part " + cls, "data-part": cls, title: label(name, seconds)});
+    segment.style.flexGrow = String(seconds);  // CSSOM, not a style attribute: the CSP allows it
+    bar.append(segment);
+  }
+  const ettr = b.ettr === null ? "—" : `${formatNumber(Math.round(b.ettr * 1000) / 10)}%`;
+  return [bar, el("div", {class: "legend"},
+    parts.map(([cls, name, seconds]) => el("span", {class: "key " + cls}, label(name, seconds))),
+    el("span", {class: "ettr", id: "job-ettr"}, t("goodput.ettr", {ettr})))];
 }
 
 async function cancelJob() {
