@@ -149,6 +149,14 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("POST", "/jobs/1/cancel", lambda: {}, {"anonymous": 401, "operator": 200, "acme": 200}, 404),
     ("POST", "/sites/s1/sync", lambda: {}, {"anonymous": 401, "operator": 409, "p1": 409, "p2": 404}, 403),
     ("POST", "/agent/workers", lambda: {"node": "gpu-a", "workers": []}, {"anonymous": 401}, 403),
+    ("POST", "/agent/replicas", lambda: {"node": "gpu-a", "replicas": []}, {"anonymous": 401}, 403),
+    ("POST", "/nodes/s1/gpu-a/cordon", lambda: {"reason": "fan noise"},
+     {"anonymous": 401, "operator": 200, "p1": 200, "p2": 404}, 403),
+    ("POST", "/nodes/s1/gpu-a/uncordon", lambda: {}, {"anonymous": 401, "operator": 200, "p1": 200, "p2": 404}, 403),
+    ("GET", "/serving/endpoints", None, {"anonymous": 401, "operator": 200}, 403),
+    ("GET", "/jobs/1/goodput", None, {"anonymous": 401, "operator": 200, "acme": 200}, 404),
+    ("GET", "/goodput", None, {"anonymous": 401, "operator": 422, "acme": 200, "beta": 200}, 403),
+    ("GET", "/goodput?tenant=acme", None, {"anonymous": 401, "operator": 200, "acme": 200}, 403),
     *EXCHANGE_CASES,
 ]
 
@@ -212,8 +220,15 @@ def test_every_route_has_an_access_case(api: Api) -> None:
 
 def _same_shape(case_path: str, route_path: str) -> bool:
     case_parts, route_parts = case_path.split("/"), route_path.split("/")
-    if route_parts[-1].endswith(":path}") or (route_parts[-1] == "{ref}" and route_parts[-2] in PATH_REFS):
+    if route_parts[-1].endswith(":path}"):
         return case_parts[: len(route_parts) - 1] == route_parts[:-1]
+    if "{ref}" in route_parts and route_parts[route_parts.index("{ref}") - 1] in PATH_REFS:
+        # A slash-holding ref, at the end (/nodes/{ref}) or before an action (/nodes/{ref}/cordon).
+        at = route_parts.index("{ref}")
+        tail = route_parts[at + 1:]
+        if case_parts[:at] != route_parts[:at]:
+            return False
+        return not tail or (len(case_parts) >= len(route_parts) and case_parts[-len(tail):] == tail)
     if len(case_parts) != len(route_parts):
         return False
     return all(r.startswith("{") or c == r for c, r in zip(case_parts, route_parts, strict=True))
