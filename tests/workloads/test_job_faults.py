@@ -11,6 +11,7 @@ Workers run as the agent's own user here: tenant users cannot enter this test's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,6 +91,26 @@ def trainer_pids(sync: JobSync) -> list[int]:
     return pids
 
 
+def gone_with_the_machine(pids: list[int]) -> None:
+    """The processes of a machine that died are gone: killed outright if the stop has not reaped them
+    yet (on a loaded machine one once outlived it and overwrote the resumed run's result.json)."""
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while "zombie" not in _state_of(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        assert "zombie" in _state_of(pid), f"trainer {pid} still running"
+
+
+def _state_of(pid: int) -> str:
+    """The process's state from /proc ("zombie" also when it is gone altogether)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "zombie"
+
+
 def finish(site: LocalSite, job_id: int, shared: Path, undisturbed: dict[str, Any]) -> dict[str, Any]:
     done = site.until_state(job_id, "succeeded", "failed", timeout_s=90)
     assert done["state"] == "succeeded", (done, events(site, job_id))
@@ -130,8 +151,10 @@ def test_a_lost_agent_fails_its_jobs_as_agent_lost_and_they_resume_on_another_no
     lost = running["placement"][0]["node"].split("/")[1]
     other = "n2" if lost == "n1" else "n1"
     dead = site.agents.pop(lost)  # the agent stops (and its machine with it: its worker dies too)
+    orphans = trainer_pids(dead)
     for status in dead.runner.statuses():
         dead.runner.stop(status.key, 0)
+    gone_with_the_machine(orphans)
     clock = site.world.client.app.state.ctx.clock  # type: ignore[attr-defined]
     clock.advance(seconds=31)
     heartbeat(site, other)
