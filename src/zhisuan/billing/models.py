@@ -78,7 +78,9 @@ class InvoiceLine(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
     line_no: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16), default="usage")  # usage | penalty
+    kind: Mapped[str] = mapped_column(String(16), default="usage")  # usage | penalty | ettr_credit
+    # What a non-usage line is for (an ETTR credit: the measured ETTR, the target, the tier).
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"))
     model: Mapped[str] = mapped_column(String(128))
     pricing_model: Mapped[str] = mapped_column(String(16))

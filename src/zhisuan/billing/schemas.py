@@ -158,6 +158,7 @@ class InvoiceLineOut(BaseModel):
     currency: str
     price_source: str
     usage_record_keys: list[str]
+    description: str = ""  # what a non-usage line is for (an ETTR credit: measured ETTR, target, tier)
 
 
 class InvoiceOut(BaseModel):

@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from zhisuan.billing import ettr
 from zhisuan.billing import models as b
 from zhisuan.billing import schemas as s
 from zhisuan.catalog.loader import Catalog
@@ -409,6 +410,7 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     with econ_errors():
         invoices = ra.rate_period(records, period, ctx) if records else ()
         invoices = pe.with_penalties(invoices, penalties, period, core.currency)
+    invoices = ettr.with_credits(session, invoices, period, core.currency)
     tenant_names = names(session, Tenant, {int(inv.tenant_id) for inv in invoices})
     created = []
     for inv in invoices:
@@ -466,7 +468,8 @@ def _line_row(line: ra.InvoiceLine) -> b.InvoiceLine:
         usage_quantity=line.usage_quantity, billable_quantity=line.billable_quantity, unit=line.unit,
         list_price=line.list_price, discount=line.discount, unit_price=line.unit_price,
         exact_amount=line.exact_amount, amount=line.amount, currency=line.currency,
-        price_source=str(line.price_source), usage_record_keys=list(line.usage_record_keys))
+        price_source=str(line.price_source), usage_record_keys=list(line.usage_record_keys),
+        description=line.description)
 
 
 def _mark_billed(session: Session, line_id: int, keys: list[str]) -> None:
@@ -535,7 +538,8 @@ def invoice_out(row: b.Invoice, n: Names) -> s.InvoiceOut:
             region=line.region, contract_id=line.contract_id, usage_quantity=line.usage_quantity,
             billable_quantity=line.billable_quantity, unit=line.unit, list_price=line.list_price,
             discount=line.discount, unit_price=line.unit_price, exact_amount=line.exact_amount, amount=line.amount,
-            currency=line.currency, price_source=line.price_source, usage_record_keys=list(line.usage_record_keys))
+            currency=line.currency, price_source=line.price_source, usage_record_keys=list(line.usage_record_keys),
+            description=line.description)
             for line in row.lines])
 
 
@@ -559,7 +563,8 @@ def core_invoice(row: b.Invoice, n: Names | None = None) -> ra.Invoice:
         lines.append(ra.InvoiceLine(
             line.line_no, scope, period, line.usage_quantity, line.billable_quantity, line.unit, line.list_price,
             line.discount, line.unit_price, line.exact_amount, line.amount, line.currency,
-            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys), line.kind))
+            ra.PriceSource(kind, ref, int(version[1:] or 0)), tuple(line.usage_record_keys), line.kind,
+            line.description))
     return ra.Invoice(row.number, tenant or str(row.tenant_id), period, row.currency, tuple(lines))
 
 

@@ -141,10 +141,54 @@ def emit_contract(contract: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit(contract, True)
         return
-    emit({k: v for k, v in contract.items() if k not in ("transitions", "amendments")}, False)
+    emit({k: v for k, v in contract.items() if k not in ("transitions", "amendments", "ettr_sla", "ettr")}, False)
+    for line in sla_lines(contract):
+        typer.echo(line)
     if contract["transitions"]:
         emit(contract["transitions"], False, ("from_state", "to_state", "at", "actor", "penalty", "amount_due",
                                               "deposit_refund", "reason"))
+
+
+def sla_lines(contract: dict[str, Any]) -> list[str]:
+    """The ETTR service level and the period's measured ETTR, in words (docs/goodput.md)."""
+    sla, measured = contract.get("ettr_sla"), contract.get("ettr")
+    if not sla:
+        return []
+    tiers = ", ".join(f"ETTR < {t['below']} → {t['percent']}%" for t in sla["tiers"])
+    out = [f"ETTR SLA: target {sla['target']}; credits {tiers}; cap {sla['cap_percent']}% of the period's charge"]
+    if measured:
+        if measured["measured"] is None:
+            verdict = "not measured yet (no attempt under the contract ended in the period)"
+        elif measured["met"]:
+            verdict = f"{measured['measured']} — met"
+        else:
+            verdict = (f"{measured['measured']} — missed: tier {measured['tier']}, credit "
+                       f"{measured['credit_percent']}% of the period's charge")
+        out.append(f"ETTR {measured['period']}: {verdict} ({measured['attempts']} attempts, "
+                   f"{measured['platform_loss_s']:.0f} s of {measured['counted_s']:.0f} s lost to platform faults)")
+    return out
+
+
+def sla_body(target: str | None, tiers: list[str] | None, cap: str | None) -> dict[str, Any] | None:
+    """--ettr-target 0.95 --ettr-tier 0.95:10 --ettr-tier 0.90:25 --ettr-cap 30 → the API's ettr_sla."""
+    if target is None and not tiers and cap is None:
+        return None
+    if target is None or not tiers:
+        raise CliError("an ETTR SLA needs --ettr-target and at least one --ettr-tier BELOW:PERCENT")
+    parsed = []
+    for tier in tiers:
+        below, sep, percent = tier.partition(":")
+        if not sep or not below or not percent:
+            raise CliError(f"--ettr-tier takes BELOW:PERCENT (e.g. 0.95:10), not {tier!r}")
+        parsed.append({"below": below, "percent": percent})
+    return {"target": target, "tiers": parsed, "cap_percent": cap if cap is not None else "100"}
+
+
+EttrTarget = Annotated[str | None, typer.Option(help="ETTR SLA target ratio, e.g. 0.95 (node leases)")]
+EttrTier = Annotated[list[str] | None, typer.Option(
+    help="credit tier BELOW:PERCENT, repeatable, descending from the target (e.g. 0.95:10 0.90:25)")]
+EttrCap = Annotated[str | None, typer.Option(help="most a period's credit may be, percent of its charge "
+                                                  "(default 100)")]
 
 
 @contract_app.command("create")
@@ -161,6 +205,7 @@ def contract_create(
     pflops: Annotated[str | None, typer.Option(help="PFLOPS (pflops capacity)")] = None,
     provider: Annotated[list[str] | None, typer.Option(help="provider(s), for quota/pflops capacity")] = None,
     notice_days: int = 30, deposit: str = "0", penalty_rate: str = "0.20", currency: str = "CNY",
+    ettr_target: EttrTarget = None, ettr_tier: EttrTier = None, ettr_cap: EttrCap = None,
     note: str = "", json: JsonFlag = False,
 ) -> None:
     """Draft a contract over named nodes (--node), a quota (--model --quota) or PFLOPS (--model --pflops)."""
@@ -172,6 +217,9 @@ def contract_create(
             "unit_price": unit_price, "start": start, "closed_months": closed_months, "open_months": open_months,
             "notice_days": notice_days, "deposit": deposit, "penalty_rate": penalty_rate, "currency": currency,
             "note": note}
+    sla = sla_body(ettr_target, ettr_tier, ettr_cap)
+    if sla is not None:
+        body["ettr_sla"] = sla
     emit_contract(api().post("/contracts", body), json)
 
 
@@ -181,8 +229,10 @@ def contract_list(state: str | None = None, tenant: str | None = None, json: Jso
 
 
 @contract_app.command("show")
-def contract_show(contract_id: str, json: JsonFlag = False) -> None:
-    emit_contract(api().get(f"/contracts/{contract_id}"), json)
+def contract_show(contract_id: str, period: Annotated[str | None, typer.Option(
+        help="billing period YYYY-MM whose ETTR to measure (default: the current one)")] = None,
+        json: JsonFlag = False) -> None:
+    emit_contract(api().get(f"/contracts/{contract_id}", period=period), json)
 
 
 @contract_app.command("activate")
@@ -213,9 +263,10 @@ def contract_expire(contract_id: str, at: str | None = None, json: JsonFlag = Fa
 @contract_app.command("amend")
 def contract_amend(contract_id: str, effective_at: Annotated[str, typer.Option(help="ISO instant")],
                    unit_price: str | None = None, quota: int | None = None, pflops: str | None = None,
-                   open_months: int | None = None, note: str = "", json: JsonFlag = False) -> None:
+                   open_months: int | None = None, ettr_target: EttrTarget = None, ettr_tier: EttrTier = None,
+                   ettr_cap: EttrCap = None, note: str = "", json: JsonFlag = False) -> None:
     body = {"effective_at": effective_at, "unit_price": unit_price, "quota": quota, "pflops": pflops,
-            "open_months": open_months, "note": note}
+            "open_months": open_months, "ettr_sla": sla_body(ettr_target, ettr_tier, ettr_cap), "note": note}
     emit_contract(api().post(f"/contracts/{contract_id}/amendments", body), json)
 
 
@@ -335,6 +386,9 @@ def invoice_show(ref: str, json: JsonFlag = False) -> None:
         return
     emit({k: v for k, v in invoice.items() if k != "lines"}, False)
     emit(invoice["lines"], False, LINE_COLUMNS)
+    for line in invoice["lines"]:
+        if line.get("description"):  # a credit says why (measured ETTR, target, tier)
+            typer.echo(f"line {line['line_no']}: {line['description']}")
 
 
 @invoice_app.command("export")

@@ -98,6 +98,9 @@ class Contract(Base):
     deposit: Mapped[Decimal] = mapped_column(DecimalText(), default=Decimal(0))
     penalty_rate: Mapped[Decimal] = mapped_column(DecimalText(), default=Decimal("0.20"))
     devices_per_server: Mapped[int] = mapped_column(Integer, default=8)
+    # ETTR service level (``core.economics.ettr_credit``): {"target", "tiers": [{"below", "percent"}],
+    # "cap_percent"} as decimal strings; null: none. Amendments may replace it.
+    ettr_sla: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="draft")
     # When billing stops: the instant of the ending transition (null while draft/active).
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -143,6 +146,7 @@ class ContractAmendment(Base):
     quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
     pflops: Mapped[Decimal | None] = mapped_column(DecimalText(), nullable=True)
     open_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ettr_sla: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the SLA from effective_at on
     note: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -77,8 +77,14 @@ def list_contracts(session: SessionDep, principal: Reader, state: str | None = N
 
 
 @router.get("/contracts/{ref}", response_model=s.ContractOut)
-def get_contract(ref: str, session: SessionDep, principal: Reader) -> s.ContractOut:
-    return service.contract_out(session, service.get_contract(session, principal, ref))
+def get_contract(ref: str, session: SessionDep, principal: Reader, ctx: ContextDep,
+                 period: str | None = None) -> s.ContractOut:
+    """``period`` (YYYY-MM, default: now's): the billing period whose ETTR the view measures."""
+    from zhisuan.billing.service import parse_period  # billing builds on the market
+
+    now = ctx.clock()
+    row = service.get_contract(session, principal, ref)
+    return service.contract_out(session, row, parse_period(period or f"{now.year:04d}-{now.month:02d}"))
 
 
 @router.post("/contracts/{ref}/activate", response_model=s.ContractOut)

@@ -83,6 +83,23 @@ class CapacityIn(Strict):
     pflops: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=6)
 
 
+class CreditTierIn(Strict):
+    below: Decimal = Field(gt=0, le=1, max_digits=6, decimal_places=4,
+                           description="the tier applies when the period's ETTR is below this")
+    percent: Decimal = Field(ge=0, le=100, max_digits=6, decimal_places=2,
+                             description="credit: percent of the period's contract charge")
+
+
+class EttrSlaIn(Strict):
+    """ETTR service level (docs/goodput.md, "Service level and credits")."""
+
+    target: Decimal = Field(gt=0, le=1, max_digits=6, decimal_places=4, description="e.g. 0.95")
+    tiers: list[CreditTierIn] = Field(min_length=1, max_length=10,
+                                      description="descending; the first starts at the target")
+    cap_percent: Decimal = Field(ge=0, le=100, max_digits=6, decimal_places=2,
+                                 description="most a period's credit may be, percent of its contract charge")
+
+
 class ContractCreate(Strict):
     tenant: str = Field(min_length=1, max_length=64)
     providers: list[str] = Field(default_factory=list, max_length=16,
@@ -98,6 +115,7 @@ class ContractCreate(Strict):
     deposit: Decimal = Field(default=Decimal(0), ge=0, max_digits=24, decimal_places=2)
     penalty_rate: Decimal = Field(default=Decimal("0.20"), ge=0, le=1, max_digits=6, decimal_places=4)
     devices_per_server: int = Field(default=8, ge=1, le=64)
+    ettr_sla: EttrSlaIn | None = Field(default=None, description="ETTR service level (node leases)")
     note: str = Field(default="", max_length=500)
 
 
@@ -127,6 +145,7 @@ class AmendmentCreate(Strict):
     quota: int | None = Field(default=None, ge=1, le=1_000_000)
     pflops: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=6)
     open_months: int | None = Field(default=None, ge=0, le=240)
+    ettr_sla: EttrSlaIn | None = Field(default=None, description="a new ETTR service level from effective_at on")
     note: str = Field(default="", max_length=500)
 
 
@@ -150,8 +169,23 @@ class AmendmentOut(BaseModel):
     quota: int | None
     pflops: Decimal | None
     open_months: int | None
+    ettr_sla: EttrSlaIn | None = None
     note: str
     actor: str
+
+
+class EttrMeasured(BaseModel):
+    """The period's ETTR under the contract's service level, measured so far (docs/goodput.md)."""
+
+    period: str
+    measured: Decimal | None  # None: no attempt under the contract ended in the period yet
+    target: Decimal
+    met: bool
+    tier: int | None
+    credit_percent: Decimal
+    attempts: int
+    counted_s: float
+    platform_loss_s: float
 
 
 class ContractOut(BaseModel):
@@ -180,6 +214,8 @@ class ContractOut(BaseModel):
     ended_at: datetime | None
     committed_value: Decimal
     note: str
+    ettr_sla: EttrSlaIn | None = None
+    ettr: EttrMeasured | None = None
     transitions: list[TransitionOut]
     amendments: list[AmendmentOut]
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from zhisuan.billing import ettr
 from zhisuan.billing.models import UsageRecord
 from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.measurements import effective_tflops, load_measurements
@@ -28,6 +30,7 @@ from zhisuan.core.economics.errors import (
     DuplicateUsageError,
     EconomicsError,
 )
+from zhisuan.core.economics.periods import BillingPeriod
 from zhisuan.core.refs import row_id
 from zhisuan.errors import Conflict, Forbidden, InvalidInput, NotFound
 from zhisuan.identity import audit
@@ -42,6 +45,7 @@ from zhisuan.market import models as m
 from zhisuan.market import schemas as s
 
 ACTIVE_OR_DRAFT = ("draft", "active")
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
 @contextmanager
@@ -398,13 +402,14 @@ def create_contract(session: Session, catalog: Catalog, principal: Principal, bo
         if cap.kind == "quota" and cap.quota <= 0:
             raise InvalidInput("quota capacity needs capacity.quota > 0", field="capacity.quota")
     assert model is not None
+    check_sla_capacity(cap.kind, body.ettr_sla)
     row = m.Contract(
         tenant_id=tenant.id, provider_ids=provider_ids, capacity_kind=cap.kind, model=model, node_ids=node_ids,
         devices_per_node=devices_per_node, quota=cap.quota, pflops=cap.pflops, pricing_model=body.pricing_model,
         unit_price=body.unit_price, currency=body.currency, start=body.start, closed_months=body.closed_months,
         open_months=body.open_months, notice_days=body.notice_days, deposit=body.deposit,
         penalty_rate=body.penalty_rate, devices_per_server=body.devices_per_server, state="draft", note=body.note,
-        transitions=[], amendments=[])
+        ettr_sla=ettr.stored_sla(body.ettr_sla), transitions=[], amendments=[])
     if body.pricing_model == "pflops_year" and cap.kind != "pflops":
         row.pflops = capacity_pflops(catalog, model, (len(node_ids) * devices_per_node) or cap.quota,
                                      measured=load_measurements(session))
@@ -420,6 +425,14 @@ def create_contract(session: Session, catalog: Catalog, principal: Principal, bo
                  provider_id=provider_ids[0], detail={"pricing_model": row.pricing_model,
                                                       "unit_price": str(row.unit_price)})
     return row
+
+
+def check_sla_capacity(kind: str, sla: s.EttrSlaIn | None) -> None:
+    """An ETTR service level measures the jobs on the contract's leased nodes (``billing.ettr``): the
+    ledger ties only those to a contract, so quota and PFLOPS contracts cannot carry one."""
+    if sla is not None and kind != "nodes":
+        raise InvalidInput(f"an ETTR service level needs a node lease (capacity.kind nodes), not {kind}",
+                           field="ettr_sla")
 
 
 def capacity_pflops(catalog: Catalog, model: str, devices: int, precision: str = "bf16",
@@ -498,12 +511,15 @@ def amend_contract(session: Session, catalog: Catalog, principal: Principal, ref
             body.pflops is not None and row.capacity_kind != "pflops"):
         raise InvalidInput(f"a {row.capacity_kind} contract cannot change its "
                            f"{'quota' if body.quota is not None else 'pflops'}", field="quota")
-    if all(v is None for v in (body.unit_price, body.quota, body.pflops, body.open_months)):
+    if all(v is None for v in (body.unit_price, body.quota, body.pflops, body.open_months, body.ettr_sla)):
         raise InvalidInput("an amendment must change something", field="effective_at")
+    check_sla_capacity(row.capacity_kind, body.ettr_sla)
     before = core_contract(row)
     amendment = m.ContractAmendment(effective_at=body.effective_at, unit_price=body.unit_price, quota=body.quota,
                                     pflops=body.pflops, open_months=body.open_months, note=body.note,
-                                    actor=principal.username, recorded_at=now)
+                                    ettr_sla=ettr.stored_sla(body.ettr_sla), actor=principal.username,
+                                    recorded_at=now)
+    terms_change = any(v is not None for v in (body.unit_price, body.quota, body.pflops, body.open_months))
     with econ_errors():
         after = cc.amend(before, core_amendment(row, amendment))
     new_end = after.terms_at(body.effective_at).end
@@ -511,7 +527,7 @@ def amend_contract(session: Session, catalog: Catalog, principal: Principal, ref
         check_exclusive_overlap(session, row.node_ids, row.start, new_end, exclude_contract=row.id)
     row.amendments.append(amendment)
     session.flush()
-    if row.state == "active":
+    if row.state == "active" and terms_change:  # a new service level alone holds nothing new
         ledger.release_contract(session, row.id, body.effective_at)
         hold_entitlement(session, catalog, row, body.effective_at, new_end)
     audit.record(session, principal, "contract.amend", "contract", f"C-{row.id}", tenant_id=row.tenant_id,
@@ -534,13 +550,18 @@ def penalty_quote(session: Session, principal: Principal, ref: str, at: datetime
         deposit_refund=terms.deposit - applied)
 
 
+def sla_out(stored: dict[str, Any] | None) -> s.EttrSlaIn | None:
+    return None if stored is None else s.EttrSlaIn.model_validate(stored)
+
+
 def names(session: Session, model: type, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
     return dict(session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())  # type: ignore[attr-defined]
 
 
-def contract_out(session: Session, row: m.Contract) -> s.ContractOut:
+def contract_out(session: Session, row: m.Contract, period: BillingPeriod | None = None) -> s.ContractOut:
+    """The contract as the API shows it; with ``period``, the ETTR measured in it (so far) under its SLA."""
     contract = core_contract(row)
     terms = contract.terms_at(row.ended_at or max([row.start, *[a.effective_at for a in row.amendments]]))
     tenants = names(session, Tenant, {row.tenant_id})
@@ -559,6 +580,8 @@ def contract_out(session: Session, row: m.Contract) -> s.ContractOut:
         deposit=row.deposit, penalty_rate=row.penalty_rate, devices_per_server=row.devices_per_server,
         state=row.state, ended_at=row.ended_at,
         committed_value=contract.committed_value().quantize(Decimal("0.01"), ROUND_HALF_UP), note=row.note,
+        ettr_sla=sla_out(ettr.sla_in_force(row, period.end if period is not None else FOREVER)),
+        ettr=ettr.measured(session, row, period) if period is not None else None,
         transitions=[s.TransitionOut.model_validate(t, from_attributes=True) for t in row.transitions],
         amendments=[s.AmendmentOut.model_validate(a, from_attributes=True) for a in row.amendments])
 

@@ -112,7 +112,8 @@ class InvoiceLine:
     currency: str
     price_source: PriceSource
     usage_record_keys: Sequence[str]
-    kind: str = "usage"  # usage | penalty (``core.economics.penalties``)
+    kind: str = "usage"  # usage | penalty (``core.economics.penalties``) | ettr_credit (``ettr_credit``)
+    description: str = ""  # what a non-usage line is for (e.g. an ETTR credit's measured ETTR and tier)
 
 
 @dataclass(frozen=True)
