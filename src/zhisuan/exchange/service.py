@@ -18,8 +18,9 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.economics import market_index as mi
@@ -169,7 +170,8 @@ def refresh(session: Session, now: datetime) -> None:
     lapsing = session.execute(select(m.ExchangeMatch).where(
         m.ExchangeMatch.state == "proposed", m.ExchangeMatch.deadline <= now)).scalars().all()
     for match in lapsing:
-        match.state = "lapsed"
+        if not claim_lapse(session, match):
+            continue  # another upkeep lapsed it meanwhile (and cancelled its draft): nothing left to do
         contract = session.get(Contract, match.contract_id) if match.contract_id else None
         if contract is not None and contract.state == "draft":
             reason = f"lapsed: exchange match M-{match.id} was not accepted by {match.deadline.isoformat()}"
@@ -182,6 +184,21 @@ def refresh(session: Session, now: datetime) -> None:
         if demand is not None and demand.state == "matched":
             bump(demand, "open" if demand.latest_start >= now else "expired")
     session.flush()
+
+
+def claim_lapse(session: Session, match: m.ExchangeMatch) -> bool:
+    """PROPOSED → LAPSED only if it is still proposed in the database (a conditional UPDATE): of two
+    upkeeps that both read it as proposed, the second waits on the first's row lock (PostgreSQL) and then
+    updates nothing, so the draft is cancelled and the orders reopened once. Not resting on what the
+    session read (or on autoflush order): a session may hold the match or its contract from earlier."""
+    result = session.execute(update(m.ExchangeMatch).where(m.ExchangeMatch.id == match.id,
+                                                           m.ExchangeMatch.state == "proposed")
+                             .values(state="lapsed").execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.expire(match)
+        return False
+    set_committed_value(match, "state", "lapsed")
+    return True
 
 
 def withdraw_offer(session: Session, principal: Principal, ref: str, now: datetime) -> m.ExchangeOffer:
