@@ -6,16 +6,20 @@ without a fault leaves the SLA met: no line. Bad SLAs are refused naming the fie
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.api.conftest import Api
 from tests.api.econ_setup import price_book
 from tests.workloads.conftest import LocalSite, add_local_node, jobs_root, local_site
+from zhisuan.cli import client as cli_client
+from zhisuan.cli.main import app as cli_app
 
 __all__ = ["jobs_root", "local_site"]  # fixtures
 
@@ -150,3 +154,30 @@ def test_an_sla_needs_a_node_lease_and_an_amendment_sets_a_new_one(world: Api) -
     assert november["ettr_sla"] == SLA and december["ettr_sla"] == stricter
     assert november["ettr"]["measured"] is None and november["ettr"]["target"] == "0.95"
     assert december["ettr"]["target"] == "0.97"
+
+
+def test_the_sla_from_the_command_line(world: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def routed(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
+
+    monkeypatch.setattr(cli_client.httpx, "request", routed)
+    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
+    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys["operator"])
+    world.ok("POST", "/nodes", "operator", {"site": "s1", "name": "a8", "cpu_cores": 64, "memory_mib": 512_000,
+                                            "accelerators": [{"model": "a800", "count": 8}]})
+    runner = CliRunner()
+    made = runner.invoke(cli_app, [
+        "contract", "create", "--tenant", "acme", "--node", "s1/a8", "--pricing-model", "device_hour",
+        "--unit-price", "10", "--start", "2026-11-01T00:00:00Z", "--closed-months", "1", "--ettr-target", "0.95",
+        "--ettr-tier", "0.95:10", "--ettr-tier", "0.8:25", "--ettr-cap", "20", "--json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["ettr_sla"] == SLA
+    shown = runner.invoke(cli_app, ["contract", "show", str(json.loads(made.output)["id"]), "--period", "2026-11"])
+    assert shown.exit_code == 0, shown.output
+    assert "ETTR SLA: target 0.95; credits ETTR < 0.95 → 10%, ETTR < 0.8 → 25%; cap 20%" in shown.output
+    assert "ETTR 2026-11: not measured yet" in shown.output
+    bad = runner.invoke(cli_app, ["contract", "create", "--tenant", "acme", "--node", "s1/a8", "--pricing-model",
+                                  "device_hour", "--unit-price", "10", "--start", "2026-11-01T00:00:00Z",
+                                  "--closed-months", "1", "--ettr-target", "0.95", "--ettr-tier", "10%"])
+    assert bad.exit_code != 0 and "BELOW:PERCENT" in str(bad.exception)
