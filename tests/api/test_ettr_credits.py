@@ -91,6 +91,8 @@ def test_a_platform_fault_under_an_sla_puts_the_exact_credit_on_the_invoice(loca
     assert Decimal(credits[0]["amount"]) == -(charge * Decimal("0.10")).quantize(Decimal("0.01"), ROUND_HALF_UP)
     assert f"measured ETTR {ettr} below target 0.95; tier 1 (ETTR < 0.95) credits 10%" in credits[0]["description"]
     assert Decimal(invoice["total"]) == sum((Decimal(line["amount"]) for line in invoice["lines"]), Decimal(0))
+    exported = world.ok("GET", f"/invoices/{invoice['number']}/export", "acme", format="json")
+    assert [line["description"] for line in exported["lines"] if "description" in line] == [credits[0]["description"]]
 
     margin = world.ok("POST", "/settlements/run", "operator", {"period": "2026-11"})
     (p1,) = [st for st in margin["settlements"] if st["provider"] == "p1"]

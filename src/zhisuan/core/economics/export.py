@@ -57,6 +57,8 @@ def invoice_to_json_obj(invoice: Invoice, *, include_record_keys: bool = True) -
         for name in ("invoice_id", "tenant_id", "period"):
             del fields[name]
         fields["exact_amount"] = str(line.exact_amount)
+        if line.description:  # an ETTR credit says why: measured ETTR, target, tier
+            fields["description"] = line.description
         if include_record_keys:
             fields["usage_record_keys"] = list(line.usage_record_keys)
         lines.append(fields)
