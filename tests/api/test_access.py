@@ -157,6 +157,8 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("GET", "/jobs/1/goodput", None, {"anonymous": 401, "operator": 200, "acme": 200}, 404),
     ("GET", "/goodput", None, {"anonymous": 401, "operator": 422, "acme": 200, "beta": 200}, 403),
     ("GET", "/goodput?tenant=acme", None, {"anonymous": 401, "operator": 200, "acme": 200}, 403),
+    # Console: utilisation history (operators every site, providers theirs, tenants none).
+    ("GET", "/utilisation", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
     *EXCHANGE_CASES,
 ]
 

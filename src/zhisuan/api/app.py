@@ -53,6 +53,8 @@ from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
+from zhisuan.utilisation.loop import utilisation_pass
+from zhisuan.utilisation.router import router as utilisation_router
 from zhisuan.workloads.engines import site_engine_of
 from zhisuan.workloads.router import router as workloads_router
 from zhisuan.workloads.scheduler import JobScheduler, Wakeups
@@ -110,6 +112,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         )),
         asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs",
                                   app.state.wakeups.scheduler)),
+        # The console's utilisation charts: the fleet sampled each minute, rolled up by hour and day.
+        asyncio.create_task(every(
+            settings.utilisation_interval_s, lambda: utilisation_pass(loops, ctx.clock(), holder), "utilisation")),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
@@ -254,7 +259,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
         app.state.driver_book, site_engine_of(site), node, drained, reason)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router, workloads_router, exchange_router):
+                   billing_router, serving_router, workloads_router, exchange_router, utilisation_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)
