@@ -20,7 +20,7 @@ def sample(world: Api) -> int | None:
 
 
 def fleet(world: Api) -> None:
-    """s1 (p1): 8 H100s, 2 held whole and one held twice by half (1.0 + 0.5 + 0.5 → counted once);
+    """s1 (p1): 8 H100s, 2 held whole and one by two halves (3 devices allocated);
     s2 (p2): 2 H100s, none held."""
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8))
     world.ok("POST", "/agent/register", "agent2", h100_node("gpu-z", 2))
@@ -40,19 +40,22 @@ def test_minutes_roll_up_into_the_hour_once_each(world: Api, clock: Clock) -> No
     fleet(world)
     clock.now = clock.now.replace(minute=10, second=5)
     assert sample(world) == 6  # two series × minute, hour, day
-    assert sample(world) is None  # the same minute again: not counted twice
+    world.ok("POST", "/allocations", "operator", {"tenant": "acme", "node": "s1/gpu-a", "devices": [7]})
+    assert sample(world) == 6  # the same minute again: its reading is replaced, not counted twice
+    with world.client.app.state.ctx.sessions() as session:  # type: ignore[attr-defined]
+        assert set(session.execute(select(UtilisationBucket.samples)).scalars()) == {1}
     clock.advance(minutes=1)
     assert sample(world) == 6
     hours = world.ok("GET", "/utilisation", "operator", resolution="hour", group="site")
     by_site = {s["name"]: s["points"] for s in hours["series"]}
     assert set(by_site) == {"s1", "s2"}
     [s1] = by_site["s1"]
-    assert (s1["devices"], s1["allocated"], s1["utilisation"]) == ("8.00", "3.00", "0.3750")
+    assert (s1["devices"], s1["allocated"], s1["utilisation"]) == ("8.00", "4.00", "0.5000")
     assert by_site["s2"][0]["utilisation"] == "0.0000"
     minutes = world.ok("GET", "/utilisation", "operator", group="model")
     [h100] = minutes["series"]
     assert h100["name"] == "h100-sxm" and len(h100["points"]) == 2
-    assert h100["points"][0]["utilisation"] == "0.3000"  # 3 of 10 devices
+    assert [p["utilisation"] for p in h100["points"]] == ["0.4000", "0.4000"]  # 4 of 10 devices
 
 
 def test_history_is_bounded_by_retention(world: Api, clock: Clock) -> None:

@@ -17,7 +17,6 @@ from zhisuan.core.utilisation import (
     expired_before,
     merge,
     points,
-    roll_up,
 )
 
 AT = datetime(2026, 12, 2, 9, 41, 37, 123456, tzinfo=UTC)
@@ -70,6 +69,22 @@ CASES = [
       bucket("minute", datetime(2026, 12, 2, 9, 41, tzinfo=UTC), 1, 16, 16000, 16000, site=2, model="910b"),
       bucket("hour", datetime(2026, 12, 2, 9, tzinfo=UTC), 1, 16, 16000, 16000, site=2, model="910b"),
       bucket("day", datetime(2026, 12, 2, tzinfo=UTC), 1, 16, 16000, 16000, site=2, model="910b")]),
+    ("a second reading in the minute replaces the first", [
+        bucket("minute", datetime(2026, 12, 2, 9, 41, tzinfo=UTC), 1, 8, 2000, 2000),
+        bucket("hour", datetime(2026, 12, 2, 9, tzinfo=UTC), 41, 328, 50_000, 5000),
+        bucket("day", datetime(2026, 12, 2, tzinfo=UTC), 581, 4648, 900_000, 8000),
+    ], [Reading(1, "h100-sxm", 8, 3000)],
+     [bucket("minute", datetime(2026, 12, 2, 9, 41, tzinfo=UTC), 1, 8, 3000, 3000),
+      bucket("hour", datetime(2026, 12, 2, 9, tzinfo=UTC), 41, 328, 51_000, 5000),
+      bucket("day", datetime(2026, 12, 2, tzinfo=UTC), 581, 4648, 901_000, 8000)]),
+    ("the replaced reading's peak is kept", [
+        bucket("minute", datetime(2026, 12, 2, 9, 41, tzinfo=UTC), 1, 8, 6000, 6000),
+        bucket("hour", datetime(2026, 12, 2, 9, tzinfo=UTC), 1, 8, 6000, 6000),
+        bucket("day", datetime(2026, 12, 2, tzinfo=UTC), 1, 8, 6000, 6000),
+    ], [Reading(1, "h100-sxm", 9, 1000)],
+     [bucket("minute", datetime(2026, 12, 2, 9, 41, tzinfo=UTC), 1, 9, 1000, 6000),
+      bucket("hour", datetime(2026, 12, 2, 9, tzinfo=UTC), 1, 9, 1000, 6000),
+      bucket("day", datetime(2026, 12, 2, tzinfo=UTC), 1, 9, 1000, 6000)]),
     ("an empty fleet writes nothing", [], [], []),
 ]
 
@@ -77,7 +92,7 @@ CASES = [
 @pytest.mark.parametrize(("stored", "readings", "written"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_sample_rolls_up_into_its_windows(stored: list[Bucket], readings: list[Reading],
                                             written: list[Bucket]) -> None:
-    assert apply_sample(stored, roll_up(readings, AT)) == written
+    assert apply_sample(stored, readings, AT) == written
 
 
 def test_merge_refuses_another_window() -> None:

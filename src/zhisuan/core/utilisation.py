@@ -78,32 +78,40 @@ def device_allocation(held_milli: int) -> int:
     return max(0, min(FULL_DEVICE, held_milli))
 
 
-def roll_up(readings: Iterable[Reading], at: datetime) -> list[Bucket]:
-    """The bucket increments one sample taken at ``at`` adds: one per series and resolution."""
-    increments = []
-    for reading in readings:
-        for resolution in RESOLUTIONS:
-            increments.append(Bucket(resolution, bucket_start(at, resolution), reading.site_id, reading.model,
-                                     samples=1, devices=reading.devices, allocated=reading.allocated_milli,
-                                     peak=reading.allocated_milli))
-    return increments
+def apply_sample(existing: Sequence[Bucket], readings: Iterable[Reading], at: datetime) -> list[Bucket]:
+    """The buckets to write after a sample at ``at``, given the stored buckets of its windows.
 
-
-def merge(existing: Bucket | None, increment: Bucket) -> Bucket:
-    """``existing`` with ``increment`` (same window and series) added in."""
-    if existing is None:
-        return increment
-    if existing.key != increment.key:
-        raise ValueError(f"cannot merge bucket {increment.key} into {existing.key}")
-    return replace(existing, samples=existing.samples + increment.samples,
-                   devices=existing.devices + increment.devices,
-                   allocated=existing.allocated + increment.allocated, peak=max(existing.peak, increment.peak))
-
-
-def apply_sample(existing: Sequence[Bucket], increments: Sequence[Bucket]) -> list[Bucket]:
-    """Buckets to write after a sample: each increment merged into the stored bucket of its key."""
+    A minute holds one reading: a second sample in the same minute (a shorter interval, a restart)
+    replaces the minute's reading, and its hour and day take the difference, so they stay the sums of
+    their minutes. The peak is the highest reading seen, replaced ones included.
+    """
     stored = {bucket.key: bucket for bucket in existing}
-    return [merge(stored.get(increment.key), increment) for increment in increments]
+    written = []
+    for reading in readings:
+        minute = Bucket("minute", bucket_start(at, "minute"), reading.site_id, reading.model, samples=1,
+                        devices=reading.devices, allocated=reading.allocated_milli, peak=reading.allocated_milli)
+        previous = stored.get(minute.key)
+        if previous is not None:
+            minute = replace(minute, peak=max(previous.peak, minute.peak))
+        written.append(minute)
+        for resolution in RESOLUTIONS[1:]:
+            change = Bucket(resolution, bucket_start(at, resolution), reading.site_id, reading.model,
+                            samples=0 if previous else 1,
+                            devices=reading.devices - (previous.devices if previous else 0),
+                            allocated=reading.allocated_milli - (previous.allocated if previous else 0),
+                            peak=reading.allocated_milli)
+            written.append(merge(stored.get(change.key), change))
+    return written
+
+
+def merge(existing: Bucket | None, change: Bucket) -> Bucket:
+    """``existing`` with ``change`` (same window and series) added in; the peak is the higher one."""
+    if existing is None:
+        return change
+    if existing.key != change.key:
+        raise ValueError(f"cannot merge bucket {change.key} into {existing.key}")
+    return replace(existing, samples=existing.samples + change.samples, devices=existing.devices + change.devices,
+                   allocated=existing.allocated + change.allocated, peak=max(existing.peak, change.peak))
 
 
 def expired_before(now: datetime) -> dict[str, datetime]:
