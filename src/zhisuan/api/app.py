@@ -37,6 +37,7 @@ from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.console.assets import console_asset, console_page
+from zhisuan.console.playground import router as playground_router
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.discovery import ReplicaDiscovery
@@ -169,6 +170,7 @@ async def start_maas(app: FastAPI) -> Maas:
     port = settings.gateway_port or settings.port + 1
     box = await start_onebox(ctx.sessions, settings.data_dir, host=settings.host, port=port, deploy_smollm2=False,
                              sink=LedgerUsageSink(ctx.sessions, provider=LOCAL_SITE))
+    app.state.gateway_url = box.base_url  # the console's playground streams through it (console.playground)
     node_id = local_node_id(app)
     discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
                                                                     exclude_node_id=node_id))
@@ -259,7 +261,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
         app.state.driver_book, site_engine_of(site), node, drained, reason)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router, workloads_router, exchange_router, utilisation_router):
+                   billing_router, serving_router, workloads_router, exchange_router, utilisation_router,
+                   playground_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)

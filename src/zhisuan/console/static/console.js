@@ -13,6 +13,7 @@ import {marketPage, contractsPage} from "./pages/market.js";
 import {operatorBillingPage, providerSettlementsPage, tenantInvoicesPage} from "./pages/billing.js";
 import {usagePage} from "./pages/usage.js";
 import {accessPage, tenantKeysPage} from "./pages/access.js";
+import {playgroundPage} from "./pages/playground.js";
 
 // Per role: [route, its label, its page]; the first is where the role lands.
 const ROUTES = {
@@ -23,6 +24,7 @@ const ROUTES = {
   provider: [["fleet", () => t("nav.sites"), fleetPage], ["contracts", () => t("nav.contracts"), contractsPage],
              ["settlements", () => t("nav.settlements"), providerSettlementsPage]],
   tenant: [["jobs", () => t("nav.jobs"), jobsPage], ["services", () => t("nav.services"), servicesPage],
+           ["playground", () => t("nav.playground"), playgroundPage],
            ["usage", () => t("nav.usage"), usagePage], ["keys", () => t("nav.keys"), tenantKeysPage],
            ["contracts", () => t("nav.contracts"), contractsPage], ["invoices", () => t("nav.invoices"), tenantInvoicesPage]],
 };
