@@ -14,19 +14,23 @@ import {operatorBillingPage, providerSettlementsPage, tenantInvoicesPage} from "
 import {usagePage} from "./pages/usage.js";
 import {accessPage, tenantKeysPage} from "./pages/access.js";
 import {playgroundPage} from "./pages/playground.js";
+import {exchangePage} from "./pages/exchange.js";
 
 // Per role: [route, its label, its page]; the first is where the role lands.
 const ROUTES = {
   operator: [["fleet", () => t("nav.fleet"), fleetPage], ["jobs", () => t("nav.jobs"), jobsPage],
              ["services", () => t("nav.services"), servicesPage], ["market", () => t("nav.market"), marketPage],
+             ["exchange", () => t("nav.exchange"), exchangePage],
              ["billing", () => t("nav.billing"), operatorBillingPage], ["usage", () => t("nav.usage"), usagePage],
              ["access", () => t("nav.access"), accessPage]],
-  provider: [["fleet", () => t("nav.sites"), fleetPage], ["contracts", () => t("nav.contracts"), contractsPage],
+  provider: [["fleet", () => t("nav.sites"), fleetPage], ["exchange", () => t("nav.exchange"), exchangePage],
+             ["contracts", () => t("nav.contracts"), contractsPage],
              ["settlements", () => t("nav.settlements"), providerSettlementsPage]],
   tenant: [["jobs", () => t("nav.jobs"), jobsPage], ["services", () => t("nav.services"), servicesPage],
            ["playground", () => t("nav.playground"), playgroundPage],
            ["usage", () => t("nav.usage"), usagePage], ["keys", () => t("nav.keys"), tenantKeysPage],
-           ["contracts", () => t("nav.contracts"), contractsPage], ["invoices", () => t("nav.invoices"), tenantInvoicesPage]],
+           ["exchange", () => t("nav.exchange"), exchangePage], ["contracts", () => t("nav.contracts"), contractsPage],
+           ["invoices", () => t("nav.invoices"), tenantInvoicesPage]],
 };
 const ROLE_NAMES = {operator: () => t("role.operator"), provider: () => t("role.provider"), tenant: () => t("role.tenant")};
 
