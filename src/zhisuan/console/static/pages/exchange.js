@@ -1,7 +1,8 @@
 // The compute exchange (GET /api/v1/exchange/…): operators see the whole book, every offer, request and
 // match and may run a clearing; a provider its offers and the matches they take part in; a tenant its
 // requests and matches. Either party accepts a proposed match (the contract is made once both have).
-import {el, fill, pill, table, section, errorBox, muted} from "../lib/dom.js";
+import {statePill, unitText} from "../lib/values.js";
+import {el, fill, table, section, errorBox, muted} from "../lib/dom.js";
 import {t, formatMoney, formatNumber, formatDateTime} from "../lib/i18n.js";
 import {call, post} from "../lib/api.js";
 
@@ -18,18 +19,18 @@ function bookTable(levels) {
 function offersTable(offers) {
   return table([[t("exchange.id"), (o) => o.id], [t("exchange.provider"), (o) => o.provider], [t("exchange.site"), (o) => o.site],
                 [t("exchange.model"), (o) => o.model], [t("exchange.devices"), (o) => `${o.remaining} / ${o.devices}`, "num"],
-                [t("exchange.floor"), (o) => `${formatMoney(o.floor_price)} / ${o.pricing_model}`, "num"],
-                [t("exchange.window"), (o) => when(o.start, o.end)], [t("exchange.state"), (o) => pill(o.state)]],
+                [t("exchange.floor"), (o) => `${formatMoney(o.floor_price)} / ${unitText(o.pricing_model)}`, "num"],
+                [t("exchange.window"), (o) => when(o.start, o.end)], [t("exchange.state"), (o) => statePill(o.state)]],
                offers, t("exchange.no_offers"));
 }
 
 function requestsTable(requests) {
   return table([[t("exchange.id"), (r) => r.id], [t("exchange.tenant"), (r) => r.tenant],
                 [t("exchange.models"), (r) => Object.keys(r.models).join(", ") || t("exchange.any")],
-                [t("exchange.amount"), (r) => `${r.remaining} / ${r.amount} ${r.unit}`, "num"],
+                [t("exchange.amount"), (r) => `${r.remaining} / ${r.amount} ${unitText(r.unit)}`, "num"],
                 [t("exchange.cap"), (r) => formatMoney(r.max_price), "num"],
                 [t("exchange.starts"), (r) => when(r.earliest_start, r.latest_start)],
-                [t("exchange.state"), (r) => [pill(r.state), r.unmatched_reason ? [" ", muted(r.unmatched_reason)] : null]]],
+                [t("exchange.state"), (r) => [statePill(r.state), r.unmatched_reason ? [" ", muted(r.unmatched_reason)] : null]]],
                requests, t("exchange.no_requests"));
 }
 
@@ -43,7 +44,7 @@ function matchesTable(matches, role, onAccept) {
   return table([[t("exchange.id"), (m) => m.id], [t("exchange.model"), (m) => m.model], [t("exchange.region"), (m) => m.region],
                 [t("exchange.devices"), (m) => formatNumber(m.devices), "num"],
                 [t("exchange.price"), (m) => formatMoney(m.price), "num"], [t("exchange.window"), (m) => when(m.start, m.end)],
-                [t("exchange.state"), (m) => [pill(m.state), " ", muted(sides(m))]],
+                [t("exchange.state"), (m) => [statePill(m.state), " ", muted(sides(m))]],
                 [t("exchange.deadline"), (m) => formatDateTime(m.deadline)],
                 [t("exchange.contract"), (m) => m.contract_id ?? "—"], ["", accept]],
                matches, t("exchange.no_matches"));
