@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from tests.api.conftest import Api, Clock, h100_node
+from zhisuan.billing.models import Settlement
+from zhisuan.inventory.models import Provider
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease
 from zhisuan.utilisation.loop import LEASE, utilisation_pass
@@ -98,3 +101,34 @@ def test_bad_windows_name_their_field(world: Api, clock: Clock) -> None:
         response = world.call("GET", "/utilisation", "operator", **params)
         assert response.status_code == 422, (params, response.text)
         assert field in response.text, (params, response.text)
+
+
+def test_yield_per_site_and_provider_from_the_hour_buckets(world: Api, clock: Clock) -> None:
+    fleet(world)  # s1: 3 of 8 held; s2: 0 of 2
+    clock.now = clock.now.replace(minute=0)
+    for _ in range(3):  # three hours, one sample each
+        sample(world)
+        clock.advance(hours=1)
+    with transaction(world.client.app.state.ctx.sessions) as session:  # type: ignore[attr-defined]
+        p1 = session.execute(select(Provider.id).where(Provider.name == "p1")).scalar_one()
+        session.add(Settlement(provider_id=p1, period="2026-11", currency="CNY", revenue=Decimal("120.00"),
+                               share=Decimal("0.7"), payout=Decimal("84.00"), lines=[], computed_at=clock.now))
+    report = world.ok("GET", "/economics/yield", "operator", period="2026-11")
+    assert [(s["site"], s["device_hours"], s["allocated_hours"], s["idle_rate"]) for s in report["sites"]] == [
+        ("s1", "24.00", "9.00", "0.6250"), ("s2", "6.00", "0.00", "1.0000")]
+    by_provider = {p["provider"]: p for p in report["providers"]}
+    assert by_provider["p1"]["revenue_per_device_hour"] == "5.00"  # 120 / 24
+    assert by_provider["p2"]["revenue"] is None and by_provider["p2"]["revenue_per_device_hour"] is None
+    assert [s["site"] for s in world.ok("GET", "/economics/yield", "p2", period="2026-11")["sites"]] == ["s2"]
+    assert world.call("GET", "/economics/yield", "acme", period="2026-11").status_code == 403
+    assert world.call("GET", "/economics/yield", "operator", period="2026-13").status_code == 422
+
+
+def test_payback_through_the_api(world: Api) -> None:
+    body = {"purchase_price": "2000000", "monthly_lease": "150000", "utilisation": "0.7", "provider_share": "0.85",
+            "monthly_cost": "20000"}
+    assert world.ok("POST", "/economics/payback", "p1", body) == {
+        "monthly_revenue": "89250.00", "monthly_net": "69250.00", "months": "28.89", "yearly_return": "0.4155"}
+    bad = world.call("POST", "/economics/payback", "operator", {**body, "utilisation": "1.5"})
+    assert bad.status_code == 422 and "utilisation" in bad.text
+    assert world.call("POST", "/economics/payback", "acme", body).status_code == 403

@@ -10,8 +10,15 @@ from fastapi import APIRouter, Query
 from zhisuan.api.deps import ContextDep, Reader, SessionDep
 from zhisuan.core.utilisation import DEFAULT_SPAN
 from zhisuan.errors import InvalidInput
-from zhisuan.utilisation import service
-from zhisuan.utilisation.schemas import UtilisationHistory, UtilisationPoint, UtilisationSeries
+from zhisuan.utilisation import economics, service
+from zhisuan.utilisation.schemas import (
+    PaybackIn,
+    PaybackOut,
+    UtilisationHistory,
+    UtilisationPoint,
+    UtilisationSeries,
+    YieldReport,
+)
 
 router = APIRouter()
 
@@ -35,3 +42,16 @@ def utilisation_history(
         UtilisationSeries(name=name, points=[UtilisationPoint(start=p.start, devices=p.devices, allocated=p.allocated,
                                                               utilisation=p.utilisation) for p in found_points])
         for name, found_points in found.items()])
+
+
+@router.post("/economics/payback", response_model=PaybackOut, tags=["economics"])
+def server_payback(body: PaybackIn, principal: Reader) -> PaybackOut:
+    """A server's payback period (回本周期) at a purchase price, a monthly lease and a utilisation."""
+    return economics.server_payback(principal, body)
+
+
+@router.get("/economics/yield", response_model=YieldReport, tags=["economics"])
+def yield_report(session: SessionDep, principal: Reader,
+                 period: Annotated[str, Query(description="YYYY-MM (UTC month)")]) -> YieldReport:
+    """Idle rate per site and provider, revenue per device-hour per provider, for one month."""
+    return economics.yield_report(session, principal, period)
