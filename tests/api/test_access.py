@@ -159,6 +159,7 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("GET", "/goodput?tenant=acme", None, {"anonymous": 401, "operator": 200, "acme": 200}, 403),
     # Console: utilisation history (operators every site, providers theirs, tenants none).
     ("GET", "/utilisation", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
+    ("GET", "/economics/yield", None, {"anonymous": 401}, 422),  # the period is required
     ("GET", "/economics/yield?period=2026-11", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
     ("POST", "/economics/payback", lambda: {"purchase_price": "1000", "monthly_lease": "100", "utilisation": "0.5"},
      {"anonymous": 401, "acme": 403, "beta": 403}, 200),
