@@ -30,7 +30,7 @@ from zhisuan.core.economics.periods import add_months
 from zhisuan.engines.models import smollm2_gguf
 
 PASSWORDS = {"alice": "alice-console-pw", "bob": "bob-console-pw", "dc-admin": "dc-admin-console-pw"}
-ROUTES = {"operator": ["fleet", "jobs", "services", "market", "exchange", "billing", "usage", "access"],
+ROUTES = {"operator": ["fleet", "jobs", "services", "market", "exchange", "billing", "economics", "usage", "access"],
           "provider": ["fleet", "exchange", "contracts", "settlements"],
           "tenant": ["jobs", "services", "playground", "usage", "keys", "exchange", "contracts", "invoices"]}
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -256,7 +256,7 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     sign_in(page, platform.url, platform.username, platform.password)
     assert lang(page) == "en"  # the browser's language
     assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Exchange",
-                                                        "Billing", "Usage", "Users & keys"]
+                                                        "Billing", "Economics", "Usage", "Users & keys"]
     assert chart_drawn(page, "chart-capacity") > 0 and chart_drawn(page, "chart-sites") > 0
     # Utilisation over time, sampled by the platform's loop from the ledger: east-1 at 2 of 16 devices.
     assert chart_drawn(page, "chart-utilisation-model") > 0 and chart_drawn(page, "chart-utilisation-site") > 0
@@ -285,6 +285,12 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     assert chart_drawn(page, "chart-capacity") > 0
     visit(page, "billing")
     assert chart_drawn(page, "chart-margin") > 0
+    # Economics: this month's idle rate per site (from the utilisation history), and a payback period.
+    visit(page, "economics")
+    assert "east-1" in page.inner_text("#economics-sites")
+    page.click("#payback-form button[type=submit]")
+    page.wait_for_selector("#payback-months")
+    assert page.inner_text("#payback-months") == "28.89 个月"  # the module's 8×H800 example, in Chinese
     visit(page, "exchange")
     assert "dc-east" in page.inner_text("#exchange-offers") and "acme" in page.inner_text("#exchange-requests")
     assert page.locator("#exchange-matches tbody tr").count() == 1

@@ -15,13 +15,14 @@ import {usagePage} from "./pages/usage.js";
 import {accessPage, tenantKeysPage} from "./pages/access.js";
 import {playgroundPage} from "./pages/playground.js";
 import {exchangePage} from "./pages/exchange.js";
+import {economicsPage} from "./pages/economics.js";
 
 // Per role: [route, its label, its page]; the first is where the role lands.
 const ROUTES = {
   operator: [["fleet", () => t("nav.fleet"), fleetPage], ["jobs", () => t("nav.jobs"), jobsPage],
              ["services", () => t("nav.services"), servicesPage], ["market", () => t("nav.market"), marketPage],
              ["exchange", () => t("nav.exchange"), exchangePage],
-             ["billing", () => t("nav.billing"), operatorBillingPage], ["usage", () => t("nav.usage"), usagePage],
+             ["billing", () => t("nav.billing"), operatorBillingPage], ["economics", () => t("nav.economics"), economicsPage], ["usage", () => t("nav.usage"), usagePage],
              ["access", () => t("nav.access"), accessPage]],
   provider: [["fleet", () => t("nav.sites"), fleetPage], ["exchange", () => t("nav.exchange"), exchangePage],
              ["contracts", () => t("nav.contracts"), contractsPage],
