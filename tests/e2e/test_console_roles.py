@@ -335,7 +335,7 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
     page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
-    playground_tasks(page, platform)
+    playground_tasks(page, platform, shots)
     visit(page, "services")
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -366,7 +366,7 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     screenshots(page, "tenant", shots, accessibility)
 
 
-def playground_tasks(page: Any, platform: Platform) -> None:
+def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     """Chat with the tenant's own model through the console (streamed from /v1 by the same-origin
     pass-through); the tokens are metered as /v1's, and the tenant's budget refuses the next call."""
     operator = {"Authorization": f"Bearer {platform.api_key}"}
@@ -378,6 +378,7 @@ def playground_tasks(page: Any, platform: Platform) -> None:
     assert page.inner_text("#playground-error") == ""
     assert page.inner_text(".message.assistant .text").strip()
     assert "Tokens:" in page.inner_text("#playground-usage")
+    page.screenshot(path=str(shots / "console-tenant-playground-chat-en.png"), full_page=True)
     budget_set = time.monotonic()
     limits = httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
                          json={"rpm": None, "tpm": None, "token_budget": 1})

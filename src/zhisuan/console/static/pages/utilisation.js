@@ -12,7 +12,7 @@ const RESOLUTIONS = [["minute", () => t("utilisation.minute")], ["hour", () => t
 function historyChart(history) {
   return {
     tooltip: {trigger: "axis", renderMode: "richText", valueFormatter: (v) => formatNumber(v, 1) + "%"},
-    xAxis: {type: "time"},
+    xAxis: {type: "time", axisLabel: {hideOverlap: true}},
     yAxis: {type: "value", name: t("utilisation.percent"), min: 0, max: 100},
     series: history.series.map((s) => ({
       name: s.name, type: "line", showSymbol: s.points.length < 3,
