@@ -1,8 +1,12 @@
-# Sourced by scripts/test: makes Debian's chromium available for the Playwright console tests.
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== browser: installing Debian's chromium for the console tests"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null || true
+# Sourced by scripts/test: makes Debian's chromium available for the Playwright console tests, and CJK
+# fonts so Chinese pages render as glyphs (not boxes) in their screenshots.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=""
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  dpkg-query -W -f='${Status}' fonts-noto-cjk 2>/dev/null | grep -q "install ok installed" || missing="$missing fonts-noto-cjk"
+  if [ -n "$missing" ]; then
+    echo "== browser: installing Debian's$missing for the console tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing) >/dev/null 2>&1 || true
   fi
 fi
 if command -v chromium >/dev/null 2>&1; then

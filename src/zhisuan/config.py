@@ -49,6 +49,10 @@ class Settings:
     # A node cordoned for a fault returns after its reports have been clean for this long.
     cordon_clear_after_s: float = 300.0
     metering_interval_s: float = 60.0
+    # How often the fleet's utilisation is sampled into its history (utilisation.loop); a minute keeps
+    # its latest reading, so a shorter interval (ZHISUAN_UTILISATION_INTERVAL_S) only freshens it.
+    utilisation_interval_s: float = field(
+        default_factory=lambda: float(os.environ.get("ZHISUAN_UTILISATION_INTERVAL_S", "60")))
     # How often this machine's serving runtime reconciles its model replicas with the database.
     serving_interval_s: float = 3.0
     # How often the job scheduler admits, launches and follows jobs, and the local agent syncs its workers.

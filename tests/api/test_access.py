@@ -157,6 +157,14 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("GET", "/jobs/1/goodput", None, {"anonymous": 401, "operator": 200, "acme": 200}, 404),
     ("GET", "/goodput", None, {"anonymous": 401, "operator": 422, "acme": 200, "beta": 200}, 403),
     ("GET", "/goodput?tenant=acme", None, {"anonymous": 401, "operator": 200, "acme": 200}, 403),
+    # Console: utilisation history (operators every site, providers theirs, tenants none).
+    ("GET", "/utilisation", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
+    ("GET", "/economics/yield", None, {"anonymous": 401}, 422),  # the period is required
+    ("GET", "/economics/yield?period=2026-11", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
+    ("POST", "/economics/payback", lambda: {"purchase_price": "1000", "monthly_lease": "100", "utilisation": "0.5"},
+     {"anonymous": 401, "acme": 403, "beta": 403}, 200),
+    # The playground's pass-through: the /v1 gateway decides who may chat (none runs in these tests: 503).
+    ("POST", "/playground/chat/completions", lambda: {"model": "smol", "messages": []}, {"anonymous": 401}, 503),
     *EXCHANGE_CASES,
 ]
 

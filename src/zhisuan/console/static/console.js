@@ -13,18 +13,25 @@ import {marketPage, contractsPage} from "./pages/market.js";
 import {operatorBillingPage, providerSettlementsPage, tenantInvoicesPage} from "./pages/billing.js";
 import {usagePage} from "./pages/usage.js";
 import {accessPage, tenantKeysPage} from "./pages/access.js";
+import {playgroundPage} from "./pages/playground.js";
+import {exchangePage} from "./pages/exchange.js";
+import {economicsPage} from "./pages/economics.js";
 
 // Per role: [route, its label, its page]; the first is where the role lands.
 const ROUTES = {
   operator: [["fleet", () => t("nav.fleet"), fleetPage], ["jobs", () => t("nav.jobs"), jobsPage],
              ["services", () => t("nav.services"), servicesPage], ["market", () => t("nav.market"), marketPage],
-             ["billing", () => t("nav.billing"), operatorBillingPage], ["usage", () => t("nav.usage"), usagePage],
+             ["exchange", () => t("nav.exchange"), exchangePage],
+             ["billing", () => t("nav.billing"), operatorBillingPage], ["economics", () => t("nav.economics"), economicsPage], ["usage", () => t("nav.usage"), usagePage],
              ["access", () => t("nav.access"), accessPage]],
-  provider: [["fleet", () => t("nav.sites"), fleetPage], ["contracts", () => t("nav.contracts"), contractsPage],
+  provider: [["fleet", () => t("nav.sites"), fleetPage], ["exchange", () => t("nav.exchange"), exchangePage],
+             ["contracts", () => t("nav.contracts"), contractsPage],
              ["settlements", () => t("nav.settlements"), providerSettlementsPage]],
   tenant: [["jobs", () => t("nav.jobs"), jobsPage], ["services", () => t("nav.services"), servicesPage],
+           ["playground", () => t("nav.playground"), playgroundPage],
            ["usage", () => t("nav.usage"), usagePage], ["keys", () => t("nav.keys"), tenantKeysPage],
-           ["contracts", () => t("nav.contracts"), contractsPage], ["invoices", () => t("nav.invoices"), tenantInvoicesPage]],
+           ["exchange", () => t("nav.exchange"), exchangePage], ["contracts", () => t("nav.contracts"), contractsPage],
+           ["invoices", () => t("nav.invoices"), tenantInvoicesPage]],
 };
 const ROLE_NAMES = {operator: () => t("role.operator"), provider: () => t("role.provider"), tenant: () => t("role.tenant")};
 

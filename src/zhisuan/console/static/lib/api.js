@@ -35,3 +35,36 @@ export async function call(path, options = {}) {
 export const post = (path, body) => call(path, {method: "POST", body: JSON.stringify(body ?? {})});
 export const patch = (path, body) => call(path, {method: "PATCH", body: JSON.stringify(body ?? {})});
 export const remove = (path) => call(path, {method: "DELETE"});
+
+// A streamed POST (server-sent events, as /v1 streams them): onData gets each "data:" payload parsed;
+// a refusal before the stream starts is thrown as ApiError, like call()'s.
+export async function stream(path, body, onData) {
+  const key = signedKey();
+  const asked = session;
+  let response;
+  try {
+    response = await fetch(BASE + path, {method: "POST", body: JSON.stringify(body),
+      headers: {"Content-Type": "application/json", ...(key ? {"Authorization": "Bearer " + key} : {})}});
+  } catch (e) {
+    throw new ApiError(e.message, 0, null);
+  }
+  if (!response.ok) {
+    const refusal = await response.json().catch(() => null);
+    throw new ApiError(refusal?.error?.message || response.statusText, response.status, refusal?.error?.field ?? null);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (asked !== session) { reader.cancel(); throw new StaleAnswer("signed out meanwhile"); }
+    if (done) break;
+    pending += value;
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines) {
+      if (!line.startsWith("data:")) continue;
+      const data = line.slice(5).trim();
+      if (data && data !== "[DONE]") onData(JSON.parse(data));
+    }
+  }
+}

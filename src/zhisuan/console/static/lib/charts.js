@@ -38,6 +38,12 @@ export async function drawChart(node, option) {
   return chart;
 }
 
+export function disposeChart(chart) {
+  if (!chart) return;
+  live.delete(chart);
+  chart.dispose();
+}
+
 export function disposeCharts() {
   for (const chart of live) chart.dispose();
   live.clear();

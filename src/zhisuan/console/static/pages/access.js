@@ -1,5 +1,6 @@
 // Users, API keys and the audit log (operators); a tenant's own keys: create with limits (the secret is
 // shown once) and revoke.
+import {roleText} from "../lib/values.js";
 import {$, el, fill, pill, table, section, errorBox, muted} from "../lib/dom.js";
 import {t, formatDateTime, formatMoney, formatNumber} from "../lib/i18n.js";
 import {call, post, remove} from "../lib/api.js";
@@ -24,7 +25,7 @@ export async function accessPage(view) {
   const [users, keys, audit] = await Promise.all([call("/users"), call("/keys"), call("/audit")]);
   view.root.replaceChildren(
     section("users", t("users.title"), null,
-      table([[t("users.name"), (u) => u.username], [t("users.role"), (u) => u.role],
+      table([[t("users.name"), (u) => u.username], [t("users.role"), (u) => roleText(u.role)],
              [t("users.state"), (u) => u.disabled ? pill(t("users.disabled"), "disabled") : pill(t("keys.active"), "healthy")],
              [t("keys.created"), (u) => formatDateTime(u.created_at)]], users, t("users.empty"))),
     section("keys", t("keys.title"), null, keysTable(keys, view.me, null)),

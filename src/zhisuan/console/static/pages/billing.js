@@ -1,5 +1,6 @@
 // Money: invoices (operators and tenants, each line traced to its usage records and price source),
 // settlements and margin per month (operators), settlements and payouts (providers).
+import {unitText} from "../lib/values.js";
 import {$, el, fill, table, section, pill} from "../lib/dom.js";
 import {t, formatMoney, formatNumber, formatDateTime, addAmounts, negateAmount} from "../lib/i18n.js";
 import {call} from "../lib/api.js";
@@ -7,8 +8,8 @@ import {chartBox, drawChart} from "../lib/charts.js";
 
 function invoiceLines(invoice) {
   return table([[t("invoices.line"), (l) => l.line_no], [t("invoices.kind"), (l) => l.kind], [t("invoices.model"), (l) => l.model],
-                [t("invoices.provider"), (l) => l.provider], [t("invoices.pricing"), (l) => `${l.pricing_model} · ${l.tier}`],
-                [t("invoices.quantity"), (l) => `${formatNumber(l.billable_quantity, 4)} ${l.unit}`, "num"],
+                [t("invoices.provider"), (l) => l.provider], [t("invoices.pricing"), (l) => `${unitText(l.pricing_model)} · ${l.tier}`],
+                [t("invoices.quantity"), (l) => `${formatNumber(l.billable_quantity, 4)} ${unitText(l.unit)}`, "num"],
                 [t("invoices.unit_price"), (l) => formatMoney(l.unit_price, l.currency), "num"],
                 [t("invoices.amount"), (l) => formatMoney(l.amount, l.currency), "num"],
                 [t("invoices.source"), (l) => el("span", {title: l.usage_record_keys.join("\n")},

@@ -1,4 +1,5 @@
 // Views more than one role's pages show: nodes, sites, model services, contracts, occupancy.
+import {statePill, unitText} from "../lib/values.js";
 import {el, pill, muted, table} from "../lib/dom.js";
 import {t, formatNumber, formatMoney, formatDateTime, formatDay} from "../lib/i18n.js";
 import {patch} from "../lib/api.js";
@@ -25,7 +26,7 @@ export function nodesTable(nodes, onChange) {
   // Unhealthy nodes first: the operator looks for them.
   const ordered = [...nodes].sort((a, b) => (unhealthyDevices(b) > 0) - (unhealthyDevices(a) > 0));
   return table([[t("nodes.node"), (n) => n.site + "/" + n.name],
-                [t("nodes.status"), (n) => [pill(n.status), n.drained ? [" ", pill("drained")] : null]],
+                [t("nodes.status"), (n) => [statePill(n.status), n.drained ? [" ", statePill("drained")] : null]],
                 [t("nodes.health"), (n) => unhealthyDevices(n) ? pill(t("nodes.unhealthy", {count: unhealthyDevices(n)}), "unhealthy") : pill(t("nodes.healthy"), "healthy")],
                 [t("nodes.cpu"), (n) => n.cpu_cores], [t("nodes.memory"), (n) => Math.round(n.memory_mib / 1024) + " GiB"],
                 [t("nodes.accelerators"), (n) => deviceChips(n.devices)],
@@ -71,10 +72,10 @@ export function occupancyChart(rows) {
 }
 
 export function servicesTable(deployments, actions) {
-  const replicas = (d) => d.replica_states.map((r, i) => [i ? el("br") : null, `${r.node || "?"} `, pill(r.state),
+  const replicas = (d) => d.replica_states.map((r, i) => [i ? el("br") : null, `${r.node || "?"} `, statePill(r.state),
     r.state === "healthy" ? el("span", {title: t("services.load_title")}, ` ${t("services.load")} ${formatNumber(r.load)}`) : null]);
   return table([[t("services.deployment"), (d) => d.name], [t("services.model"), (d) => d.model], [t("services.engine"), (d) => d.engine],
-                [t("services.owner"), (d) => d.tenant || t("services.public")], [t("services.status"), (d) => pill(d.status)],
+                [t("services.owner"), (d) => d.tenant || t("services.public")], [t("services.status"), (d) => statePill(d.status)],
                 [t("services.replicas"), replicas], ...(actions ? [["", actions]] : [])],
                deployments, t("services.empty"));
 }
@@ -83,8 +84,8 @@ export function contractsTable(contracts) {
   return table([[t("contracts.id"), (c) => c.id], [t("contracts.tenant"), (c) => c.tenant],
                 [t("contracts.providers"), (c) => c.providers.join(", ")], [t("contracts.model"), (c) => c.model],
                 [t("contracts.kind"), (c) => c.capacity_kind], [t("contracts.size"), (c) => c.quota || c.devices],
-                [t("contracts.price"), (c) => `${formatMoney(c.unit_price, c.currency)} / ${c.pricing_model}`],
-                [t("contracts.state"), (c) => pill(c.state ?? "—")],
+                [t("contracts.price"), (c) => `${formatMoney(c.unit_price, c.currency)} / ${unitText(c.pricing_model)}`],
+                [t("contracts.state"), (c) => statePill(c.state)],
                 [t("contracts.term"), (c) => `${formatDay(c.start.slice(0, 10))} – ${formatDay(c.end.slice(0, 10))}`]],
                contracts, t("contracts.empty"));
 }

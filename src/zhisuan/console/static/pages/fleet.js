@@ -5,6 +5,7 @@ import {t, formatNumber} from "../lib/i18n.js";
 import {call} from "../lib/api.js";
 import {chartBox, drawChart} from "../lib/charts.js";
 import {nodesTable, sitesTable, occupancyBySite, occupancyChart} from "./common.js";
+import {utilisationSection} from "./utilisation.js";
 
 const FLEET_EVERY_MS = 10000;
 
@@ -35,12 +36,14 @@ function capacityChart(models) {
 }
 
 export async function fleetPage(view) {
+  const utilisation = utilisationSection(view);
   view.root.replaceChildren(
     el("div", {class: "cards", id: "cards"}),
     el("div", {class: "problem", id: "fleet-error", role: "alert"}),
     el("div", {class: "columns"},
       el("section", {}, el("h2", {}, t("fleet.capacity_by_model")), chartBox("chart-capacity", t("fleet.capacity_by_model"))),
       el("section", {}, el("h2", {}, t("fleet.occupancy_by_site")), chartBox("chart-sites", t("fleet.occupancy_by_site")))),
+    utilisation.section,
     el("div", {class: "columns"},
       section("models", t("fleet.by_model"), null),
       section("vendors", t("fleet.by_vendor"), null)),
@@ -66,6 +69,7 @@ export async function fleetPage(view) {
   };
   const first = await refresh();
   await Promise.all([drawChart(document.getElementById("chart-capacity"), capacityChart(first.summary.by_model)),
-                     drawChart(document.getElementById("chart-sites"), occupancyChart(occupancyBySite(first.nodes)))]);
+                     drawChart(document.getElementById("chart-sites"), occupancyChart(occupancyBySite(first.nodes))),
+                     utilisation.draw()]);
   view.every(FLEET_EVERY_MS, () => refresh());
 }

@@ -1,5 +1,6 @@
 // Jobs (operators and tenants): the table, the open job with its events and log (followed by byte
 // offset), the operator's queue, and device-hours by outcome. Element ids are what the browser tests use.
+import {stateText, reasonText} from "../lib/values.js";
 import {$, el, fill, muted, card, table, explain} from "../lib/dom.js";
 import {t, formatNumber, formatDateTime, formatTime} from "../lib/i18n.js";
 import {call, post} from "../lib/api.js";
@@ -10,7 +11,7 @@ const JOBS_EVERY_MS = 3000;      // the jobs table, the open job and the queue
 const LOG_IDLE_MS = 1500;        // a running job's log with nothing new
 const LOG_KEEP_CHARS = 1000000;  // the log view keeps the newest part of a long log
 
-const statePill = (s) => el("span", {class: "pill job-" + (JOB_STATES.has(s) ? s : "other")}, s);
+const statePill = (s) => el("span", {class: "pill job-" + (JOB_STATES.has(s) ? s : "other")}, stateText(s));
 const num = (v, digits = 2) => Number(v).toFixed(digits).replace(/\.?0+$/, "") || "0";
 const whenShort = (iso) => iso ? el("span", {class: "nowrap", title: formatDateTime(iso)}, formatTime(iso)) : "—";
 
@@ -87,7 +88,7 @@ async function refreshJobs() {
                    [t("jobs.state"), (j) => statePill(j.state)], [t("jobs.class"), (j) => j.priority_class],
                    [t("jobs.size"), (j) => el("span", {title: t("jobs.size_title")}, shape(j))],
                    [t("jobs.site"), (j) => j.site || "—"], [t("jobs.attempt"), (j) => j.attempt],
-                   [t("jobs.reason"), (j) => el("span", {class: "reason"}, j.reason)], [t("jobs.submitted"), (j) => whenShort(j.submitted_at)]];
+                   [t("jobs.reason"), (j) => el("span", {class: "reason"}, reasonText(j.reason))], [t("jobs.submitted"), (j) => whenShort(j.submitted_at)]];
   const emptyText = state.filter === "active" ? t("jobs.none_active") : t("jobs.none");
   fill("jobs", table(columns, list, emptyText, {class: "jobs", row: (tr, j) => {
     tr.dataset.job = j.id;
@@ -140,7 +141,7 @@ function jobFields(j) {
     devices: w.device_indices.join(",") || t("common.none")}) + (w.milli_per_device < 1000 ? ` (${w.milli_per_device}‰)` : ""));
   const program = j.script !== null ? el("pre", {class: "code"}, j.script) : el("code", {}, j.command.map(shellWord).join(" "));
   return [
-    [t("jobs.name"), j.name], [t("jobs.tenant"), j.tenant], [t("jobs.reason"), j.reason],
+    [t("jobs.name"), j.name], [t("jobs.tenant"), j.tenant], [t("jobs.reason"), reasonText(j.reason)],
     [t("jobs.class"), `${j.priority_class} · ${t("jobs.priority")} ${j.priority}` + (j.within_guarantee ? ` · ${t("jobs.within_guarantee")}` : "") + (j.borrowing ? ` · ${t("jobs.borrowing")}` : "")],
     [t("jobs.workers_devices"), t("jobs.shape_line", {shape: shape(j), cpu: num(j.cpu_cores), memory: num(j.memory_gib)})],
     [t("jobs.models_allowed"), j.models ? j.models.join(", ") : t("jobs.any")],
@@ -174,7 +175,7 @@ async function refreshDetail() {
   const box = $("job-events");
   const atEnd = !box.childElementCount || box.scrollTop + box.clientHeight >= box.scrollHeight - 8;
   fill("job-events", table([[t("jobs.time"), (e) => whenShort(e.at)], [t("jobs.attempt"), (e) => e.attempt],
-                            [t("jobs.state"), (e) => statePill(e.state)], [t("jobs.reason"), (e) => e.reason]],
+                            [t("jobs.state"), (e) => statePill(e.state)], [t("jobs.reason"), (e) => reasonText(e.reason)]],
                            events, t("jobs.no_events")));
   if (atEnd) box.scrollTop = box.scrollHeight;
   fill("job-goodput", ...goodputBar(goodput.breakdown));
@@ -275,7 +276,7 @@ async function refreshQueue() {
   fill("queue-cards", card(t("queue.pending_jobs"), sum(q.pending)), card(t("queue.running_jobs"), sum(q.running)),
        card(t("queue.borrowed"), num(q.borrowed_devices)), card(t("queue.preemptions"), q.preemptions_total));
   fill("queue-pending", table([[t("jobs.tenant"), (r) => r.tenant], [t("jobs.class"), (r) => r.priority_class],
-                               [t("jobs.reason"), (r) => r.reason], [t("queue.jobs"), (r) => r.jobs]], q.pending, t("queue.nothing_waiting")));
+                               [t("jobs.reason"), (r) => reasonText(r.reason)], [t("queue.jobs"), (r) => r.jobs]], q.pending, t("queue.nothing_waiting")));
   fill("queue-running", table([[t("jobs.tenant"), (r) => r.tenant], [t("jobs.class"), (r) => r.priority_class],
                                [t("jobs.state"), (r) => statePill(r.state)], [t("queue.jobs"), (r) => r.jobs]], q.running, t("queue.nothing_running")));
   const pairs = new Map();

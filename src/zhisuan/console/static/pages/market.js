@@ -1,5 +1,6 @@
 // The market (operators): the price index now, contracts at risk of breach, contracts. Contracts alone
 // for providers (theirs) and tenants (their own), as the API filters them.
+import {unitText} from "../lib/values.js";
 import {$, el, table, section} from "../lib/dom.js";
 import {t, formatMoney, formatNumber} from "../lib/i18n.js";
 import {call} from "../lib/api.js";
@@ -7,7 +8,7 @@ import {chartBox, drawChart} from "../lib/charts.js";
 import {contractsTable} from "./common.js";
 
 function indexChart(entries) {
-  const label = (e) => `${e.model} (${e.pricing_model})`;
+  const label = (e) => `${e.model} (${unitText(e.pricing_model)})`;
   return {
     tooltip: {trigger: "axis", renderMode: "richText"},
     xAxis: {type: "category", data: entries.map(label)},
@@ -25,7 +26,7 @@ export async function marketPage(view) {
   view.root.replaceChildren(
     el("section", {}, el("h2", {}, t("market.index_chart")), chartBox("chart-index", t("market.index_chart"))),
     section("market-index", t("market.index_title"), t("market.index_note"),
-      table([[t("market.model"), (e) => e.model], [t("market.pricing"), (e) => e.pricing_model],
+      table([[t("market.model"), (e) => e.model], [t("market.pricing"), (e) => unitText(e.pricing_model)],
              [t("market.index"), (e) => formatMoney(e.price), "num"], [t("market.low"), (e) => formatMoney(e.low), "num"],
              [t("market.high"), (e) => formatMoney(e.high), "num"], [t("market.points"), (e) => e.points, "num"]],
             index, t("market.no_index"))),

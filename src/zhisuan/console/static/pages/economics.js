@@ -1,0 +1,62 @@
+// Operator economics: idle rate per site and provider and revenue per device-hour per provider for a month
+// (GET /economics/yield, from the utilisation history and the month's settlements), and a server's payback
+// period (回本周期) at a purchase price, a monthly lease and a utilisation (POST /economics/payback: the
+// amounts stay Decimal strings, computed by the server, never by a float here).
+import {$, el, fill, table, section, errorBox} from "../lib/dom.js";
+import {t, formatMoney, formatNumber} from "../lib/i18n.js";
+import {call, post} from "../lib/api.js";
+
+const percent = (ratio) => ratio === null ? "—" : formatNumber(100 * Number(ratio), 1) + "%";
+const month = (offset) => { const d = new Date(); d.setUTCDate(1); d.setUTCMonth(d.getUTCMonth() + offset); return d.toISOString().slice(0, 7); };
+
+function paybackForm() {
+  const field = (id, label, value, hint) => el("div", {class: "field"}, el("label", {for: id}, label),
+    el("input", {id, inputmode: "decimal", pattern: "\\d+(\\.\\d+)?", value, required: true, title: hint}));
+  const form = el("form", {id: "payback-form", class: "inline-form"},
+    field("payback-price", t("economics.purchase_price"), "2000000"),
+    field("payback-lease", t("economics.monthly_lease"), "150000"),
+    field("payback-utilisation", t("economics.utilisation"), "0.7"),
+    field("payback-share", t("economics.provider_share"), "0.85"),
+    field("payback-cost", t("economics.monthly_cost"), "20000"),
+    el("button", {type: "submit"}, t("economics.compute")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const found = await post("/economics/payback", {purchase_price: $("payback-price").value, monthly_lease: $("payback-lease").value,
+        utilisation: $("payback-utilisation").value, provider_share: $("payback-share").value, monthly_cost: $("payback-cost").value});
+      fill("payback-result", el("dl", {class: "fields"},
+        el("dt", {}, t("economics.monthly_revenue")), el("dd", {}, formatMoney(found.monthly_revenue)),
+        el("dt", {}, t("economics.monthly_net")), el("dd", {}, formatMoney(found.monthly_net)),
+        el("dt", {}, t("economics.payback")), el("dd", {id: "payback-months"},
+          found.months === null ? t("economics.never") : t("economics.months", {months: formatNumber(found.months, 2)})),
+        el("dt", {}, t("economics.yearly_return")), el("dd", {}, percent(found.yearly_return))));
+    } catch (e) { fill("payback-result", errorBox(e)); }
+  });
+  return form;
+}
+
+export async function economicsPage(view) {
+  const select = el("select", {id: "economics-period"}, [0, -1, -2].map((m) => el("option", {value: month(m)}, month(m))));
+  const show = async () => {
+    const report = await call(`/economics/yield?period=${select.value}`);
+    fill("economics-providers", table([[t("economics.provider"), (p) => p.provider],
+      [t("economics.device_hours"), (p) => formatNumber(p.device_hours, 2), "num"],
+      [t("economics.allocated_hours"), (p) => formatNumber(p.allocated_hours, 2), "num"],
+      [t("economics.idle_rate"), (p) => percent(p.idle_rate), "num"],
+      [t("economics.revenue"), (p) => p.revenue === null ? t("economics.not_settled") : formatMoney(p.revenue), "num"],
+      [t("economics.revenue_per_hour"), (p) => formatMoney(p.revenue_per_device_hour), "num"]], report.providers, t("economics.no_history")));
+    fill("economics-sites", table([[t("economics.site"), (s) => s.site], [t("economics.provider"), (s) => s.provider],
+      [t("economics.device_hours"), (s) => formatNumber(s.device_hours, 2), "num"],
+      [t("economics.allocated_hours"), (s) => formatNumber(s.allocated_hours, 2), "num"],
+      [t("economics.idle_rate"), (s) => percent(s.idle_rate), "num"]], report.sites, t("economics.no_history")));
+  };
+  select.addEventListener("change", () => show().catch((e) => fill("economics-providers", errorBox(e))));
+  view.root.replaceChildren(
+    el("section", {id: "economics-period-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.title")),
+      el("label", {for: "economics-period"}, t("economics.period")), select, el("span", {class: "muted"}, t("economics.note")))),
+    section("economics-providers", t("economics.providers"), null),
+    section("economics-sites", t("economics.sites"), null),
+    el("section", {id: "payback-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.payback_title")),
+      el("span", {class: "muted"}, t("economics.payback_note"))), paybackForm(), el("div", {id: "payback-result"})));
+  await show();
+}

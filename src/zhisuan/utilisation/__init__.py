@@ -1,0 +1,1 @@
+"""Utilisation history: the fleet's allocated share sampled every minute, kept as hour and day buckets."""

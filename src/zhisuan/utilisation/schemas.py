@@ -1,0 +1,67 @@
+"""Answers of the utilisation history endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+
+class UtilisationPoint(BaseModel):
+    start: datetime
+    devices: Decimal  # mean devices seen in the window
+    allocated: Decimal  # mean devices allocated (held by the ledger)
+    utilisation: Decimal | None  # allocated device-time / device-time, 0–1
+
+
+class UtilisationSeries(BaseModel):
+    name: str  # an accelerator model, or a site
+    points: list[UtilisationPoint]
+
+
+class UtilisationHistory(BaseModel):
+    resolution: str
+    group: str
+    since: datetime
+    until: datetime
+    series: list[UtilisationSeries]
+
+
+class PaybackIn(BaseModel):
+    purchase_price: Decimal = Field(ge=0, le=Decimal("1e12"), description="CNY, the server bought")
+    monthly_lease: Decimal = Field(ge=0, le=Decimal("1e10"), description="CNY a month for the whole server, fully used")
+    utilisation: Decimal = Field(ge=0, le=1, description="share of the month it is leased, 0–1")
+    provider_share: Decimal = Field(default=Decimal(1), ge=0, le=1, description="the provider's share of revenue")
+    monthly_cost: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e10"), description="power, colocation, ops")
+    model_config = {"extra": "forbid"}
+
+
+class PaybackOut(BaseModel):
+    monthly_revenue: Decimal
+    monthly_net: Decimal
+    months: Decimal | None  # None: never pays back
+    yearly_return: Decimal | None
+
+
+class SiteYieldOut(BaseModel):
+    site: str
+    provider: str
+    device_hours: Decimal
+    allocated_hours: Decimal
+    idle_rate: Decimal | None
+
+
+class ProviderYield(BaseModel):
+    provider: str
+    device_hours: Decimal
+    allocated_hours: Decimal
+    idle_rate: Decimal | None
+    revenue: Decimal | None  # the month's settlement revenue (None until settled)
+    revenue_per_device_hour: Decimal | None
+
+
+class YieldReport(BaseModel):
+    period: str
+    sites: list[SiteYieldOut]
+    providers: list[ProviderYield]
