@@ -48,6 +48,7 @@ from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
+from zhisuan.serving.autoscaler import autoscale_pass
 from zhisuan.serving.defaults import ensure_onebox_model
 from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
@@ -110,6 +111,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         )),
         asyncio.create_task(every(settings.job_interval_s, app.state.job_scheduler.run_pass, "jobs",
                                   app.state.wakeups.scheduler)),
+        asyncio.create_task(every(
+            settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
+        )),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)

@@ -41,7 +41,7 @@ from zhisuan.identity.schemas import Strict
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import bind_key_to_node, find_node
 from zhisuan.serving import service
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.models import ENDED_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
 
 # A replica not reported for this long is left out of discovery (its agent is gone or cut off).
 STALE_AFTER_S = 10.0
@@ -194,7 +194,7 @@ def exchange(session: Session, sessions: Callable[[], Any], catalog: Catalog, pr
                          detail={"node": node.name, "reason": "not placed on this node"})
     session.flush()
     assigned = [assignment(catalog, node, row, replica) for row, replica in service.replicas_on_node(session, node.id)
-                if replica.state not in ("stopped", "failed")]
+                if replica.state not in ENDED_REPLICA]
     return ReplicaExchange(replicas=assigned, refused=refused)
 
 

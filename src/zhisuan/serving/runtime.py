@@ -41,7 +41,7 @@ from zhisuan.gateway.router import Router
 from zhisuan.inventory.models import Node
 from zhisuan.serving import service
 from zhisuan.serving.fleet import ReplicaKeys
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment
+from zhisuan.serving.models import ENDED_REPLICA, DeploymentReplica, ModelDeployment
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held, release_lease
 
@@ -134,7 +134,7 @@ class ServingRuntime:
                 return [], None
             by_deployment: dict[int, list[tuple[ModelDeployment, DeploymentReplica]]] = {}
             for row, replica in service.replicas_on_node(session, self.node_id):
-                if replica.state not in ("stopped", "failed"):
+                if replica.state not in ENDED_REPLICA:
                     by_deployment.setdefault(row.id, []).append((row, replica))
             desired = [Desired(row_id, pairs[0][0].name, model_spec(pairs[0][0]), tuple(
                 LocalReplica(r.index, assignment_for(self.catalog, node, d, r), r.state == "draining")
@@ -240,7 +240,7 @@ def record_replica(session: Session, seen: Observed, now: datetime) -> None:
     if row is None:
         return
     replica = next((r for r in row.replica_rows if r.index == seen.index), None)
-    if replica is None or replica.state in ("stopped", "failed"):
+    if replica is None or replica.state in ENDED_REPLICA:
         return
     if seen.state == "failed":
         service.stop_replica(session, row, replica, now, seen.message)
@@ -259,6 +259,6 @@ def finish_drain(session: Session, deployment_id: int, node_id: int, now: dateti
     if row is None:
         return
     for replica in row.replica_rows:
-        if replica.node_id == node_id and replica.state not in ("stopped", "failed"):
+        if replica.node_id == node_id and replica.state not in ENDED_REPLICA:
             service.stop_replica(session, row, replica, now, "drained and stopped")
     service.refresh_status(row, now)
