@@ -50,7 +50,7 @@ from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
 from zhisuan.serving.autoscaler import autoscale_pass
 from zhisuan.serving.defaults import ensure_onebox_model
-from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
+from zhisuan.serving.fleet import ReplicaKeys, demand_report, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
@@ -170,7 +170,8 @@ async def start_maas(app: FastAPI) -> Maas:
                              sink=LedgerUsageSink(ctx.sessions, provider=LOCAL_SITE))
     node_id = local_node_id(app)
     discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
-                                                                    exclude_node_id=node_id))
+                                                                    exclude_node_id=node_id),
+                                 demand=demand_report(ctx.sessions))
     discovery.start()
     if node_id is None:
         log.info("OpenAI-compatible gateway at %s (no local node: no replicas run here)", box.base_url)

@@ -240,3 +240,22 @@ def endpoints_fetch(sessions: Callable[[], Any], keys: ReplicaKeys, clock: Calla
         return None if found["version"] == version else found
 
     return fetch
+
+
+def demand_report(sessions: Callable[[], Any]) -> Callable[[list[dict[str, Any]]], Any]:
+    """``gateway.discovery.Demand`` for the in-process gateway: ``POST /serving/demand``'s work,
+    in a worker thread."""
+    import asyncio
+
+    from zhisuan.serving.autoscaler import add_demand
+    from zhisuan.serving.schemas import DemandItem
+    from zhisuan.store.base import transaction
+
+    def store(wanted: list[dict[str, Any]]) -> None:
+        with transaction(sessions) as session:  # type: ignore[arg-type]
+            add_demand(session, [DemandItem.model_validate(item) for item in wanted])
+
+    async def report(wanted: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(store, wanted)
+
+    return report
