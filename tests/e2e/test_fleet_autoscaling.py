@@ -16,7 +16,7 @@ from tests.e2e import test_fleet_replicas
 from tests.e2e.test_fleet_replicas import FAKE_DEVICES, Lab, wait_until
 from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
 
-lab_fixture = test_fleet_replicas.lab  # the walkthrough's processes (registered as the fixture "lab")
+lab_fixture = test_fleet_replicas.lab  # the walkthrough's processes
 
 
 def counted(platform: Any) -> list[dict[str, Any]]:
@@ -24,7 +24,8 @@ def counted(platform: Any) -> list[dict[str, Any]]:
     return [r for r in row["replica_states"] if r["state"] in ("pending", "starting", "healthy", "unhealthy")]
 
 
-def test_a_burst_through_the_gateway_scales_out_and_back_in(lab: Lab) -> None:
+def test_a_burst_through_the_gateway_scales_out_and_back_in(lab_fixture: Lab) -> None:
+    lab = lab_fixture
     platform = lab.platform
     platform.cli("provider", "create", "lab-owner", "--revenue-share", "0.7")
     platform.cli("site", "create", "lab", "--engine", "local", "--region", "cn-east-1", "--provider", "lab-owner")
