@@ -206,3 +206,20 @@ def test_undeploying_replicas_of_a_dead_node_completes(fleet: Api, clock: Clock)
     run_pass(fleet, clock)
     assert fleet.ok("GET", f"/deployments/{other['id']}", "operator")["status"] == "stopped"
     assert service_allocations(fleet) == []
+
+
+def test_the_heartbeat_monitor_can_mark_a_nodes_replicas_lost_at_once(fleet: Api, clock: Clock) -> None:
+    from zhisuan.serving.autoscaler import mark_node_replicas_lost
+
+    out = deploy(fleet, replicas=2)
+    report_all(fleet, out["id"])
+    node_id = fleet.ok("GET", "/nodes/s1/gpu-a", "operator")["id"]
+    sessions = fleet.client.app.state.ctx.sessions  # type: ignore[attr-defined]
+    with transaction(sessions) as session:
+        assert mark_node_replicas_lost(session, [node_id], clock()) == []  # still reachable: nothing
+    mark_unreachable(fleet, "gpu-a")
+    with transaction(sessions) as session:
+        assert len(mark_node_replicas_lost(session, [node_id], clock())) == 2
+    shown = fleet.ok("GET", f"/deployments/{out['id']}", "operator")
+    assert [r["state"] for r in shown["replica_states"]] == ["lost", "lost"] and shown["status"] == "degraded"
+    assert len(run_pass(fleet, clock)) == 1  # the loop places the replacements

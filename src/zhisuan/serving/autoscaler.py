@@ -115,6 +115,15 @@ def mark_lost(session: Session, replica_ids: Iterable[int], now: datetime) -> li
     return marked
 
 
+def mark_node_replicas_lost(session: Session, node_ids: Iterable[int], now: datetime) -> list[str]:
+    """For the heartbeat monitor, in its own transaction right after it marks ``node_ids`` unreachable:
+    their replicas become ``lost`` at once (else this loop does it within ``autoscale_interval_s``)."""
+    ids = list(node_ids)
+    replicas = session.execute(select(DeploymentReplica.id).where(
+        DeploymentReplica.node_id.in_(ids), DeploymentReplica.state.in_(HOLDING_REPLICA))).scalars().all()
+    return mark_lost(session, replicas, now)
+
+
 def apply_decision(session: Session, catalog: Catalog, item: Loaded, decision: Decision, now: datetime) -> str | None:
     row = session.get(ModelDeployment, item.deployment_id)
     if row is None or row.status not in SCALABLE or len(scaling.counted(row)) != item.counted:
