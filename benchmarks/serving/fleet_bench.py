@@ -169,7 +169,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=8)
     args = ap.parse_args()
-    fleet = Fleet(Path(tempfile.mkdtemp(prefix="zs-fleet-bench-")))
+    tmp = Path(tempfile.mkdtemp(prefix="zs-fleet-bench-"))
+    os.chmod(tmp, 0o711)  # job directories of tenants' users live below: they must be able to enter
+    fleet = Fleet(tmp)
     try:
         fleet.ok("POST", "/providers", {"name": "lab-owner", "revenue_share": "0.7"})
         fleet.ok("POST", "/sites", {"name": "lab", "engine": "local", "region": "cn-east-1", "provider": "lab-owner"})
