@@ -55,6 +55,8 @@ class Settings:
         default_factory=lambda: float(os.environ.get("ZHISUAN_UTILISATION_INTERVAL_S", "60")))
     # How often this machine's serving runtime reconciles its model replicas with the database.
     serving_interval_s: float = 3.0
+    # The serving loop (serving.autoscaler): replicas lost with their node, autoscaling by load.
+    autoscale_interval_s: float = 5.0
     # How often the job scheduler admits, launches and follows jobs, and the local agent syncs its workers.
     job_interval_s: float = 1.0
     jobs_dir: Path | None = None  # default: ``default_jobs_dir``

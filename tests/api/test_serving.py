@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, Clock, h100_node
-from zhisuan.serving.runtime import Observed, finish_drain, plan_changes, record_replica
+from zhisuan.serving.runtime import Observed, finish_drain, plan_replica_changes, record_replica
 from zhisuan.store.base import transaction
 
 VLLM = {"name": "qwen2.5-7b-instruct", "source": "/models/qwen2.5-7b-instruct", "engine": "vllm",
@@ -208,6 +208,11 @@ def test_plan_changes_starts_new_and_drains_unwanted() -> None:
     a = Desired(1, "a", spec, (replica,))
     b = Desired(2, "b", spec, (replica,))
     c_draining = Desired(3, "c", spec, (LocalReplica(0, DeviceAssignment(port=0), draining=True),))
-    start, drain = plan_changes([a, b, c_draining], running={2, 3, 4})
-    assert [d.deployment_id for d in start] == [1]
-    assert drain == [3, 4]
+    start, drain = plan_replica_changes([a, b, c_draining], running={(2, 0), (3, 0), (4, 0)})
+    assert [(d.deployment_id, r.index) for d, r in start] == [(1, 0)]
+    assert drain == [(3, 0), (4, 0)]
+    # Scaled on this node: only the difference starts or drains.
+    scaled = Desired(2, "b", spec, (LocalReplica(0, DeviceAssignment(port=0), draining=True),
+                                    LocalReplica(1, DeviceAssignment(port=0), draining=False)))
+    start, drain = plan_replica_changes([scaled], running={(2, 0)})
+    assert [(d.deployment_id, r.index) for d, r in start] == [(2, 1)] and drain == [(2, 0)]

@@ -49,8 +49,9 @@ from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
+from zhisuan.serving.autoscaler import autoscale_pass
 from zhisuan.serving.defaults import ensure_onebox_model
-from zhisuan.serving.fleet import ReplicaKeys, endpoints_fetch
+from zhisuan.serving.fleet import ReplicaKeys, demand_report, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
 from zhisuan.store.base import make_engine, make_session_factory
@@ -116,6 +117,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         # The console's utilisation charts: the fleet sampled each minute, rolled up by hour and day.
         asyncio.create_task(every(
             settings.utilisation_interval_s, lambda: utilisation_pass(loops, ctx.clock(), holder), "utilisation")),
+        asyncio.create_task(every(
+            settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
+        )),
     ]
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
@@ -173,7 +177,8 @@ async def start_maas(app: FastAPI) -> Maas:
     app.state.gateway_url = box.base_url  # the console's playground streams through it (console.playground)
     node_id = local_node_id(app)
     discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
-                                                                    exclude_node_id=node_id))
+                                                                    exclude_node_id=node_id),
+                                 demand=demand_report(ctx.sessions))
     discovery.start()
     if node_id is None:
         log.info("OpenAI-compatible gateway at %s (no local node: no replicas run here)", box.base_url)

@@ -14,7 +14,8 @@ model_app = typer.Typer(help="The model registry: what the MaaS gateway can serv
 deployment_app = typer.Typer(help="Model services: N replicas of a registered model on the pool.",
                              no_args_is_help=True)
 MODEL_COLUMNS = ("id", "name", "engine", "context_length", "stacks", "source")
-DEPLOYMENT_COLUMNS = ("id", "name", "model", "tenant", "status", "replicas", "where", "message")
+DEPLOYMENT_COLUMNS = ("id", "name", "model", "tenant", "status", "replicas", "autoscale", "where", "message")
+EVENT_COLUMNS = ("at", "kind", "replicas_from", "replicas_to", "reason")
 
 
 def api() -> ApiClient:
@@ -23,9 +24,12 @@ def api() -> ApiClient:
 
 def with_where(row: dict[str, Any]) -> dict[str, Any]:
     """One cell summarising the replicas: ``local/vm:healthy(load 0.5), local/vm:starting``."""
+    shown = [r for r in row["replica_states"] if r["state"] != "stopped" or row["status"] == "stopped"]
     where = ", ".join(f"{r['node'] or '?'}{r['devices'] or ''}:{r['state']}"
-                      + (f"(load {r['load']:g})" if r["state"] == "healthy" else "") for r in row["replica_states"])
-    return {**row, "where": where or "-"}
+                      + (f"(load {r['load']:g})" if r["state"] == "healthy" else "") for r in shown)
+    scaling = row.get("autoscale")
+    autoscale = (f"{scaling['min']}..{scaling['max']} at {scaling['target']:g}/slot" if scaling else "fixed")
+    return {**row, "where": where or "-", "autoscale": autoscale}
 
 
 def show(data: Any, json: bool) -> None:
@@ -95,7 +99,36 @@ def deployment_list(all: Annotated[bool, typer.Option("--all", help="include sto
 
 @deployment_app.command("show")
 def deployment_show(ref: str, json: JsonFlag = False) -> None:
-    show(api().get(f"/deployments/{ref}"), json)
+    """The deployment, its autoscaling, and its latest replica changes (events)."""
+    data = api().get(f"/deployments/{ref}")
+    show(data, json)
+    if not json and data.get("events"):
+        typer.echo("")
+        emit(data["events"], False, EVENT_COLUMNS)
+
+
+@deployment_app.command("scale")
+def deployment_scale(ref: str, replicas: int, json: JsonFlag = False) -> None:
+    """Scale now: out through placement and the ledger (409 naming what does not fit or the quota), in
+    by draining (in-flight requests finish)."""
+    show(api().patch(f"/deployments/{ref}", {"replicas": replicas}), json)
+
+
+@deployment_app.command("autoscale")
+def deployment_autoscale(
+    ref: str,
+    min: Annotated[int, typer.Option("--min", help="fewest replicas (0: scale to zero when idle)")] = 1,
+    max: Annotated[int, typer.Option("--max", help="most replicas")] = 3,
+    target: Annotated[float, typer.Option(help="target in-flight requests per engine slot, 0..1")] = 0.7,
+    out_cooldown: Annotated[int, typer.Option(help="seconds between scale-outs")] = 30,
+    in_cooldown: Annotated[int, typer.Option(help="seconds from any change to a scale-in")] = 300,
+    off: Annotated[bool, typer.Option("--off", help="clear autoscaling (keep the current size)")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Let the control plane scale the deployment by load between --min and --max."""
+    policy = None if off else {"min": min, "max": max, "target": target, "scale_out_cooldown_s": out_cooldown,
+                               "scale_in_cooldown_s": in_cooldown}
+    show(api().patch(f"/deployments/{ref}", {"autoscale": policy}), json)
 
 
 @deployment_app.command("delete")

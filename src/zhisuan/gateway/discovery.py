@@ -10,7 +10,10 @@ their address, port and engine key; the registered model names) and makes the ro
 - the registered names become ``Router.registered``: a name with no visible replica then answers
   503 with ``Retry-After`` rather than 404 (``proxy``);
 - replicas the discovery did not add (the control plane's own runtime registers its replicas
-  itself; hand-listed upstreams) are never touched.
+  itself; hand-listed upstreams) are never touched;
+- requests for a registered model that found no replica (``Router.wanted``) are reported before
+  each poll (``Demand``: ``POST /serving/demand``), so a deployment scaled to zero starts a replica;
+  the client got 503 with ``Retry-After`` at once and its retry finds the replica once it is healthy.
 
 Nothing of this runs per request: requests read the router only. The poll carries the last
 version seen (``If-None-Match``): an unchanged set costs one 304. If the control plane cannot be
@@ -33,11 +36,13 @@ log = logging.getLogger("zhisuan.gateway.discovery")
 
 # (last version seen or None) -> the endpoints, or None when unchanged since that version
 Fetch = Callable[[str | None], Awaitable[dict[str, Any] | None]]
+# Requests that found no replica ([{model, tenant_id, requests}]) -> reported to the control plane
+Demand = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class ReplicaDiscovery:
-    def __init__(self, router: Router, fetch: Fetch, interval_s: float = 1.0) -> None:
-        self.router, self.fetch, self.interval_s = router, fetch, interval_s
+    def __init__(self, router: Router, fetch: Fetch, interval_s: float = 1.0, demand: Demand | None = None) -> None:
+        self.router, self.fetch, self.interval_s, self.demand = router, fetch, interval_s, demand
         self.owned: set[str] = set()  # replica ids this discovery added (the only ones it changes)
         self.leaving: set[str] = set()  # no longer listed: removed once idle
         self.version: str | None = None
@@ -77,8 +82,19 @@ class ReplicaDiscovery:
                 self.leaving.discard(rid)
                 self.owned.discard(rid)
 
+    async def report_demand(self) -> None:
+        """Requests that found no replica since the last poll, to the control plane (scale from zero).
+        Lost if it cannot be reached: the client retries after ``Retry-After`` and is counted again."""
+        wanted = self.router.take_wanted()
+        if wanted and self.demand is not None:
+            try:
+                await self.demand(wanted)
+            except Exception as error:
+                log.warning("could not report %d model(s) without replicas: %s", len(wanted), error)
+
     async def poll_once(self) -> bool:
         """One poll; False when the control plane could not be asked (the last set stays)."""
+        await self.report_demand()
         try:
             snapshot = await self.fetch(self.version)
         except Exception as error:  # unreachable, 5xx, a bad answer: keep serving what we know
@@ -126,6 +142,11 @@ class ControlPlaneEndpoints:
         response.raise_for_status()
         found: dict[str, Any] = response.json()
         return found
+
+    async def report_demand(self, wanted: list[dict[str, Any]]) -> None:
+        """``Demand`` over HTTP: ``POST /api/v1/serving/demand``."""
+        response = await self.client.post("/serving/demand", json={"demand": wanted})
+        response.raise_for_status()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -272,6 +272,7 @@ class Gateway(Metering):
                 # Registered, but no replica this caller may call runs now (the same answer whether or
                 # not another tenant runs a private one): it may start soon.
                 conn.respond(503, model_not_running(model), extra=b"retry-after: %d\r\n" % NOT_RUNNING_RETRY_S)
+                self.router.want(model, grant.owner)  # a deployment scaled to zero starts a replica
                 self.metrics.reject(UNKNOWN_LABEL, "model_not_running")
                 return None
             # The same answer for a name that never existed and another tenant's private model.

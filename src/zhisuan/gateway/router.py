@@ -104,6 +104,18 @@ class Router:
         # Names in the control plane's model registry (gateway.discovery): one with no replica the
         # caller may call answers 503 + Retry-After (it may start soon), any other name 404.
         self.registered: frozenset[str] = frozenset()
+        # (model, caller's tenant) → requests for a registered model that found no replica since
+        # discovery last reported them: a deployment scaled to zero starts one (serving.autoscaler).
+        self.wanted: dict[tuple[str, int | None], int] = {}
+
+    def want(self, model: str, tenant_id: int | None) -> None:
+        key = (model, tenant_id)
+        if len(self.wanted) < 4096 or key in self.wanted:  # bounded: names come from clients
+            self.wanted[key] = self.wanted.get(key, 0) + 1
+
+    def take_wanted(self) -> list[dict[str, object]]:
+        taken, self.wanted = self.wanted, {}
+        return [{"model": m, "tenant_id": t, "requests": n} for (m, t), n in taken.items()]
 
     def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
                     tenant_id: int | None = None, secret: str | None = None) -> Replica:

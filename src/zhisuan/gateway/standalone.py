@@ -211,7 +211,8 @@ class StandaloneGateway:
         await self.server.start()
         if cfg.discovery:
             self._endpoints = ControlPlaneEndpoints(cfg.server, cfg.token)
-            self.discovery = ReplicaDiscovery(self.server.router, self._endpoints, cfg.discovery_interval_s)
+            self.discovery = ReplicaDiscovery(self.server.router, self._endpoints, cfg.discovery_interval_s,
+                                              demand=self._endpoints.report_demand)
             await self.discovery.poll_once()  # route from the first request on
             self.discovery.start()
 

@@ -41,7 +41,7 @@ from zhisuan.identity.schemas import Strict
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import bind_key_to_node, find_node
 from zhisuan.serving import service
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.models import ENDED_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
 
 # A replica not reported for this long is left out of discovery (its agent is gone or cut off).
 STALE_AFTER_S = 10.0
@@ -194,7 +194,7 @@ def exchange(session: Session, sessions: Callable[[], Any], catalog: Catalog, pr
                          detail={"node": node.name, "reason": "not placed on this node"})
     session.flush()
     assigned = [assignment(catalog, node, row, replica) for row, replica in service.replicas_on_node(session, node.id)
-                if replica.state not in ("stopped", "failed")]
+                if replica.state not in ENDED_REPLICA]
     return ReplicaExchange(replicas=assigned, refused=refused)
 
 
@@ -240,3 +240,22 @@ def endpoints_fetch(sessions: Callable[[], Any], keys: ReplicaKeys, clock: Calla
         return None if found["version"] == version else found
 
     return fetch
+
+
+def demand_report(sessions: Callable[[], Any]) -> Callable[[list[dict[str, Any]]], Any]:
+    """``gateway.discovery.Demand`` for the in-process gateway: ``POST /serving/demand``'s work,
+    in a worker thread."""
+    import asyncio
+
+    from zhisuan.serving.autoscaler import add_demand
+    from zhisuan.serving.schemas import DemandItem
+    from zhisuan.store.base import transaction
+
+    def store(wanted: list[dict[str, Any]]) -> None:
+        with transaction(sessions) as session:  # type: ignore[arg-type]
+            add_demand(session, [DemandItem.model_validate(item) for item in wanted])
+
+    async def report(wanted: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(store, wanted)
+
+    return report

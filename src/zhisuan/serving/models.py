@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, UTCDateTime, utcnow
 
 ENGINES = ("llama.cpp", "vllm", "vllm-ascend", "mindie")
 DEPLOYMENT_STATES = ("deploying", "running", "degraded", "draining", "stopped", "failed")
-REPLICA_STATES = ("pending", "starting", "healthy", "unhealthy", "draining", "stopped", "failed")
+# "lost": its node became unreachable (its agent stopped beating); its holds ended, it is replaced elsewhere.
+REPLICA_STATES = ("pending", "starting", "healthy", "unhealthy", "draining", "stopped", "failed", "lost")
+# Replica states that are over: nothing runs or holds anything for them any more.
+ENDED_REPLICA = ("stopped", "failed", "lost")
 # Replica states in which a runtime has an engine process for it (it must drain it to stop it).
 RUNNING_REPLICA = ("starting", "healthy", "unhealthy", "draining")
 # Replica states that hold CPU, memory and devices on their node.
@@ -73,6 +76,17 @@ class ModelDeployment(Base):
     message: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Autoscaling (serving.autoscaler; None: a fixed size of ``replicas``): bounds, the target load in
+    # in-flight requests per engine slot, and the cool-downs between changes.
+    autoscale_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    autoscale_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    autoscale_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    scale_out_cooldown_s: Mapped[int] = mapped_column(Integer, default=30)
+    scale_in_cooldown_s: Mapped[int] = mapped_column(Integer, default=300)
+    last_scale_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_scale_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Requests gateways could not route (no replica) since the autoscaler last looked: a cold start.
+    demand: Mapped[int] = mapped_column(Integer, default=0)
 
     model: Mapped[ServedModel] = relationship()
     replica_rows: Mapped[list[DeploymentReplica]] = relationship(
@@ -108,6 +122,21 @@ class DeploymentReplica(Base):
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     deployment: Mapped[ModelDeployment] = relationship(back_populates="replica_rows")
+
+
+class DeploymentEvent(Base):
+    """One change of a deployment's replicas, with its reason: scaled out or in (by hand or by the
+    autoscaler), a replica lost with its node, a replacement placed, autoscaling set or cleared."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("model_deployments.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    replicas_from: Mapped[int] = mapped_column(Integer)
+    replicas_to: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(1000), default="")
 
 
 class ServingQuota(Base):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from zhisuan.api.deps import Agent, ContextDep, Reader, SessionDep, Writer
 from zhisuan.identity.access import Principal, require_role
-from zhisuan.serving import fleet, quotas, service
+from zhisuan.serving import autoscaler, fleet, quotas, scaling, service
 from zhisuan.serving import schemas as s
 from zhisuan.serving.models import ServedModel
 
@@ -62,7 +62,22 @@ def list_deployments(session: SessionDep, principal: Reader, all: bool = False) 
 
 @router.get("/deployments/{ref}", response_model=s.DeploymentOut)
 def get_deployment(ref: str, session: SessionDep, principal: Reader) -> s.DeploymentOut:
-    return service.deployment_out(session, service.get_deployment(session, principal, ref), principal)
+    """One deployment, with its autoscaling and its latest replica changes (``events``)."""
+    row = service.get_deployment(session, principal, ref)
+    out = service.deployment_out(session, row, principal)
+    out.events = [s.DeploymentEventOut(at=e.at, kind=e.kind, replicas_from=e.replicas_from,
+                                       replicas_to=e.replicas_to, reason=e.reason)
+                  for e in scaling.recent_events(session, row)]
+    return out
+
+
+@router.patch("/deployments/{ref}", response_model=s.DeploymentOut)
+def patch_deployment(ref: str, body: s.DeploymentPatch, request: Request, session: SessionDep, principal: Writer,
+                     ctx: ContextDep) -> s.DeploymentOut:
+    """Scale now (``replicas``: out through placement and the ledger, in by draining) and/or set
+    autoscaling (``autoscale``: min, max, target load per slot, cool-downs; null clears it)."""
+    row = scaling.patch_deployment(session, request.app.state.catalog, principal, ref, body, ctx.clock())
+    return service.deployment_out(session, row, principal)
 
 
 @router.delete("/deployments/{ref}", response_model=s.DeploymentOut)
@@ -109,3 +124,11 @@ def serving_endpoints(request: Request, response: Response, session: SessionDep,
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "no-store"
     return found
+
+
+@router.post("/serving/demand", status_code=status.HTTP_204_NO_CONTENT)
+def serving_demand(body: s.DemandReport, session: SessionDep, principal: Writer) -> None:
+    """Operators (gateways): requests for registered models that found no replica (a deployment
+    scaled to zero then starts one: ``serving.autoscaler``)."""
+    require_role(principal, "operator")
+    autoscaler.add_demand(session, body.demand)

@@ -2,8 +2,9 @@
 
 One pass (``reconcile``), every few seconds, in the control-plane process of that machine:
 1. load, in a short transaction, the replicas placed on this node whose deployment is active;
-2. decide (pure: ``plan_changes``) which deployments to start and which to drain, comparing that
-   with the engine processes this runtime already runs;
+2. decide (pure: ``plan_replica_changes``) which replicas to start and which to drain, comparing
+   that with the engine processes this runtime already runs (one per replica, so a deployment
+   scaled out or in on this node starts or drains only the difference);
 3. start / drain engine processes outside any transaction (``engines.deployment.Deployment``:
    supervised, health-checked, restarted when they die, registered in the gateway's router);
 4. write back, in a second short transaction guarded by this node's runtime lease, each replica's
@@ -41,7 +42,7 @@ from zhisuan.gateway.router import Router
 from zhisuan.inventory.models import Node
 from zhisuan.serving import service
 from zhisuan.serving.fleet import ReplicaKeys
-from zhisuan.serving.models import DeploymentReplica, ModelDeployment
+from zhisuan.serving.models import ENDED_REPLICA, DeploymentReplica, ModelDeployment
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held, release_lease
 
@@ -87,12 +88,13 @@ class Observed:
     slots: int = 1
 
 
-def plan_changes(desired: list[Desired], running: set[int]) -> tuple[list[Desired], list[int]]:
-    """(deployments to start, deployment ids to drain) — pure."""
-    wanted = {d.deployment_id for d in desired if not d.draining}
-    start = [d for d in desired if not d.draining and d.deployment_id not in running]
-    drain = sorted(running - wanted)
-    return start, drain
+def plan_replica_changes(desired: list[Desired], running: set[tuple[int, int]]
+                         ) -> tuple[list[tuple[Desired, LocalReplica]], list[tuple[int, int]]]:
+    """Per replica — (replicas to start, (deployment id, index) to drain) — pure. One engine process
+    per replica, so a deployment scaled out or in on this node starts or drains only the difference."""
+    wanted = {(d.deployment_id, r.index): (d, r) for d in desired for r in d.replicas if not r.draining}
+    start = [pair for key, pair in wanted.items() if key not in running]
+    return start, sorted(running - set(wanted))
 
 
 def model_spec(row: ModelDeployment) -> ModelSpec:
@@ -118,7 +120,7 @@ class ServingRuntime:
         self.keys = keys
         self.log_dir, self.node_id, self.clock = log_dir, node_id, clock
         self.policy = policy
-        self.running: dict[int, Deployment] = {}
+        self.running: dict[tuple[int, int], Deployment] = {}  # (deployment id, replica index) → its engine
         self.failed: dict[tuple[int, int], str] = {}
         self.reaped = False
         self.lease = f"serving-runtime:{node_id}"
@@ -134,7 +136,7 @@ class ServingRuntime:
                 return [], None
             by_deployment: dict[int, list[tuple[ModelDeployment, DeploymentReplica]]] = {}
             for row, replica in service.replicas_on_node(session, self.node_id):
-                if replica.state not in ("stopped", "failed"):
+                if replica.state not in ENDED_REPLICA:
                     by_deployment.setdefault(row.id, []).append((row, replica))
             desired = [Desired(row_id, pairs[0][0].name, model_spec(pairs[0][0]), tuple(
                 LocalReplica(r.index, assignment_for(self.catalog, node, d, r), r.state == "draining")
@@ -161,32 +163,30 @@ class ServingRuntime:
         desired, token = await asyncio.to_thread(self.load)
         if token is None:
             return
-        start, drain = plan_changes(desired, set(self.running))
-        for d in start:
+        start, drain = plan_replica_changes(desired, set(self.running))
+        for d, r in start:
             problem = self.launch_problem(d)
             if problem is not None:
-                for r in d.replicas:
-                    self.failed[(d.deployment_id, r.index)] = problem
+                self.failed[(d.deployment_id, r.index)] = problem
                 continue
-            deployment = Deployment(d.spec, [r.assignment for r in d.replicas], self.router,
-                                    self.log_dir, policy=self.policy, name=d.process_name,
-                                    indices=[r.index for r in d.replicas], tenant_id=d.tenant_id)
+            deployment = Deployment(d.spec, [r.assignment], self.router, self.log_dir, policy=self.policy,
+                                    name=d.process_name, indices=[r.index], tenant_id=d.tenant_id)
             await deployment.start(wait_healthy=False)
-            self.running[d.deployment_id] = deployment
-            log.info("deployment %s: started %d replica(s) of %s", d.name, len(d.replicas), d.spec.name)
+            self.running[(d.deployment_id, r.index)] = deployment
+            log.info("deployment %s: started replica %d of %s", d.name, r.index, d.spec.name)
         drained = []
-        for deployment_id in drain:
-            deployment = self.running.pop(deployment_id)
+        for key in drain:
+            deployment = self.running.pop(key)
             await deployment.stop()
-            drained.append(deployment_id)
-            log.info("deployment %s: drained and stopped", deployment.name)
+            drained.append(key)
+            log.info("deployment %s: replica %d drained and stopped", deployment.name, key[1])
         self.publish_keys()
         await asyncio.to_thread(self.apply, token, self.observe(), drained)
 
     def publish_keys(self) -> None:
         if self.keys is None:
             return
-        for did, dep in self.running.items():
+        for (did, _), dep in self.running.items():
             for p in dep.replicas:
                 if p.secret and p.port and p.state in service.RUNNING_REPLICA:
                     self.keys.put(did, int(p.replica_id.rsplit("-", 1)[1]), p.secret, p.port)
@@ -194,7 +194,7 @@ class ServingRuntime:
     def observe(self) -> list[Observed]:
         # A supervisor reports "stopped" before its first spawn: only finish_drain stops a replica.
         seen = []
-        for did, dep in self.running.items():
+        for (did, _), dep in self.running.items():
             for p, slots in zip(dep.replicas, dep.slots, strict=True):
                 if p.state in service.RUNNING_REPLICA:
                     routed = self.router.by_id.get(p.replica_id)
@@ -203,15 +203,15 @@ class ServingRuntime:
         seen += [Observed(did, index, "failed", None, 0, why) for (did, index), why in self.failed.items()]
         return seen
 
-    def apply(self, token: str, observed: list[Observed], drained: list[int]) -> None:
+    def apply(self, token: str, observed: list[Observed], drained: list[tuple[int, int]]) -> None:
         now = self.clock()
         with transaction(self.sessions) as session:
             if not lease_is_held(session, self.lease, token, now):
                 return
             for seen in observed:
                 record_replica(session, seen, now)
-            for deployment_id in drained:
-                finish_drain(session, deployment_id, self.node_id, now)
+            for deployment_id, index in drained:
+                finish_drain(session, deployment_id, self.node_id, now, index)
 
     async def run(self, interval_s: float) -> None:
         while True:
@@ -227,7 +227,7 @@ class ServingRuntime:
         await asyncio.gather(*(d.stop() for d in running.values()))
         with transaction(self.sessions) as session:
             for row, replica in service.replicas_on_node(session, self.node_id):
-                if row.id in running and replica.state in service.RUNNING_REPLICA:
+                if (row.id, replica.index) in running and replica.state in service.RUNNING_REPLICA:
                     replica.state, replica.port = "pending", None
                     replica.message = "control plane stopped; restarts with it"
                     service.refresh_status(row, self.clock())
@@ -240,7 +240,7 @@ def record_replica(session: Session, seen: Observed, now: datetime) -> None:
     if row is None:
         return
     replica = next((r for r in row.replica_rows if r.index == seen.index), None)
-    if replica is None or replica.state in ("stopped", "failed"):
+    if replica is None or replica.state in ENDED_REPLICA:
         return
     if seen.state == "failed":
         service.stop_replica(session, row, replica, now, seen.message)
@@ -254,11 +254,12 @@ def record_replica(session: Session, seen: Observed, now: datetime) -> None:
     service.refresh_status(row, now)
 
 
-def finish_drain(session: Session, deployment_id: int, node_id: int, now: datetime) -> None:
+def finish_drain(session: Session, deployment_id: int, node_id: int, now: datetime, index: int | None = None) -> None:
+    """The deployment's replicas on this node (only ``index``, if given) drained: stop them."""
     row = session.get(ModelDeployment, deployment_id)
     if row is None:
         return
     for replica in row.replica_rows:
-        if replica.node_id == node_id and replica.state not in ("stopped", "failed"):
+        if replica.node_id == node_id and replica.state not in ENDED_REPLICA and index in (None, replica.index):
             service.stop_replica(session, row, replica, now, "drained and stopped")
     service.refresh_status(row, now)

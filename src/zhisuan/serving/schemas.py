@@ -75,6 +75,49 @@ class ReplicaOut(BaseModel):
         "routing to a replica not reported for 10 s"))
 
 
+class AutoscaleSet(Strict):
+    min: int = Field(ge=0, le=64, description="fewest replicas (0: scale to zero when idle)")
+    max: int = Field(ge=1, le=64, description="most replicas")
+    target: float = Field(default=0.7, gt=0, le=1, description=(
+        "target load: in-flight requests per engine slot (1.0 = every slot busy)"))
+    scale_out_cooldown_s: int = Field(default=30, ge=0, le=86_400, description="least time between scale-outs")
+    scale_in_cooldown_s: int = Field(default=300, ge=0, le=86_400,
+                                     description="least time from any change to a scale-in")
+
+
+class DeploymentPatch(Strict):
+    replicas: int | None = Field(default=None, ge=0, le=64, description="scale to this many replicas now")
+    autoscale: AutoscaleSet | None = Field(default=None, description="set autoscaling; null clears it")
+
+
+class AutoscaleOut(BaseModel):
+    min: int
+    max: int
+    target: float
+    scale_out_cooldown_s: int
+    scale_in_cooldown_s: int
+    last_scale_out_at: datetime | None
+    last_scale_in_at: datetime | None
+
+
+class DeploymentEventOut(BaseModel):
+    at: datetime
+    kind: str = Field(description="scaled | scale_out | scale_in | repair | replica_lost | autoscale | blocked")
+    replicas_from: int
+    replicas_to: int
+    reason: str
+
+
+class DemandItem(Strict):
+    model: str = Field(min_length=1, max_length=128)
+    tenant_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the caller's tenant")
+    requests: int = Field(ge=1, le=1_000_000, description="requests that found no replica since the last report")
+
+
+class DemandReport(Strict):
+    demand: list[DemandItem] = Field(max_length=4096)
+
+
 class DeploymentOut(BaseModel):
     id: int
     name: str
@@ -92,6 +135,9 @@ class DeploymentOut(BaseModel):
     created_at: datetime
     stopped_at: datetime | None
     replica_states: list[ReplicaOut]
+    autoscale: AutoscaleOut | None = Field(default=None, description="none: a fixed number of replicas")
+    events: list[DeploymentEventOut] = Field(default_factory=list, description=(
+        "the latest changes of its replicas (GET of one deployment only)"))
 
 
 class QuotaSet(Strict):

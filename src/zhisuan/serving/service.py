@@ -46,7 +46,14 @@ from zhisuan.inventory.models import Node, Site
 from zhisuan.ledger.service import Window, hold_cpu, hold_devices, lock_nodes
 from zhisuan.placement.service import live_snapshot
 from zhisuan.serving import schemas as s
-from zhisuan.serving.models import RUNNING_REPLICA, DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.models import (
+    ENDED_REPLICA,
+    RUNNING_REPLICA,
+    DeploymentEvent,
+    DeploymentReplica,
+    ModelDeployment,
+    ServedModel,
+)
 from zhisuan.serving.quotas import check_replica_quota
 
 PLATFORM_TENANT = "platform-maas"
@@ -196,20 +203,29 @@ def create_deployment(session: Session, catalog: Catalog, principal: Principal, 
     session.add(row)
     session.flush()
     holder = owner or platform_tenant(session)
-    request = PlacementRequest(
-        cpu_milli=row.cpu_milli, memory_mib=row.memory_mib, device_count=body.devices_per_replica,
-        milli_per_device=body.milli_per_device if body.devices_per_replica else 1000, stack=stack,
-        tenant=owner.name if owner else None)
-    # Lock the candidate nodes (ascending ids, as every ledger writer does) before reading the snapshot:
-    # a racing deployment then places on what the winner left instead of failing on a stale view, and
-    # replicas locking node after node cannot deadlock with another deployment.
-    candidates = select(Node.id).where(Node.site_id == site.id) if site is not None else select(Node.id)
-    lock_nodes(session, session.execute(candidates).scalars())
+    request = placement_request(row, stack, owner)
+    lock_candidates(session, site)
     for index in range(body.replicas):
         place_replica(session, catalog, row, index, request, site, holder, now)
     audit.record(session, principal, "deployment.create", "deployment", row.name,
                  tenant_id=row.tenant_id, detail={"model": model.name, "replicas": body.replicas})
     return row
+
+
+def placement_request(row: ModelDeployment, stack: str | None, owner: Tenant | None) -> PlacementRequest:
+    """What one replica of ``row`` asks the placement engine for."""
+    return PlacementRequest(
+        cpu_milli=row.cpu_milli, memory_mib=row.memory_mib, device_count=row.devices_per_replica,
+        milli_per_device=row.milli_per_device if row.devices_per_replica else 1000, stack=stack,
+        tenant=owner.name if owner else None)
+
+
+def lock_candidates(session: Session, site: Site | None) -> None:
+    """Lock the candidate nodes (ascending ids, as every ledger writer does) before reading the snapshot:
+    a racing deployment then places on what the winner left instead of failing on a stale view, and
+    replicas locking node after node cannot deadlock with another deployment."""
+    candidates = select(Node.id).where(Node.site_id == site.id) if site is not None else select(Node.id)
+    lock_nodes(session, session.execute(candidates).scalars())
 
 
 def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, index: int, request: PlacementRequest,
@@ -311,7 +327,12 @@ def deployment_out(session: Session, row: ModelDeployment, principal: Principal)
                                      cpu_cores=r.cpu_milli / 1000, memory_gib=r.memory_mib / 1024,
                                      in_flight=r.in_flight, load=round(r.in_flight / max(1, r.slots), 3),
                                      message=r.message, updated_at=r.updated_at, reported_at=r.reported_at)
-                        for r in row.replica_rows])
+                        for r in row.replica_rows],
+        autoscale=s.AutoscaleOut(min=row.autoscale_min, max=row.autoscale_max, target=row.autoscale_target or 0.0,
+                                 scale_out_cooldown_s=row.scale_out_cooldown_s,
+                                 scale_in_cooldown_s=row.scale_in_cooldown_s,
+                                 last_scale_out_at=row.last_scale_out_at, last_scale_in_at=row.last_scale_in_at)
+        if row.autoscale_min is not None and row.autoscale_max is not None else None)
 
 
 # ----------------------------------------------------------------------------- undeploying and runtime reports
@@ -324,8 +345,11 @@ def undeploy(session: Session, principal: Principal, ref: str, now: datetime) ->
     if row.status in ("stopped", "failed"):
         raise Conflict(f"deployment '{row.name}' is already {row.status}", field="deployment")
     row.status, row.message = "draining", "undeploying: draining replicas"
+    unreachable = unreachable_nodes(session, {r.node_id for r in row.replica_rows if r.node_id is not None})
     for replica in row.replica_rows:
-        if replica.state in RUNNING_REPLICA:
+        if replica.state not in ENDED_REPLICA and replica.node_id in unreachable:
+            lose_replica(session, row, replica, now)  # nobody is there to drain it
+        elif replica.state in RUNNING_REPLICA:
             replica.state, replica.updated_at = "draining", now
         elif replica.state == "pending":
             stop_replica(session, row, replica, now, "undeployed before it started")
@@ -343,16 +367,40 @@ def stop_replica(session: Session, row: ModelDeployment, replica: DeploymentRepl
         b.Allocation.end.is_(None)).values(end=now).execution_options(synchronize_session=False))
 
 
+def unreachable_nodes(session: Session, node_ids: Iterable[int]) -> set[int]:
+    ids = set(node_ids)
+    return set(session.execute(select(Node.id).where(Node.id.in_(ids), Node.status == "unreachable")).scalars()) \
+        if ids else set()
+
+
+def lose_replica(session: Session, row: ModelDeployment, replica: DeploymentReplica, now: datetime) -> None:
+    """Its node is unreachable: it is ``lost`` and its holds end (an agent that comes back is no longer
+    assigned it and stops what it left running), with an event on the deployment."""
+    before = replica.state
+    stop_replica(session, row, replica, now, "its node became unreachable")
+    replica.state = "lost"
+    session.add(DeploymentEvent(deployment_id=row.id, at=now, kind="replica_lost", replicas_from=row.replicas,
+                                replicas_to=row.replicas,
+                                reason=f"replica {replica.index} ({before}) lost: its node became unreachable"))
+
+
 def refresh_status(row: ModelDeployment, now: datetime) -> None:
     """The deployment's status from its replicas' states (draining ends in stopped)."""
-    states = [r.state for r in row.replica_rows]
     if row.status == "draining":
-        if all(state in ("stopped", "failed") for state in states):
+        if all(r.state in ENDED_REPLICA for r in row.replica_rows):
             row.status, row.message, row.stopped_at = "stopped", "undeployed", now
         return
+    # Replicas scaled in (draining, stopped) or lost with their node no longer count: the
+    # deployment is as healthy as the ones it now has.
+    states = [r.state for r in row.replica_rows if r.state not in ("draining", "stopped", "lost")]
     healthy = states.count("healthy")
     progress = f"{healthy} of {len(states)} replicas healthy"
-    if states and all(state == "failed" for state in states):
+    if not states:
+        zero = row.replicas == 0
+        row.status = "running" if zero else "degraded"
+        row.message = "scaled to zero: the first request starts a replica" if zero else \
+            f"0 of {row.replicas} replicas: replacing them"
+    elif all(state == "failed" for state in states):
         row.status, row.message, row.stopped_at = "failed", "every replica failed to start", now
     elif healthy == len(states):
         row.status, row.message = "running", progress
