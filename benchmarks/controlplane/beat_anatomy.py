@@ -11,8 +11,14 @@ TestClient: every middleware, dependency and thread hand-off of a real request, 
   the rest is HTTP, middleware, validation, dependencies and hand-offs;
 - garbage-collector pauses seen during the run (``gc.callbacks``), by generation.
 
+By default the app has the beat buffer a serving process has (``inventory.beats``): a beat that changes
+nothing is one read and a buffered time; the buffer is flushed once a second of the run, as the
+flusher would, and the flushes' statements are counted with the beats'. ``--write-through`` measures
+every beat on the full path (the behaviour before the buffer, and of a process without it).
+
     uv run python benchmarks/controlplane/beat_anatomy.py --beats 2000
     uv run python benchmarks/controlplane/beat_anatomy.py --backend sqlite --beats 2000
+    uv run python benchmarks/controlplane/beat_anatomy.py --write-through --beats 2000
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +47,8 @@ from zhisuan.agent.host import heartbeat, registration  # noqa: E402
 from zhisuan.api.app import create_app, freeze_startup_objects  # noqa: E402
 from zhisuan.config import Settings  # noqa: E402
 from zhisuan.inventory import service  # noqa: E402
-from zhisuan.inventory.schemas import DeviceHealth  # noqa: E402
+from zhisuan.inventory.beats import BeatBuffer, quick_beat  # noqa: E402
+from zhisuan.inventory.schemas import DeviceHealth, Heartbeat  # noqa: E402
 from zhisuan.store.base import transaction  # noqa: E402
 
 
@@ -62,9 +70,11 @@ class Counters:
 def instrument(app: Any, counters: Counters) -> None:
     engine = app.state.engine
 
-    @event.listens_for(engine, "before_cursor_execute")
     def count_statement(*_: Any) -> None:
         counters.statements += 1
+
+    for counted_engine in (engine, app.state.loop_engine):  # the loops' pool: the buffer's flushes
+        event.listen(counted_engine, "before_cursor_execute", count_statement)
 
     @event.listens_for(engine, "checkout")
     def count_checkout(*_: Any) -> None:
@@ -84,7 +94,7 @@ def median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 3)
 
 
-def measure(backend: str, beats: int, freeze: bool) -> dict[str, Any]:
+def measure(backend: str, beats: int, freeze: bool, buffered: bool) -> dict[str, Any]:
     platform = prepare(backend, 1)
     try:
         settings = Settings(data_dir=platform.data_dir, database_url=platform.database_url,
@@ -95,6 +105,8 @@ def measure(backend: str, beats: int, freeze: bool) -> dict[str, Any]:
         key = platform.agent_keys[0]
         headers = {"Authorization": f"Bearer {key}"}
         with TestClient(app) as client:
+            buffer = BeatBuffer("beat-anatomy", timedelta(minutes=5)) if buffered else None
+            app.state.ctx.beats = buffer
             client.post("/api/v1/agent/register", json=registration("sim-000000", node_devices(0)),
                         headers=headers).raise_for_status()
             body = heartbeat("sim-000000", node_devices(0))
@@ -102,16 +114,24 @@ def measure(backend: str, beats: int, freeze: bool) -> dict[str, Any]:
                 client.post("/api/v1/agent/heartbeat", json=body, headers=headers).raise_for_status()
             counters = Counters()
             instrument(app, counters)
-            whole = []
+            whole, flushed_at, flushes = [], time.perf_counter(), 0
             for _ in range(beats):
                 start = time.perf_counter()
                 client.post("/api/v1/agent/heartbeat", json=body, headers=headers).raise_for_status()
                 whole.append(time.perf_counter() - start)
+                if buffer is not None and start - flushed_at >= 1.0:  # what the flusher does each second
+                    buffer.flush(app.state.loop_sessions, app.state.ctx.clock())
+                    flushed_at, flushes = start, flushes + 1
             gc.callbacks.remove(counters.gc_callback)
             ctx = app.state.ctx
             statements, checkouts = counters.statements, counters.checkouts
-            keys, db = [], []
+            keys, db, quick = [], [], []
             reports = [DeviceHealth.model_validate(d) for d in body["devices"]]
+            parsed = Heartbeat.model_validate(body)
+            for _ in range(min(beats, 500) if buffer is not None else 0):
+                start = time.perf_counter()
+                assert quick_beat(ctx, buffer, key, parsed) is not None
+                quick.append(time.perf_counter() - start)
             for _ in range(min(beats, 500)):
                 with transaction(ctx.sessions) as session:
                     start = time.perf_counter()
@@ -123,12 +143,13 @@ def measure(backend: str, beats: int, freeze: bool) -> dict[str, Any]:
                     session.commit()
                     db.append(time.perf_counter() - start)
         return {
-            "backend": backend, "beats": beats, "gc_freeze": freeze,
+            "backend": backend, "beats": beats, "gc_freeze": freeze, "buffered": buffered, "flushes": flushes,
             "statements_per_beat": round(statements / beats, 2),
             "pool_checkouts_per_beat": round(checkouts / beats, 2),
             "thread_handoffs_per_beat": round(counters.handoffs / beats, 2),
             "request_ms_median": median_ms(whole), "request_ms_p99": round(sorted(whole)[int(0.99 * beats)] * 1000, 3),
             "key_check_ms_median": median_ms(keys), "heartbeat_db_ms_median": median_ms(db),
+            "quick_beat_ms_median": median_ms(quick) if quick else None,
             "gc_pauses": {f"gen{g}": {"count": len(p), "max_ms": round(max(p), 1), "total_ms": round(sum(p), 1)}
                           for g, p in sorted(counters.gc_pauses.items())},
         }
@@ -141,8 +162,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--beats", type=int, default=2000)
     parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after start-up (as before)")
+    parser.add_argument("--write-through", action="store_true", help="no beat buffer: every beat in full")
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.beats, not args.no_freeze), indent=1))
+    print(json.dumps(measure(args.backend, args.beats, not args.no_freeze, not args.write_through), indent=1))
 
 
 if __name__ == "__main__":

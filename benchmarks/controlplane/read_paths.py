@@ -7,6 +7,11 @@ Reported per endpoint: median, p99 and max of ``--requests`` calls, and the body
 reference in the same run: the unpaged listing (``limit=1000``, the default page) once.
 
     uv run python benchmarks/controlplane/read_paths.py --nodes 10000 --requests 200
+    uv run python benchmarks/controlplane/read_paths.py --nodes 10000 --requests 200 --no-summary-cache
+
+The app keeps the fleet-summary cache a serving process keeps (``inventory.fleet.SummaryCache``, at
+most ``fleet_summary_max_age_s`` old, refreshed behind the requests); ``--no-summary-cache`` computes
+the summary per request (a process without background loops).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from throwaway import SITE, prepare  # noqa: E402
 
 from zhisuan.api.app import create_app  # noqa: E402
 from zhisuan.config import Settings  # noqa: E402
+from zhisuan.inventory.fleet import SummaryCache  # noqa: E402
 from zhisuan.inventory.models import Device, Node, Site  # noqa: E402
 from zhisuan.store.base import transaction  # noqa: E402
 
@@ -65,18 +71,21 @@ def timed(client: TestClient, path: str, headers: dict[str, str], count: int) ->
             "max_ms": round(ordered[-1] * 1000, 1), "bytes": size}
 
 
-def measure(backend: str, nodes: int, requests: int) -> dict[str, Any]:
+def measure(backend: str, nodes: int, requests: int, summary_cache: bool) -> dict[str, Any]:
     platform = prepare(backend, 0)
     try:
         settings = Settings(data_dir=platform.data_dir, database_url=platform.database_url,
                             register_local_site=False, run_background_loops=False)
         app = create_app(settings)
         insert_fleet(app.state.ctx.sessions, nodes)
+        if summary_cache:
+            app.state.fleet_summaries = SummaryCache(app.state.ctx.sessions, app.state.catalog,
+                                                     settings.fleet_summary_max_age_s)
         headers = {"Authorization": f"Bearer {platform.operator_key}"}
         with TestClient(app) as client:
             deep = client.get(f"/api/v1/nodes?limit=1&cursor={nodes - 200}", headers=headers).json()
             results = {
-                "nodes": nodes, "devices": nodes * 8, "backend": backend,
+                "nodes": nodes, "devices": nodes * 8, "backend": backend, "summary_cache": summary_cache,
                 "nodes_limit_100": timed(client, "/api/v1/nodes?limit=100", headers, requests),
                 "nodes_limit_100_deep_page": timed(client, f"/api/v1/nodes?limit=100&cursor={deep[0]['id']}",
                                                    headers, requests),
@@ -95,8 +104,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--no-summary-cache", action="store_true", help="compute the fleet summary per request")
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.nodes, args.requests), indent=1))
+    print(json.dumps(measure(args.backend, args.nodes, args.requests, not args.no_summary_cache), indent=1))
 
 
 if __name__ == "__main__":

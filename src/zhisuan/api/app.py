@@ -44,6 +44,8 @@ from zhisuan.gateway.discovery import ReplicaDiscovery
 from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
+from zhisuan.inventory.beats import BeatBuffer, mark_flushed
+from zhisuan.inventory.fleet import SummaryCache
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
@@ -54,7 +56,7 @@ from zhisuan.serving.defaults import ensure_onebox_model
 from zhisuan.serving.fleet import ReplicaKeys, demand_report, endpoints_fetch
 from zhisuan.serving.router import router as serving_router
 from zhisuan.serving.runtime import ServingRuntime
-from zhisuan.store.base import make_engine, make_session_factory
+from zhisuan.store.base import make_engine, make_session_factory, transaction
 from zhisuan.utilisation.loop import utilisation_pass
 from zhisuan.utilisation.router import router as utilisation_router
 from zhisuan.workloads.engines import site_engine_of
@@ -102,9 +104,10 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     loops: sessionmaker[Session] = app.state.loop_sessions  # their own pool: requests cannot starve them
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     holder = app.state.holder
+    beats = start_beat_buffer(ctx, loops, holder)
     tasks = [
         asyncio.create_task(every(
-            settings.monitor_interval_s, lambda: monitor_pass(loops, ctx.clock(), timeout, holder), "monitor"
+            settings.monitor_interval_s, lambda: monitor_pass(loops, ctx.clock(), timeout, holder, beats), "monitor"
         )),
         # Usage records accrue from the allocation ledger continuously; invoice runs also meter
         # their period first, so billing does not depend on this loop's timing.
@@ -121,6 +124,11 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
         )),
     ]
+    if settings.fleet_summary_max_age_s > 0:
+        app.state.fleet_summaries = SummaryCache(ctx.sessions, catalog, settings.fleet_summary_max_age_s)
+    if beats is not None:
+        tasks.append(asyncio.create_task(every(
+            settings.beat_flush_interval_s, lambda: beats.flush(loops, ctx.clock()), "beat-flush")))
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
         name = register_local_node(ctx, catalog, site_id)
@@ -133,6 +141,29 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         tasks.append(asyncio.create_task(every(settings.job_interval_s, sync.step, "local-jobs",
                                                app.state.wakeups.agent)))
     return tasks
+
+
+def start_beat_buffer(ctx: AppContext, loops: sessionmaker[Session], holder: str) -> BeatBuffer | None:
+    """Heartbeats that change nothing are buffered and written once a second (inventory.beats). The
+    process counts as flushed up to now before it serves: no beat has been buffered yet."""
+    if ctx.settings.beat_flush_interval_s <= 0:
+        return None
+    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s))
+    with transaction(loops) as session:
+        mark_flushed(session, holder, ctx.clock())
+    ctx.beats = beats
+    return beats
+
+
+async def close_beat_buffer(app: FastAPI) -> None:
+    ctx: AppContext = app.state.ctx
+    if ctx.beats is None:
+        return
+    try:
+        await asyncio.to_thread(ctx.beats.close, app.state.loop_sessions, ctx.clock())
+    except Exception:
+        log.exception("could not write the last buffered heartbeats")
+    ctx.beats = None
 
 
 @dataclass
@@ -208,6 +239,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await close_beat_buffer(app)
     app.state.engine.dispose()
     app.state.loop_engine.dispose()
 

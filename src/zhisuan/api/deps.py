@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,6 +20,9 @@ from zhisuan.identity.login import login_throttle
 from zhisuan.identity.throttle import FailureThrottle
 from zhisuan.store.base import transaction
 
+if TYPE_CHECKING:
+    from zhisuan.inventory.beats import BeatBuffer
+
 
 @dataclass
 class AppContext:
@@ -30,6 +33,9 @@ class AppContext:
     verifier: KeyVerifier
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     login_throttle: FailureThrottle = field(default_factory=login_throttle)
+    # Heartbeat times not yet written (inventory.beats); None: every beat is written at once
+    # (a process without background loops has no flusher, e.g. the tests' apps).
+    beats: BeatBuffer | None = None
 
 
 def context(request: Request) -> AppContext:

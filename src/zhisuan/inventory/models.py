@@ -71,6 +71,10 @@ class Node(Base):
     cordoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     cordon_clean_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     cordon_manual: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # Digest of the last health report applied from a heartbeat (``inventory.beats``): a beat with the
+    # same report changes nothing and skips loading the devices. None after anything else that may
+    # change device rows (a registration), so the next beat is applied in full.
+    health_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     site: Mapped[Site] = relationship(back_populates="nodes")
     devices: Mapped[list[Device]] = relationship(
@@ -98,3 +102,15 @@ class Device(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     node: Mapped[Node] = relationship(back_populates="devices")
+
+
+class BeatFlush(Base):
+    """How far one API process has written its buffered heartbeat times (``inventory.beats``): every
+    beat it received before ``flushed_through`` is in ``nodes.last_heartbeat_at``. The heartbeat
+    monitor decides only up to the oldest of these (of live processes), so a beat still in some
+    process's buffer never makes its node look quiet."""
+
+    __tablename__ = "beat_flushes"
+
+    holder: Mapped[str] = mapped_column(String(100), primary_key=True)
+    flushed_through: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
-from zhisuan.api.deps import Agent, ContextDep, Reader, SessionDep, Writer
+from zhisuan.api.deps import Agent, AppContext, ContextDep, Reader, SessionDep, Writer, bearer, client_address
 from zhisuan.catalog.loader import Catalog
+from zhisuan.errors import Unauthenticated
 from zhisuan.identity.router import key_issued
 from zhisuan.identity.schemas import KeyIssued, Strict
-from zhisuan.inventory import fleet, service
+from zhisuan.inventory import beats, fleet, service
 from zhisuan.inventory.models import Node, Site
 from zhisuan.inventory.schemas import (
     DeviceOut,
@@ -181,12 +184,21 @@ def register(body: NodeRegister, request: Request, session: SessionDep, principa
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatAck, tags=["agent"])
-def heartbeat(body: Heartbeat, session: SessionDep, principal: Agent, ctx: ContextDep) -> HeartbeatAck:
-    node = service.heartbeat(session, principal, body.node, body.devices, ctx.clock(),
-                             timedelta(seconds=ctx.settings.cordon_clear_after_s))
-    return HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+async def heartbeat(body: Heartbeat, request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> HeartbeatAck:
+    """Async, with no sync dependencies: the beat's database work runs in one thread hand-off
+    (``inventory.beats.receive``), not one per dependency; a beat that changes nothing is buffered."""
+    if credentials is None:
+        raise Unauthenticated("missing credential: send 'Authorization: Bearer <API key>'")
+    ctx: AppContext = request.app.state.ctx
+    return await anyio.to_thread.run_sync(beats.receive, ctx, credentials.credentials, body, client_address(request))
 
 
 @router.get("/fleet/summary", response_model=FleetSummary, tags=["inventory"])
 def fleet_summary(request: Request, session: SessionDep, principal: Reader) -> FleetSummary:
+    """From the process's summary cache where it keeps one (``fleet.SummaryCache``: at most
+    ``fleet_summary_max_age_s`` old), else computed now."""
+    cache: fleet.SummaryCache | None = getattr(request.app.state, "fleet_summaries", None)
+    if cache is not None:
+        return cache.get(principal)
     return fleet.summarise(session, catalog_of(request), principal)

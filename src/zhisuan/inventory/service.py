@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -216,6 +218,7 @@ def register_node(session: Session, catalog: Catalog, principal: Principal, body
     if not created:
         end_holds_of_missing_devices(session, principal, site, node, devices, now)
     replace_devices(node, devices)
+    node.health_digest = None  # the devices may differ: the next beat is applied in full
     apply_health(node, now, timedelta(minutes=5))
     refresh_availability(node)
     session.flush()
@@ -269,6 +272,13 @@ def _find_node_locked(session: Session, site_id: int, name: str) -> Node | None:
     ).scalar_one_or_none()
 
 
+def report_digest(health: list) -> str:  # type: ignore[type-arg]
+    """What identifies a heartbeat's health report: a beat whose digest equals the node's
+    ``health_digest`` (the last one applied) would change no device (``inventory.beats``)."""
+    canonical = json.dumps([[report.index, report.healthy, report.health_detail] for report in health])
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
 def heartbeat(session: Session, principal: Principal, node_name: str, health: list, now: datetime,  # type: ignore[type-arg]
               clear_after: timedelta = timedelta(minutes=5)) -> Node:
     if principal.site_id is None:
@@ -289,6 +299,7 @@ def heartbeat(session: Session, principal: Principal, node_name: str, health: li
         node.status = "ready"
     apply_health(node, now, clear_after)
     refresh_availability(node)
+    node.health_digest = report_digest(health)
     return node
 
 

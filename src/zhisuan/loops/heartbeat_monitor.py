@@ -5,9 +5,15 @@ clear period, and the job workers on it are marked ``lost`` with reason ``agent_
 can no longer be known: the job scheduler restarts their jobs elsewhere). Their desired state becomes
 ``stop``, so an agent that comes back stops what it left running rather than training twice.
 
-One pass: (1) take the loop's lease in a short transaction and load every node's last beat;
-(2) decide in pure code (core.liveness); (3) apply in a second short transaction, only if the
-lease is still ours and — checked in the guarded UPDATE itself — the node has not beaten in between.
+One pass: (0) write this process's buffered beats (``inventory.beats``); (1) take the loop's lease in
+a short transaction and load the beats of the nodes that look quiet — only those, so the pass costs
+what changed, not the fleet's size; (2) decide in pure code (core.liveness); (3) apply in a second
+short transaction, only if the lease is still ours and — checked in the guarded UPDATE itself — the
+node has not beaten in between.
+
+"Quiet" is judged as of ``decided_at``: ``now``, or earlier if another API process (``--workers N``)
+has not yet written its buffered beats up to ``now`` (``beat_flushes``): a beat waiting in some
+process's buffer must not make its node look silent.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from zhisuan.core.liveness import NodeBeat, nodes_gone_quiet
+from zhisuan.inventory.beats import BeatBuffer, forget_gone_processes, others_flushed_through
 from zhisuan.inventory.cordon import apply_health
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import refresh_availability
@@ -32,18 +39,27 @@ LEASE = "heartbeat-monitor"
 
 
 def monitor_pass(
-    sessions: sessionmaker[Session], now: datetime, timeout: timedelta, holder: str | None = None
+    sessions: sessionmaker[Session], now: datetime, timeout: timedelta, holder: str | None = None,
+    beats: BeatBuffer | None = None,
 ) -> list[int]:
     holder = holder or socket.gethostname()
+    if beats is not None:
+        beats.flush(sessions, now)
     with transaction(sessions) as session:
         token = acquire_lease(session, LEASE, holder, now, ttl=timeout)
         if token is None:
             return []
-        beats = tuple(
+        forget_gone_processes(session, now, 10 * timeout)
+        decided_at = others_flushed_through(session, holder, now, timeout)
+        cutoff = decided_at - timeout
+        beats_now = tuple(
             NodeBeat(node_id=row[0], status=row[1], managed_by=row[2], last_heartbeat_at=row[3])
-            for row in session.execute(select(Node.id, Node.status, Node.managed_by, Node.last_heartbeat_at))
+            for row in session.execute(
+                select(Node.id, Node.status, Node.managed_by, Node.last_heartbeat_at).where(
+                    Node.managed_by == "agent", Node.status != "unreachable",
+                    or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff)))
         )
-    quiet = nodes_gone_quiet(beats, now, timeout)
+    quiet = nodes_gone_quiet(beats_now, decided_at, timeout)
     if not quiet:
         return []
     with transaction(sessions) as session:
@@ -56,7 +72,7 @@ def monitor_pass(
         marked = list(session.execute(
             update(Node)
             .where(Node.id.in_(quiet), Node.status != "unreachable",
-                   or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < now - timeout))
+                   or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff))
             .values(status="unreachable")
             .returning(Node.id)
             .execution_options(synchronize_session=False)

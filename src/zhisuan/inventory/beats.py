@@ -1,0 +1,243 @@
+"""Cheap heartbeats: a beat that changes nothing costs one read and an entry in memory.
+
+Most beats of a healthy fleet repeat the previous one: same node, still ``ready`` and uncordoned,
+same device health. Such a beat needs no transaction of its own. It is answered after one statement
+(the key's grant and the node's state, joined), and its time goes into this process's
+``BeatBuffer``; a flusher writes every buffered time in one ``UPDATE`` each second
+(``BeatBuffer.flush``). Anything else — an unknown key digest, a state change, a fault, a cordon, a
+report that differs from the last applied one (``nodes.health_digest``) — takes the full path
+(``inventory.service.heartbeat``: key check, node row locked, devices loaded, health applied).
+
+Liveness stays as documented (unreachable ``heartbeat_timeout_s`` after the last beat, ready again
+on the next one):
+
+- the heartbeat monitor flushes its own process's buffer before it decides;
+- every flush records how far it got (``beat_flushes.flushed_through``, one row per process), and the
+  monitor decides only up to the oldest mark of the *other* live processes (``--workers N``): a beat
+  still in another process's buffer never makes its node look quiet. A process silent for longer
+  than the timeout counts as gone (its buffered beats, if any, were lost with it);
+- a flush that finds one of its nodes ``unreachable`` (the monitor marked it between the beat's read
+  and the flush: it was quiet until that beat) brings it back as the full path would (``revive``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Table, and_, bindparam, delete, func, select, text, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from zhisuan.identity.access import require_scope
+from zhisuan.identity.models import ApiKey, User
+from zhisuan.inventory import service
+from zhisuan.inventory.cordon import apply_health
+from zhisuan.inventory.models import BeatFlush, Node
+from zhisuan.inventory.schemas import DeviceHealth, Heartbeat, HeartbeatAck
+from zhisuan.ledger import service as ledger
+from zhisuan.store.base import UTCDateTime, transaction
+
+if TYPE_CHECKING:
+    from zhisuan.api.deps import AppContext
+
+# A key's ``last_used_at`` is refreshed at most this often (as ``KeyVerifier`` does), in the flush.
+KEY_USE_PRECISION = timedelta(minutes=1)
+GRANTS_KEPT = 100_000
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class BeatBuffer:
+    """This process's heartbeat times not yet written, and the key grants it has verified.
+
+    A grant is the SHA-256 of a bearer token whose secret this process checked (scrypt) on a full
+    beat, mapped to its key id; the fast path still reads the key's revocation, expiry and user on
+    every beat (in its one statement), so revoking a key or disabling a user takes effect at once.
+    """
+
+    def __init__(self, holder: str, clear_after: timedelta) -> None:
+        self.holder, self.clear_after = holder, clear_after
+        self._lock = threading.Lock()
+        self._seen: dict[int, datetime] = {}
+        self._keys_used: set[str] = set()
+        self._grants: OrderedDict[str, str] = OrderedDict()
+
+    def grant_of(self, token: str) -> str | None:
+        return self._grants.get(token_digest(token))
+
+    def remember_grant(self, token: str, key_id: str) -> None:
+        with self._lock:
+            self._grants[token_digest(token)] = key_id
+            while len(self._grants) > GRANTS_KEPT:
+                self._grants.popitem(last=False)
+
+    def record(self, node_id: int, clock: Callable[[], datetime], key_used: str | None = None) -> datetime:
+        """Buffer a beat of ``node_id`` now. The time is read under the lock that ``take`` holds, so
+        a beat is either in a flush or later than that flush's mark — never behind it."""
+        with self._lock:
+            now = clock()
+            previous = self._seen.get(node_id)
+            self._seen[node_id] = now if previous is None or previous < now else previous
+            if key_used is not None:
+                self._keys_used.add(key_used)
+        return now
+
+    def pending(self, node_id: int) -> datetime | None:
+        return self._seen.get(node_id)
+
+    def take(self) -> tuple[dict[int, datetime], set[str]]:
+        with self._lock:
+            seen, keys = self._seen, self._keys_used
+            self._seen, self._keys_used = {}, set()
+        return seen, keys
+
+    def put_back(self, seen: dict[int, datetime], keys: set[str]) -> None:
+        """A failed flush returns its beats (the newer time wins), to be written by the next one."""
+        with self._lock:
+            for node_id, at in seen.items():
+                current = self._seen.get(node_id)
+                self._seen[node_id] = at if current is None or current < at else current
+            self._keys_used |= keys
+
+    def flush(self, sessions: sessionmaker[Session], through: datetime) -> list[int]:
+        """Write every buffered beat in one statement and mark this process flushed ``through``
+        (a time read before this call). Returns the nodes brought back from ``unreachable``."""
+        seen, keys = self.take()
+        try:
+            with transaction(sessions) as session:
+                unreachable = write_last_seen(session, seen)
+                if keys:
+                    session.execute(update(ApiKey).where(ApiKey.key_id.in_(sorted(keys)))
+                                    .values(last_used_at=through).execution_options(synchronize_session=False))
+                mark_flushed(session, self.holder, through)
+        except BaseException:
+            self.put_back(seen, keys)
+            raise
+        return [node_id for node_id in sorted(unreachable) if revive(sessions, node_id, seen[node_id],
+                                                                     self.clear_after)]
+
+    def close(self, sessions: sessionmaker[Session], through: datetime) -> None:
+        """At shutdown: write what is buffered, then stop counting as a live process."""
+        self.flush(sessions, through)
+        with transaction(sessions) as session:
+            session.execute(delete(BeatFlush).where(BeatFlush.holder == self.holder))
+
+
+def write_last_seen(session: Session, seen: dict[int, datetime]) -> set[int]:
+    """Set each node's ``last_heartbeat_at`` (never backwards); the ids of those now unreachable."""
+    if not seen:
+        return set()
+    ids = sorted(seen)
+    times = [seen[node_id] for node_id in ids]
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(text(
+            "UPDATE nodes SET last_heartbeat_at = v.t "
+            "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:times AS TIMESTAMPTZ[])) AS v(id, t) "
+            "WHERE nodes.id = v.id AND (nodes.last_heartbeat_at IS NULL OR nodes.last_heartbeat_at < v.t) "
+            "RETURNING nodes.id, nodes.status"), {"ids": ids, "times": times})
+        return {node_id for node_id, status in rows if status == "unreachable"}
+    # SQLite (one box, one writer): one prepared statement run for every node (Core: executemany).
+    table = Node.__table__
+    assert isinstance(table, Table)
+    nodes, at = table.c, bindparam("at", type_=UTCDateTime())
+    session.connection().execute(
+        update(table).where(nodes.id == bindparam("node_id"),
+                                     nodes.last_heartbeat_at.is_(None) | (nodes.last_heartbeat_at < at))
+        .values(last_heartbeat_at=at),
+        [{"node_id": node_id, "at": when} for node_id, when in seen.items()])
+    unreachable: set[int] = set()
+    for start in range(0, len(ids), 500):
+        unreachable |= set(session.execute(select(Node.id).where(
+            Node.id.in_(ids[start:start + 500]), Node.status == "unreachable")).scalars())
+    return unreachable
+
+
+def mark_flushed(session: Session, holder: str, through: datetime) -> None:
+    done = session.execute(update(BeatFlush).where(BeatFlush.holder == holder)
+                           .values(flushed_through=through).execution_options(synchronize_session=False))
+    if done.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(BeatFlush(holder=holder, flushed_through=through))
+
+
+def others_flushed_through(session: Session, holder: str, now: datetime, timeout: timedelta) -> datetime:
+    """Up to when every other live process's beats are in the database (``now`` if there are none)."""
+    oldest = session.execute(select(func.min(BeatFlush.flushed_through)).where(
+        BeatFlush.holder != holder, BeatFlush.flushed_through > now - timeout)).scalar_one_or_none()
+    return now if oldest is None or oldest > now else oldest
+
+
+def forget_gone_processes(session: Session, now: datetime, older_than: timedelta) -> None:
+    session.execute(delete(BeatFlush).where(BeatFlush.flushed_through < now - older_than))
+
+
+def revive(sessions: sessionmaker[Session], node_id: int, seen_at: datetime, clear_after: timedelta) -> bool:
+    """A buffered beat of a node marked unreachable before the flush: ready again, as on a full beat."""
+    with transaction(sessions) as session:
+        ledger.lock_nodes(session, [node_id])
+        node = session.execute(select(Node).where(Node.id == node_id).options(selectinload(Node.devices))
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
+        if node is None or node.status != "unreachable":
+            return False
+        node.status, node.health_digest = "ready", None
+        apply_health(node, seen_at, clear_after)
+        service.refresh_availability(node)
+        return True
+
+
+def all_healthy(devices: Iterable[DeviceHealth]) -> bool:
+    return all(report.healthy for report in devices)
+
+
+def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat) -> HeartbeatAck | None:
+    """The ack of a beat that changes nothing, or None when it needs the full path."""
+    key_id = beats.grant_of(token)
+    if key_id is None or not all_healthy(body.devices):
+        return None
+    now = ctx.clock()
+    with ctx.sessions() as session:
+        row = session.execute(
+            select(Node.id, Node.status, Node.cordon_reason, Node.health_digest, ApiKey.node_name,
+                   ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at, ApiKey.scopes, User.disabled)
+            .select_from(ApiKey).join(User, User.id == ApiKey.user_id)
+            .join(Node, and_(Node.site_id == ApiKey.site_id, Node.name == body.node))
+            .where(ApiKey.key_id == key_id)
+        ).first()
+    if row is None:
+        return None
+    node_id, status, cordon, digest, bound, revoked, expires, used, scopes, disabled = row
+    unchanged = status == "ready" and cordon is None and digest == service.report_digest(body.devices)
+    usable = revoked is None and (expires is None or expires > now) and not disabled and "agent" in scopes
+    if not (unchanged and usable and bound == body.node):
+        return None
+    due = used is None or now - used > KEY_USE_PRECISION
+    beats.record(node_id, ctx.clock, key_id if due else None)
+    return HeartbeatAck(node_id=node_id, status="ready", heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+
+
+def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> HeartbeatAck:
+    """Key checked (scrypt once per process), node row locked, devices loaded, health applied."""
+    now = ctx.clock()
+    with transaction(ctx.sessions) as session:
+        principal = ctx.verifier.authenticate(session, token, now, client)
+        require_scope(principal, "agent")
+        node = service.heartbeat(session, principal, body.node, body.devices, now,
+                                 timedelta(seconds=ctx.settings.cordon_clear_after_s))
+        ack = HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+    if ctx.beats is not None and principal.key_id is not None:
+        ctx.beats.remember_grant(token, principal.key_id)
+    return ack
+
+
+def receive(ctx: AppContext, token: str, body: Heartbeat, client: str) -> HeartbeatAck:
+    """One heartbeat, all of its database work in the caller's one thread."""
+    if ctx.beats is not None:
+        ack = quick_beat(ctx, ctx.beats, token, body)
+        if ack is not None:
+            return ack
+    return full_beat(ctx, token, body, client)

@@ -1,0 +1,165 @@
+"""Cheap heartbeats (inventory.beats): a beat that changes nothing is buffered, its time written by the
+next flush — and liveness stays as documented: unreachable 30 s after the last beat (buffered or not),
+ready again on the next beat; another API process's buffer holds the monitor back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+
+from tests.api.conftest import Api, Clock, h100_node
+from zhisuan.identity.models import ApiKey
+from zhisuan.inventory.beats import BeatBuffer
+from zhisuan.inventory.models import BeatFlush, Node
+from zhisuan.loops.heartbeat_monitor import monitor_pass
+from zhisuan.store.base import transaction
+
+TIMEOUT = timedelta(seconds=30)
+HOLDER = "this-process"
+HEALTHY = {"node": "gpu-a", "devices": [{"index": 0, "healthy": True}, {"index": 1, "healthy": True}]}
+
+
+@pytest.fixture
+def buffered(world: Api) -> Iterator[BeatBuffer]:
+    """The world's app with the beat buffer a serving process has (its flusher is driven by hand here)."""
+    ctx = world.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.beats = BeatBuffer(HOLDER, timedelta(seconds=300))
+    yield ctx.beats
+    ctx.beats = None
+
+
+def sessions(api: Api) -> Any:
+    return api.client.app.state.ctx.sessions  # type: ignore[attr-defined]
+
+
+def flush(api: Api, beats: BeatBuffer, clock: Clock) -> list[int]:
+    return beats.flush(sessions(api), clock())
+
+
+def run_monitor(api: Api, clock: Clock, beats: BeatBuffer | None) -> list[int]:
+    return monitor_pass(sessions(api), clock(), TIMEOUT, HOLDER, beats)
+
+
+def stored(api: Api) -> Node:
+    with transaction(sessions(api)) as session:
+        node = session.execute(select(Node).where(Node.name == "gpu-a")).scalar_one()
+        session.expunge(node)
+        return node
+
+
+class Statements:
+    def __init__(self, api: Api) -> None:
+        self.engine = api.client.app.state.engine  # type: ignore[attr-defined]
+        self.seen: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        event.listen(self.engine, "before_cursor_execute", self.record)
+        return self.seen
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self.record)
+
+    def record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.seen.append(statement.lstrip().split()[0].upper())
+
+
+def test_an_unchanged_beat_is_one_read_and_its_time_is_written_by_the_flush(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    registered = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # the first: in full (key hashed, digest kept)
+    first = stored(world).last_heartbeat_at
+    clock.advance(seconds=10)
+    with Statements(world) as statements:
+        ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert ack == {"node_id": registered["node_id"], "status": "ready", "heartbeat_interval_s": 10.0}
+    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
+    assert stored(world).last_heartbeat_at == first  # not written yet
+    assert buffered.pending(registered["node_id"]) == clock()
+    assert flush(world, buffered, clock) == []
+    assert stored(world).last_heartbeat_at == clock()
+    assert buffered.pending(registered["node_id"]) is None
+
+
+def test_a_buffered_beat_keeps_its_node_ready_and_silence_still_makes_it_unreachable(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    clock.advance(seconds=20)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # buffered only
+    clock.advance(seconds=15)  # 35 s after the last written beat, 15 s after the buffered one
+    assert run_monitor(world, clock, buffered) == []  # the monitor writes the buffer before it decides
+    assert stored(world).status == "ready"
+    clock.advance(seconds=16)  # 31 s of silence
+    assert len(run_monitor(world, clock, buffered)) == 1
+    assert stored(world).status == "unreachable"
+    ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # a state change: the full path, at once
+    assert ack["status"] == "ready" and stored(world).status == "ready"
+
+
+def test_without_the_flush_the_same_silence_would_be_misread(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    """Why the monitor must take the buffer into account: ignoring it marks a beating node."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    clock.advance(seconds=20)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    clock.advance(seconds=15)
+    assert len(run_monitor(world, clock, None)) == 1
+
+
+def test_another_process_that_has_not_flushed_holds_the_monitor_back(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    with transaction(sessions(world)) as session:  # a second API process, written up to 10 s from now
+        session.add(BeatFlush(holder="other-process", flushed_through=clock() + timedelta(seconds=10)))
+    clock.advance(seconds=35)
+    # Its buffer may hold a beat of this node from the last 25 s: silent for sure only 25 s.
+    assert run_monitor(world, clock, buffered) == []
+    clock.advance(seconds=20)  # it has not flushed for 45 s (> timeout): gone, its mark no longer counts
+    assert len(run_monitor(world, clock, buffered)) == 1
+
+
+def test_a_flush_brings_back_a_node_marked_unreachable_before_its_buffered_beat_was_written(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    registered = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    clock.advance(seconds=31)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # buffered
+    assert len(run_monitor(world, clock, None)) == 1  # a monitor that did not see it (the race)
+    assert flush(world, buffered, clock) == [registered["node_id"]]
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["status"] == "ready" and node["last_heartbeat_at"].startswith(clock().isoformat()[:19])
+
+
+def test_a_changed_report_is_applied_at_once(world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [
+        {"index": 0, "healthy": True}, {"index": 1, "healthy": True, "health_detail": "ECC: 1 corrected"}]})
+    assert world.ok("GET", "/nodes/s1/gpu-a", "operator")["devices"][1]["health_detail"] == "ECC: 1 corrected"
+    world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [
+        {"index": 0, "healthy": True}, {"index": 1, "healthy": False, "health_detail": "XID 79"}]})
+    node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
+    assert node["devices"][1]["health"] == "unhealthy" and node["cordon_reason"] == "device 1: XID 79"
+    # A re-registration may change the devices: the next beat, same report as before, is applied in full.
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    with Statements(world) as statements:
+        world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert "UPDATE" in statements
+
+
+def test_a_revoked_key_is_refused_on_the_next_beat(world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # fast: the grant is cached
+    key_id = world.keys["agent1"].split("_")[1]
+    with transaction(sessions(world)) as session:
+        session.execute(update(ApiKey).where(ApiKey.key_id == key_id).values(revoked_at=clock()))
+    refused = world.call("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert refused.status_code == 401 and "revoked" in refused.text
+    other_node = world.call("POST", "/agent/heartbeat", "agent2", HEALTHY)  # another site's key: not its node
+    assert other_node.status_code == 404
