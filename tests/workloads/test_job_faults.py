@@ -236,3 +236,23 @@ def test_a_restart_takes_its_tenants_hot_spare_first(two_nodes: tuple[LocalSite,
     assert done["state"] == "succeeded" and done["attempt"] == 2 and done["placement"][0]["node"] == "loc/n3"
     for leftover in (other, waiting):
         site.world.ok("POST", f"/jobs/{leftover['id']}/cancel", "beta")
+
+
+def test_a_command_the_tenants_user_cannot_execute_fails_at_once_as_a_user_error(
+        local_site: LocalSite, tmp_path: Path) -> None:
+    """The README demo's trap, as root: jobs run as the tenant's own user (zs-acme), which cannot enter a
+    0700 directory such as /root — where uv and pyenv keep Python. The worker cannot exec (126); that is
+    the command's fault, not the node's, so the job fails at once with the reason instead of being retried
+    on other nodes with backoff (``checkpoint_dir`` opts it in to restarts)."""
+    if os.geteuid() != 0:
+        pytest.skip("workers run as the tenant's own user only when the agent is root")
+    private = tmp_path / "private"  # like /root: only its owner may enter
+    private.mkdir(mode=0o700)
+    program = private / "train"
+    program.write_text("#!/bin/sh\necho trained\n")
+    program.chmod(0o755)
+    job = local_site.submit("acme", command=[str(program)], checkpoint_dir="ckpt")
+    done = local_site.until_state(job["id"], "failed", "succeeded", timeout_s=60)
+    assert done["state"] == "failed" and done["attempt"] == 1 and done["restarts"] == 0, events(local_site, job["id"])
+    assert done["reason"].startswith("user error: the command could not be started (rank 0: cannot exec"), done
+    assert "Permission denied" in done["reason"] and "zs-<tenant>" in done["reason"], done["reason"]

@@ -203,11 +203,11 @@ class JobScheduler:
             watched = [(j.id, str(j.engine_handle), j.site_id) for j in jobs]
             sites = self.sites_of(session, list(jobs))
         seen = self.poll_sites(watched, sites)
-        faulted = {site_id for _, handle, site_id in watched
-                   if site_id is not None and handle in seen and seen[handle].platform_fault}
+        faulted = {where for _, handle, where in watched
+                   if where is not None and handle in seen and seen[handle].platform_fault}
         if faulted:  # re-read those engines' nodes first: the failure is then pinned on the node that is down
-            for site_id in faulted:
-                self.synced.pop(site_id, None)
+            for where in faulted:
+                self.synced.pop(where, None)
             self.sync_engine_sites(self.clock())
         ended: list[tuple[SiteEngine, str]] = []
         now = self.clock()

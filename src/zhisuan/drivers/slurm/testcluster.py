@@ -6,6 +6,8 @@ Used by the Slurm driver's tests (one pytest session fixture) and by the end-to-
     python -m zhisuan.drivers.slurm.testcluster start --dir /tmp/zs-slurm --nodes 2 --gpus 8 --gpu-type h100
     export SLURM_CONF=/tmp/zs-slurm/etc/slurm.conf     # printed by start (also in /tmp/zs-slurm/env),
     export ZHISUAN_SLURM_ROOT=/tmp/zs-slurm/work       # with the driver's root for logs and workdirs
+    python -m zhisuan.drivers.slurm.testcluster freeze sn2 --dir /tmp/zs-slurm   # the machine hangs
+    python -m zhisuan.drivers.slurm.testcluster revive sn2 --dir /tmp/zs-slurm   # … is power-cycled
     python -m zhisuan.drivers.slurm.testcluster stop --dir /tmp/zs-slurm
 
 How it works on a machine without GPUs (``../shared/engines-notes.md``): each node's GPUs are character
@@ -392,24 +394,43 @@ def _log_tails(directory: Path, lines: int = 15) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zhisuan.drivers.slurm.testcluster",
-                                     description="Start or stop a throw-away Slurm cluster with fake GPUs.")
-    parser.add_argument("action", choices=("start", "stop"))
+                                     description="Start or stop a throw-away Slurm cluster with fake GPUs; "
+                                                 "freeze a node (the machine hangs) or revive it.")
+    parser.add_argument("action", choices=("start", "stop", "freeze", "revive"))
+    parser.add_argument("node", nargs="?", help="freeze/revive: the node (sn1, sn2, …)")
     parser.add_argument("--dir", required=True, help="directory holding everything of this cluster")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--gpus", type=int, default=8, help="fake GPUs per node")
     parser.add_argument("--gpu-type", default="h100", help="the gres type, e.g. h100")
+    parser.add_argument("--slurmd-timeout", type=int, default=10,
+                        help="seconds of silence before Slurm declares a node DOWN")
     args = parser.parse_args(argv)
     if args.action == "stop":
         stop(args.dir)
         return 0
+    if args.action in ("freeze", "revive"):
+        if not args.node:
+            parser.error(f"{args.action} needs a node")
+        cluster = _running(Path(args.dir).resolve(), args.node)
+        if args.action == "freeze":
+            print(f"froze {args.node}: pids {' '.join(map(str, freeze_node(cluster, args.node)))}")
+        else:
+            revive_node(cluster, args.node)
+        return 0
     try:
-        cluster = start(args.dir, nodes=args.nodes, gpus=args.gpus, gpu_type=args.gpu_type)
+        cluster = start(args.dir, nodes=args.nodes, gpus=args.gpus, gpu_type=args.gpu_type,
+                        slurmd_timeout_s=args.slurmd_timeout)
     except ClusterStartFailed as exc:
         print(exc, file=sys.stderr)
         return 1
     for name, value in cluster.env.items():
         print(f"{name}={value}")
     return 0
+
+
+def _running(directory: Path, node: str) -> TestCluster:
+    """Enough of a started cluster to find and restart ``node`` (its slurm.conf is in ``directory``)."""
+    return TestCluster(directory, (node,), 0, "", 0, 0)
 
 
 if __name__ == "__main__":
