@@ -256,3 +256,18 @@ def test_a_command_the_tenants_user_cannot_execute_fails_at_once_as_a_user_error
     assert done["state"] == "failed" and done["attempt"] == 1 and done["restarts"] == 0, events(local_site, job["id"])
     assert done["reason"].startswith("user error: the command could not be started (rank 0: cannot exec"), done
     assert "Permission denied" in done["reason"] and "zs-<tenant>" in done["reason"], done["reason"]
+
+
+def test_a_program_failure_restarts_on_other_hardware_and_failing_there_too_is_a_user_error(
+        two_nodes: tuple[LocalSite, Path]) -> None:
+    """The job's avoid set (nodes it failed on) steers the restart to the other node, so the second
+    identical failure is on different hardware: a user error after two attempts, not a retry loop."""
+    site, _ = two_nodes
+    job = site.submit("acme", command=["sh", "-c", "exit 3"], devices_per_worker=8, max_restarts=5)
+    done = site.until_state(job["id"], "failed", timeout_s=60)
+    history = events(site, job["id"])
+    assert done["attempt"] == 2 and done["restarts"] == 1, history
+    assert done["reason"].startswith("user error: exit nonzero (exit code 3) on loc/n") and \
+        "on 2 attempts on different nodes" in done["reason"], done["reason"]
+    admitted = [e["reason"] for e in history if e["state"] == "admitted"]
+    assert "away from the 1 node(s) it failed on" in admitted[1], admitted

@@ -58,11 +58,18 @@ def job_sites(job: Job, regions: dict[str, str]) -> frozenset[str] | None:
     return frozenset(allowed)
 
 
+def failed_on(job: Job) -> frozenset[str]:
+    """The job's avoid set: every node an earlier attempt failed on (``Job.failures``). Placement keeps a
+    restart off them when other nodes fit, so the same failure again is evidence against the program."""
+    return frozenset(str(node) for failure in job.failures for node in failure.get("nodes", ()))
+
+
 def worker_request(job: Job, tenant: str) -> PlacementRequest:
     return PlacementRequest(
         cpu_milli=job.cpu_milli, memory_mib=job.memory_mib, device_count=job.devices_per_worker,
         milli_per_device=job.milli_per_device, allowed_models=frozenset(job.models) if job.models else None,
-        min_device_memory_mib=job.min_device_memory_mib, min_device_tflops=job.min_device_tflops, tenant=tenant)
+        min_device_memory_mib=job.min_device_memory_mib, min_device_tflops=job.min_device_tflops, tenant=tenant,
+        avoid_nodes=failed_on(job))
 
 
 def running_job(job: Job, tenant: str, seq: int) -> RunningJob:
