@@ -187,10 +187,11 @@ def test_a_device_fault_cordons_the_node_and_moves_the_gang(
 
 def test_restarts_are_bounded(two_nodes: tuple[LocalSite, Path]) -> None:
     site, _ = two_nodes
-    job = site.submit("acme", command=["sh", "-c", "exit 3"], max_restarts=2)
+    # a different exit code on each attempt: never "the same failure on different nodes" (a user error)
+    job = site.submit("acme", command=["sh", "-c", 'exit "$ZHISUAN_JOB_ATTEMPT"'], max_restarts=2)
     done = site.until_state(job["id"], "failed", timeout_s=60)
     assert done["attempt"] == 3 and done["restarts"] == 2
-    assert "gave up after 2 restarts (max_restarts 2)" in done["reason"] or done["reason"].startswith("user error")
+    assert "gave up after 2 restarts (max_restarts 2)" in done["reason"], done["reason"]
 
 
 def test_a_hung_job_is_stopped_with_the_reason(two_nodes: tuple[LocalSite, Path]) -> None:
@@ -236,3 +237,38 @@ def test_a_restart_takes_its_tenants_hot_spare_first(two_nodes: tuple[LocalSite,
     assert done["state"] == "succeeded" and done["attempt"] == 2 and done["placement"][0]["node"] == "loc/n3"
     for leftover in (other, waiting):
         site.world.ok("POST", f"/jobs/{leftover['id']}/cancel", "beta")
+
+
+def test_a_command_the_tenants_user_cannot_execute_fails_at_once_as_a_user_error(
+        local_site: LocalSite, tmp_path: Path) -> None:
+    """The README demo's trap, as root: jobs run as the tenant's own user (zs-acme), which cannot enter a
+    0700 directory such as /root — where uv and pyenv keep Python. The worker cannot exec (126); that is
+    the command's fault, not the node's, so the job fails at once with the reason instead of being retried
+    on other nodes with backoff (``checkpoint_dir`` opts it in to restarts)."""
+    if os.geteuid() != 0:
+        pytest.skip("workers run as the tenant's own user only when the agent is root")
+    private = tmp_path / "private"  # like /root: only its owner may enter
+    private.mkdir(mode=0o700)
+    program = private / "train"
+    program.write_text("#!/bin/sh\necho trained\n")
+    program.chmod(0o755)
+    job = local_site.submit("acme", command=[str(program)], checkpoint_dir="ckpt")
+    done = local_site.until_state(job["id"], "failed", "succeeded", timeout_s=60)
+    assert done["state"] == "failed" and done["attempt"] == 1 and done["restarts"] == 0, events(local_site, job["id"])
+    assert done["reason"].startswith("user error: the command could not be started (rank 0: cannot exec"), done
+    assert "Permission denied" in done["reason"] and "zs-<tenant>" in done["reason"], done["reason"]
+
+
+def test_a_program_failure_restarts_on_other_hardware_and_failing_there_too_is_a_user_error(
+        two_nodes: tuple[LocalSite, Path]) -> None:
+    """The job's avoid set (nodes it failed on) steers the restart to the other node, so the second
+    identical failure is on different hardware: a user error after two attempts, not a retry loop."""
+    site, _ = two_nodes
+    job = site.submit("acme", command=["sh", "-c", "exit 3"], devices_per_worker=8, max_restarts=5)
+    done = site.until_state(job["id"], "failed", timeout_s=60)
+    history = events(site, job["id"])
+    assert done["attempt"] == 2 and done["restarts"] == 1, history
+    assert done["reason"].startswith("user error: exit nonzero (exit code 3) on loc/n") and \
+        "on 2 attempts on different nodes" in done["reason"], done["reason"]
+    admitted = [e["reason"] for e in history if e["state"] == "admitted"]
+    assert "away from the 1 node(s) it failed on" in admitted[1], admitted

@@ -146,6 +146,23 @@ def node_resume(ref: str, json: JsonFlag = False) -> None:
     emit(with_accelerator_summary(api().patch(f"/nodes/{ref}", {"drained": False})), json, NODE_COLUMNS)
 
 
+@node_app.command("label")
+def node_label(ref: str, labels: Annotated[list[str], typer.Argument(help="KEY=VALUE to set, KEY- to remove")],
+               json: JsonFlag = False) -> None:
+    """Set or remove a node's labels, e.g. ``zhisuan node label hpc/sn3 zhisuan.io/spare-for=acme`` (a hot
+    spare of tenant acme: its jobs restart there first after a fault)."""
+    current = dict(api().get(f"/nodes/{ref}")["labels"])
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if sep:
+            current[key] = value
+        elif item.endswith("-"):
+            current.pop(item[:-1], None)
+        else:
+            raise CliError(f"label '{item}' is neither KEY=VALUE nor KEY-")
+    emit(with_accelerator_summary(api().patch(f"/nodes/{ref}", {"labels": current})), json, NODE_COLUMNS)
+
+
 @node_app.command("cordon")
 def node_cordon(ref: str, reason: Annotated[str, typer.Option(help="why (shown with the node)")],
                 json: JsonFlag = False) -> None:

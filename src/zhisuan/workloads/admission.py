@@ -32,24 +32,26 @@ LEASE = "job-scheduler"
 
 def apply_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, token: str,
                 now: datetime) -> CycleResult | None:
-    """The spares cycle (restarts onto their tenant's hot spares) first, then the normal one."""
-    with sessions() as session:
-        restarting = session.execute(select(Job.id).where(Job.state == "queued", Job.restarts > 0,
-                                                          Job.stop_requested.is_(None)).limit(1)).first()
-    if restarting is not None:
-        apply_one_cycle(sessions, catalog, book, token, now, spares=True)
+    """The spares cycles (restarts onto their tenant's hot spares; then, for gangs larger than the spares
+    left, onto the spares plus free ordinary nodes) first, then the normal one."""
+    for with_free_nodes in (False, True):
+        with sessions() as session:
+            restarting = session.execute(select(Job.id).where(Job.state == "queued", Job.restarts > 0,
+                                                              Job.stop_requested.is_(None)).limit(1)).first()
+        if restarting is not None:
+            apply_one_cycle(sessions, catalog, book, token, now, spares=True, with_free_nodes=with_free_nodes)
     return apply_one_cycle(sessions, catalog, book, token, now)
 
 
 def apply_one_cycle(sessions: sessionmaker[Session], catalog: Catalog, book: DriverBook, token: str,
-                    now: datetime, spares: bool = False) -> CycleResult | None:
+                    now: datetime, spares: bool = False, with_free_nodes: bool = False) -> CycleResult | None:
     with sessions() as session:
         # Nothing queued: skip the fleet snapshot (every second, on a fleet of thousands of nodes).
         if session.execute(select(Job.id).where(Job.state == "queued", Job.stop_requested.is_(None))
                            .limit(1)).first() is None:
             return None
         skip = {name: why for name in list(book.unreachable) if (why := book.skip(name, now))}
-        cycle = load_cycle(session, catalog, now, skip, spares=spares)
+        cycle = load_cycle(session, catalog, now, skip, spares=spares, with_free_nodes=with_free_nodes)
     if not cycle.snapshot.queued:
         return None
     result = schedule(cycle.snapshot)

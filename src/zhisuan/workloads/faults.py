@@ -9,6 +9,9 @@ Stops the scheduler asks for (``Job.stop_requested``):
 - ``hang``: the job set ``hang_timeout_s`` and no new progress line arrived for that long (the clock
   starts when the attempt runs).
 
+A command that could not be started at all (exit 126/127: not executable for the job's user, not
+found) is the tenant's error and is not retried: another node would not change it.
+
 An attempt that ended in failure restarts when the job opted in (``checkpoint_dir`` set, or
 ``max_restarts`` > 0): the whole gang is queued again (``attempt`` + 1 at its next admission, an event
 with the reason), after the policy's backoff (``not_before``), away from cordoned nodes. The restarted
@@ -30,6 +33,14 @@ from zhisuan.drivers.base import EngineJobState
 from zhisuan.inventory.models import Node, Site
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.service import add_event
+
+# The shells' (and the local agent's) exit codes for a command that could not be started at all:
+# 126 found but not executable (permission denied, bad interpreter), 127 not found.
+NOT_STARTED_CODES = frozenset({126, 127})
+NOT_STARTED = "the command could not be started"
+NOT_STARTED_HINT = ("Where the site's agent or Slurm runs as root, jobs run as the tenant's own unix user "
+                    "(zs-<tenant>), which must be able to read and execute the program, its interpreter and "
+                    "every directory above them (a Python under /root is out of its reach).")
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ def classify(job: Job, engine: EngineJobState, cordons: dict[str, Cordon]) -> Fa
         return Failure(kind, frozenset(hit), next(iter(hit.values())).reason[:200])
     if engine.platform_fault or engine.state in ("lost", "cancelled"):
         return Failure("node_fault", nodes, engine.reason[:200])
+    if engine.exit_code in NOT_STARTED_CODES:
+        return Failure("exit_nonzero", nodes, f"{NOT_STARTED} ({engine.reason[:200]})")
     return Failure("exit_nonzero", nodes, f"exit code {engine.exit_code}")
 
 
@@ -94,6 +107,9 @@ def opted_in(job: Job) -> bool:
 
 
 def restart_decision(job: Job, failure: Failure, defaults: RestartPolicy) -> RestartDecision:
+    if failure.kind == "exit_nonzero" and failure.signature.startswith(NOT_STARTED):
+        return RestartDecision(False, 0.0, f"user error: {failure.signature}; not retried: it is the command, not "
+                               f"the node. {NOT_STARTED_HINT}", user_error=True)
     policy = RestartPolicy(max_restarts=defaults.max_restarts if job.max_restarts is None else job.max_restarts,
                            backoff_base_s=defaults.backoff_base_s, backoff_max_s=defaults.backoff_max_s,
                            same_failure_limit=defaults.same_failure_limit)

@@ -52,6 +52,9 @@ from zhisuan.workloads.site_sync import sync_site
 log = logging.getLogger("zhisuan.jobs")
 LEASE = "job-scheduler"
 SYNC_EVERY = timedelta(seconds=60)
+# While jobs run on an engine site its nodes are read this often: a node the engine reports down (Slurm:
+# not responding) is cordoned and its jobs are stopped within seconds, not a minute.
+SYNC_EVERY_BUSY = timedelta(seconds=5)
 
 
 @dataclass
@@ -79,13 +82,16 @@ class JobScheduler:
         self.synced: dict[int, datetime] = {}
 
     def sync_engine_sites(self, now: datetime) -> None:
-        """Engine-managed sites' nodes follow their engine (new nodes, drains, nodes down) every minute."""
+        """Engine-managed sites' nodes follow their engine (new nodes, drains, nodes down) every minute,
+        every few seconds while jobs run there."""
         with self.sessions() as session:
             sites = session.execute(select(Site.id, Site.name).where(
                 Site.engine.in_(("slurm", "kubernetes")))).all()
+            busy = set(session.execute(select(Job.site_id).where(
+                Job.state.in_(("starting", "running"))).distinct()).scalars())
         for site_id, name in sites:
             last = self.synced.get(site_id)
-            if last is not None and now - last < SYNC_EVERY:
+            if last is not None and now - last < (SYNC_EVERY_BUSY if site_id in busy else SYNC_EVERY):
                 continue
             self.synced[site_id] = now
             try:
@@ -197,6 +203,12 @@ class JobScheduler:
             watched = [(j.id, str(j.engine_handle), j.site_id) for j in jobs]
             sites = self.sites_of(session, list(jobs))
         seen = self.poll_sites(watched, sites)
+        faulted = {where for _, handle, where in watched
+                   if where is not None and handle in seen and seen[handle].platform_fault}
+        if faulted:  # re-read those engines' nodes first: the failure is then pinned on the node that is down
+            for where in faulted:
+                self.synced.pop(where, None)
+            self.sync_engine_sites(self.clock())
         ended: list[tuple[SiteEngine, str]] = []
         now = self.clock()
         with transaction(self.sessions) as session:

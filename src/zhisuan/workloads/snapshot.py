@@ -58,11 +58,18 @@ def job_sites(job: Job, regions: dict[str, str]) -> frozenset[str] | None:
     return frozenset(allowed)
 
 
+def failed_on(job: Job) -> frozenset[str]:
+    """The job's avoid set: every node an earlier attempt failed on (``Job.failures``). Placement keeps a
+    restart off them when other nodes fit, so the same failure again is evidence against the program."""
+    return frozenset(str(node) for failure in job.failures for node in failure.get("nodes", ()))
+
+
 def worker_request(job: Job, tenant: str) -> PlacementRequest:
     return PlacementRequest(
         cpu_milli=job.cpu_milli, memory_mib=job.memory_mib, device_count=job.devices_per_worker,
         milli_per_device=job.milli_per_device, allowed_models=frozenset(job.models) if job.models else None,
-        min_device_memory_mib=job.min_device_memory_mib, min_device_tflops=job.min_device_tflops, tenant=tenant)
+        min_device_memory_mib=job.min_device_memory_mib, min_device_tflops=job.min_device_tflops, tenant=tenant,
+        avoid_nodes=failed_on(job))
 
 
 def running_job(job: Job, tenant: str, seq: int) -> RunningJob:
@@ -78,20 +85,23 @@ def spare_tenant(node: NodeSnapshot) -> str | None:
 
 
 def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str, str],
-               max_admissions: int = 256, spares: bool = False) -> Cycle:
+               max_admissions: int = 256, spares: bool = False, with_free_nodes: bool = False) -> Cycle:
     """The snapshot: free capacity now (ledger holds subtracted) on sites whose engine runs jobs and
     answers, every tenant's guarantees, the queued jobs (oldest first) and the running ones.
 
     Hot spares (nodes labelled ``zhisuan.io/spare-for=<tenant>``) are kept out of the normal cycle; the
     spares cycle (``spares``, run first) offers each tenant's spares, to that tenant only, to its jobs
-    restarting after a fault — so a restart takes a spare before it waits for, or takes, other capacity."""
+    restarting after a fault — so a restart takes a spare before it waits for, or takes, other capacity.
+    ``with_free_nodes`` adds the ordinary free nodes to the spares: a gang larger than its spare pool
+    (two nodes, one of them lost, one spare) restarts on the survivors plus the spare."""
     site_rows = session.execute(select(Site)).scalars().all()
     regions = {s.name: s.region for s in site_rows}
     sites = {s.name: site_engine_of(s) for s in site_rows if s.engine in JOB_ENGINES}
     full = live_snapshot(session, catalog, now)
     usable = [n for n in full.nodes if n.site in sites and n.site not in skip]
     if spares:
-        usable = [replace(n, exclusive_tenant=spare_tenant(n)) for n in usable if spare_tenant(n)]
+        usable = [replace(n, exclusive_tenant=spare_tenant(n)) if spare_tenant(n) else n
+                  for n in usable if spare_tenant(n) or with_free_nodes]
     else:
         usable = [n for n in usable if not spare_tenant(n)]
     cluster = ClusterSnapshot(nodes=tuple(usable))
@@ -99,7 +109,7 @@ def load_cycle(session: Session, catalog: Catalog, now: datetime, skip: dict[str
     query = select(Job).where(Job.state == "queued", Job.stop_requested.is_(None),
                               or_(Job.not_before.is_(None), Job.not_before <= now))
     if spares:
-        with_spares = {spare_tenant(n) for n in usable}
+        with_spares = {spare_tenant(n) for n in usable if spare_tenant(n)}
         query = query.where(Job.restarts > 0, Job.tenant_id.in_(
             [i for i, name in tenants.items() if name in with_spares]))
     queued_rows = session.execute(query.order_by(Job.id).limit(MAX_QUEUED_PER_CYCLE)).scalars().all()

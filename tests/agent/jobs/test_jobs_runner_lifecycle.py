@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from tests.agent.jobs.conftest import launch, script, wait_ended, wait_for
 
 from zhisuan.agent.jobs import WorkerRunner
 from zhisuan.agent.jobs.records import process_start_ticks
+from zhisuan.agent.jobs.runner import _group_alive
 
 
 @pytest.mark.parametrize(("command", "state", "exit_code", "reason"), [
@@ -156,3 +158,16 @@ def test_statuses_and_forget(runner: WorkerRunner) -> None:
     assert [s.key for s in runner.statuses()] == ["zs-10-1-r1"]
     assert not (runner.root / "logs" / "zs-10-1-r0.out").exists()
     assert runner.status("zs-10-1-r0").state == "lost"
+
+
+def test_stop_returns_only_once_no_process_of_the_group_runs(runner: WorkerRunner) -> None:
+    """A stopped worker's processes must not run on after ``stop`` (a dead node's trainer that outlived
+    its stop once overwrote the resumed run's result). Here a background child ignores SIGTERM; when
+    ``stop`` returns, nothing of the group may still run — not "soon", at once. (The load that once made a
+    member outlive the 1 s wait after SIGKILL cannot be reproduced on demand; this pins the guarantee.)"""
+    runner.ensure(script("zs-8-1-r0", "trap '' TERM; sleep 30 & echo child $!; wait"))
+    wait_for(lambda: "child" in runner.read_log("zs-8-1-r0", "stdout", 0)[0], "child started")
+    child = int(runner.read_log("zs-8-1-r0", "stdout", 0)[0].split()[1])
+    group = os.getpgid(child)
+    runner.stop("zs-8-1-r0", grace_s=0.2)
+    assert not _group_alive(group)

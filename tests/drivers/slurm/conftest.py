@@ -56,3 +56,24 @@ def slurm_cluster() -> Iterator[testcluster.TestCluster]:
 def driver(slurm_cluster: testcluster.TestCluster) -> SlurmDriver:
     return SlurmDriver(str(slurm_cluster.conf_path), partition=slurm_cluster.partition,
                        root=slurm_cluster.workdir_root)
+
+
+@pytest.fixture
+def slurm_cluster_with_spare() -> Iterator[testcluster.TestCluster]:
+    """A second throw-away cluster for node-fault tests: three 8-GPU nodes (a gang of two and a spare) and
+    a short ``SlurmdTimeout`` (5 s: a silent node is DOWN about 8 s later), so a fault costs seconds.
+    One per test (it starts in about a second): a frozen node must not disturb other tests, and a fresh
+    controller remembers no job names of another database's jobs. Skipped (or, in CI, failed) exactly
+    like ``slurm_cluster``."""
+    reason = _unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Slurm is unavailable in CI ({reason}); CI must not skip the Slurm tests")
+        pytest.skip(f"Slurm tests SKIPPED: {reason}")
+    directory = Path(tempfile.mkdtemp(prefix="zs-slurm-spare-test-"))
+    cluster = testcluster.start(directory, nodes=3, gpus=GPUS, gpu_type=GPU_TYPE, slurmd_timeout_s=5)
+    try:
+        yield cluster
+    finally:
+        testcluster.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -42,6 +42,7 @@ WRAPPER = Path(__file__).with_name("wrapper.py")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STREAM_SUFFIX = {"stdout": "out", "stderr": "err"}
 POLL_S = 0.02
+KILL_WAIT_S = 10.0  # SIGKILLed processes cannot refuse, only be slow to go (uninterruptible I/O, load)
 
 
 def _utc_now() -> datetime:
@@ -220,7 +221,8 @@ class WorkerRunner:
 
     def stop(self, key: str, grace_s: float = 10) -> None:
         """SIGTERM to the worker's process group, SIGKILL after ``grace_s``; then it is ``cancelled``.
-        Stopping an ended or unknown worker does nothing. Blocks until the group is gone (≤ grace_s + 1 s)."""
+        Stopping an ended or unknown worker does nothing. Blocks until the whole group is gone (≤ grace_s +
+        1 s, plus up to ``KILL_WAIT_S`` for members that outlive the wrapper)."""
         status = self.status(key)
         state_dir = self._state_dir(key)
         if status.ended or state_dir is None:
@@ -234,7 +236,19 @@ class WorkerRunner:
                 _kill_cgroup(launch.get("cgroup_dir"))
                 self._signal_group(pid, signal.SIGKILL)
                 self._wait_gone(key, pid, start, 1.0)
+            self._finish_group(pid, launch.get("cgroup_dir"))
         self.status(key)
+
+    def _finish_group(self, pgid: int, cgroup_dir: str | None) -> None:
+        """Members of the wrapper's group that outlive it (still waking up to their SIGKILL on a loaded
+        machine, or a command that dodged the TERM) must not run on — and write files — after the stop:
+        SIGKILL again and wait, up to ``KILL_WAIT_S``. A live group with the wrapper's pid can only be its
+        own: Linux does not reuse a pid still in use as a process group id."""
+        deadline = time.monotonic() + KILL_WAIT_S
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            _kill_cgroup(cgroup_dir)
+            self._signal_group(pgid, signal.SIGKILL)
+            time.sleep(POLL_S)
 
     def forget(self, key: str) -> None:
         """Drop an ended worker's records and logs. Refuses a running worker (stop it first)."""
@@ -297,6 +311,20 @@ def _private_append(path: Path) -> BinaryIO:
     """A log file only the agent can read (0600; its directory is 0700 too): the worker writes it through
     the inherited descriptor, other tenants cannot open it."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count: they run no code)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _kill_cgroup(directory: str | None) -> None:

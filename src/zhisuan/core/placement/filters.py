@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zhisuan.core.placement.fleet import Demand
 from zhisuan.core.placement.node_view import NodeView
 
 FilterFn = Callable[[NodeView], np.ndarray]
@@ -23,6 +24,7 @@ class FilterStage:
     reason: str
     passes: FilterFn
     devices_only: bool = False  # only applies to requests that want devices (Open-Gpu-Share semantics)
+    only_if: Callable[[Demand], bool] | None = None  # skipped (passes everywhere) for other demands
 
 
 def node_healthy(view: NodeView) -> np.ndarray:
@@ -73,6 +75,14 @@ def devices_healthy(view: NodeView) -> np.ndarray:
     return (view.fleet.device_healthy[view.idx] & view.model_ok & view.capable).sum(axis=1) >= view.demand.count
 
 
+def not_avoided(view: NodeView) -> np.ndarray:
+    """The job's own avoid set: nodes an earlier attempt of it failed on (``Demand.avoid``), so a restart
+    runs on different hardware — what tells a faulty node from a faulty program. Last in the pipeline, so
+    a node is reported as avoided only when it would otherwise fit (the caller may then fall back to it)."""
+    avoid = view.demand.avoid
+    return np.fromiter((int(row) not in avoid for row in view.idx), bool, len(view.idx))
+
+
 def share_fits(view: NodeView) -> np.ndarray:
     """Open-Gpu-Share: at least ``count`` distinct eligible devices each have ``left >= milli``."""
     return (view.usable_left >= view.demand.milli).sum(axis=1) >= view.demand.count
@@ -90,6 +100,7 @@ FILTER_STAGES: tuple[FilterStage, ...] = (
     FilterStage("device memory, throughput or stack below request", devices_capable, devices_only=True),
     FilterStage("not enough healthy devices", devices_healthy, devices_only=True),
     FilterStage("not enough free GPU share", share_fits, devices_only=True),  # device fit (share / count)
+    FilterStage("the job failed on this node before", not_avoided, only_if=lambda d: bool(d.avoid)),  # per job
 )
 
 
@@ -102,6 +113,8 @@ def first_failed_stage(view: NodeView) -> np.ndarray:
     for number in range(len(FILTER_STAGES) - 1, -1, -1):
         stage = FILTER_STAGES[number]
         if stage.devices_only and not view.demand.wants_devices:
+            continue
+        if stage.only_if is not None and not stage.only_if(view.demand):
             continue
         result[~stage.passes(view)] = number + 1
     return result

@@ -71,6 +71,7 @@ class Demand:
     tenant: int = NO_CODE
     selector: tuple[tuple[str, str], ...] = ()
     may_use_leased: bool = False  # borrowing work passes the exclusive-lease filter
+    avoid: frozenset[int] = frozenset()  # node rows this job failed on before (filters.not_avoided)
 
     @property
     def wants_devices(self) -> bool:
@@ -101,6 +102,7 @@ class Demand:
             self.tenant,
             self.selector,
             self.may_use_leased,
+            self.avoid,
         )
 
 
@@ -130,6 +132,9 @@ def demand_from_request(fleet: FleetArrays, req: PlacementRequest) -> Demand:
         else _code(fleet.tenants, req.tenant),
         selector=tuple(sorted((req.node_selector or {}).items())),
         may_use_leased=req.may_use_leased,
+        avoid=frozenset(row for row, name in enumerate(fleet.names) if name in req.avoid_nodes)
+        if req.avoid_nodes
+        else frozenset(),
     )
 
 

@@ -79,6 +79,7 @@ class PlacementRequest:
     minimum dense BF16 throughput and software stack. ``same_node`` must be True: a multi-node gang is
     split into per-node requests by the caller. ``may_use_leased`` lets the request use nodes leased
     exclusively to other tenants (only for work that borrows their idle guarantee and can be reclaimed).
+    ``avoid_nodes`` (``site/name``) are filtered out ("the job failed on this node before").
     """
 
     cpu_milli: int
@@ -93,8 +94,10 @@ class PlacementRequest:
     same_node: bool = True
     node_selector: Mapping[str, str] | None = None
     may_use_leased: bool = False  # a borrowing job may run on nodes leased to other tenants
+    avoid_nodes: frozenset[str] = frozenset()  # nodes this job failed on before: placed elsewhere if possible
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "avoid_nodes", frozenset(self.avoid_nodes))
         if self.allowed_models is not None:
             object.__setattr__(self, "allowed_models", frozenset(self.allowed_models))
         if self.node_selector is not None:

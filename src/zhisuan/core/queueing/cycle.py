@@ -27,6 +27,7 @@ dict or set order; randomness comes only from ``seed`` (the node tie-break order
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -122,7 +123,12 @@ class AdmissionCycle:
         return self.placer.demand(job, model, leased)
 
     def place(self, job: QueuedJob, demand: Demand) -> GangPlacement | Rejection:
-        return self.placer.place(job, demand)
+        """Away from the job's avoid set when it fits so; back on those nodes when nothing else fits now
+        (a restart waits for no one: the avoid set only chooses among what is free)."""
+        placed = self.placer.place(job, demand)
+        if isinstance(placed, Rejection) and demand.avoid:
+            return self.placer.place(job, dataclasses.replace(demand, avoid=frozenset()))
+        return placed
 
     def admit(
         self,
@@ -146,6 +152,10 @@ class AdmissionCycle:
         self.book.charge(
             job.tenant, model, job.need, demand.cpu * job.workers, demand.mem * job.workers, verdict.within
         )
+        if demand.avoid:
+            back = sorted(self.fleet.names[row] for row in set(placed.rows) & demand.avoid)
+            reason += (f"; back on {', '.join(back)} where it failed before: no other node fits now" if back
+                       else f"; away from the {len(demand.avoid)} node(s) it failed on")
         self.admissions.append(Admission(job.job_id, model, workers, verdict.within, verdict.borrowing, reason))
 
     def wait(self, job: QueuedJob, reason: str) -> None:

@@ -6,6 +6,8 @@ Used by the Slurm driver's tests (one pytest session fixture) and by the end-to-
     python -m zhisuan.drivers.slurm.testcluster start --dir /tmp/zs-slurm --nodes 2 --gpus 8 --gpu-type h100
     export SLURM_CONF=/tmp/zs-slurm/etc/slurm.conf     # printed by start (also in /tmp/zs-slurm/env),
     export ZHISUAN_SLURM_ROOT=/tmp/zs-slurm/work       # with the driver's root for logs and workdirs
+    python -m zhisuan.drivers.slurm.testcluster freeze sn2 --dir /tmp/zs-slurm   # the machine hangs
+    python -m zhisuan.drivers.slurm.testcluster revive sn2 --dir /tmp/zs-slurm   # … is power-cycled
     python -m zhisuan.drivers.slurm.testcluster stop --dir /tmp/zs-slurm
 
 How it works on a machine without GPUs (``../shared/engines-notes.md``): each node's GPUs are character
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
+NODE_MARK = "ZHISUAN_TESTCLUSTER_NODE"
 READY_TIMEOUT_S = 30.0
 
 
@@ -56,6 +59,7 @@ class TestCluster:
     cpus_per_node: int
     memory_mib_per_node: int
     partition: str = "zs"
+    slurmd_timeout_s: int = 10  # a node silent this long is DOWN and its jobs end NODE_FAIL
 
     @property
     def conf_path(self) -> Path:
@@ -115,8 +119,8 @@ def slurm_conf_text(cluster: TestCluster, ctld_port: int, node_ports: list[int])
         "SchedulerParameters=sched_interval=2",
         "MinJobAge=600",  # finished jobs stay visible to squeue (no slurmdbd here)
         "ReturnToService=2",
-        "SlurmdTimeout=10",
-        "MessageTimeout=5",
+        f"SlurmdTimeout={cluster.slurmd_timeout_s}",
+        f"MessageTimeout={min(5, max(2, cluster.slurmd_timeout_s // 2))}",
         "SlurmdParameters=config_overrides",
         "KillWait=2",
     ]
@@ -160,9 +164,9 @@ def _make_layout(cluster: TestCluster) -> None:
     os.chmod(d / "munge", 0o700)
 
 
-def _spawn(cluster: TestCluster, name: str, argv: list[str]) -> None:
+def _spawn(cluster: TestCluster, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
     log = open(cluster.directory / "log" / f"{name}.console", "ab")  # noqa: SIM115 - handed to the child
-    env = {**os.environ, **cluster.env}
+    env = {**os.environ, **cluster.env, **(extra_env or {})}
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True, cwd=cluster.directory)
     log.close()
@@ -201,11 +205,52 @@ def wait_idle(cluster: TestCluster) -> None:
 
 
 def start_node(cluster: TestCluster, node: str) -> None:
-    _spawn(cluster, f"slurmd.{node}", ["slurmd", "-D", "-N", node, "-f", str(cluster.conf_path)])
+    # the mark is inherited by the node's slurmstepd processes: freeze_node finds them by it
+    _spawn(cluster, f"slurmd.{node}", ["slurmd", "-D", "-N", node, "-f", str(cluster.conf_path)],
+           extra_env={NODE_MARK: node})
+
+
+def node_processes(cluster: TestCluster, node: str) -> list[int]:
+    """Everything of ``node`` on this machine: its slurmd and slurmstepd (marked ``NODE_MARK=<node>``) and
+    its jobs' tasks (``SLURMD_NODENAME=<node>`` with this cluster's ``SLURM_CONF``)."""
+    conf = f"SLURM_CONF={cluster.conf_path}".encode()
+    marks = (f"{NODE_MARK}={node}".encode(), f"SLURMD_NODENAME={node}".encode())
+    pids = []
+    for pid in _pids_with_env(conf):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(mark in environ for mark in marks):
+            pids.append(pid)
+    return pids
+
+
+def freeze_node(cluster: TestCluster, node: str) -> list[int]:
+    """Fault injection: the machine hangs. Its slurmd, step daemons and job processes are stopped
+    (SIGSTOP), so nothing of it answers, runs or writes any more — and, as when a machine dies, no
+    connection is reset: the controller and the other nodes only see silence until ``SlurmdTimeout``
+    (killing the processes instead would tell srun at once through reset connections). Returns the pids;
+    ``revive_node`` ends them and starts the node again."""
+    pids = node_processes(cluster, node)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    return pids
+
+
+def revive_node(cluster: TestCluster, node: str) -> None:
+    """The hung machine is power-cycled: its processes are killed and its slurmd starts afresh
+    (``ReturnToService=2`` brings it back as soon as it registers)."""
+    for pid in node_processes(cluster, node):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    (cluster.directory / "run" / f"slurmd.{node}.pid").unlink(missing_ok=True)
+    start_node(cluster, node)
 
 
 def start(directory: Path | str, nodes: int = 2, gpus: int = 8, gpu_type: str = "h100",
-          cpus: int = 16, memory_mib: int = 65536) -> TestCluster:
+          cpus: int = 16, memory_mib: int = 65536, slurmd_timeout_s: int = 10) -> TestCluster:
     """Start a fresh cluster in ``directory`` (anything already running there is stopped first)."""
     for daemon in DAEMONS:
         if shutil.which(daemon) is None:
@@ -213,7 +258,8 @@ def start(directory: Path | str, nodes: int = 2, gpus: int = 8, gpu_type: str = 
     directory = Path(directory).resolve()
     stop(directory)
     shutil.rmtree(directory, ignore_errors=True)
-    cluster = TestCluster(directory, tuple(f"sn{i + 1}" for i in range(nodes)), gpus, gpu_type, cpus, memory_mib)
+    cluster = TestCluster(directory, tuple(f"sn{i + 1}" for i in range(nodes)), gpus, gpu_type, cpus, memory_mib,
+                          slurmd_timeout_s=slurmd_timeout_s)
     _make_layout(cluster)
     ports = free_ports(1 + nodes)
     cluster.conf_path.write_text(slurm_conf_text(cluster, ports[0], ports[1:]))
@@ -259,9 +305,13 @@ def _kill_group_then_pid(pid: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
+            if sig == signal.SIGTERM:
+                os.killpg(pid, signal.SIGCONT)  # a frozen node's processes (freeze_node) must see the TERM
         except (ProcessLookupError, PermissionError):
             try:
                 os.kill(pid, sig)
+                if sig == signal.SIGTERM:
+                    os.kill(pid, signal.SIGCONT)
             except (ProcessLookupError, PermissionError):
                 return
         deadline = time.monotonic() + 3.0
@@ -344,24 +394,43 @@ def _log_tails(directory: Path, lines: int = 15) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zhisuan.drivers.slurm.testcluster",
-                                     description="Start or stop a throw-away Slurm cluster with fake GPUs.")
-    parser.add_argument("action", choices=("start", "stop"))
+                                     description="Start or stop a throw-away Slurm cluster with fake GPUs; "
+                                                 "freeze a node (the machine hangs) or revive it.")
+    parser.add_argument("action", choices=("start", "stop", "freeze", "revive"))
+    parser.add_argument("node", nargs="?", help="freeze/revive: the node (sn1, sn2, …)")
     parser.add_argument("--dir", required=True, help="directory holding everything of this cluster")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--gpus", type=int, default=8, help="fake GPUs per node")
     parser.add_argument("--gpu-type", default="h100", help="the gres type, e.g. h100")
+    parser.add_argument("--slurmd-timeout", type=int, default=10,
+                        help="seconds of silence before Slurm declares a node DOWN")
     args = parser.parse_args(argv)
     if args.action == "stop":
         stop(args.dir)
         return 0
+    if args.action in ("freeze", "revive"):
+        if not args.node:
+            parser.error(f"{args.action} needs a node")
+        cluster = _running(Path(args.dir).resolve(), args.node)
+        if args.action == "freeze":
+            print(f"froze {args.node}: pids {' '.join(map(str, freeze_node(cluster, args.node)))}")
+        else:
+            revive_node(cluster, args.node)
+        return 0
     try:
-        cluster = start(args.dir, nodes=args.nodes, gpus=args.gpus, gpu_type=args.gpu_type)
+        cluster = start(args.dir, nodes=args.nodes, gpus=args.gpus, gpu_type=args.gpu_type,
+                        slurmd_timeout_s=args.slurmd_timeout)
     except ClusterStartFailed as exc:
         print(exc, file=sys.stderr)
         return 1
     for name, value in cluster.env.items():
         print(f"{name}={value}")
     return 0
+
+
+def _running(directory: Path, node: str) -> TestCluster:
+    """Enough of a started cluster to find and restart ``node`` (its slurm.conf is in ``directory``)."""
+    return TestCluster(directory, (node,), 0, "", 0, 0)
 
 
 if __name__ == "__main__":
