@@ -11,9 +11,10 @@
    budget is spent — but for at least ``MIN_SEARCH_SHARE`` of it, even when building the pairings and
    the greedy sweep already overran (a loaded machine), so the bound is more than L(0) — or
    ``price_steps`` steps; L(λ), evaluated over EVERY pairing of the round, is
-   the ``bound`` — valid for the round itself whatever λ the search reached. Then a price-guided
-   sweep: requests by their profit at those prices (π_r, best first), each trying its offers by
-   reduced value (W_c − Λ_c) / f_c; the better of it and the greedy clearing is kept.
+   the ``bound`` — valid for the round itself whatever λ the search reached. Then price-guided
+   sweeps: requests by their profit at those prices (π_r, best first), each trying its offers by
+   reduced value (W_c − Λ_c) / f_c, and — if time is left — the same request order with offers by
+   margin (at 10,000 × 2,000 either can win); the best of them and the greedy clearing is kept.
 4. If time is left (at least ``POLISH_MIN_S``), the MILP over a pruned candidate model polishes that
    clearing: a pairing is kept when it is among the request's ``max_candidates`` widest margins
    cap × f − floor (ties: lower offer id), among the offer's ``offer_candidates`` widest margins
@@ -53,7 +54,6 @@ MIN_SEARCH_SHARE = 0.2  # … but runs at least this share of it, even when the 
 PRICE_STEPS = 1000
 WORKING_PER_REQUEST = 6  # each request's widest-margin pairings the search starts from
 POLISH_MIN_S = 1.0
-GUIDED_TRIES = 32  # pairings each request tries in the price-guided sweep (best reduced value first)
 
 
 def clear(
@@ -91,11 +91,15 @@ def clear(
     search_end = max(began + PRICE_SHARE * budget, time.perf_counter() + MIN_SEARCH_SHARE * budget)
     search = search_prices(table, float(greedy_value), working, iterations=price_steps, deadline=search_end)
     bound = _round_up(safe_bound(search.bound))
-    guided = sweep(pairings, table, _guided_order(pairings, search.relaxed.profit), _guided_rank(table, search),
-                   tries=GUIDED_TRIES)
-    status = "fallback"
-    if _value(offers, requests, guided, objective) > greedy_value:
-        best = guided
+    status, best_value = "fallback", greedy_value
+    order = _guided_order(pairings, search.relaxed.profit)
+    for rank in (_guided_rank(table, search), np.arange(len(table.request))):
+        guided = sweep(pairings, table, order, rank)
+        guided_value = _value(offers, requests, guided, objective)
+        if guided_value > best_value:
+            best, best_value = guided, guided_value
+        if time.perf_counter() >= deadline:  # the second sweep only when time is left
+            break
     if deadline - time.perf_counter() >= POLISH_MIN_S:
         status, best = _polish(offers, requests, pairings, best, objective, deadline, max_candidates,
                                offer_candidates, mip_rel_gap, clique_up_to)
@@ -148,7 +152,9 @@ def _polish(offers, requests, pairings: MarketPairings, best, objective: str, de
     best = _in_model(model, best)
     mip = _run_mip(model, best, max(deadline - time.perf_counter(), 0.05), mip_rel_gap)
     status, grants = _pick(offers, requests, model, mip, best, objective)
-    return ("time_limit" if status == "optimal" else status), grants
+    if status == "fallback" or _value(offers, requests, grants, objective) <= _value(offers, requests, best, objective):
+        return "fallback", best  # the warm start came back: a sweep still decides
+    return "time_limit", grants
 
 
 def _run_mip(model: ClearingModel, start_grants, seconds: float, mip_rel_gap: float) -> highspy.Highs:

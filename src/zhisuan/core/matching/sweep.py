@@ -18,9 +18,7 @@ from zhisuan.core.matching.table import PairTable
 
 
 def sweep(pairings: MarketPairings, table: PairTable, request_order: np.ndarray,
-          pair_rank: np.ndarray, tries: int | None = None) -> dict[int, list[Grant]]:
-    """``tries``: each request looks at its first ``tries`` pairings only (all when None) — a contested
-    request that fails would otherwise check every offer it could use."""
+          pair_rank: np.ndarray) -> dict[int, list[Grant]]:
     offers, requests = pairings.offers, pairings.requests
     order = np.lexsort((np.arange(len(pair_rank)), pair_rank, table.request))  # by request, then rank
     bounds = pairings.bounds.tolist()
@@ -39,8 +37,7 @@ def sweep(pairings: MarketPairings, table: PairTable, request_order: np.ndarray,
     grants: dict[int, list[Grant]] = {}
     for position in request_order.tolist():
         request = requests[position]
-        first = bounds[position]
-        tried = pair_of[first:bounds[position + 1] if tries is None else min(bounds[position + 1], first + tries)]
+        tried = pair_of[bounds[position]:bounds[position + 1]]
         chosen: list[tuple[int, int]] = []
         if request.gang:
             for pair in tried:
