@@ -85,6 +85,16 @@ def clear(
             grants, bound, status = exact
             return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status,
                             solve_s=time.perf_counter() - began)
+    grants, bound, status = _by_prices(offers, requests, pairings, table, greedy, objective, began, time_limit_s,
+                                       price_steps, (max_candidates, offer_candidates, mip_rel_gap, clique_up_to))
+    return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status,
+                    solve_s=time.perf_counter() - began)
+
+
+def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, greedy, objective: str, began: float,
+               time_limit_s: float, price_steps: int, polish_options: tuple):
+    """Steps 3–4 of the module docstring: (grants, bound, status)."""
+    deadline = began + max(time_limit_s, 0.0)
     best, greedy_value = greedy, _value(offers, requests, greedy, objective)
     working = np.flatnonzero(np.arange(len(table.request)) - pairings.bounds[table.request] < WORKING_PER_REQUEST)
     budget = max(time_limit_s, 0.0)
@@ -101,13 +111,10 @@ def clear(
         if time.perf_counter() >= deadline:  # the second sweep only when time is left
             break
     if deadline - time.perf_counter() >= POLISH_MIN_S:
-        status, best = _polish(offers, requests, pairings, best, objective, deadline, max_candidates,
-                               offer_candidates, mip_rel_gap, clique_up_to)
-    value = _value(offers, requests, best, objective)
-    if bound - value <= Decimal(repr(mip_rel_gap)) * bound:
+        status, best = _polish(offers, requests, pairings, best, objective, deadline, *polish_options)
+    if bound - _value(offers, requests, best, objective) <= Decimal(repr(polish_options[2])) * bound:
         status = "optimal"
-    return assemble(offers, requests, best, pairings.stats, objective, bound=bound, status=status,
-                    solve_s=time.perf_counter() - began)
+    return best, bound, status
 
 
 def _guided_order(pairings: MarketPairings, profit: np.ndarray) -> np.ndarray:
