@@ -4,11 +4,16 @@ exactly the unfilled requests), and the optimum beats both baselines and stays u
 
 from decimal import Decimal
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.core.matching.match_helpers import check_clearing
 
 from zhisuan.core.matching import Offer, Request, clear, clear_fcfs, clear_greedy
+from zhisuan.core.matching.candidates import MarketPairings
+from zhisuan.core.matching.prices import relax, safe_bound
+from zhisuan.core.matching.sweep import greedy_order, sweep
+from zhisuan.core.matching.table import pair_table
 
 MODELS = {"h800": Decimal(1), "a800": Decimal("0.8"), "ascend910b": Decimal("0.5")}
 REGIONS = ("beijing", "guizhou", "gansu")
@@ -72,3 +77,43 @@ def test_the_chain_form_of_capacity_gives_the_clique_forms_optimum(market, objec
     assert chain.value == clique.value
     assert chain.bound is not None and clique.bound is not None
     assert abs(chain.bound - clique.bound) <= Decimal("0.01")  # the LP optimum, up to its rounding to the fen
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]), st.integers(0, 60))
+def test_the_price_bound_is_never_below_the_exact_optimum(market, objective, steps):
+    """The capacity-price path (forced with ``prune_above=-1``) after any number of search steps: its bound
+    L(λ) is at least the exact MILP optimum, and its clearing keeps every invariant."""
+    offer_list, request_list = market
+    exact = clear(offer_list, request_list, objective, time_limit_s=30.0, max_candidates=None, mip_rel_gap=0.0)
+    assert exact.status == "optimal"
+    priced = clear(offer_list, request_list, objective, time_limit_s=30.0, prune_above=-1, price_steps=steps,
+                   mip_rel_gap=0.0)
+    check_clearing(offer_list, request_list, priced)
+    assert priced.bound is not None and priced.bound >= exact.value
+    assert priced.value <= exact.value
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 0.01, 1.0, 100.0]))
+def test_any_capacity_prices_bound_the_exact_optimum(market, objective, seed, scale):
+    """L(λ) for arbitrary λ >= 0 (not just what the search finds) is at least the exact optimum."""
+    offer_list, request_list = market
+    exact = clear(offer_list, request_list, objective, time_limit_s=30.0, max_candidates=None, mip_rel_gap=0.0)
+    table = pair_table(MarketPairings(offer_list, request_list), objective)
+    prices = np.random.default_rng(seed).exponential(scale, table.num_points) if scale else np.zeros(table.num_points)
+    assert safe_bound(relax(table, prices).value) >= exact.value
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]))
+def test_the_fast_sweep_ingreedy_order_is_the_greedy_baseline(market, objective):
+    offer_list, request_list = market
+    pairings = MarketPairings(offer_list, request_list)
+    table = pair_table(pairings, objective)
+    grants = sweep(pairings, table, greedy_order(pairings), np.arange(len(table.request)))
+    greedy = clear_greedy(offer_list, request_list, objective)
+    assert {(offer_list[c.offer_index].offer_id, request_list[p].request_id, d)
+            for p, given in grants.items() for c, d in given} == {
+        (m.offer_id, m.request_id, m.devices) for m in greedy.matches}

@@ -1,7 +1,8 @@
 """The market's clearing round: match tenants' requests to providers' offers.
 
 Pure and I/O-free: frozen dataclasses in, a ``Clearing`` out. ``clear`` maximises total surplus
-(or matched H100-equivalent-hours) as a MILP solved with HiGHS; ``clear_fcfs`` and ``clear_greedy``
+(or matched H100-equivalent-hours) — an exact MILP (HiGHS) for small rounds, capacity prices with a
+bound valid for the whole round for large ones (``solve.py``); ``clear_fcfs`` and ``clear_greedy``
 are the baselines it is measured against; ``clearing_price`` is the price rule every match uses.
 Bad input raises ``MatchingInputError`` (a ``ValueError``) naming the field.
 """

@@ -198,6 +198,10 @@ class MarketPairings:
                 per_request[made.request_index].append(made)
         return per_request
 
+    def candidate(self, pair: int) -> Candidate | None:
+        """Pairing ``pair`` (an index into the sorted arrays) as a ``Candidate``."""
+        return self._make(pair)
+
     def _make(self, pair: int) -> Candidate | None:
         p, o = int(self.position[pair]), int(self.offer_index[pair])
         request = self.requests[p]

@@ -1,43 +1,59 @@
-"""``clear``: one clearing round solved as a MILP with HiGHS, with a documented fallback.
+"""``clear``: one clearing round — exact MILP with HiGHS when it is small, capacity prices when it is not.
 
-1. Candidates (``candidates.py``): rounds with at most ``prune_above`` feasible pairings keep them all.
-   Larger rounds are pruned: a pairing is kept when it is among the request's ``max_candidates``
-   widest margins cap × f − floor (ties: lower offer id) or among the offer's ``offer_candidates``
-   widest margins (ties: lower request id); all pairings when ``max_candidates`` is None. The bound
-   below is the bound of this candidate model (benchmarks/market measures what the pruning costs).
-2. LP relaxation of the model (``model.py``) → ``bound`` (its optimum, rounded up to the fen), later
-   lowered to HiGHS's MIP dual bound when branch and bound proves a tighter one (both are valid
-   upper bounds on the candidate model's optimum).
-3. Fallback solution: round every LP device column down (a gang's z only when it is 1), keep a
-   request's rounded grants only if they still meet its fill bounds, then repair greedily — the
-   requests left over, most LP-filled first, each trying its offers in order of LP devices, take what
-   capacity remains (``baselines.greedy_grants``).
-4. The MILP, warm-started from the better of the fallback and the greedy-by-price clearing over every
-   pairing (whose pairs are always kept in the candidate model, so ``clear`` never does worse than
-   ``clear_greedy``), within what is left of ``time_limit_s`` (HiGHS's own clock; building the
-   candidates and the model is not counted) and relative gap ``mip_rel_gap``.
+1. Every feasible pairing (``candidates.py``) goes into a flat table (``table.py``); the greedy-by-price
+   clearing is computed by a fast sweep over it (``sweep.py``) — ``clear`` never returns less.
+2. Small rounds (at most ``prune_above`` pairings): the MILP over every pairing (``model.py``). Its LP
+   relaxation is the ``bound`` (rounded up to the fen, lowered to HiGHS's MIP dual bound when branch
+   and bound proves a tighter one); round-and-repair of the LP and the greedy clearing warm-start the
+   MILP, which runs within what is left of ``time_limit_s``.
+3. Larger rounds, or a small one whose LP did not finish: capacity prices (``prices.py``). A projected
+   subgradient search for prices λ on (offer, lease start) points runs until ``PRICE_SHARE`` of the
+   budget is spent — but for at least ``MIN_SEARCH_SHARE`` of it, even when building the pairings and
+   the greedy sweep already overran (a loaded machine), so the bound is more than L(0) — or
+   ``price_steps`` steps; L(λ), evaluated over EVERY pairing of the round, is
+   the ``bound`` — valid for the round itself whatever λ the search reached. Then price-guided
+   sweeps: requests by their profit at those prices (π_r, best first), each trying its offers by
+   reduced value (W_c − Λ_c) / f_c, and — if time is left — the same request order with offers by
+   margin (at 10,000 × 2,000 either can win); the best of them and the greedy clearing is kept.
+4. If time is left (at least ``POLISH_MIN_S``), the MILP over a pruned candidate model polishes that
+   clearing: a pairing is kept when it is among the request's ``max_candidates`` widest margins
+   cap × f − floor (ties: lower offer id), among the offer's ``offer_candidates`` widest margins
+   (ties: lower request id), or used by the clearing so far (its warm start). Its incumbent replaces
+   the clearing only when better; its own bounds are NOT used (they bound the pruned model only).
 
-Status: "optimal" when HiGHS proves the incumbent within the gap; "time_limit" when the budget ran
-out and the MILP's incumbent beats the fallback; "fallback" when the fallback is kept (no better
-incumbent, or no LP within the budget, in which case the greedy clearing decides and ``bound`` is
-None). Deterministic for the same input up to the time limit (HiGHS's MIP search is deterministic).
+``time_limit_s`` is wall time from the call (``time.perf_counter``): the search and HiGHS stop on it;
+the guided sweep and assembling the matches run after it, and the search's minimum share can overrun
+it (benchmarks/market measures the whole call). ``time_limit_s=0``: the greedy sweep (or the sweep
+guided by zero prices) decides and the bound is L(0).
+Status: "optimal" when the value is within ``mip_rel_gap`` of the bound; "time_limit" when a MILP's
+incumbent was kept without that proof; "fallback" when a sweep (price-guided or greedy) decides.
+Deterministic for the same input up to the time limit (the search and HiGHS stop on the clock).
 """
 
+import time
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 
 import highspy
 import numpy as np
 
-from zhisuan.core.matching.baselines import greedy_grants, market_greedy
+from zhisuan.core.matching.baselines import greedy_grants
 from zhisuan.core.matching.book import CapacityBook, Grant, assemble, grant_value
 from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
 from zhisuan.core.matching.model import CLIQUE_UP_TO, ClearingModel, build_model, grants_to_columns
+from zhisuan.core.matching.prices import safe_bound, search_prices
+from zhisuan.core.matching.sweep import greedy_order, sweep
+from zhisuan.core.matching.table import PairTable, pair_table
 from zhisuan.core.matching.types import Clearing, Offer, Request
 from zhisuan.core.matching.validate import validate_market
 
 ROUNDING_EPS = 1e-6  # LP values within this of an integer count as that integer
 SNAP_REL = 1e-9  # an LP optimum this close (relative) to a whole fen is that fen
+PRICE_SHARE = 0.6  # the search ends this share of the budget after the call began …
+MIN_SEARCH_SHARE = 0.2  # … but runs at least this share of it, even when the steps before it overran
+PRICE_STEPS = 1000
+WORKING_PER_REQUEST = 6  # each request's widest-margin pairings the search starts from
+POLISH_MIN_S = 1.0
 
 
 def clear(
@@ -51,41 +67,112 @@ def clear(
     prune_above: int = 5_000,
     mip_rel_gap: float = 1e-3,
     clique_up_to: int = CLIQUE_UP_TO,
+    price_steps: int = PRICE_STEPS,
 ) -> Clearing:
     """Maximise ``objective`` over one clearing round; see the module docstring for the method."""
+    began = time.perf_counter()
+    deadline = began + max(time_limit_s, 0.0)
     validate_market(offers, requests, objective)
     pairings = MarketPairings(offers, requests)
-    greedy = market_greedy(pairings)
-    used = frozenset((p, c.offer_index) for p, given in greedy.items() for c, _ in given)
-    if len(pairings.position) <= prune_above:  # small rounds keep every pairing: the exact model is cheap
-        max_candidates = None
-    per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
-    model = build_model(offers, requests, per_request, objective, clique_up_to)
-    if model.num_cols == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
+    if len(pairings.position) == 0:  # nothing can pair: the empty clearing is optimal and the bound is zero
         return assemble(offers, requests, {}, pairings.stats, objective, bound=Decimal(0), status="optimal",
-                        solve_s=0.0)
-    lp = _solver(model, time_limit_s, mip_rel_gap)
+                        solve_s=time.perf_counter() - began)
+    table = pair_table(pairings, objective)
+    greedy = sweep(pairings, table, greedy_order(pairings), np.arange(len(table.request)))
+    if len(pairings.position) <= prune_above:
+        exact = _exact(offers, requests, pairings, greedy, objective, deadline, mip_rel_gap, clique_up_to)
+        if exact is not None:
+            grants, bound, status = exact
+            return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status,
+                            solve_s=time.perf_counter() - began)
+    grants, bound, status = _by_prices(offers, requests, pairings, table, greedy, objective, began, time_limit_s,
+                                       price_steps, (max_candidates, offer_candidates, mip_rel_gap, clique_up_to))
+    return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status,
+                    solve_s=time.perf_counter() - began)
+
+
+def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, greedy, objective: str, began: float,
+               time_limit_s: float, price_steps: int, polish_options: tuple):
+    """Steps 3–4 of the module docstring: (grants, bound, status)."""
+    deadline = began + max(time_limit_s, 0.0)
+    best, greedy_value = greedy, _value(offers, requests, greedy, objective)
+    working = np.flatnonzero(np.arange(len(table.request)) - pairings.bounds[table.request] < WORKING_PER_REQUEST)
+    budget = max(time_limit_s, 0.0)
+    search_end = max(began + PRICE_SHARE * budget, time.perf_counter() + MIN_SEARCH_SHARE * budget)
+    search = search_prices(table, float(greedy_value), working, iterations=price_steps, deadline=search_end)
+    bound = _round_up(safe_bound(search.bound))
+    status, best_value = "fallback", greedy_value
+    order = _guided_order(pairings, search.relaxed.profit)
+    for rank in (_guided_rank(table, search), np.arange(len(table.request))):
+        guided = sweep(pairings, table, order, rank)
+        guided_value = _value(offers, requests, guided, objective)
+        if guided_value > best_value:
+            best, best_value = guided, guided_value
+        if time.perf_counter() >= deadline:  # the second sweep only when time is left
+            break
+    if deadline - time.perf_counter() >= POLISH_MIN_S:
+        status, best = _polish(offers, requests, pairings, best, objective, deadline, *polish_options)
+    if bound - _value(offers, requests, best, objective) <= Decimal(repr(polish_options[2])) * bound:
+        status = "optimal"
+    return best, bound, status
+
+
+def _guided_order(pairings: MarketPairings, profit: np.ndarray) -> np.ndarray:
+    """Requests by profit at the prices (best first), then as greedy orders them."""
+    margins = pairings.best_margins()
+    widest = np.array([np.inf if m is None else -m for m in margins])
+    return np.lexsort((np.array([r.request_id for r in pairings.requests]), widest, -profit))
+
+
+def _guided_rank(table: PairTable, search) -> np.ndarray:
+    """Each request's pairings by reduced value per H100-equivalent at the prices, best first."""
+    return -search.relaxed.reduced / table.factor
+
+
+def _exact(offers, requests, pairings: MarketPairings, greedy, objective: str, deadline: float,
+           mip_rel_gap: float, clique_up_to: int):
+    """The MILP over every pairing: (grants, bound, status), or None when its LP did not finish in time."""
+    per_request = pairings.pruned(None)
+    model = build_model(offers, requests, per_request, objective, clique_up_to)
+    lp = _solver(model, max(deadline - time.perf_counter(), 0.0), mip_rel_gap)
     lp.run()
-    spent = lp.getRunTime()
     if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return assemble(offers, requests, greedy, pairings.stats, objective, bound=None, status="fallback",
-                        solve_s=spent)
+        return None
     bound = _round_up(lp.getInfo().objective_function_value)
     rounded = round_and_repair(offers, requests, model, np.array(lp.getSolution().col_value), per_request)
     fallback = max((rounded, _in_model(model, greedy)), key=lambda g: _value(offers, requests, g, objective))
-    mip = _solver(model, max(time_limit_s - spent, 0.05), mip_rel_gap)
-    mip.changeColsIntegrality(len(model.integer_columns), model.integer_columns,
-                              np.full(len(model.integer_columns), highspy.HighsVarType.kInteger))
-    start = highspy.HighsSolution()
-    start.col_value = grants_to_columns(model, fallback).tolist()
-    mip.setSolution(start)
-    mip.run()
-    spent += mip.getRunTime()
+    mip = _run_mip(model, fallback, max(deadline - time.perf_counter(), 0.05), mip_rel_gap)
     status, grants = _pick(offers, requests, model, mip, fallback, objective)
     proven = mip.getInfo().mip_dual_bound
     if np.isfinite(proven):  # branch and bound (cuts included) may prove a tighter bound than the LP
         bound = min(bound, _round_up(proven))
-    return assemble(offers, requests, grants, pairings.stats, objective, bound=bound, status=status, solve_s=spent)
+    return grants, bound, status
+
+
+def _polish(offers, requests, pairings: MarketPairings, best, objective: str, deadline: float,
+            max_candidates, offer_candidates, mip_rel_gap: float, clique_up_to: int):
+    """The MILP over the pruned model warm-started from ``best``: (status, grants) — ``best`` unless its
+    incumbent is better."""
+    used = frozenset((p, c.offer_index) for p, given in best.items() for c, _ in given)
+    per_request = pairings.pruned(max_candidates, offer_candidates, always=used)
+    model = build_model(offers, requests, per_request, objective, clique_up_to)
+    best = _in_model(model, best)
+    mip = _run_mip(model, best, max(deadline - time.perf_counter(), 0.05), mip_rel_gap)
+    status, grants = _pick(offers, requests, model, mip, best, objective)
+    if status == "fallback" or _value(offers, requests, grants, objective) <= _value(offers, requests, best, objective):
+        return "fallback", best  # the warm start came back: a sweep still decides
+    return "time_limit", grants
+
+
+def _run_mip(model: ClearingModel, start_grants, seconds: float, mip_rel_gap: float) -> highspy.Highs:
+    mip = _solver(model, seconds, mip_rel_gap)
+    mip.changeColsIntegrality(len(model.integer_columns), model.integer_columns,
+                              np.full(len(model.integer_columns), highspy.HighsVarType.kInteger))
+    start = highspy.HighsSolution()
+    start.col_value = grants_to_columns(model, start_grants).tolist()
+    mip.setSolution(start)
+    mip.run()
+    return mip
 
 
 def _in_model(model: ClearingModel, grants: dict[int, list[Grant]]) -> dict[int, list[Grant]]:

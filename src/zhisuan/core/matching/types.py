@@ -83,7 +83,9 @@ class Match:
 @dataclass(frozen=True)
 class Clearing:
     """One clearing round's decision. ``value`` is the objective achieved (CNY of surplus, or
-    H100-equivalent-hours for ``pflops_hours``); ``bound`` the LP-relaxation upper bound on it."""
+    H100-equivalent-hours for ``pflops_hours``); ``bound`` an upper bound on the best value any clearing
+    of the round could reach (the LP relaxation over every pairing, or L(λ) at capacity prices —
+    ``solve.py``); None for the baselines."""
 
     matches: tuple[Match, ...]
     unmatched: Mapping[int, str]
