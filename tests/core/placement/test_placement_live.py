@@ -88,7 +88,8 @@ def test_cached_fleet_equals_a_fresh_build_after_random_hold_changes(data: st.Da
     live = LiveFleet(inventory, data.draw(holds_for(inventory)))
     for _ in range(data.draw(st.integers(1, 6))):
         holds = data.draw(holds_for(inventory))
-        live.update(holds)
+        named = data.draw(st.booleans())  # the caller names the changed nodes (here: all of them), or diff
+        live.update(holds, changed_nodes=[inv.node_id for inv in inventory] if named else None)
         cluster = fresh(inventory, holds)
         assert live.snapshot() == cluster
         assert_arrays_equal(live.fleet, fleet_from_snapshot(cluster))
