@@ -39,6 +39,10 @@ def register(world: Api, count: int) -> None:
         world.ok("POST", "/agent/register", f"node-{i}", h100_node(f"gpu-{i}", 4))
 
 
+def the_node(session: Session) -> Node:
+    return session.execute(select(Node).options(selectinload(Node.devices), selectinload(Node.site))).scalars().one()
+
+
 def assert_cache_is_fresh(sessions: Any, catalog: Any, clock: Clock) -> None:
     with transaction(sessions) as session:
         cached = live_snapshot(session, catalog, clock.now)
@@ -127,7 +131,7 @@ def test_own_uncommitted_changes_are_seen_by_their_session_only(world: Api, cloc
     register(world, 1)
     sessions, catalog = app_parts(world)
     with transaction(sessions) as session:
-        node = session.execute(select(Node).options(selectinload(Node.devices), selectinload(Node.site))).scalars().one()
+        node = the_node(session)
         tenant = session.execute(select(Tenant.id)).scalars().first()
         hold_devices(session, tenant, node, [0], 1000, Window(clock.now), "manual")
     assert_cache_is_fresh(sessions, catalog, clock)
@@ -137,5 +141,21 @@ def test_own_uncommitted_changes_are_seen_by_their_session_only(world: Api, cloc
         mine = live_snapshot(session, catalog, clock.now)
         assert [d.free_milli for d in mine.nodes[0].devices] == [1000] * 4
         with sessions() as outside:  # another request, meanwhile: the release is not committed yet
-            assert [d.free_milli for d in live_snapshot(outside, catalog, clock.now).nodes[0].devices] == [0] + [1000] * 3
+            theirs = live_snapshot(outside, catalog, clock.now)
+            assert [d.free_milli for d in theirs.nodes[0].devices] == [0] + [1000] * 3
     assert_cache_is_fresh(sessions, catalog, clock)
+
+
+def test_a_change_inside_a_savepoint_is_seen_after_the_commit(world: Api, clock: Clock) -> None:
+    register(world, 1)
+    sessions, catalog = app_parts(world)
+    assert_cache_is_fresh(sessions, catalog, clock)
+    with transaction(sessions) as session:
+        node = the_node(session)
+        tenant = session.execute(select(Tenant.id)).scalars().first()
+        with session.begin_nested():
+            hold_devices(session, tenant, node, [1], 500, Window(clock.now), "manual")
+        node.drained = True
+    assert_cache_is_fresh(sessions, catalog, clock)
+    with transaction(sessions) as session:
+        assert not live_snapshot(session, catalog, clock.now).nodes[0].healthy

@@ -110,6 +110,8 @@ def _note_bulk_changes(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _bump_generations(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint's release: the notes wait for the real commit
+        return
     session.flush()  # commit flushes after this hook: flush first so its changes are noted now
     for kind in sorted(session.info.pop(PENDING, set())):
         _bump(session, INVENTORY_ROW if kind == "inventory" else LEDGER_ROW)
