@@ -1,8 +1,11 @@
 """Placement against the live inventory.
 
-One decision: (1) load nodes and devices in a short read; (2) build a frozen ClusterSnapshot
-(only schedulable devices count as healthy; allocated shares are subtracted by the caller-supplied
-``held`` map); (3) ask ``core.placement.place`` — the same engine the trace replay uses.
+One decision: (1) the process's fleet cache (``fleet_cache.FLEET_CACHE``) is validated against the
+database in one short read and brought up to date — holds diffed in, or a rebuild when the inventory
+changed; (2) ``LiveFleet.place`` decides on its arrays, exactly as ``core.placement.place`` would on the
+snapshot (the engine the trace replay uses). ``live_snapshot`` hands the same structure's frozen
+snapshot to the queue's admission cycle and to serving. ``cluster_snapshot`` is the rebuild-per-call
+path, kept as the reference the cache is tested and benchmarked against.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from zhisuan.core.placement import (
     Placement,
     PlacementRequest,
     Rejection,
-    place,
 )
 from zhisuan.errors import InvalidInput, NotFound
 from zhisuan.identity.access import Principal
@@ -30,6 +32,7 @@ from zhisuan.identity.models import Tenant
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import resolve_model
 from zhisuan.ledger.service import exclusive_node_tenants, held_node_resources, held_shares
+from zhisuan.placement.fleet_cache import FLEET_CACHE
 from zhisuan.placement.schemas import PlacementAnswer, PlacementQuery, Reason
 
 
@@ -101,7 +104,13 @@ def acting_tenant(session: Session, principal: Principal, query: PlacementQuery)
 
 def live_snapshot(session: Session, catalog: Catalog, now: datetime) -> ClusterSnapshot:
     """The fleet now: device shares and CPU/memory held in the allocation ledger subtracted, exclusive
-    leases marked."""
+    leases marked (from the process's fleet cache, validated against the database)."""
+    with FLEET_CACHE.fleet(session, catalog, now) as fleet:
+        return fleet.snapshot()
+
+
+def rebuilt_snapshot(session: Session, catalog: Catalog, now: datetime) -> ClusterSnapshot:
+    """``live_snapshot`` built from scratch (no cache): the reference for tests and benchmarks."""
     tenant_names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
     exclusive = {node: tenant_names[tenant] for node, tenant in exclusive_node_tenants(session, now).items()}
     return cluster_snapshot(session, catalog, held=held_shares(session, now), exclusive=exclusive,
@@ -115,7 +124,8 @@ def preview(
     if query.policy not in POLICIES:
         raise InvalidInput(f"unknown policy '{query.policy}'; choose one of {', '.join(POLICIES)}", field="policy")
     request = placement_request(catalog, query, acting_tenant(session, principal, query))
-    decision = place(live_snapshot(session, catalog, now), request, policy=query.policy)
+    with FLEET_CACHE.fleet(session, catalog, now) as fleet:
+        decision = fleet.place(request, policy=query.policy)
     return answer(decision, query.policy, reveal_nodes=principal.role != "tenant")
 
 

@@ -111,16 +111,20 @@ def rejection_from(stage: np.ndarray) -> Rejection:
     return Rejection(tuple((FILTER_STAGES[s - 1].reason, counts[s]) for s in sorted(counts)))
 
 
-def workload_for_request(fleet: FleetArrays, request: PlacementRequest) -> TargetWorkload:
-    """Without a trace, the target workload for fragmentation is the request's own shape."""
+def request_shape(request: PlacementRequest) -> TaskShape:
+    """The request as a task shape ``(cpu_milli, milli_per_device, device_count, "model|model" or "")``."""
     models = "|".join(sorted(request.allowed_models)) if request.allowed_models else ""
-    shape = (
+    return (
         request.cpu_milli,
         request.milli_per_device if request.device_count else 0,
         request.device_count,
         models if request.device_count else "",
     )
-    return target_workload(typical_shapes([shape]), fleet.models)
+
+
+def workload_for_request(fleet: FleetArrays, request: PlacementRequest) -> TargetWorkload:
+    """Without a trace, the target workload for fragmentation is the request's own shape."""
+    return target_workload(typical_shapes([request_shape(request)]), fleet.models)
 
 
 def place(

@@ -1,0 +1,271 @@
+"""The platform's one fleet structure (``core.placement.live.LiveFleet``), kept per process and
+validated against the database on every use — instead of rebuilt from the ORM per decision.
+
+Validation. Two generation tokens live in the database as rows of ``loop_leases`` (a named-row table
+that exists already, so no migration): ``placement-inventory-generation`` and
+``placement-ledger-generation``. Every transaction that changes what placement sees — a ledger row
+inserted, ended or deleted; a node's or device's placement attributes (status, drain, cordon, labels,
+CPU, memory, model, availability), a site or tenant name — gets a fresh token written by the session
+hooks below *in the same transaction*, just before it commits. So whichever API process (``zhisuan up
+--workers N``) or loop made the change, every other process sees a different token on its next read.
+
+One use = one query (both tokens, plus the largest ids of nodes, devices and allocations: index-only,
+a backstop for rows written by SQL outside the ORM). Then:
+- same tokens, same ids, ``now`` inside the holds' validity window → the cached fleet as it is;
+- only the ledger changed (or ``now`` left the window: a hold started or ended by time) → reload the
+  holds (three grouped queries) and ``LiveFleet.update`` them: only the changed nodes' rows are
+  rewritten and re-scored;
+- anything else (inventory changed, first use, another catalog) → rebuild from the ORM.
+A session with placement-relevant writes of its own not yet committed bypasses the cache (it must see
+its own writes; the shared cache must not see them before they commit).
+
+Not seen (documented limit): changes made with raw SQL that do not add rows (an UPDATE outside the
+ORM session hooks) until the next token change; a dedicated generation table (a migration) would let
+every writer bump the token explicitly.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, event, func, inspect, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import ORMExecuteState, Session, selectinload
+
+from zhisuan.catalog.loader import Catalog
+from zhisuan.core.placement import DeviceSnapshot, NodeSnapshot
+from zhisuan.core.placement.live import Holds, InventoryNode, LiveFleet
+from zhisuan.identity.models import Tenant
+from zhisuan.inventory.models import Device, Node, Site
+from zhisuan.ledger.models import Allocation
+from zhisuan.ledger.service import exclusive_node_tenants, held_node_resources, held_shares
+from zhisuan.store.leases import LoopLease
+
+INVENTORY_ROW = "placement-inventory-generation"
+LEDGER_ROW = "placement-ledger-generation"
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Attributes whose change alters a node as placement sees it (heartbeat timestamps do not).
+WATCHED: dict[type, frozenset[str]] = {
+    Node: frozenset({"site_id", "name", "status", "drained", "cpu_cores", "memory_mib", "labels", "cordon_reason"}),
+    Device: frozenset({"node_id", "index", "model", "memory_mib", "available"}),
+    Site: frozenset({"name"}),
+    Tenant: frozenset({"name"}),
+}
+PENDING = "placement_fleet_pending"  # session.info key: {"inventory", "ledger"} changed, not yet committed
+
+
+# ----------------------------------------------------------------------------- session hooks
+
+
+def _changed(obj: object, watched: frozenset[str]) -> bool:
+    state = inspect(obj)
+    for name in watched:
+        history = state.attrs[name].history
+        if history.has_changes() and list(history.added) != list(history.deleted):
+            return True
+    return False
+
+
+def _note(session: Session, kind: str) -> None:
+    session.info.setdefault(PENDING, set()).add(kind)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flushed_changes(session: Session, _context: Any) -> None:
+    for obj in (*session.new, *session.deleted):
+        if isinstance(obj, Allocation):
+            _note(session, "ledger")
+        elif type(obj) in WATCHED:
+            _note(session, "inventory")
+    for obj in session.dirty:
+        if isinstance(obj, Allocation):
+            _note(session, "ledger")
+        elif type(obj) in WATCHED and _changed(obj, WATCHED[type(obj)]):
+            _note(session, "inventory")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_changes(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete or state.is_insert):
+        return
+    mapper = state.bind_mapper
+    entity = mapper.class_ if mapper is not None else None
+    if entity is Allocation:
+        _note(state.session, "ledger")
+    elif entity in WATCHED:
+        values = getattr(state.statement, "_values", None) or {}
+        columns = {getattr(c, "key", str(c)) for c in values}
+        if state.is_delete or state.is_insert or not columns or columns & WATCHED[entity]:
+            _note(state.session, "inventory")
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_generations(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint's release: the notes wait for the real commit
+        return
+    session.flush()  # commit flushes after this hook: flush first so its changes are noted now
+    for kind in sorted(session.info.pop(PENDING, set())):
+        _bump(session, INVENTORY_ROW if kind == "inventory" else LEDGER_ROW)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the whole transaction is over (a savepoint's end keeps the notes)
+        session.info.pop(PENDING, None)
+
+
+def _bump(session: Session, row: str) -> None:
+    token = secrets.token_hex(8)
+    done = session.execute(update(LoopLease).where(LoopLease.name == row).values(token=token)
+                           .execution_options(synchronize_session=False))
+    if done.rowcount == 0:  # type: ignore[attr-defined]
+        try:
+            with session.begin_nested():  # two first writers may race to create the row
+                session.add(LoopLease(name=row, holder="placement", token=token, expires_at=FAR_FUTURE))
+        except IntegrityError:
+            session.execute(update(LoopLease).where(LoopLease.name == row).values(token=token)
+                            .execution_options(synchronize_session=False))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What one cheap query says about the database: the two tokens and the largest row ids."""
+
+    inventory: str | None
+    ledger: str | None
+    ids: tuple[int | None, ...]  # max node id, max device id, max allocation id
+
+
+def read_marks(session: Session) -> Marks:
+    def token(row: str) -> Any:
+        return select(LoopLease.token).where(LoopLease.name == row).scalar_subquery()
+
+    row = session.execute(select(token(INVENTORY_ROW), token(LEDGER_ROW), select(func.max(Node.id)).scalar_subquery(),
+                                 select(func.max(Device.id)).scalar_subquery(),
+                                 select(func.max(Allocation.id)).scalar_subquery())).one()
+    return Marks(row[0], row[1], (row[2], row[3], row[4]))
+
+
+def load_inventory(session: Session, catalog: Catalog) -> list[InventoryNode]:
+    """Every node with nothing held; node names are ``site/name`` (unique across the federation)."""
+    nodes = session.execute(
+        select(Node).options(selectinload(Node.devices), selectinload(Node.site)).order_by(Node.id)).scalars()
+    inventory = []
+    for node in nodes:
+        devices = []
+        for device in node.devices:
+            model = catalog.get(device.model)
+            tflops = model.per_device_tflops("bf16")
+            devices.append(DeviceSnapshot(
+                index=device.index, model=device.model, memory_mib=device.memory_mib, free_milli=1000,
+                healthy=device.available, tflops_bf16=float(tflops) if tflops is not None else 0.0,
+                stack=model.stack or ""))
+        snapshot = NodeSnapshot(
+            name=f"{node.site.name}/{node.name}", site=node.site.name, cpu_milli_free=node.cpu_cores * 1000,
+            memory_mib_free=node.memory_mib, devices=tuple(devices), labels=dict(node.labels),
+            healthy=node.status == "ready" and not node.drained and node.cordon_reason is None)
+        inventory.append(InventoryNode(node.id, snapshot, tuple(d.id for d in node.devices)))
+    return inventory
+
+
+def load_holds(session: Session, now: datetime) -> tuple[Holds, datetime, datetime]:
+    """The ledger's holds at ``now`` and the window ``[since, until)`` in which they stay the same
+    (no hold starts or ends inside it)."""
+    names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
+    exclusive = {node: names[tenant] for node, tenant in exclusive_node_tenants(session, now).items()}
+    holds = Holds(held_shares(session, now), held_node_resources(session, now), exclusive)
+    bounds = session.execute(select(  # one scan: the last start/end up to now, the first after it
+        func.max(case((Allocation.start <= now, Allocation.start))),
+        func.max(case((Allocation.end <= now, Allocation.end))),
+        func.min(case((Allocation.start > now, Allocation.start))),
+        func.min(case((Allocation.end > now, Allocation.end))))).one()
+    since = max((b for b in bounds[:2] if b is not None), default=FAR_PAST)
+    until = min((b for b in bounds[2:] if b is not None), default=FAR_FUTURE)
+    return holds, _utc(since), _utc(until)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class _Entry:
+    catalog: Catalog
+    marks: Marks
+    since: datetime
+    until: datetime
+    fleet: LiveFleet
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    updates: int = 0  # holds reloaded and applied incrementally
+    rebuilds: int = 0
+    bypasses: int = 0
+
+
+class FleetCache:
+    """One ``LiveFleet`` per database engine in this process (engines are weak keys: a test's
+    throw-away database takes its cache with it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._entries: weakref.WeakKeyDictionary[Engine, _Entry] = weakref.WeakKeyDictionary()
+        self.stats = CacheStats()
+
+    @contextmanager
+    def fleet(self, session: Session, catalog: Catalog, now: datetime) -> Iterator[LiveFleet]:
+        """The fleet now, valid for the duration of the ``with`` block (decisions run under a lock)."""
+        session.flush()
+        if session.info.get(PENDING):  # own uncommitted changes: a private, fresh build
+            self.stats.bypasses += 1
+            holds, _, _ = load_holds(session, now)
+            yield LiveFleet(load_inventory(session, catalog), holds)
+            return
+        bind = session.get_bind()
+        engine: Engine = bind.engine if isinstance(bind, Connection) else bind
+        with self._lock:
+            yield self._current(session, catalog, now, engine)
+
+    def _current(self, session: Session, catalog: Catalog, now: datetime, engine: Engine) -> LiveFleet:
+        marks = read_marks(session)
+        entry = self._entries.get(engine)
+        if entry is None or entry.catalog is not catalog or entry.marks.inventory != marks.inventory \
+                or entry.marks.ids[:2] != marks.ids[:2]:
+            self.stats.rebuilds += 1
+            holds, since, until = load_holds(session, now)
+            entry = _Entry(catalog, marks, since, until, LiveFleet(load_inventory(session, catalog), holds))
+            self._entries[engine] = entry
+        elif entry.marks != marks or not entry.since <= now < entry.until:
+            self.stats.updates += 1
+            holds, entry.since, entry.until = load_holds(session, now)
+            entry.fleet.update(holds)
+            entry.marks = marks
+        else:
+            self.stats.hits += 1
+        return entry.fleet
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# The process's cache: every API worker and background loop of this process shares it.
+FLEET_CACHE = FleetCache()
+
