@@ -1,7 +1,7 @@
 """utilisation history: minute, hour and day buckets of the fleet's allocated share per site and model
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-02 09:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import zhisuan.store.base
 
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """deployment autoscaling: bounds, target and cool-downs on a deployment, and its events
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-02 09:20:00.000000
 """
 
@@ -11,7 +11,7 @@ import zhisuan.store.base
 
 
 revision = '0017'
-down_revision = '0014'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """cheap heartbeats: the digest of a node's last applied health report; per-process flush marks
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 Create Date: 2026-12-02 09:15:00.000000
 """
 
@@ -11,7 +11,7 @@ import zhisuan.store.base
 
 
 revision = '0018'
-down_revision = '0014'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
