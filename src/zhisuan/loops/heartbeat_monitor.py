@@ -30,6 +30,7 @@ from zhisuan.inventory.beats import BeatBuffer, forget_gone_processes, others_fl
 from zhisuan.inventory.cordon import apply_health
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.service import refresh_availability
+from zhisuan.serving.autoscaler import mark_node_replicas_lost
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
 from zhisuan.workloads.local_driver import WORKER_ENDED
@@ -83,6 +84,8 @@ def monitor_pass(
             apply_health(node, now, timeout, reachable=False)
             refresh_availability(node)
             mark_workers_lost(session, node, now)
+        # Their model-service replicas too, at once: holds end and the autoscaler replaces them.
+        mark_node_replicas_lost(session, marked, now)
         return sorted(marked)
 
 
