@@ -1,7 +1,7 @@
 """The usage sink of an in-process MaaS gateway: spooled token events → the billing ledger.
 
 The gateway spools every request's usage durably before it answers, then ships batches here; this
-sink turns them into token events and records them with ``billing.service.ingest_tokens`` — the
+sink turns them into token events and records them with ``billing.token_ingest.ingest_tokens`` — the
 same code as ``POST /api/v1/usage/token-events`` — so a re-sent batch is counted once.
 
 Rules: the event id is the idempotency key; an event with no tokens (the upstream failed before
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.billing import schemas as s
-from zhisuan.billing.service import ingest_tokens
+from zhisuan.billing.token_ingest import ingest_tokens
 from zhisuan.bootstrap import system_principal
 from zhisuan.gateway.protocols import UsageEvent
 from zhisuan.identity.models import ApiKey, User

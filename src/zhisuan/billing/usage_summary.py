@@ -1,6 +1,6 @@
 """Token usage per API key, model, UTC day (and tenant), priced by the price book: ``GET /usage/summary``.
 
-Counting (from the token records ``billing.service.ingest_tokens`` writes — one per non-zero side
+Counting (from the token records ``billing.token_ingest.ingest_tokens`` writes — one per non-zero side
 of an event, ``tok:{event_id}:in`` / ``:out``, both with ``source_id`` = the event id):
 
 * ``input_tokens`` / ``output_tokens`` = Σ quantity of the group's input / output records;
