@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, ValidationInfo
 
 from zhisuan.identity.schemas import Strict
 
@@ -55,20 +56,39 @@ class AllocationOut(BaseModel):
     metered_until: datetime | None
 
 
-class TokenEventIn(Strict):
+NO_NUL = r"^[^\x00]+$"
+
+
+class BulkStrict(Strict):
+    """``Strict``'s rules for the bulk ingestion bodies, checked by pydantic-core instead of the Python
+    validator ``Strict`` runs on every field (why: that validator walked each batch's 1000 events as
+    lists and dicts and cost ~150 µs per event, most of the ingestion CPU). Same rules: unknown fields
+    refused, ints strict (``StrictInt``: no bools, floats or strings), no NUL in a string (each string
+    field's pattern), bounds as declared."""
+
+    @classmethod
+    def strict_scalars_and_no_nul(cls, value: Any, info: ValidationInfo) -> Any:  # type: ignore[override]
+        return value  # replaced (same name) by the declarative checks above
+
+
+class TokenEventIn(BulkStrict):
     event_id: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,150}$", description="the gateway's idempotency key")
-    tenant: str = Field(min_length=1, max_length=64)
-    provider: str = Field(min_length=1, max_length=64)
-    model: str = Field(min_length=1, max_length=128, description="served model, as named in the price book")
+    tenant: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    provider: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    model: str = Field(min_length=1, max_length=128, pattern=NO_NUL,
+                       description="served model, as named in the price book")
     at: datetime
-    input_tokens: int = Field(ge=0, le=10**12)
-    output_tokens: int = Field(ge=0, le=10**12)
+    input_tokens: StrictInt = Field(ge=0, le=10**12)
+    output_tokens: StrictInt = Field(ge=0, le=10**12)
     api_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
                                    description="public id of the caller's API key (the <id> of zs_<id>_<secret>); "
                                                "it must belong to the event's tenant")
+    requests: StrictInt = Field(default=1, ge=1, le=10**9,
+                                description="gateway requests this event sums (a roll-up per key, model and "
+                                            "second; see gateway.http_sink); 1 for a single request")
 
 
-class TokenBatch(Strict):
+class TokenBatch(BulkStrict):
     events: list[TokenEventIn] = Field(min_length=1, max_length=1000)
 
 

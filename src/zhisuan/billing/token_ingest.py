@@ -45,7 +45,7 @@ from zhisuan.market.service import econ_errors
 from zhisuan.store.base import utcnow
 
 COLUMNS = ("key", "source_kind", "source_id", "tenant_id", "provider_id", "model", "pricing_model", "tier",
-           "term_months", "start", "end", "quantity", "pflops_seconds", "api_key_id", "recorded_at")
+           "term_months", "start", "end", "quantity", "pflops_seconds", "api_key_id", "requests", "recorded_at")
 ZERO = Decimal(0)
 FUTURE_SLACK = timedelta(minutes=5)
 
@@ -58,9 +58,10 @@ def ingest_tokens(session: Session, principal: Principal, body: s.TokenBatch, no
     with econ_errors():
         staged = me.UsageLedger().append(me.meter_tokens(events))
     records = list(staged.accepted)
-    inserted = _insert(session, records, key_of)
+    extra = _extra_columns(records, key_of, {e.event_id: e.requests for e in body.events})
+    inserted = _insert(session, records, extra)
     existing = [r for r in records if r.key not in inserted]
-    _check_replays(session, existing, key_of)
+    _check_replays(session, existing, extra)
     accepted = [r.key for r in records if r.key in inserted]
     replayed = [r.key for r in existing] + [r.key for r in staged.replayed]
     if accepted:
@@ -70,19 +71,31 @@ def ingest_tokens(session: Session, principal: Principal, body: s.TokenBatch, no
     return s.IngestResult(status=status, accepted=accepted, replayed=replayed)
 
 
-def _row(record: me.UsageRecord, api_key_id: str | None, recorded_at: datetime) -> tuple[Any, ...]:
+def _extra_columns(records: Sequence[me.UsageRecord], key_of: dict[str, str | None],
+                   requests_of: dict[str, int]) -> dict[str, tuple[str | None, int]]:
+    """Per record key: its API key id and the requests it holds — all of its event's on the event's first
+    record (':in', or ':out' when there is no input), none on the second, so Σ requests counts each once."""
+    extra, seen = {}, set()
+    for record in records:
+        first = record.source_id not in seen
+        seen.add(record.source_id)
+        extra[record.key] = (key_of[record.source_id], requests_of[record.source_id] if first else 0)
+    return extra
+
+
+def _row(record: me.UsageRecord, extra: tuple[str | None, int], recorded_at: datetime) -> tuple[Any, ...]:
     scope = record.scope
     return (record.key, "tokens", record.source_id, int(scope.tenant_id), int(scope.provider_id), scope.model,
             str(scope.pricing_model), str(scope.tier), scope.term_months, record.start, record.end,
-            record.quantity, record.pflops_seconds, api_key_id, recorded_at)
+            record.quantity, record.pflops_seconds, *extra, recorded_at)
 
 
-def _insert(session: Session, records: Sequence[me.UsageRecord], key_of: dict[str, str | None]) -> set[str]:
+def _insert(session: Session, records: Sequence[me.UsageRecord], extra: dict[str, tuple[str | None, int]]) -> set[str]:
     """Insert ``records`` unless their key exists; returns the keys inserted."""
     if not records:
         return set()
     at = utcnow()
-    rows = [_row(r, key_of[r.source_id], at) for r in records]
+    rows = [_row(r, extra[r.key], at) for r in records]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return _copy_insert(connection.connection.driver_connection, rows)
@@ -111,7 +124,8 @@ def _copy_insert(raw: Any, rows: list[tuple[Any, ...]]) -> set[str]:
     return inserted
 
 
-def _check_replays(session: Session, records: Sequence[me.UsageRecord], key_of: dict[str, str | None]) -> None:
+def _check_replays(session: Session, records: Sequence[me.UsageRecord],
+                   extra: dict[str, tuple[str | None, int]]) -> None:
     """Each of ``records`` already exists: identical (a replay) or a 409 naming the key."""
     if not records:
         return
@@ -121,9 +135,9 @@ def _check_replays(session: Session, records: Sequence[me.UsageRecord], key_of: 
         row = stored.get(record.key)
         if row is None:  # inserted by a transaction that has since rolled back
             raise Conflict("these usage events are being recorded concurrently; retry", field="events")
-        if core_record(row) != record:
+        if core_record(row) != record or row.requests != extra[record.key][1]:
             raise Conflict(f"usage key '{record.key}' reused with a different payload", field="events")
-        if row.api_key_id != key_of[record.source_id]:
+        if row.api_key_id != extra[record.key][0]:
             raise Conflict(f"usage key '{record.key}' reused with a different payload (api_key_id)", field="events")
 
 
@@ -135,6 +149,7 @@ def _token_events(session: Session, body: s.TokenBatch,
     key_tenants: dict[str, int | None] = {}
     events: list[me.TokenEvent] = []
     key_of: dict[str, str | None] = {}
+    requests_of: dict[str, int] = {}
     latest = now + FUTURE_SLACK
     for n, event in enumerate(body.events):
         if event.input_tokens + event.output_tokens == 0:
@@ -152,6 +167,9 @@ def _token_events(session: Session, body: s.TokenBatch,
         if key_of.setdefault(event.event_id, event.api_key_id) != event.api_key_id:
             raise Conflict(f"event '{event.event_id}' is sent twice with different API keys",
                            field=f"events.{n}.api_key_id")
+        if requests_of.setdefault(event.event_id, event.requests) != event.requests:
+            raise Conflict(f"event '{event.event_id}' is sent twice with different request counts",
+                           field=f"events.{n}.requests")
         with econ_errors(f"events.{n}: "):
             events.append(me.TokenEvent(event.event_id, str(tenants[event.tenant]), str(providers[event.provider]),
                                         event.model, event.at, event.input_tokens, event.output_tokens))

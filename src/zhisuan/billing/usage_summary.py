@@ -4,9 +4,9 @@ Counting (from the token records ``billing.token_ingest.ingest_tokens`` writes �
 of an event, ``tok:{event_id}:in`` / ``:out``, both with ``source_id`` = the event id):
 
 * ``input_tokens`` / ``output_tokens`` = Σ quantity of the group's input / output records;
-* ``requests`` = the number of distinct event ids (one gateway request = one event, whether it
-  wrote one record or two). All records of an event share tenant, key, model and instant, so the
-  distinct count of a fine group is additive over coarser groups.
+* ``requests`` = Σ ``requests`` of the group's records: an event's requests (1, or a gateway roll-up's
+  count) are held by exactly one of its records, so a request counts once whether its event wrote one
+  record or two, and the sum is additive over coarser groups.
 
 Pricing uses the invoice's own code (``core.economics.rating.price_aggregate``) with the default
 price book, on the same aggregates an invoice line is made of: per scope (tenant, provider, model,
@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from zhisuan.billing import models as b
@@ -266,7 +266,7 @@ def fine_rows(session: Session, principal: Principal, q: SummaryQuery, bounds: S
     r = b.UsageRecord
     scope = (r.tenant_id, r.provider_id, r.model, r.tier, r.site_id, r.region, r.term_months, r.contract_id,
              r.api_key_id)
-    inner = select(*scope, r.pricing_model, r.quantity, r.source_id, bucket_of(r.start, bounds).label("bucket")) \
+    inner = select(*scope, r.pricing_model, r.quantity, r.requests, bucket_of(r.start, bounds).label("bucket")) \
         .where(r.source_kind == "tokens", r.start >= q.start, r.start < q.end)
     if principal.role == "tenant":
         inner = inner.where(r.tenant_id == principal.tenant_id)
@@ -279,7 +279,7 @@ def fine_rows(session: Session, principal: Principal, q: SummaryQuery, bounds: S
     keys = [sub.c[c.key] for c in scope] + [sub.c.bucket]
     sums = [func.sum(case((sub.c.pricing_model == str(pm), sub.c.quantity), else_=0))
             for pm in (PricingModel.INPUT_TOKENS, PricingModel.OUTPUT_TOKENS)]
-    query = select(*keys, *sums, func.count(distinct(sub.c.source_id))).group_by(*keys)
+    query = select(*keys, *sums, func.sum(sub.c.requests)).group_by(*keys)
     return [Fine(*row[:10], int(row[10]), int(row[11]), int(row[12])) for row in session.execute(query).all()]
 
 
