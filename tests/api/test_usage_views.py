@@ -277,3 +277,28 @@ def test_rolled_up_usage_counts_and_bills_like_one_event_per_request(world: Api,
     invoices = world.ok("POST", "/invoices/run", "operator", {"period": "2026-11"}) + \
         world.ok("POST", "/invoices/run", "operator", {"period": "2026-12"})
     assert [i["period"] for i in invoices] == ["2026-11", "2026-12"] and invoices[0]["total"] == invoices[1]["total"]
+
+
+def test_the_summary_shows_each_budget_with_its_period_and_what_was_spent_in_it(world: Api, clock: Clock) -> None:
+    """acme: a monthly money budget of 10.00; a new key k3: 3M tokens for all time; k2 (no budget) is listed
+    only when asked about. It is 1 Dec: the monthly period holds only December's usage, the all-time one
+    all of k3's."""
+    _, k2, _ = scenario(world, clock)  # November usage; clock: 2026-12-01T01:00Z
+    world.ok("PATCH", "/tenants/acme/limits", "operator", {"money_budget": "10.00", "budget_period": "monthly"})
+    k3 = world.ok("POST", "/keys", "acme", {"name": "capped", "token_budget": 3_000_000,
+                                            "budget_period": "none"})["key_id"]
+    world.ok("POST", "/usage/token-events", "operator", {"events": [
+        event("n1", k3, "qwen-7b", "2026-11-20T00:00:00Z", 1_000_000, 0),         # 2.00
+        event("d1", k3, "qwen-7b", "2026-12-01T00:30:00Z", 1_000_000, 100_000),   # 2.00 + 0.60
+        event("d2", k2, "smol", "2026-12-01T00:40:00Z", 2_000_000, 0)]})          # 1.00
+    budgets = world.ok("GET", "/usage/summary", "acme", group_by="model")["budgets"]
+    view = {(b["scope"], b["ref"]): (b["budget_period"], b["period"], b["end"], b["token_budget"], b["tokens_used"],
+                                     b["money_budget"], b["money_used"]) for b in budgets}
+    assert view == {
+        ("tenant", "acme"): ("monthly", "2026-12", "2027-01-01T00:00:00Z", None, 3_100_000, "10.00", "3.60"),
+        ("key", k3): ("none", "all", None, 3_000_000, 2_100_000, None, "4.60"),
+    }, view
+    asked = world.ok("GET", "/usage/summary", "operator", group_by="model", key=k2)["budgets"]
+    assert [(b["scope"], b["ref"], b["tokens_used"], b["money_used"]) for b in asked] == [
+        ("tenant", "acme", 3_100_000, "3.60"), ("key", k2, 2_000_000, "1.00")]
+    assert world.ok("GET", "/usage/summary", "operator", group_by="tenant")["budgets"] == []  # not one tenant

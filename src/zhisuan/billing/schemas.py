@@ -141,6 +141,19 @@ class UsageSummaryRow(BaseModel):
     note: str | None = None
 
 
+class BudgetOut(BaseModel):
+    scope: str = Field(description="'tenant' or 'key'")
+    ref: str = Field(description="the tenant's name or the key's id")
+    budget_period: str = Field(description="'monthly' (resets at each UTC month start) or 'none' (never resets)")
+    period: str = Field(description="the current budget period: YYYY-MM, or 'all'")
+    start: datetime = Field(description="first instant of the current period counted")
+    end: datetime | None = Field(description="when the budget starts again from zero (null: never)")
+    token_budget: int | None
+    tokens_used: int = Field(description="input + output tokens recorded in the current period")
+    money_budget: Decimal | None
+    money_used: Decimal | None = Field(description="recorded usage priced by the default book (null if unpriced)")
+
+
 class UsageSummaryOut(BaseModel):
     group_by: list[str]
     start: datetime = Field(description="first instant counted (UTC)")
@@ -150,6 +163,9 @@ class UsageSummaryOut(BaseModel):
     rows: list[UsageSummaryRow]
     totals: UsageSummaryRow = Field(description="all rows together, priced as the invoice prices them")
     notes: list[str]
+    budgets: list[BudgetOut] = Field(default_factory=list, description=(
+        "for a summary about one tenant: its budgets and its keys' (those with one, or the key asked about), "
+        "each with its current period and the usage recorded against it"))
 
 
 class InvoiceRun(Strict):

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from zhisuan.billing import models as b
 from zhisuan.billing import schemas as s
+from zhisuan.billing.budget_view import budgets_in_view
 from zhisuan.billing.service import parse_period
 from zhisuan.core.economics import metering as me
 from zhisuan.core.economics import rating as ra
@@ -321,5 +322,12 @@ def notes(rows: Sequence[s.UsageSummaryRow], totals: s.UsageSummaryRow, price: P
 
 
 def usage_summary(session: Session, principal: Principal, params: dict[str, Any], now: datetime) -> s.UsageSummaryOut:
-    """``GET /usage/summary`` (see the module docstring)."""
-    return summarise(session, principal, parse_query(session, principal, params, now))
+    """``GET /usage/summary`` (see the module docstring; ``budgets``: ``billing.budget_view``)."""
+    q = parse_query(session, principal, params, now)
+
+    def totals(start: datetime, end: datetime, tenant_id: int, key: str | None) -> s.UsageSummaryRow:
+        return summarise(session, principal, SummaryQuery((), start, end, tenant_id, key)).totals
+
+    out = summarise(session, principal, q)
+    out.budgets = budgets_in_view(session, principal, q.tenant_id, q.key, now, totals)
+    return out
