@@ -138,7 +138,12 @@ def one_round(code: str, src: str | None, args: argparse.Namespace) -> Round:
     saved = os.environ.get("PYTHONPATH")
     try:
         keys = add_keys(platform, args.keys)
-        if src:
+        if src:  # the older checkout migrates to its own head at start: give it its schema
+            from alembic import command
+
+            from zhisuan.store.migrate import alembic_config
+
+            command.downgrade(alembic_config(platform.database_url), args.before_revision)
             os.environ["PYTHONPATH"] = src
         serve(platform, free_port())
         os.environ.pop("PYTHONPATH", None)
@@ -187,6 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--codes", default="rollup,per-request", help="comma-separated: rollup, per-request, before")
     parser.add_argument("--before-src", help="the 'before' checkout's src directory (for code 'before')")
+    parser.add_argument("--before-revision", default="0014", help="the 'before' checkout's migration head")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rounds = []
