@@ -240,3 +240,65 @@ def test_gateway_sink_carries_the_key(world: Api) -> None:
     # a: 1M in × 2.00; b: 1M out × 6.00; c + d are recorded without a key: 1M in × 2.00
     assert rows_by(summary, "key") == {(k1,): (1, 1_000_000, 0, "2.00"), (k2,): (1, 0, 1_000_000, "6.00"),
                                        (None,): (2, 1_000_000, 0, "2.00")}
+
+
+def test_rolled_up_usage_counts_and_bills_like_one_event_per_request(world: Api, clock: Clock) -> None:
+    """The same 30 requests (two keys, two models, 0.3 s apart across a UTC midnight) posted one event per
+    request in November and rolled up per key × model × second in December: every summary row (requests,
+    tokens, amount) and the invoice total agree, and the roll-up wrote far fewer records."""
+    from zhisuan.billing.gateway_sink import rolled_up_token_events, token_events
+
+    token_book(world)
+    k1, k2, _ = key_ids(world)
+    acme_id = world.ok("GET", "/tenants/acme", "acme")["id"]
+    clock.now = datetime(2027, 1, 2, tzinfo=UTC)
+
+    def requests_from(base: datetime) -> list[UsageEvent]:
+        start = base.timestamp()
+        return [UsageEvent(event_id=f"{base:%m}-{n}", key_id=(k1, k2)[n % 2], tenant_id=f"tenant-{acme_id}",
+                           model=("qwen-7b", "smol")[n % 3 == 0], replica="r0", prompt_tokens=1_000 + 37 * n,
+                           completion_tokens=(n * 911) % 5_000, stream=False, status="ok",
+                           started_at=start + 0.3 * n - 1, ended_at=start + 0.3 * n) for n in range(30)]
+
+    november = token_events(requests_from(datetime(2026, 11, 3, 23, 59, 56, 500_000, tzinfo=UTC)), "p1")
+    december = rolled_up_token_events(requests_from(datetime(2026, 12, 3, 23, 59, 56, 500_000, tzinfo=UTC)), "p1")
+    assert len(december) < len(november) and sum(e.requests for e in december) == 30
+    for batch in (november, december, december):  # the December batch twice: a replay counts once
+        world.ok("POST", "/usage/token-events", "operator",
+                 {"events": [e.model_dump(mode="json", exclude_defaults=True) for e in batch]})
+
+    def rows(period: str) -> dict[tuple[Any, ...], tuple[int, int, int, str | None]]:
+        summary = world.ok("GET", "/usage/summary", "acme", group_by="key,model,day", period=period)
+        by = rows_by(summary, "key", "model", "day")
+        return {(key, model, day[8:]): row for (key, model, day), row in by.items()}
+
+    assert rows("2026-11") == rows("2026-12") and len(rows("2026-11")) == 8  # 2 keys × 2 models × 2 days
+    assert sum(r[0] for r in rows("2026-12").values()) == 30
+    invoices = world.ok("POST", "/invoices/run", "operator", {"period": "2026-11"}) + \
+        world.ok("POST", "/invoices/run", "operator", {"period": "2026-12"})
+    assert [i["period"] for i in invoices] == ["2026-11", "2026-12"] and invoices[0]["total"] == invoices[1]["total"]
+
+
+def test_the_summary_shows_each_budget_with_its_period_and_what_was_spent_in_it(world: Api, clock: Clock) -> None:
+    """acme: a monthly money budget of 10.00; a new key k3: 3M tokens for all time; k2 (no budget) is listed
+    only when asked about. It is 1 Dec: the monthly period holds only December's usage, the all-time one
+    all of k3's."""
+    _, k2, _ = scenario(world, clock)  # November usage; clock: 2026-12-01T01:00Z
+    world.ok("PATCH", "/tenants/acme/limits", "operator", {"money_budget": "10.00", "budget_period": "monthly"})
+    k3 = world.ok("POST", "/keys", "acme", {"name": "capped", "token_budget": 3_000_000,
+                                            "budget_period": "none"})["key_id"]
+    world.ok("POST", "/usage/token-events", "operator", {"events": [
+        event("n1", k3, "qwen-7b", "2026-11-20T00:00:00Z", 1_000_000, 0),         # 2.00
+        event("d1", k3, "qwen-7b", "2026-12-01T00:30:00Z", 1_000_000, 100_000),   # 2.00 + 0.60
+        event("d2", k2, "smol", "2026-12-01T00:40:00Z", 2_000_000, 0)]})          # 1.00
+    budgets = world.ok("GET", "/usage/summary", "acme", group_by="model")["budgets"]
+    view = {(b["scope"], b["ref"]): (b["budget_period"], b["period"], b["end"], b["token_budget"], b["tokens_used"],
+                                     b["money_budget"], b["money_used"]) for b in budgets}
+    assert view == {
+        ("tenant", "acme"): ("monthly", "2026-12", "2027-01-01T00:00:00Z", None, 3_100_000, "10.00", "3.60"),
+        ("key", k3): ("none", "all", None, 3_000_000, 2_100_000, None, "4.60"),
+    }, view
+    asked = world.ok("GET", "/usage/summary", "operator", group_by="model", key=k2)["budgets"]
+    assert [(b["scope"], b["ref"], b["tokens_used"], b["money_used"]) for b in asked] == [
+        ("tenant", "acme", 3_100_000, "3.60"), ("key", k2, 2_000_000, "1.00")]
+    assert world.ok("GET", "/usage/summary", "operator", group_by="tenant")["budgets"] == []  # not one tenant

@@ -1,7 +1,7 @@
 """The usage sink of an in-process MaaS gateway: spooled token events → the billing ledger.
 
 The gateway spools every request's usage durably before it answers, then ships batches here; this
-sink turns them into token events and records them with ``billing.service.ingest_tokens`` — the
+sink turns them into token events and records them with ``billing.token_ingest.ingest_tokens`` — the
 same code as ``POST /api/v1/usage/token-events`` — so a re-sent batch is counted once.
 
 Rules: the event id is the idempotency key; an event with no tokens (the upstream failed before
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan.billing import schemas as s
-from zhisuan.billing.service import ingest_tokens
+from zhisuan.billing.token_ingest import ingest_tokens
 from zhisuan.bootstrap import system_principal
 from zhisuan.gateway.protocols import UsageEvent
 from zhisuan.identity.models import ApiKey, User
@@ -47,6 +47,36 @@ def token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEve
             api_key_id=event.key_id or None,
         ))
     return billable
+
+
+def rolled_up_token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEventIn]:
+    """The billable part of a batch summed per (tenant, API key, model, UTC second of its end) (pure).
+
+    Exact: tokens are integers and a sum of a group bills the same as its members, because every
+    member lies in the same second — the same month, UTC day and price-book segment (book versions and
+    contract amendments take effect at whole seconds). A group of one keeps the single event's id
+    (``gw:<event id>``); a larger group is ``gw:<first member's id>:r<members>`` with ``requests`` =
+    members. Deterministic for a given batch, so re-sending the same batch (the shipper fixes a batch's
+    bounds before sending it) re-sends the same ids and counts once. The per-request detail stays in the
+    gateway's spool segments (``SpoolShipper.archive_dir`` keeps them)."""
+    groups: dict[tuple[str, str, str, int], list[UsageEvent]] = {}
+    for event in events:
+        if not event.tenant_id.startswith(TENANT_PREFIX) or event.prompt_tokens + event.completion_tokens == 0:
+            continue
+        second = int(event.ended_at // 1)
+        groups.setdefault((event.tenant_id, event.key_id, event.model, second), []).append(event)
+    rolled = []
+    for (tenant, key_id, model, second), members in groups.items():
+        first = members[0]
+        one = len(members) == 1
+        rolled.append(s.TokenEventIn(
+            event_id=f"gw:{first.event_id}" if one else f"gw:{first.event_id}:r{len(members)}",
+            tenant=tenant[len(TENANT_PREFIX):], provider=provider, model=model,
+            at=datetime.fromtimestamp(first.ended_at if one else second, UTC),
+            input_tokens=sum(e.prompt_tokens for e in members),
+            output_tokens=sum(e.completion_tokens for e in members),
+            api_key_id=key_id or None, requests=len(members)))
+    return rolled
 
 
 def known_keys(session: Session, batch: list[s.TokenEventIn]) -> list[s.TokenEventIn]:

@@ -44,6 +44,9 @@ class UsageRecord(Base):
     pflops_seconds: Mapped[Decimal] = mapped_column(DecimalText(), default=Decimal(0))
     # The public id of the API key behind a token record (the gateway's caller); None otherwise.
     api_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # Gateway requests behind a token event, held by one of its records (the ':in' one, else ':out'),
+    # so Σ requests counts each request once; a roll-up event (``TokenEventIn.requests``) holds many.
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     invoice_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_lines.id", ondelete="RESTRICT"),
                                                         nullable=True, index=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from zhisuan.api.deps import ContextDep, Reader, RowIdPath, RowIdQuery, SessionDep, Writer
 from zhisuan.billing import schemas as s
 from zhisuan.billing import service
+from zhisuan.billing.token_ingest import ingest_tokens as ingest_token_events
 from zhisuan.billing.usage_summary import usage_summary as usage_summary_service
 from zhisuan.catalog.loader import Catalog
 
@@ -50,7 +51,7 @@ def end_allocation(allocation_id: RowIdPath, body: s.AllocationEnd, session: Ses
 
 @router.post("/usage/token-events", response_model=s.IngestResult)
 def ingest_tokens(body: s.TokenBatch, session: SessionDep, principal: Writer, ctx: ContextDep) -> s.IngestResult:
-    return service.ingest_tokens(session, principal, body, ctx.clock())
+    return ingest_token_events(session, principal, body, ctx.clock())
 
 
 @router.get("/usage", response_model=list[s.UsageOut])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, ValidationInfo
 
 from zhisuan.identity.schemas import Strict
 
@@ -55,20 +56,39 @@ class AllocationOut(BaseModel):
     metered_until: datetime | None
 
 
-class TokenEventIn(Strict):
+NO_NUL = r"^[^\x00]+$"
+
+
+class BulkStrict(Strict):
+    """``Strict``'s rules for the bulk ingestion bodies, checked by pydantic-core instead of the Python
+    validator ``Strict`` runs on every field (why: that validator walked each batch's 1000 events as
+    lists and dicts and cost ~150 µs per event, most of the ingestion CPU). Same rules: unknown fields
+    refused, ints strict (``StrictInt``: no bools, floats or strings), no NUL in a string (each string
+    field's pattern), bounds as declared."""
+
+    @classmethod
+    def strict_scalars_and_no_nul(cls, value: Any, info: ValidationInfo) -> Any:  # type: ignore[override]
+        return value  # replaced (same name) by the declarative checks above
+
+
+class TokenEventIn(BulkStrict):
     event_id: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,150}$", description="the gateway's idempotency key")
-    tenant: str = Field(min_length=1, max_length=64)
-    provider: str = Field(min_length=1, max_length=64)
-    model: str = Field(min_length=1, max_length=128, description="served model, as named in the price book")
+    tenant: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    provider: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    model: str = Field(min_length=1, max_length=128, pattern=NO_NUL,
+                       description="served model, as named in the price book")
     at: datetime
-    input_tokens: int = Field(ge=0, le=10**12)
-    output_tokens: int = Field(ge=0, le=10**12)
+    input_tokens: StrictInt = Field(ge=0, le=10**12)
+    output_tokens: StrictInt = Field(ge=0, le=10**12)
     api_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
                                    description="public id of the caller's API key (the <id> of zs_<id>_<secret>); "
                                                "it must belong to the event's tenant")
+    requests: StrictInt = Field(default=1, ge=1, le=10**9,
+                                description="gateway requests this event sums (a roll-up per key, model and "
+                                            "second; see gateway.http_sink); 1 for a single request")
 
 
-class TokenBatch(Strict):
+class TokenBatch(BulkStrict):
     events: list[TokenEventIn] = Field(min_length=1, max_length=1000)
 
 
@@ -121,6 +141,19 @@ class UsageSummaryRow(BaseModel):
     note: str | None = None
 
 
+class BudgetOut(BaseModel):
+    scope: str = Field(description="'tenant' or 'key'")
+    ref: str = Field(description="the tenant's name or the key's id")
+    budget_period: str = Field(description="'monthly' (resets at each UTC month start) or 'none' (never resets)")
+    period: str = Field(description="the current budget period: YYYY-MM, or 'all'")
+    start: datetime = Field(description="first instant of the current period counted")
+    end: datetime | None = Field(description="when the budget starts again from zero (null: never)")
+    token_budget: int | None
+    tokens_used: int = Field(description="input + output tokens recorded in the current period")
+    money_budget: Decimal | None
+    money_used: Decimal | None = Field(description="recorded usage priced by the default book (null if unpriced)")
+
+
 class UsageSummaryOut(BaseModel):
     group_by: list[str]
     start: datetime = Field(description="first instant counted (UTC)")
@@ -130,6 +163,9 @@ class UsageSummaryOut(BaseModel):
     rows: list[UsageSummaryRow]
     totals: UsageSummaryRow = Field(description="all rows together, priced as the invoice prices them")
     notes: list[str]
+    budgets: list[BudgetOut] = Field(default_factory=list, description=(
+        "for a summary about one tenant: its budgets and its keys' (those with one, or the key asked about), "
+        "each with its current period and the usage recorded against it"))
 
 
 class InvoiceRun(Strict):

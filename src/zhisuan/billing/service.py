@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, func, or_, select, update
@@ -38,7 +38,7 @@ from zhisuan.core.refs import is_ascii_number, row_id
 from zhisuan.errors import Conflict, InvalidInput, NotFound
 from zhisuan.identity import audit
 from zhisuan.identity.access import Principal, require_role
-from zhisuan.identity.models import ApiKey, Tenant, User
+from zhisuan.identity.models import Tenant
 from zhisuan.identity.service import by_ref, tenant_filter
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.ledger import service as ledger
@@ -257,82 +257,6 @@ def _usage_row(record: me.UsageRecord, kind: str, allocation_id: int | None, pfl
 def core_record(row: b.UsageRecord) -> me.UsageRecord:
     return me.UsageRecord(row.key, scope_of(row), row.start, row.end, row.quantity, row.pflops_seconds,
                           row.source_id)
-
-
-def ingest_tokens(session: Session, principal: Principal, body: s.TokenBatch, now: datetime) -> s.IngestResult:
-    """Token events from the MaaS gateway: a replayed event is counted once; a key reused with a
-    different payload (tokens, model, … or API key) is a 409 and nothing of the batch is written.
-
-    Each event is one request; it becomes one record per non-zero side (``tok:{event_id}:in`` /
-    ``:out``, both with ``source_id`` = the event id and the event's ``api_key_id``)."""
-    require_role(principal, "operator")
-    events, key_of = _token_events(session, body, now)
-    records = me.meter_tokens(events)
-    keys = [r.key for r in records]
-    rows = [row for chunk in chunks(keys) for row in session.execute(
-        select(b.UsageRecord).where(b.UsageRecord.key.in_(chunk))).scalars()]
-    ledger = me.UsageLedger({row.key: core_record(row) for row in rows})
-    with econ_errors():
-        result = ledger.append(records)
-    stored_keys = {row.key: row.api_key_id for row in rows}
-    for record in result.replayed:
-        if record.key in stored_keys and stored_keys[record.key] != key_of[record.source_id]:
-            raise Conflict(f"usage key '{record.key}' reused with a different payload (api_key_id)", field="events")
-    for record in result.accepted:
-        row = _usage_row(record, "tokens", None, Decimal(0))
-        row.api_key_id = key_of[record.source_id]
-        session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as error:
-        raise Conflict("these usage events are being recorded concurrently; retry", field="events") from error
-    if result.accepted:
-        audit.record(session, principal, "usage.ingest", "usage", f"{len(result.accepted)} records",
-                     detail={"events": len(body.events), "replayed": len(result.replayed)})
-    accepted, replayed = [r.key for r in result.accepted], [r.key for r in result.replayed]
-    status = "accepted" if not replayed else ("replayed" if not accepted else "partly replayed")
-    return s.IngestResult(status=status, accepted=accepted, replayed=replayed)
-
-
-def _token_events(session: Session, body: s.TokenBatch,
-                  now: datetime) -> tuple[list[me.TokenEvent], dict[str, str | None]]:
-    """The batch as core token events (validated), and each event id's API key id."""
-    tenants: dict[str, int] = {}
-    providers: dict[str, int] = {}
-    key_tenants: dict[str, int | None] = {}
-    events: list[me.TokenEvent] = []
-    key_of: dict[str, str | None] = {}
-    for n, event in enumerate(body.events):
-        if event.input_tokens + event.output_tokens == 0:
-            raise InvalidInput("an event must count some tokens", field=f"events.{n}.input_tokens")
-        if event.at > now + timedelta(minutes=5):
-            raise InvalidInput("event is in the future", field=f"events.{n}.at")
-        if event.tenant not in tenants:
-            tenants[event.tenant] = _ref_id(session, Tenant, event.tenant, f"events.{n}.tenant")
-        if event.provider not in providers:
-            providers[event.provider] = _ref_id(session, Provider, event.provider, f"events.{n}.provider")
-        if event.api_key_id is not None and \
-                _key_tenant(session, event.api_key_id, f"events.{n}.api_key_id", key_tenants) != tenants[event.tenant]:
-            raise InvalidInput(f"API key '{event.api_key_id}' does not belong to tenant '{event.tenant}'",
-                               field=f"events.{n}.api_key_id")
-        if key_of.setdefault(event.event_id, event.api_key_id) != event.api_key_id:
-            raise Conflict(f"event '{event.event_id}' is sent twice with different API keys",
-                           field=f"events.{n}.api_key_id")
-        with econ_errors(f"events.{n}: "):
-            events.append(me.TokenEvent(event.event_id, str(tenants[event.tenant]), str(providers[event.provider]),
-                                        event.model, event.at, event.input_tokens, event.output_tokens))
-    return events, key_of
-
-
-def _key_tenant(session: Session, key_id: str, field: str, cache: dict[str, int | None]) -> int | None:
-    """The tenant of the user owning API key ``key_id`` (revoked keys count: usage outlives them)."""
-    if key_id not in cache:
-        row = session.execute(select(User.tenant_id).join(ApiKey, ApiKey.user_id == User.id)
-                              .where(ApiKey.key_id == key_id)).first()
-        if row is None:
-            raise InvalidInput(f"API key '{key_id}' not found", field=field)
-        cache[key_id] = row[0]
-    return cache[key_id]
 
 
 def _ref_id(session: Session, model: type, ref: str, field: str) -> int:

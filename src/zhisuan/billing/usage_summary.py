@@ -1,12 +1,12 @@
 """Token usage per API key, model, UTC day (and tenant), priced by the price book: ``GET /usage/summary``.
 
-Counting (from the token records ``billing.service.ingest_tokens`` writes — one per non-zero side
+Counting (from the token records ``billing.token_ingest.ingest_tokens`` writes — one per non-zero side
 of an event, ``tok:{event_id}:in`` / ``:out``, both with ``source_id`` = the event id):
 
 * ``input_tokens`` / ``output_tokens`` = Σ quantity of the group's input / output records;
-* ``requests`` = the number of distinct event ids (one gateway request = one event, whether it
-  wrote one record or two). All records of an event share tenant, key, model and instant, so the
-  distinct count of a fine group is additive over coarser groups.
+* ``requests`` = Σ ``requests`` of the group's records: an event's requests (1, or a gateway roll-up's
+  count) are held by exactly one of its records, so a request counts once whether its event wrote one
+  record or two, and the sum is additive over coarser groups.
 
 Pricing uses the invoice's own code (``core.economics.rating.price_aggregate``) with the default
 price book, on the same aggregates an invoice line is made of: per scope (tenant, provider, model,
@@ -31,11 +31,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from zhisuan.billing import models as b
 from zhisuan.billing import schemas as s
+from zhisuan.billing.budget_view import budgets_in_view
 from zhisuan.billing.service import parse_period
 from zhisuan.core.economics import metering as me
 from zhisuan.core.economics import rating as ra
@@ -266,7 +267,7 @@ def fine_rows(session: Session, principal: Principal, q: SummaryQuery, bounds: S
     r = b.UsageRecord
     scope = (r.tenant_id, r.provider_id, r.model, r.tier, r.site_id, r.region, r.term_months, r.contract_id,
              r.api_key_id)
-    inner = select(*scope, r.pricing_model, r.quantity, r.source_id, bucket_of(r.start, bounds).label("bucket")) \
+    inner = select(*scope, r.pricing_model, r.quantity, r.requests, bucket_of(r.start, bounds).label("bucket")) \
         .where(r.source_kind == "tokens", r.start >= q.start, r.start < q.end)
     if principal.role == "tenant":
         inner = inner.where(r.tenant_id == principal.tenant_id)
@@ -279,7 +280,7 @@ def fine_rows(session: Session, principal: Principal, q: SummaryQuery, bounds: S
     keys = [sub.c[c.key] for c in scope] + [sub.c.bucket]
     sums = [func.sum(case((sub.c.pricing_model == str(pm), sub.c.quantity), else_=0))
             for pm in (PricingModel.INPUT_TOKENS, PricingModel.OUTPUT_TOKENS)]
-    query = select(*keys, *sums, func.count(distinct(sub.c.source_id))).group_by(*keys)
+    query = select(*keys, *sums, func.sum(sub.c.requests)).group_by(*keys)
     return [Fine(*row[:10], int(row[10]), int(row[11]), int(row[12])) for row in session.execute(query).all()]
 
 
@@ -321,5 +322,12 @@ def notes(rows: Sequence[s.UsageSummaryRow], totals: s.UsageSummaryRow, price: P
 
 
 def usage_summary(session: Session, principal: Principal, params: dict[str, Any], now: datetime) -> s.UsageSummaryOut:
-    """``GET /usage/summary`` (see the module docstring)."""
-    return summarise(session, principal, parse_query(session, principal, params, now))
+    """``GET /usage/summary`` (see the module docstring; ``budgets``: ``billing.budget_view``)."""
+    q = parse_query(session, principal, params, now)
+
+    def totals(start: datetime, end: datetime, tenant_id: int, key: str | None) -> s.UsageSummaryRow:
+        return summarise(session, principal, SummaryQuery((), start, end, tenant_id, key)).totals
+
+    out = summarise(session, principal, q)
+    out.budgets = budgets_in_view(session, principal, q.tenant_id, q.key, now, totals)
+    return out

@@ -350,6 +350,10 @@ def usage_summary(
     emit([*summary["rows"], total], False, (*dims, "requests", "input_tokens", "output_tokens", "amount", "note"))
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
+    if summary.get("budgets"):
+        typer.echo("budgets (usage recorded in the current budget period):")
+        emit(summary["budgets"], False, ("scope", "ref", "budget_period", "period", "end", "token_budget",
+                                         "tokens_used", "money_budget", "money_used"))
 
 
 @usage_app.command("meter")

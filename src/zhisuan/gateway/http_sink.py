@@ -1,9 +1,15 @@
 """A ``UsageSink`` that ships a gateway's usage to the control plane: ``POST /api/v1/usage/token-events``.
 
-The body is ``{"events": [TokenEventIn, …]}`` built by ``billing.gateway_sink.token_events`` — the
-mapping the in-process sink uses — so the idempotency keys are the same (``gw:<gateway event id>``,
-unique per gateway process and request) and each event names its tenant, provider, model, tokens and API
-key (``api_key_id``). Requests carry at most ``max_events`` events (the API takes 1000 and 1 MiB).
+The body is ``{"events": [TokenEventIn, …]}``. With ``rollup=True`` (what ``zhisuan gateway`` uses) it is
+built by ``billing.gateway_sink.rolled_up_token_events``: the batch's requests summed per tenant, API
+key, model and UTC second —
+exact, and at 10,000 requests/s a few dozen events instead of 10,000, which is what lets one control
+plane keep up with many gateways (BENCHMARKS.md "Usage ingestion"). A group of one keeps the request's
+own id (``gw:<gateway event id>``); a larger group is ``gw:<first id>:r<n>`` with ``requests`` = n, the
+same for the same batch (the shipper fixes a batch's bounds before sending it), so a re-sent batch
+counts once — but a re-sent *part* of a batch would not, hence off by default for other callers.
+``rollup=False`` (the default) sends one event per request (``token_events``, as the in-process sink
+records), safe to re-send in any grouping. Requests carry at most ``max_events`` events (the API takes 1000 and 1 MiB).
 
 What a response means (the shipper calls ``ingest`` with one spooled batch, off the request path):
 
@@ -68,22 +74,23 @@ class HttpUsageSink:
     """``UsageSink`` posting to a control plane (see the module doc)."""
 
     def __init__(self, server: str, token: str, *, dead_letter_dir: Path, provider: str = "local",
-                 max_events: int = 500, timeout_s: float = 10.0) -> None:
+                 max_events: int = 1000, timeout_s: float = 10.0, rollup: bool = False) -> None:
         self.url = server.rstrip("/") + PATH
         self.token = token
         self.provider = provider
         self.dead_letter = Path(dead_letter_dir) / REJECTED_FILE
         self.max_events = max_events
         self.timeout_s = timeout_s
+        self.rollup = rollup
         self.requests = 0
         self.rejected = 0
         self._client: httpx.AsyncClient | None = None
         self._down: str | None = None  # why the control plane last could not take usage (logged once)
 
     async def ingest(self, events: Sequence[UsageEvent]) -> None:
-        from zhisuan.billing.gateway_sink import token_events
+        from zhisuan.billing.gateway_sink import rolled_up_token_events, token_events
 
-        batch: list[Any] = token_events(events, self.provider)
+        batch: list[Any] = (rolled_up_token_events if self.rollup else token_events)(events, self.provider)
         for start in range(0, len(batch), self.max_events):
             await self._deliver(batch[start:start + self.max_events])
 
@@ -116,7 +123,7 @@ class HttpUsageSink:
 
     async def _post(self, part: list[Any]) -> tuple[int, dict[str, Any]] | None:
         """None when recorded; (status, error) when the content is refused; raises SinkUnavailable."""
-        body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in part]}
+        body = {"events": [e.model_dump(mode="json", exclude_defaults=True) for e in part]}
         self.requests += 1
         try:
             response = await self._http().post(self.url, json=body, headers={"Authorization": f"Bearer {self.token}"})

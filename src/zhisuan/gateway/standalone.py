@@ -78,6 +78,9 @@ class StandaloneConfig:
     # Follow the control plane's routable replicas (gateway.discovery), every this many seconds.
     discovery: bool = True
     discovery_interval_s: float = 1.0
+    # Ship usage summed per key × model × second (exact; ``http_sink``): what lets one control plane keep
+    # up with many gateways. The per-request lines stay in the spool until shipped.
+    usage_rollup: bool = True
 
 
 def parse_upstreams(specs: list[str]) -> dict[str, list[str]]:
@@ -199,7 +202,8 @@ class StandaloneGateway:
         prices = DbPrices(sessions, ttl_s=cfg.price_ttl_s)
         await prices.load()
         keys = DbKeyAuthority(sessions, limits_for=limits_from_db(sessions), ttl_s=cfg.key_ttl_s)
-        self.sink = HttpUsageSink(cfg.server, cfg.token, dead_letter_dir=cfg.spool_dir, provider=cfg.provider)
+        self.sink = HttpUsageSink(cfg.server, cfg.token, dead_letter_dir=cfg.spool_dir, provider=cfg.provider,
+                                  rollup=cfg.usage_rollup)
         owners = tenant_ids(sessions, {n.partition("@")[2] for n in cfg.upstreams} - {""})
         store = await self._limit_store()
         if self._redis is not None:  # revocations committed anywhere reach this process before its next request

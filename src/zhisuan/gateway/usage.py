@@ -12,9 +12,13 @@ Path of an event:
    The gateway sends the last bytes of a response (the body of a non-streaming response, the final
    ``data: [DONE]`` of a stream) only after the batch holding its event is committed, so an
    acknowledged request's usage survives a kill of the gateway (and, with fsync, of the machine).
-2. ``SpoolShipper`` — off the request path, reads committed lines from the saved position, sends
-   them in batches to a ``UsageSink``, then saves the new position (atomic rename). A crash between
-   the two re-sends a batch; sinks are idempotent on ``event_id``, so nothing counts twice.
+2. ``SpoolShipper`` — off the request path, reads committed lines from the saved position, saves the
+   batch's end (``batch_end``), sends the batch to a ``UsageSink``, then saves the new position (atomic
+   renames). A crash between the two re-sends exactly the same batch (the saved ``batch_end`` bounds
+   the re-read even if more lines were committed since) — so a sink that rolls a batch up into sums
+   (``HttpUsageSink``) re-sends the same sums under the same ids; sinks are idempotent on ``event_id``,
+   so nothing counts twice. A finished segment is deleted, or moved to ``archive_dir`` when one is
+   set (the per-request detail behind rolled-up usage, for audit; the operator prunes it).
 
 Segment format (why: an ``fdatasync`` after an append must also commit the file's new size through
 the filesystem journal; an overwrite inside allocated, written blocks needs no metadata, which
@@ -311,35 +315,46 @@ class SpoolShipper:
 
     directory: Path
     sink: UsageSink
-    batch_size: int = 1000
+    batch_size: int = 10_000
     interval_s: float = 0.2
+    archive_dir: Path | None = None
     shipped_events: int = 0
     _stopping: bool = field(default=False, repr=False)
 
-    def _load(self) -> tuple[int, int]:
+    def _load(self) -> tuple[int, int, int | None]:
+        """(segment, offset, end of the batch in flight at a crash or None)."""
         try:
             state = json.loads((self.directory / STATE_FILE).read_text())
-            return int(state["segment"]), int(state["offset"])
+            end = state.get("batch_end")
+            return int(state["segment"]), int(state["offset"]), None if end is None else int(end)
         except (OSError, ValueError, KeyError):
             existing = segments(self.directory)
-            return (existing[0] if existing else 0), 0
+            return (existing[0] if existing else 0), 0, None
 
-    def _save(self, segment: int, offset: int) -> None:
+    def _save(self, segment: int, offset: int, batch_end: int | None = None) -> None:
         tmp = self.directory / (STATE_FILE + ".tmp")
+        state: dict[str, int] = {"segment": segment, "offset": offset}
+        if batch_end is not None:
+            state["batch_end"] = batch_end
         with open(tmp, "w") as f:
-            f.write(json.dumps({"segment": segment, "offset": offset}))
+            f.write(json.dumps(state))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.directory / STATE_FILE)
 
-    def _read(self, segment: int, offset: int) -> tuple[list[bytes], int]:
-        """Up to ``batch_size`` complete lines from ``offset``, reading small chunks so that an idle
-        poll of a mostly zero segment costs little."""
+    def _read(self, segment: int, offset: int, end: int | None = None) -> tuple[list[bytes], int]:
+        """Up to ``batch_size`` complete lines from ``offset`` (exactly those before ``end`` when given: a
+        batch in flight at a crash), reading small chunks so that an idle poll of a mostly zero segment
+        costs little."""
         path = self.directory / segment_name(segment)
         data = b""
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
+                if end is not None:
+                    data = f.read(end - offset)
+                    lines = data[: data_end(data)].splitlines()
+                    return lines, offset + sum(len(line) + 1 for line in lines)
                 while len(data) < (4 << 20):
                     chunk = f.read(READ_CHUNK)
                     data += chunk
@@ -353,23 +368,34 @@ class SpoolShipper:
 
     async def ship_once(self) -> int:
         """Ship one batch; returns how many events went out (0 = nothing new)."""
-        segment, offset = self._load()
+        segment, offset, in_flight = self._load()
         # List before reading: the writer finishes a segment before the next one exists, so a
         # later segment seen *before* an empty read means this one is complete.
         later = [s for s in segments(self.directory) if s > segment]
-        lines, new_offset = self._read(segment, offset)
+        lines, new_offset = self._read(segment, offset) if in_flight is None else \
+            self._read(segment, offset, in_flight)
         if not lines:
             if later:  # this segment is complete and fully shipped: move on
                 self._save(later[0], 0)
-                with contextlib.suppress(FileNotFoundError):
-                    (self.directory / segment_name(segment)).unlink()
+                self._retire(segment)
                 return await self.ship_once()
             return 0
         events = [decode_event(line) for line in lines]
+        if in_flight is None:
+            self._save(segment, offset, new_offset)  # fix the batch's bounds before anything leaves
         await self.sink.ingest(events)
         self._save(segment, new_offset)
         self.shipped_events += len(events)
         return len(events)
+
+    def _retire(self, segment: int) -> None:
+        path = self.directory / segment_name(segment)
+        with contextlib.suppress(FileNotFoundError):
+            if self.archive_dir is None:
+                path.unlink()
+            else:
+                self.archive_dir.mkdir(parents=True, exist_ok=True)
+                os.replace(path, self.archive_dir / path.name)
 
     async def run(self) -> None:
         while not self._stopping:
