@@ -1,7 +1,7 @@
 """usage records count requests: a gateway may send one event for many requests (a roll-up)
 
 Revision ID: 0019
-Revises: 0014
+Revises: 0018
 Create Date: 2026-12-02 09:30:00.000000
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0019'
-down_revision = '0014'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
