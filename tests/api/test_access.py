@@ -166,6 +166,9 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     ("GET", "/economics/yield?period=2026-11", None, {"anonymous": 401, "acme": 403, "beta": 403}, 200),
     ("POST", "/economics/payback", lambda: {"purchase_price": "1000", "monthly_lease": "100", "utilisation": "0.5"},
      {"anonymous": 401, "acme": 403, "beta": 403}, 200),
+    # What-if: operators only (reads only; 'std' is the default book of the access world).
+    ("POST", "/economics/what-if", lambda: {"period": "2026-11", "price_change_percent": "10"},
+     {"anonymous": 401, "operator": 200}, 403),
     # The playground's pass-through: the /v1 gateway decides who may chat (none runs in these tests: 503).
     ("POST", "/playground/chat/completions", lambda: {"model": "smol", "messages": []}, {"anonymous": 401}, 503),
     *EXCHANGE_CASES,

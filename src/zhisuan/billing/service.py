@@ -30,6 +30,7 @@ from zhisuan.billing import schemas as s
 from zhisuan.catalog.loader import Catalog
 from zhisuan.core.economics import metering as me
 from zhisuan.core.economics import penalties as pe
+from zhisuan.core.economics import pricebook as pb
 from zhisuan.core.economics import rating as ra
 from zhisuan.core.economics.export import invoice_to_csv_text, invoice_to_json_obj
 from zhisuan.core.economics.periods import BillingPeriod, billing_period, epoch_seconds, from_epoch
@@ -324,13 +325,7 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
     penalties = due_penalties(session, period)
     if not records and not penalties:
         return []
-    contract_ids = {int(r.scope.contract_id) for r in records if r.scope.contract_id is not None}
-    contracts = {str(c.id): market.core_contract(c) for c in session.execute(
-        market.contract_query().where(m.Contract.id.in_(contract_ids))).scalars()} if contract_ids else {}
-    first = book.versions[0]
-    precision = core.version_at(period.start).pflops_precision if first.effective_from <= period.start \
-        else first.pflops_precision
-    ctx = ra.RatingContext(core, throughput(catalog, precision), contracts)
+    ctx = rating_context(session, catalog, core, records, period)
     with econ_errors():
         invoices = ra.rate_period(records, period, ctx) if records else ()
         invoices = pe.with_penalties(invoices, penalties, period, core.currency)
@@ -353,6 +348,19 @@ def run_invoices(session: Session, catalog: Catalog, principal: Principal, body:
                      detail={"total": str(inv.total), "lines": len(inv.lines), "book": book.name})
         created.append(row)
     return created
+
+
+def rating_context(session: Session, catalog: Catalog, core: pb.PriceBook, records: Sequence[me.UsageRecord],
+                   period: BillingPeriod) -> ra.RatingContext:
+    """What rating ``records`` of ``period`` needs besides them: the book, the throughput at the book's
+    PFLOPS precision and the contracts the records name (invoices and the what-if replay share it)."""
+    contract_ids = {int(r.scope.contract_id) for r in records if r.scope.contract_id is not None}
+    contracts = {str(c.id): market.core_contract(c) for c in session.execute(
+        market.contract_query().where(m.Contract.id.in_(contract_ids))).scalars()} if contract_ids else {}
+    first = core.versions[0]
+    precision = core.version_at(period.start).pflops_precision if first.effective_from <= period.start \
+        else first.pflops_precision
+    return ra.RatingContext(core, throughput(catalog, precision), contracts)
 
 
 def due_penalties(session: Session, period: BillingPeriod) -> list[pe.DuePenalty]:

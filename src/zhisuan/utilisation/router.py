@@ -5,18 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from zhisuan.api.deps import ContextDep, Reader, SessionDep
+from zhisuan.billing.router import catalog_of
 from zhisuan.core.utilisation import DEFAULT_SPAN
 from zhisuan.errors import InvalidInput
-from zhisuan.utilisation import economics, service
+from zhisuan.utilisation import economics, service, whatif
 from zhisuan.utilisation.schemas import (
     PaybackIn,
     PaybackOut,
     UtilisationHistory,
     UtilisationPoint,
     UtilisationSeries,
+    WhatIfIn,
+    WhatIfOut,
     YieldReport,
 )
 
@@ -55,3 +58,10 @@ def yield_report(session: SessionDep, principal: Reader,
                  period: Annotated[str, Query(description="YYYY-MM (UTC month)")]) -> YieldReport:
     """Idle rate per site and provider, revenue per device-hour per provider, for one month."""
     return economics.yield_report(session, principal, period)
+
+
+@router.post("/economics/what-if", response_model=WhatIfOut, tags=["economics"])
+def what_if(body: WhatIfIn, request: Request, session: SessionDep, principal: Reader) -> WhatIfOut:
+    """Replay a month's usage with another price book (a version, a % change) and/or utilisation
+    (usage × factor) through the invoices' rating code, beside the actual invoices; writes nothing."""
+    return whatif.replay(session, catalog_of(request), principal, body)

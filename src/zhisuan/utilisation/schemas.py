@@ -65,3 +65,50 @@ class YieldReport(BaseModel):
     period: str
     sites: list[SiteYieldOut]
     providers: list[ProviderYield]
+
+
+class WhatIfIn(BaseModel):
+    period: str = Field(description="YYYY-MM (UTC month) to replay")
+    book: str | None = Field(default=None, description="price book (name or id); default: the period's invoices' "
+                                                       "book, else the default book")
+    version: int | None = Field(default=None, ge=1, description="price all the period at this version of the book")
+    price_change_percent: Decimal = Field(default=Decimal(0), gt=-100, le=1000,
+                                          description="uniform change to every book rate, % (10 = +10 %)")
+    usage_factor: Decimal = Field(default=Decimal(1), ge=0, le=1000, description="metered usage × this factor")
+    model_config = {"extra": "forbid"}
+
+
+class WhatIfTenant(BaseModel):
+    tenant: str
+    actual: Decimal  # total of its issued invoices of the period (every line kind)
+    what_if: Decimal  # total of the replayed usage lines
+    lines: int
+
+
+class WhatIfProvider(BaseModel):
+    provider: str
+    actual_revenue: Decimal
+    actual_payout: Decimal
+    revenue: Decimal
+    payout: Decimal
+
+
+class WhatIfTotals(BaseModel):
+    revenue: Decimal
+    payouts: Decimal
+    margin: Decimal
+
+
+class WhatIfOut(BaseModel):
+    period: str
+    currency: str
+    book: str
+    version: int | None
+    price_change_percent: Decimal
+    usage_factor: Decimal
+    usage_records: int  # of the period, invoiced or not
+    unpriced_records: int  # CPU records no rate of the scenario's book prices
+    actual: WhatIfTotals  # from the issued invoices (penalties and ETTR credits included)
+    what_if: WhatIfTotals  # usage replayed (penalties and ETTR credits are not replayed)
+    tenants: list[WhatIfTenant]
+    providers: list[WhatIfProvider]
