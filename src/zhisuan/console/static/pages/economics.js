@@ -1,7 +1,9 @@
 // Operator economics: idle rate per site and provider and revenue per device-hour per provider for a month
 // (GET /economics/yield, from the utilisation history and the month's settlements), and a server's payback
 // period (回本周期) at a purchase price, a monthly lease and a utilisation (POST /economics/payback: the
-// amounts stay Decimal strings, computed by the server, never by a float here).
+// amounts stay Decimal strings, computed by the server, never by a float here), and a what-if: the month's
+// usage replayed with another price book (version, % change) or utilisation (usage × factor) through the
+// invoices' rating code beside the actual invoices (POST /economics/what-if, which writes nothing).
 import {$, el, fill, table, section, errorBox} from "../lib/dom.js";
 import {t, formatMoney, formatNumber} from "../lib/i18n.js";
 import {call, post} from "../lib/api.js";
@@ -35,6 +37,48 @@ function paybackForm() {
   return form;
 }
 
+const signed = (amount) => (Number(amount) > 0 ? "+" : "") + formatMoney(amount);
+const delta = (a, b) => (Math.round(Number(b) * 100) - Math.round(Number(a) * 100)) / 100;  // fen are integers
+
+function whatIfResult(found) {
+  const row = (label, key) => [label, formatMoney(found.actual[key]), formatMoney(found.what_if[key]),
+    signed(delta(found.actual[key], found.what_if[key]))];
+  const totals = table([[t("whatif.figure"), (r) => r[0]], [t("whatif.actual"), (r) => r[1], "num"],
+    [t("whatif.replayed"), (r) => r[2], "num"], [t("whatif.difference"), (r) => r[3], "num"]],
+    [row(t("economics.revenue"), "revenue"), row(t("whatif.payouts"), "payouts"), row(t("whatif.margin"), "margin")], "");
+  const tenants = table([[t("whatif.tenant"), (r) => r.tenant], [t("whatif.actual"), (r) => formatMoney(r.actual), "num"],
+    [t("whatif.replayed"), (r) => formatMoney(r.what_if), "num"], [t("whatif.difference"), (r) => signed(delta(r.actual, r.what_if)), "num"],
+    [t("whatif.lines"), (r) => formatNumber(r.lines, 0), "num"]], found.tenants, t("whatif.no_usage"));
+  const providers = table([[t("economics.provider"), (r) => r.provider],
+    [t("whatif.actual_payout"), (r) => formatMoney(r.actual_payout), "num"], [t("whatif.payout"), (r) => formatMoney(r.payout), "num"],
+    [t("whatif.difference"), (r) => signed(delta(r.actual_payout, r.payout)), "num"]], found.providers, t("whatif.no_usage"));
+  return el("div", {id: "whatif-figures"},
+    el("p", {class: "muted"}, t("whatif.summary", {book: found.book, records: formatNumber(found.usage_records, 0),
+      unpriced: formatNumber(found.unpriced_records, 0)})), totals, el("h3", {}, t("whatif.per_tenant")), tenants,
+    el("h3", {}, t("whatif.per_provider")), providers);
+}
+
+function whatIfForm(period) {
+  const field = (id, label, input) => el("div", {class: "field"}, el("label", {for: id}, label), input);
+  const book = el("input", {id: "whatif-book", placeholder: t("whatif.book_default")});
+  const version = el("input", {id: "whatif-version", inputmode: "numeric", pattern: "\\d*", placeholder: t("whatif.version_default")});
+  const change = el("input", {id: "whatif-price", inputmode: "decimal", pattern: "-?\\d+(\\.\\d+)?", value: "0", required: true});
+  const factor = el("input", {id: "whatif-usage", inputmode: "decimal", pattern: "\\d+(\\.\\d+)?", value: "1", required: true});
+  const form = el("form", {id: "whatif-form", class: "inline-form"},
+    field("whatif-book", t("whatif.book"), book), field("whatif-version", t("whatif.version"), version),
+    field("whatif-price", t("whatif.price_change"), change), field("whatif-usage", t("whatif.usage_factor"), factor),
+    el("button", {type: "submit"}, t("whatif.replay")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {period: period.value, price_change_percent: change.value, usage_factor: factor.value};
+    if (book.value.trim()) body.book = book.value.trim();
+    if (version.value.trim()) body.version = Number(version.value);
+    try { fill("whatif-result", whatIfResult(await post("/economics/what-if", body))); }
+    catch (e) { fill("whatif-result", errorBox(e)); }
+  });
+  return form;
+}
+
 export async function economicsPage(view) {
   const select = el("select", {id: "economics-period"}, [0, -1, -2].map((m) => el("option", {value: month(m)}, month(m))));
   const show = async () => {
@@ -57,6 +101,8 @@ export async function economicsPage(view) {
     section("economics-providers", t("economics.providers"), null),
     section("economics-sites", t("economics.sites"), null),
     el("section", {id: "payback-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.payback_title")),
-      el("span", {class: "muted"}, t("economics.payback_note"))), paybackForm(), el("div", {id: "payback-result"})));
+      el("span", {class: "muted"}, t("economics.payback_note"))), paybackForm(), el("div", {id: "payback-result"})),
+    el("section", {id: "whatif-section"}, el("div", {class: "head"}, el("h2", {}, t("whatif.title")),
+      el("span", {class: "muted"}, t("whatif.note"))), whatIfForm(select), el("div", {id: "whatif-result"})));
   await show();
 }
