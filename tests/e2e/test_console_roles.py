@@ -291,6 +291,13 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.click("#payback-form button[type=submit]")
     page.wait_for_selector("#payback-months")
     assert page.inner_text("#payback-months") == "28.89 个月"  # the module's 8×H800 example, in Chinese
+    # What-if: the seeded month replayed 10 % dearer (2,001.50 + 7.50 = 2,009.00 → 2,209.90), beside the actual.
+    page.select_option("#economics-period", world["period"])
+    page.fill("#whatif-price", "10")
+    page.click("#whatif-form button[type=submit]")
+    page.wait_for_selector("#whatif-figures, #whatif-result .problem")
+    figures = page.inner_text("#whatif-figures")
+    assert "2,009.00" in figures and "2,209.90" in figures and "+¥200.90" in figures, figures
     visit(page, "exchange")
     assert "dc-east" in page.inner_text("#exchange-offers") and "acme" in page.inner_text("#exchange-requests")
     assert page.locator("#exchange-matches tbody tr").count() == 1
@@ -337,6 +344,16 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
     playground_tasks(page, platform, shots)
     visit(page, "services")
+    # Scaling: past the tenant's replica quota (8) is a 409 naming the quota; to 0 stops its replica.
+    page.fill("input[data-scale='acme-qwen']", "9")
+    page.click("button[data-scale-button='acme-qwen']")
+    page.wait_for_selector("#services-error .problem")
+    assert "replica quota" in page.inner_text("#services-error")
+    page.fill("input[data-scale='acme-qwen']", "0")
+    page.click("button[data-scale-button='acme-qwen']")
+    page.wait_for_selector("#services-error:empty")
+    page.click("button[data-events='acme-qwen']")
+    page.wait_for_selector("#services-events >> text=1 → 0")
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button[data-deployment='acme-qwen']").click()

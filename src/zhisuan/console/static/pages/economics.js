@@ -38,7 +38,16 @@ function paybackForm() {
 }
 
 const signed = (amount) => (Number(amount) > 0 ? "+" : "") + formatMoney(amount);
-const delta = (a, b) => (Math.round(Number(b) * 100) - Math.round(Number(a) * 100)) / 100;  // fen are integers
+// b − a of two Decimal strings, exactly, in whole fen (BigInt: amounts never go through a float).
+const fen = (amount) => {
+  const [whole, fraction = ""] = String(amount).split(".");
+  const value = BigInt(whole.replace("-", "")) * 100n + BigInt((fraction + "00").slice(0, 2));
+  return whole.startsWith("-") ? -value : value;
+};
+const delta = (a, b) => {
+  const d = fen(b) - fen(a), size = d < 0n ? -d : d;
+  return `${d < 0n ? "-" : ""}${size / 100n}.${String(size % 100n).padStart(2, "0")}`;
+};
 
 function whatIfResult(found) {
   const row = (label, key) => [label, formatMoney(found.actual[key]), formatMoney(found.what_if[key]),

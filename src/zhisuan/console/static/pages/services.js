@@ -1,9 +1,11 @@
 // Model services: operators see every deployment; tenants their own and the platform's public ones.
 // Both deploy a registered model (a tenant's deployment is its own) and undeploy what they own (the API
-// refuses anyone else's).
-import {$, el, fill, section, errorBox, empty} from "../lib/dom.js";
-import {t} from "../lib/i18n.js";
-import {call, post, remove} from "../lib/api.js";
+// refuses anyone else's), and scale what they own: replicas now (PATCH /deployments/{name}; a replica that
+// does not fit or the tenant's replica quota is a 409 naming `replicas`, shown in the error box), with the
+// autoscale policy shown and the latest replica changes of one deployment on demand (GET /deployments/{name}).
+import {$, el, fill, section, table, errorBox, empty} from "../lib/dom.js";
+import {t, formatDateTime} from "../lib/i18n.js";
+import {call, patch, post, remove} from "../lib/api.js";
 import {servicesTable} from "./common.js";
 
 function deployForm(models, onDeployed) {
@@ -29,23 +31,51 @@ function deployForm(models, onDeployed) {
   return form;
 }
 
+const autoscaleText = (a) => a ? t("services.autoscale", {min: a.min, max: a.max, target: a.target}) : t("services.fixed");
+
+async function showEvents(name) {
+  const d = await call(`/deployments/${encodeURIComponent(name)}`);
+  fill("services-events", el("h3", {}, t("services.events_of", {name: d.name})),
+    el("p", {class: "muted"}, autoscaleText(d.autoscale)),
+    table([[t("services.event_at"), (e) => formatDateTime(e.at)], [t("services.event_kind"), (e) => e.kind],
+      [t("services.replicas"), (e) => `${e.replicas_from} → ${e.replicas_to}`], [t("services.event_reason"), (e) => e.reason]],
+      d.events, t("services.no_events")));
+}
+
+function scaleControl(d, refresh) {
+  const input = el("input", {type: "number", min: 0, max: 64, value: d.replicas, class: "replicas-input",
+    "aria-label": t("services.replicas_of", {name: d.name}), "data-scale": d.name});
+  const scale = async () => {
+    try { await patch(`/deployments/${encodeURIComponent(d.name)}`, {replicas: Number(input.value)}); fill("services-error"); await refresh(); }
+    catch (e) { fill("services-error", errorBox(e)); }
+  };
+  return [input, el("button", {type: "button", "data-scale-button": d.name, on: {click: scale}}, t("services.scale")), " "];
+}
+
 export async function servicesPage(view) {
   const mine = (d) => view.me.role === "operator" || d.tenant !== null;
   const refresh = async () => {
     const deployments = await call("/deployments");
-    const undeploy = (d) => mine(d) && !["stopped", "stopping"].includes(d.status)
-      ? el("button", {type: "button", class: "danger", "data-deployment": d.name, on: {click: async () => {
-          if (!window.confirm(t("services.undeploy_confirm", {name: d.name}))) return;
-          try { await remove(`/deployments/${encodeURIComponent(d.name)}`); await refresh(); }
-          catch (e) { fill("services-error", errorBox(e)); }
-        }}}, t("services.undeploy")) : "";
-    fill("services", servicesTable(deployments, undeploy));
+    const live = (d) => !["stopped", "stopping"].includes(d.status);
+    const actions = (d) => [
+      mine(d) && live(d) ? scaleControl(d, refresh) : "",
+      el("button", {type: "button", "data-events": d.name, on: {click: () => showEvents(d.name).catch((e) => fill("services-error", errorBox(e)))}},
+        t("services.events")), " ",
+      mine(d) && live(d) ? el("button", {type: "button", class: "danger", "data-deployment": d.name, on: {click: async () => {
+        if (!window.confirm(t("services.undeploy_confirm", {name: d.name}))) return;
+        try { await remove(`/deployments/${encodeURIComponent(d.name)}`); await refresh(); }
+        catch (e) { fill("services-error", errorBox(e)); }
+      }}}, t("services.undeploy")) : "",
+      el("div", {class: "muted"}, autoscaleText(d.autoscale))];
+    fill("services", servicesTable(deployments, actions));
   };
   const models = await call("/models");
   view.root.replaceChildren(
     el("section", {id: "deploy-section"}, el("h2", {}, t("services.deploy_title")), deployForm(models, refresh)),
     el("div", {id: "services-error"}),
-    section("services", t("services.title"), t("services.note")));
+    section("services", t("services.title"), t("services.note")),
+    el("div", {id: "services-events"}));
   await refresh();
-  view.every(10000, refresh);
+  // The periodic refresh would throw away a replica count being typed.
+  view.every(10000, () => (document.activeElement?.closest?.("#services") ? undefined : refresh()));
 }
