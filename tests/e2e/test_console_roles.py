@@ -344,16 +344,20 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
     playground_tasks(page, platform, shots)
     visit(page, "services")
-    # Scaling: past the tenant's replica quota (8) is a 409 naming the quota; to 0 stops its replica.
+    # Scaling (no second llama.cpp started): past the tenant's replica quota (8) is a 409 naming
+    # `replicas`; 0 without autoscaling a 422 naming it; its replica changes are shown on demand.
     page.fill("input[data-scale='acme-qwen']", "9")
     page.click("button[data-scale-button='acme-qwen']")
     page.wait_for_selector("#services-error .problem")
-    assert "replica quota" in page.inner_text("#services-error")
+    problem = page.inner_text("#services-error")
+    assert "HTTP 409" in problem and "may hold 8 replicas" in problem and "(replicas)" in problem, problem
     page.fill("input[data-scale='acme-qwen']", "0")
     page.click("button[data-scale-button='acme-qwen']")
-    page.wait_for_selector("#services-error:empty")
+    page.wait_for_function("() => !document.querySelector('#services-error').innerText.includes('may hold 8')")
+    problem = page.inner_text("#services-error")
+    assert "HTTP 422" in problem and "only with autoscaling" in problem and "(replicas)" in problem, problem
     page.click("button[data-events='acme-qwen']")
-    page.wait_for_selector("#services-events >> text=1 → 0")
+    page.wait_for_selector("#services-events h3:has-text('acme-qwen')")
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button[data-deployment='acme-qwen']").click()

@@ -63,7 +63,7 @@ export async function servicesPage(view) {
         t("services.events")), " ",
       mine(d) && live(d) ? el("button", {type: "button", class: "danger", "data-deployment": d.name, on: {click: async () => {
         if (!window.confirm(t("services.undeploy_confirm", {name: d.name}))) return;
-        try { await remove(`/deployments/${encodeURIComponent(d.name)}`); await refresh(); }
+        try { await remove(`/deployments/${encodeURIComponent(d.name)}`); fill("services-error"); await refresh(); }
         catch (e) { fill("services-error", errorBox(e)); }
       }}}, t("services.undeploy")) : "",
       el("div", {class: "muted"}, autoscaleText(d.autoscale))];
