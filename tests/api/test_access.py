@@ -169,8 +169,8 @@ CASES: list[tuple[str, str, Body, dict[str, int], int]] = [
     # What-if: operators only (reads only; 'std' is the default book of the access world).
     ("POST", "/economics/what-if", lambda: {"period": "2026-11", "price_change_percent": "10"},
      {"anonymous": 401, "operator": 200}, 403),
-    # The playground's pass-through: the /v1 gateway decides who may chat (none runs in these tests: 503).
-    ("POST", "/playground/chat/completions", lambda: {"model": "smol", "messages": []}, {"anonymous": 401}, 503),
+    # The playground's pass-through: the /v1 gateway decides who may chat (none runs in these tests: 404).
+    ("POST", "/playground/chat/completions", lambda: {"model": "smol", "messages": []}, {"anonymous": 401}, 404),
     *EXCHANGE_CASES,
 ]
 

@@ -10,7 +10,8 @@ stream included), exactly as for any ``/v1`` client.
 
 It touches no database, so the admission gate leaves it out (a stream may last a minute: it must not
 hold one of the few API slots meant for short database requests); its own bound is
-``MAX_STREAMS`` concurrent streams per process, beyond which it answers 503 with Retry-After.
+``MAX_STREAMS`` concurrent streams per process, beyond which it answers 503 with Retry-After. A process
+with no gateway (``--no-maas``) answers 404: the playground is not served there.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def unavailable(message: str) -> JSONResponse:
 
 @router.post("/playground/chat/completions", tags=["console"], response_model=None, responses={
     200: {"description": "the gateway's answer (an SSE stream if the request asked for one)"},
-    503: {"description": "no gateway runs in this process, or too many playground streams"}})
+    404: {"description": "no gateway runs in this process (started with --no-maas)"},
+    503: {"description": "too many playground streams at once, or the gateway did not answer"}})
 async def playground_chat(request: Request,
                           body: Annotated[dict[str, Any], Body(description="an OpenAI chat completion request")]
                           ) -> Response:
@@ -59,7 +61,10 @@ async def playground_chat(request: Request,
         raise Unauthenticated("missing credential: send 'Authorization: Bearer <API key>'")
     gateway = gateway_of(request)
     if gateway is None:
-        return unavailable("no /v1 gateway runs in this control-plane process (started with --no-maas)")
+        # Not a passing condition a retry would cure: this process serves no /v1 (started with
+        # --no-maas), so the playground does not exist here — 404, as for a route that is not served.
+        return JSONResponse(error_body("NotFound", "no /v1 gateway runs in this control-plane process "
+                                       "(started with --no-maas): the playground is not served here"), 404)
     streams: asyncio.Semaphore | None = getattr(request.app.state, "playground_streams", None)
     if streams is None:  # one per app (process), made on its event loop
         streams = request.app.state.playground_streams = asyncio.Semaphore(MAX_STREAMS)
