@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from tests.e2e import test_fleet_replicas
-from tests.e2e.test_fleet_replicas import FAKE_DEVICES, Lab, wait_until
-from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
+from tests.e2e.test_fleet_replicas import Lab, wait_until
+from zhisuan.engines.models import SMOLLM2_NAME
 
 lab_fixture = test_fleet_replicas.lab  # the walkthrough's processes
 
@@ -27,13 +27,7 @@ def counted(platform: Any) -> list[dict[str, Any]]:
 def test_a_burst_through_the_gateway_scales_out_and_back_in(lab_fixture: Lab) -> None:
     lab = lab_fixture
     platform = lab.platform
-    platform.cli("provider", "create", "lab-owner", "--revenue-share", "0.7")
-    platform.cli("site", "create", "lab", "--engine", "local", "--region", "cn-east-1", "--provider", "lab-owner")
-    for node in FAKE_DEVICES:
-        lab.start_agent(node)
-    wait_until("both nodes", lambda: {n["name"] for n in platform.cli_json("node", "list", "--site", "lab")}
-               == set(FAKE_DEVICES), 60)
-    platform.cli("model", "register", SMOLLM2_NAME, "--source", str(smollm2_gguf()), "--engine", "llama.cpp")
+    lab.start_site_with_both_agents()
     cores = max(1.0, (os.cpu_count() or 1) * 0.6)  # one replica per node
     platform.cli("deployment", "create", SMOLLM2_NAME, "--site", "lab", "--cpu", f"{cores:.1f}")
     shown = platform.cli_json("deployment", "autoscale", SMOLLM2_NAME, "--min", "1", "--max", "2", "--target", "0.5",

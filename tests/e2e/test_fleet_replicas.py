@@ -51,6 +51,17 @@ class Lab:
         self.jobs = Path(tempfile.mkdtemp(prefix="zs-fleet-jobs-"))
         os.chmod(self.jobs, 0o711)
 
+    def start_site_with_both_agents(self) -> None:
+        """A provider's site ``lab`` with both agents registered, and SmolLM2 in the model registry."""
+        platform = self.platform
+        platform.cli("provider", "create", "lab-owner", "--revenue-share", "0.7")
+        platform.cli("site", "create", "lab", "--engine", "local", "--region", "cn-east-1", "--provider", "lab-owner")
+        for node in FAKE_DEVICES:
+            self.start_agent(node)
+        wait_until("both nodes", lambda: {n["name"] for n in platform.cli_json("node", "list", "--site", "lab")}
+                   == set(FAKE_DEVICES), 60)
+        platform.cli("model", "register", SMOLLM2_NAME, "--source", str(smollm2_gguf()), "--engine", "llama.cpp")
+
     def start_agent(self, node: str) -> None:
         key_file = self.tmp / f"{node}.key"
         if not key_file.exists():
@@ -130,13 +141,7 @@ def requests_per_replica(gateway: str) -> dict[str, int]:
 
 def test_two_agents_on_one_machine_serve_one_model_through_a_discovering_gateway(lab: Lab) -> None:
     platform = lab.platform
-    platform.cli("provider", "create", "lab-owner", "--revenue-share", "0.7")
-    platform.cli("site", "create", "lab", "--engine", "local", "--region", "cn-east-1", "--provider", "lab-owner")
-    for node in FAKE_DEVICES:
-        lab.start_agent(node)
-    wait_until("both nodes", lambda: {n["name"] for n in platform.cli_json("node", "list", "--site", "lab")}
-               == set(FAKE_DEVICES), 60)
-    platform.cli("model", "register", SMOLLM2_NAME, "--source", str(smollm2_gguf()), "--engine", "llama.cpp")
+    lab.start_site_with_both_agents()
     # More than half of a node's cores per replica: the placement engine must use both nodes.
     cores = max(1.0, (os.cpu_count() or 1) * 0.6)
     platform.cli("deployment", "create", SMOLLM2_NAME, "--replicas", "2", "--site", "lab", "--cpu", f"{cores:.1f}")
