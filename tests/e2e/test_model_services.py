@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.test_onebox_maas import gateway_url, maas_platform, wait_for_model  # noqa: F401 (fixture)
+from tests.e2e.test_onebox_maas import gateway_url, wait_for_model
 from zhisuan.engines.models import SMOLLM2_NAME
 
 
@@ -31,7 +31,7 @@ def ask(client: openai.OpenAI) -> str:
     return reply.choices[0].message.content or ""
 
 
-def test_deploy_scale_and_undeploy_through_the_cli(maas_platform: Platform) -> None:  # noqa: F811
+def test_deploy_scale_and_undeploy_through_the_cli(maas_platform: Platform) -> None:
     platform = maas_platform
     client = openai.OpenAI(base_url=gateway_url(platform), api_key=platform.api_key, max_retries=0)
     wait_for_model(client)

