@@ -17,7 +17,9 @@
    the greedy sweep is kept.
 4. Local search (``improve.py``) on that sweep: a left-out request takes one of its best pairings by
    ejecting the least valuable overlapping leases, which refill elsewhere; kept only when the round's
-   value rises. It gets the time left, less ``POLISH_SHARE`` of it when that is at least ``POLISH_MIN_S``.
+   value rises. It gets up to ``LOCAL_SEARCH_SHARE`` of the budget (all the time left when less than
+   ``POLISH_MIN_S`` would remain after it); it also stops when its moves stall. At 60 s the MILP polish
+   gains more than local search (1,000 × 200: 92.8% vs 90.8% of the bound when local search took half).
 5. Then the MILP over a pruned candidate model polishes that clearing: a pairing is kept when it is
    among the request's ``max_candidates`` widest margins cap × f − floor (ties: lower offer id), among
    the offer's ``offer_candidates`` widest margins (ties: lower request id), or used by the clearing so
@@ -59,7 +61,7 @@ PRICE_SHARE = 0.5  # the search ends this share of the budget after the call beg
 MIN_SEARCH_SHARE = 0.05  # … but runs at least this share of it, even when the steps before it overran
 GUIDED_SWEEPS = 1.5  # sweeps' time the search leaves for the price-guided sweeps after it
 ASSEMBLE_SHARE = 0.3  # of a sweep's time, kept for assembling the matches
-POLISH_SHARE = 0.5  # of the time left after the sweeps that the MILP polish gets (local search: the rest)
+LOCAL_SEARCH_SHARE = 0.2  # of the budget, at most, for local search; the MILP polish gets the rest
 PRICE_STEPS = 1000
 WORKING_PER_REQUEST = 6  # each request's widest-margin pairings the search starts from
 POLISH_MIN_S = 1.0
@@ -142,8 +144,10 @@ def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, gre
             best = guided
     priority = np.empty(len(order), dtype=np.int64)
     priority[order] = np.arange(len(order))
-    polish_s = POLISH_SHARE * (plan.finish - time.perf_counter())
-    improve(best, table.value, priority, plan.finish - (polish_s if polish_s >= POLISH_MIN_S else 0.0))
+    searched_until = min(plan.finish, time.perf_counter() + LOCAL_SEARCH_SHARE * plan.budget)
+    if plan.finish - searched_until < POLISH_MIN_S:  # too little for the MILP polish: local search takes it all
+        searched_until = plan.finish
+    improve(best, table.value, priority, searched_until)
     grants, greedy_grants_ = best.grants(), greedy.grants() if best is not greedy else None
     if greedy_grants_ is not None and _value(offers, requests, greedy_grants_, objective) > \
             _value(offers, requests, grants, objective):  # float worth may misorder near-ties: never below greedy
