@@ -24,6 +24,10 @@ A800 7.00, A100 7.00, A10 2.50, GPU-series-1 2.00, GPU-series-2 6.00. Throughput
 dense bf16 / 989.4): H800 1.0, A100/A800 0.315, A10 0.126; the anonymised GPU-series-1 and -2 are
 taken as A10-class (0.126) and A100-class (0.315) — an assumption.
 
+``--before-src CHECKOUT/src`` runs another checkout's ``clear`` on the same market in a child process,
+alternating with this one run by run (same load), and adds a "before" row: its median time, median
+surplus and that surplus over the same bound (the smallest bound either code proved).
+
 Timed: the whole ``clear`` call (pairings, sweeps, price search or MILP, assembling the matches) as the
 caller sees it (perf_counter around the call), median of ``--runs``; the baselines are run once. Market
 generation is not timed. "bound" is the smallest of the runs' bounds — each is a valid upper bound on the
@@ -38,6 +42,8 @@ import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -143,36 +149,76 @@ def make_requests(count: int, fleet_share: dict[str, float], rng: np.random.Gene
     return requests
 
 
+def market(lots, share, num_requests: int, num_offers: int, seed: int) -> tuple[list[Offer], list[Request]]:
+    rng = np.random.default_rng(seed)
+    offers = make_offers(lots, num_offers, rng)
+    return offers, make_requests(num_requests, share, rng)
+
+
+def timed_clear(offers, requests, limit: float) -> tuple[float, Clearing]:
+    began = time.perf_counter()
+    result = clear(offers, requests, "surplus", time_limit_s=limit)
+    return time.perf_counter() - began, result
+
+
+def clear_elsewhere(src: Path, size: str, seed: int, limit: float, trace: Path) -> tuple[float, Decimal, Decimal, str]:
+    """One timed ``clear`` of the same market by the code under ``src`` (another checkout's src/), in a
+    child process: (seconds, value, bound, status)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run([sys.executable, __file__, "--child", size, "--seed", str(seed), "--time-limit", str(limit),
+                          "--trace", str(trace)], env=env, capture_output=True, text=True, check=True).stdout
+    seconds, value, bound, status = out.split()[-4:]
+    return float(seconds), Decimal(value), Decimal(bound), status
+
+
+def run_size(lots, share, size: str, runs: int, seed: int, limit: float, trace: Path,
+             before: Path | None) -> list[list[str]]:
+    num_requests, num_offers = (int(x) for x in size.split("x"))
+    offers, requests = market(lots, share, num_requests, num_offers, seed)
+    load = os.getloadavg()[0]
+    times, results, earlier = [], [], []
+    for _ in range(runs):  # alternate the two codes so both see the same load
+        if before is not None:
+            earlier.append(clear_elsewhere(before, size, seed, limit, trace))
+        seconds, result = timed_clear(offers, requests, limit)
+        times.append(seconds)
+        results.append(result)
+    best = sorted(results, key=lambda r: r.value)[len(results) // 2]  # the median run's clearing
+    fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
+    bound = min([r.bound for r in results if r.bound is not None] + [b for _, _, b, _ in earlier])
+
+    def share_of_bound(value: Decimal) -> str:
+        return f"{value / bound * 100:.1f}%" if bound else "100%"
+
+    label = f"{num_requests:,} × {num_offers:,}"
+    rows = [[label, "this", f"{load:.1f}", f"{statistics.median(times):.2f}",
+             "/".join(sorted({r.status for r in results})), surplus(best.value), surplus(greedy.value),
+             surplus(fcfs.value), f"{bound / 1_000_000:,.3f} M", share_of_bound(best.value),
+             share_of_bound(greedy.value), share_of_bound(fcfs.value), f"{gpu_hours(best):,}",
+             f"{gpu_hours(greedy):,}", f"{gpu_hours(fcfs):,}",
+             f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—"]]
+    if earlier:
+        value = sorted(v for _, v, _, _ in earlier)[len(earlier) // 2]
+        rows.append([label, "before", f"{load:.1f}", f"{statistics.median(t for t, _, _, _ in earlier):.2f}",
+                     "/".join(sorted({s for _, _, _, s in earlier})), surplus(value), "", "", "",
+                     share_of_bound(value), "", "", "", "", "", f"{value / fcfs.value:.2f}×" if fcfs.value else "—"])
+    return rows
+
+
 def gpu_hours(result: Clearing) -> int:
     return sum(m.devices * (m.end - m.start) for m in result.matches)
 
 
-def surplus(result: Clearing) -> str:
-    return f"{result.value / 1_000_000:,.3f} M"
+def surplus(value: Decimal) -> str:
+    return f"{value / 1_000_000:,.3f} M"
 
 
-def run_size(lots, share, num_requests: int, num_offers: int, runs: int, seed: int, limit: float) -> list[str]:
-    rng = np.random.default_rng(seed)
-    offers = make_offers(lots, num_offers, rng)
-    requests = make_requests(num_requests, share, rng)
-    load = os.getloadavg()[0]
-    times, results = [], []
-    for _ in range(runs):
-        began = time.perf_counter()
-        results.append(clear(offers, requests, "surplus", time_limit_s=limit))
-        times.append(time.perf_counter() - began)
-    best = sorted(results, key=lambda r: r.value)[len(results) // 2]  # the median run's clearing
-    fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
-    bound = min(r.bound for r in results if r.bound is not None)  # every run's bound is valid: use the best
-
-    def share_of_bound(result: Clearing) -> str:
-        return f"{result.value / bound * 100:.1f}%" if bound else "100%"
-
-    return [f"{num_requests:,} × {num_offers:,}", f"{load:.1f}", f"{statistics.median(times):.2f}",
-            "/".join(sorted({r.status for r in results})), surplus(best), surplus(greedy), surplus(fcfs),
-            f"{bound / 1_000_000:,.3f} M", share_of_bound(best), share_of_bound(greedy), share_of_bound(fcfs),
-            f"{gpu_hours(best):,}", f"{gpu_hours(greedy):,}", f"{gpu_hours(fcfs):,}",
-            f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—"]
+def fleet(trace: Path, seed: int) -> tuple[list, dict[str, float]]:
+    lots = fleet_lots(trace, np.random.default_rng(seed))
+    devices: dict[str, float] = {}
+    for _, _, model, size in lots:
+        devices[model] = devices.get(model, 0) + size
+    return lots, devices
 
 
 def main() -> None:
@@ -182,22 +228,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--time-limit", type=float, default=5.0)
     parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--before-src", type=Path, help="another checkout's src/: its clear runs beside this one")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one timed clear of SIZE, printed for --before-src
     args = parser.parse_args()
-    lots = fleet_lots(args.trace, np.random.default_rng(args.seed))
-    devices: dict[str, float] = {}
-    for _, _, model, size in lots:
-        devices[model] = devices.get(model, 0) + size
+    lots, devices = fleet(args.trace, args.seed)
+    if args.child:
+        num_requests, num_offers = (int(x) for x in args.child.split("x"))
+        seconds, result = timed_clear(*market(lots, devices, num_requests, num_offers, args.seed), args.time_limit)
+        print(seconds, result.value, result.bound, result.status)
+        return
     print(f"{ATTRIBUTION} {len(lots)} lots, {sum(devices.values()):,.0f} devices; seed {args.seed}; "
           f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; "
           f"time limit {args.time_limit} s.\n")
-    print("| requests × offers | load (1 min) | clear s (median) | status | surplus optimal | surplus greedy "
+    print("| requests × offers | code | load (1 min) | clear s (median) | status | surplus optimal | surplus greedy "
           "| surplus FCFS | bound | optimal % of bound | greedy % of bound | FCFS % of bound | GPU-h optimal "
           "| GPU-h greedy | GPU-h FCFS | optimal / FCFS |")
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
     for size in args.sizes.split(","):
-        num_requests, num_offers = (int(x) for x in size.split("x"))
-        row = run_size(lots, devices, num_requests, num_offers, args.runs, args.seed, args.time_limit)
-        print("| " + " | ".join(row) + " |", flush=True)
+        for row in run_size(lots, devices, size, args.runs, args.seed, args.time_limit, args.trace, args.before_src):
+            print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

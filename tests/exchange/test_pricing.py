@@ -82,10 +82,13 @@ def test_a_measured_ratio_wins_over_the_datasheet_in_factors_and_pflops_floors(r
     assert pricing.h100_factor(CATALOG, a800, other, "models.0") == Decimal("0.3153")
 
 
-@pytest.mark.parametrize(("hours", "offer_closed", "months"), [
-    (1, None, (1, 0)), (730, None, (1, 0)), (731, None, (2, 0)), (8760, None, (12, 0)),
-    (8760, 3, (3, 9)), (720, 0, (0, 1)),
+@pytest.mark.parametrize(("start", "hours", "offer_closed", "months"), [
+    ("2026-12-05", 1, None, (1, 0)), ("2027-01-01", 744, None, (1, 0)), ("2027-01-01", 745, None, (2, 0)),
+    ("2026-12-05", 720, None, (1, 0)),  # 5 Dec + 720 h = 4 Jan, inside one calendar month (744 h)
+    ("2027-02-05", 720, None, (2, 0)),  # 5 Feb + one month = 5 Mar is 672 h: too short for the lease
+    ("2027-01-01", 8760, None, (12, 0)), ("2027-01-01", 8760, 3, (3, 9)), ("2026-12-05", 720, 0, (0, 1)),
 ])
-def test_contract_months_round_the_match_up_to_whole_months(hours: int, offer_closed: int | None,
-                                                            months: tuple[int, int]) -> None:
-    assert pricing.contract_months(hours, offer_closed) == months
+def test_contract_months_cover_the_whole_lease_in_calendar_months(start: str, hours: int, offer_closed: int | None,
+                                                                  months: tuple[int, int]) -> None:
+    begins = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    assert pricing.contract_months(begins, begins + timedelta(hours=hours), offer_closed) == months

@@ -166,7 +166,7 @@ def write_match(session: Session, catalog: Catalog, principal: Principal, cleari
         return reason
     assert offer is not None and request is not None
     price = Decimal(found.price).quantize(CONTRACT_PRICE_PLACES, ROUND_HALF_UP)
-    closed, open_ = pricing.contract_months(int(found.end) - int(found.start), offer.closed_months)
+    closed, open_ = pricing.contract_months(start, end, offer.closed_months)
     try:
         with session.begin_nested():
             capacity = capacity_of(session, offer, int(found.devices))

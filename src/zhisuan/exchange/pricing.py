@@ -28,6 +28,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.catalog.measurements import effective_relative, effective_tflops
 from zhisuan.catalog.models import AcceleratorModel
 from zhisuan.catalog.throughput import Measurements
+from zhisuan.core.economics.periods import add_months
 from zhisuan.errors import InvalidInput
 
 SECONDS_PER_HOUR = 3600
@@ -79,12 +80,16 @@ def h100_factor(catalog: Catalog, model: AcceleratorModel, measured: Measurement
     return found.relative.quantize(FACTOR_PLACES, ROUND_HALF_UP)
 
 
-def contract_months(duration_h: int, offer_closed_months: int | None) -> tuple[int, int]:
-    """(closed, open) months of the contract for a match of ``duration_h`` hours.
+def contract_months(start: datetime, end: datetime, offer_closed_months: int | None) -> tuple[int, int]:
+    """(closed, open) months of the contract for a match leasing [start, end).
 
-    Contracts run in whole calendar months (the contract lifecycle's unit): the term is the match's
-    duration rounded up to months of 730 h, at least one; the offer's closed months (if it named
-    them) cap the closed part and the rest is open (exit with notice, no penalty)."""
-    months = max(1, -(-duration_h // HOURS_PER_MONTH))
+    Contracts run in whole calendar months (the contract lifecycle's unit): the term is the fewest
+    months, at least one, whose calendar end (``add_months(start, n)``) is not before the match's end —
+    so the contract's entitlement covers the whole lease (730 h a month fell short: a 720 h lease from
+    5 February got a 672 h contract); the offer's closed months (if it named them) cap the closed part
+    and the rest is open (exit with notice, no penalty)."""
+    months = 1
+    while add_months(start, months) < end:
+        months += 1
     closed = months if offer_closed_months is None else min(offer_closed_months, months)
     return closed, months - closed

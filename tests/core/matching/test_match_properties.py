@@ -2,6 +2,7 @@
 any hour, prices inside [floor, cap], gangs whole on one offer, fills inside their bounds, reasons for
 exactly the unfilled requests), and the optimum beats both baselines and stays under its bound."""
 
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -10,9 +11,11 @@ from hypothesis import strategies as st
 from tests.core.matching.match_helpers import check_clearing
 
 from zhisuan.core.matching import Offer, Request, clear, clear_fcfs, clear_greedy
+from zhisuan.core.matching.book import assemble
 from zhisuan.core.matching.candidates import MarketPairings
+from zhisuan.core.matching.improve import improve
 from zhisuan.core.matching.prices import relax, safe_bound
-from zhisuan.core.matching.sweep import greedy_order, sweep
+from zhisuan.core.matching.sweep import greedy_order, sweep, sweep_state
 from zhisuan.core.matching.table import pair_table
 
 MODELS = {"h800": Decimal(1), "a800": Decimal("0.8"), "ascend910b": Decimal("0.5")}
@@ -117,3 +120,25 @@ def test_the_fast_sweep_ingreedy_order_is_the_greedy_baseline(market, objective)
     assert {(offer_list[c.offer_index].offer_id, request_list[p].request_id, d)
             for p, given in grants.items() for c, d in given} == {
         (m.offer_id, m.request_id, m.devices) for m in greedy.matches}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["surplus", "pflops_hours"]), st.integers(0, 2**32 - 1))
+def test_local_search_keeps_the_invariants_and_never_loses_value(market, objective, seed):
+    """Ejection moves from a sweep in a random request order (so there is something to improve): the
+    clearing keeps every invariant and its value never drops."""
+    offer_list, request_list = market
+    pairings = MarketPairings(offer_list, request_list)
+    table = pair_table(pairings, objective)
+    order = np.random.default_rng(seed).permutation(len(request_list))
+    state = sweep_state(pairings, table, order, np.arange(len(table.request)))
+
+    def clearing():
+        return assemble(offer_list, request_list, state.grants(), pairings.stats, objective, bound=None,
+                        status="fallback", solve_s=0.0)
+
+    before = clearing()
+    improve(state, table.value, np.argsort(order), time.perf_counter() + 0.2)
+    after = clearing()
+    check_clearing(offer_list, request_list, after)
+    assert after.value >= before.value

@@ -3,11 +3,16 @@
 ``sweep(pairings, table, request_order, pair_rank)`` visits the requests in ``request_order``; each
 tries its pairings in ascending ``pair_rank`` and is filled exactly as ``book.fill_request`` fills one
 (gang: the first offer with room for all of it; divisible: each pairing gives what is free up to the
-amount, kept only when the lower fill bound is reached). Capacity is an hourly usage array per offer.
+amount, kept only when the lower fill bound is reached).
+Capacity is kept per capacity point of the table (an offer at a lease start, table.py) in a plain list:
+usage only rises at a lease start, so the most a lease [first, after) finds in use is the max over
+those points — a short list slice, cheaper than numpy's per-call overhead at ~10^6 look-ups a round.
 Only the pairings a request tries are turned into ``Candidate`` objects; the fill arithmetic is exact
 (``Decimal`` factors, integers otherwise), so every grant is feasible for the round.
 """
 
+import time
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -16,50 +21,134 @@ from zhisuan.core.matching.book import Grant
 from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
 from zhisuan.core.matching.table import PairTable
 
+BLOCK = 32  # capacity points per block of ``PointUsage``'s block maxima
 
-def sweep(pairings: MarketPairings, table: PairTable, request_order: np.ndarray,
-          pair_rank: np.ndarray) -> dict[int, list[Grant]]:
-    offers, requests = pairings.offers, pairings.requests
-    order = np.lexsort((np.arange(len(pair_rank)), pair_rank, table.request))  # by request, then rank
-    bounds = pairings.bounds.tolist()
-    pair_of = order.tolist()
-    offer_of, start_of, end_of = table.offer.tolist(), table.start.tolist(), table.end.tolist()
-    most_of = table.most.astype(np.int64).tolist()
-    model_of = pairings.models.tolist()
-    opens = [o.start for o in offers]
-    capacity = [o.devices for o in offers]
-    usage: list[np.ndarray | None] = [None] * len(offers)
 
-    def free(o: int, s: int, e: int) -> int:
-        used = usage[o]
-        return capacity[o] if used is None else capacity[o] - int(used[s - opens[o]:e - opens[o]].max())
+class PointUsage:
+    """Devices in use at each capacity point, with the maximum of each block of ``BLOCK`` points kept
+    beside it, so the most in use over a lease's points [first, after) is two short slices and the
+    blocks between (a lease at 10,000 × 2,000 spans ~200 points)."""
 
-    grants: dict[int, list[Grant]] = {}
-    for position in request_order.tolist():
-        request = requests[position]
-        tried = pair_of[bounds[position]:bounds[position + 1]]
+    def __init__(self, num_points: int) -> None:
+        self.usage = [0] * num_points
+        self.block_max = [0] * (num_points // BLOCK + 1)
+
+    def peak(self, first: int, after: int) -> int:
+        usage = self.usage
+        low, high = first // BLOCK + 1, after // BLOCK
+        if high - low < 2:
+            return max(usage[first:after])
+        tail = max(usage[high * BLOCK:after], default=0)
+        return max(max(usage[first:low * BLOCK]), max(self.block_max[low:high]), tail)
+
+    def add(self, first: int, after: int, devices: int) -> None:
+        usage, block_max = self.usage, self.block_max
+        for point in range(first, after):
+            usage[point] += devices
+        for block in range(first // BLOCK, (after - 1) // BLOCK + 1):
+            block_max[block] = max(usage[block * BLOCK:(block + 1) * BLOCK])
+
+
+@dataclass(frozen=True)
+class SweepColumns:
+    """The table's columns as Python lists (list indexing is what the sweep's inner loop does ~10^6
+    times); made once per round and shared by its sweeps."""
+
+    bounds: list[int]
+    first: list[int]
+    after: list[int]
+    offer: list[int]
+    most: list[int]
+    model: list[int]
+
+
+def sweep_columns(pairings: MarketPairings, table: PairTable) -> SweepColumns:
+    return SweepColumns(pairings.bounds.tolist(), table.point_of_start.tolist(), table.point_after_end.tolist(),
+                        table.offer.tolist(), table.most.astype(np.int64).tolist(), pairings.models.tolist())
+
+
+def sweep(pairings: MarketPairings, table: PairTable, request_order: np.ndarray, pair_rank: np.ndarray,
+          deadline: float | None = None, columns: SweepColumns | None = None) -> dict[int, list[Grant]]:
+    """Grants of the requests in ``request_order`` (see the module docstring). With a ``deadline`` (a
+    ``time.perf_counter`` value) the sweep stops there: the requests not yet visited stay unmatched."""
+    return sweep_state(pairings, table, request_order, pair_rank, deadline, columns).grants()
+
+
+def sweep_state(pairings: MarketPairings, table: PairTable, request_order: np.ndarray, pair_rank: np.ndarray,
+                deadline: float | None = None, columns: SweepColumns | None = None) -> "Sweeper":
+    """``sweep`` returning the sweep's state (for local search) instead of its grants."""
+    filler = Sweeper(pairings, table, pair_rank, columns)
+    for visited, position in enumerate(request_order.tolist()):
+        if deadline is not None and visited % 256 == 0 and time.perf_counter() >= deadline:
+            break
+        filler.fill(position)
+    return filler
+
+
+class Sweeper:
+    """The state of a sweep: capacity in use per point and each filled request's (pairing, devices).
+    ``fill`` books one request as the sweep does; ``remove`` gives its capacity back (local search)."""
+
+    def __init__(self, pairings: MarketPairings, table: PairTable, pair_rank: np.ndarray,
+                 columns: SweepColumns | None = None) -> None:
+        self.pairings, self.cols = pairings, columns or sweep_columns(pairings, table)
+        self.pair_of = np.lexsort((np.arange(len(pair_rank)), pair_rank, table.request)).tolist()  # request, rank
+        self.capacity = [o.devices for o in pairings.offers]
+        self.book = PointUsage(table.num_points)
+        self.chosen: dict[int, list[tuple[int, int]]] = {}
+        self.on_offer: dict[int, set[int]] = {}  # offer index -> positions holding a lease on it
+        self.factors = [{code: r.models[name] for code, name in enumerate(pairings.names) if name in r.models}
+                        if not r.gang else {} for r in pairings.requests]
+
+    def free(self, pair: int) -> int:
+        first, cap = self.cols.first[pair], self.capacity[self.cols.offer[pair]]
+        if self.book.usage[first] >= cap:  # full where the lease starts: the common case on a contested offer
+            return 0
+        return cap - self.book.peak(first, self.cols.after[pair])
+
+    def fill(self, position: int) -> bool:
+        request, cols = self.pairings.requests[position], self.cols
+        tried = self.pair_of[cols.bounds[position]:cols.bounds[position + 1]]
         chosen: list[tuple[int, int]] = []
         if request.gang:
+            most_of = cols.most
             for pair in tried:
-                if free(offer_of[pair], start_of[pair], end_of[pair]) >= most_of[pair]:
+                if self.free(pair) >= most_of[pair]:
                     chosen = [(pair, most_of[pair])]
                     break
         else:
-            factors = {code: request.models[name] for code, name in enumerate(pairings.names) if name in request.models}
-            chosen = _divisible(request, tried, factors, model_of, free, offer_of, start_of, end_of, most_of)
-        if not chosen:
-            continue
-        given = []
+            chosen = _divisible(request, tried, self.factors[position], cols.model, self.free, cols.most)
+        if chosen:
+            self.place(position, chosen)
+        return bool(chosen)
+
+    def place(self, position: int, chosen: list[tuple[int, int]]) -> None:
         for pair, devices in chosen:
-            o = offer_of[pair]
-            if usage[o] is None:
-                usage[o] = np.zeros(offers[o].end - opens[o], dtype=np.int64)
-            usage[o][start_of[pair] - opens[o]:end_of[pair] - opens[o]] += devices
-            candidate = pairings.candidate(pair)
-            assert candidate is not None and candidate.max_devices >= devices
-            given.append((candidate, devices))
-        grants[position] = given
-    return grants
+            self.book.add(self.cols.first[pair], self.cols.after[pair], devices)
+            self.on_offer.setdefault(self.cols.offer[pair], set()).add(position)
+        self.chosen[position] = chosen
+
+    def remove(self, position: int) -> list[tuple[int, int]]:
+        chosen = self.chosen.pop(position)
+        for pair, devices in chosen:
+            self.book.add(self.cols.first[pair], self.cols.after[pair], -devices)
+            self.on_offer[self.cols.offer[pair]].discard(position)
+        return chosen
+
+    def worth(self, value: np.ndarray) -> float:
+        """Σ W_c · devices over the grants (floats: for comparing states, not for the result)."""
+        return float(sum(value[pair] * devices for chosen in self.chosen.values() for pair, devices in chosen))
+
+    def grants(self) -> dict[int, list[Grant]]:
+        grants = {}
+        for position, chosen in self.chosen.items():
+            given = []
+            for pair, devices in chosen:
+                candidate = self.pairings.candidate(pair)
+                assert candidate is not None and candidate.max_devices >= devices
+                given.append((candidate, devices))
+            grants[position] = given
+        return grants
 
 
 def greedy_order(pairings: MarketPairings) -> np.ndarray:
@@ -69,13 +158,13 @@ def greedy_order(pairings: MarketPairings) -> np.ndarray:
     return np.lexsort((np.array([r.request_id for r in pairings.requests]), widest))
 
 
-def _divisible(request, tried, factors, model_of, free, offer_of, start_of, end_of, most_of) -> list[tuple[int, int]]:
+def _divisible(request, tried, factors, model_of, free, most_of) -> list[tuple[int, int]]:
     bounds, amount = fill_bounds(request), Decimal(request.devices)
     chosen, delivered = [], Decimal(0)
     for pair in tried:
         if delivered >= amount:
             break
-        room = min(free(offer_of[pair], start_of[pair], end_of[pair]), most_of[pair])
+        room = min(free(pair), most_of[pair])
         if room <= 0:  # checked first: most pairings a contested request tries are full
             continue
         f = factors[model_of[pair]]
