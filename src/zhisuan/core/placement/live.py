@@ -112,6 +112,10 @@ class LiveFleet:
         self.classes.refresh()
         self.updates = 0  # rows rewritten since the build (for reports)
 
+    def device_ids_of(self, nodes: Iterable[int]) -> list[int]:
+        """Inventory device ids of the known ``nodes`` (node ids)."""
+        return [d for n in nodes if n in self.row_of_node for d in self.inventory[self.row_of_node[n]].device_ids]
+
     def snapshot(self) -> ClusterSnapshot:
         return ClusterSnapshot(tuple(self.nodes))
 
