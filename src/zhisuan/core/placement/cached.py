@@ -66,6 +66,12 @@ class RowClasses:
         self.descending = np.zeros(fleet.gpu_left.shape, np.int64)
         self._ids: dict[bytes, int] = {}
         self._dirty: set[int] = set(range(fleet.size))
+        self.epoch = 0  # bumped when ids are reassigned (results remembered per id are then void)
+
+    @property
+    def count(self) -> int:
+        """Ids handed out so far (ids are ``0 .. count-1``)."""
+        return len(self._ids)
 
     def mark(self, row: int) -> None:
         self._dirty.add(row)
@@ -83,6 +89,7 @@ class RowClasses:
         if len(self._ids) + len(self._dirty) > MAX_CLASSES_PER_NODE * self.fleet.size + 1024:
             self._ids.clear()  # ids of states no row has any more: start over from the current rows
             self._dirty = set(range(self.fleet.size))
+            self.epoch += 1
         rows = np.fromiter(self._dirty, np.int64, len(self._dirty))
         self.descending[rows] = -np.sort(-self.fleet.gpu_left[rows], axis=1)
         state = self._state(rows)
@@ -115,6 +122,26 @@ class _CacheEntry:
     score: np.ndarray
     slot: np.ndarray
     seen: int  # number of commits already reflected
+    # Results per state class (``RowClasses`` id) already evaluated for this demand: a node that changes
+    # into a state some node had before is not evaluated again (the replay's states recur often).
+    epoch: int = -1
+    known: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    class_stage: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    class_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    class_slot: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def remember_up_to(self, count: int, epoch: int) -> None:
+        """Make room for class ids below ``count``; forget everything if the ids were reassigned."""
+        if epoch != self.epoch:
+            self.epoch, self.known = epoch, np.zeros(0, bool)
+        if len(self.known) < count:
+            size = max(count, 2 * len(self.known))
+            grown = np.zeros(size, bool)
+            grown[: len(self.known)] = self.known
+            self.known = grown
+            self.class_stage = np.resize(self.class_stage, size)
+            self.class_score = np.resize(self.class_score, size)
+            self.class_slot = np.resize(self.class_slot, size)
 
 
 @dataclass
@@ -169,20 +196,43 @@ class CachedEvaluator:
         return short
 
     def _first(self, key: Demand) -> _CacheEntry:
-        """Every node's stage, score and slot for a new shape: pruned by capacity, once per state class."""
+        """Every node's stage, score and slot for a new shape."""
         n, scope = self.fleet.size, self.scope_of(key)
         entry = _CacheEntry(
             scope, np.full(n, MODEL_NOT_ALLOWED, np.int8), np.full(n, -np.inf), np.full(n, -1, np.int64), 0
         )
-        short = self.short_of(key, scope)
-        entry.stage[scope] = short
-        rows = scope[short == 0]
-        if not len(rows):
-            return entry
-        reps, spread = self.classes.representatives(rows, key.avoid)  # type: ignore[union-attr]
-        ev = evaluate(self.fleet, key, self.policy, reps, self.workload)
-        entry.stage[rows], entry.score[rows], entry.slot[rows] = ev.stage[spread], ev.score[spread], ev.slot[spread]
+        self._fill(entry, key, scope)
         return entry
+
+    def _fill(self, entry: _CacheEntry, key: Demand, rows: np.ndarray) -> None:
+        """Stage, score and slot of ``rows`` into ``entry``: pruned by capacity, then from the entry's
+        per-class results where known, the rest evaluated once per state class."""
+        short = self.short_of(key, rows)
+        entry.stage[rows], entry.score[rows], entry.slot[rows] = short, -np.inf, -1
+        rows = rows[short == 0]
+        if not len(rows):
+            return
+        classes = self.classes
+        assert classes is not None
+        classes.refresh()
+        entry.remember_up_to(classes.count, classes.epoch)
+        ids = classes.class_of[rows]
+        alone = np.isin(rows, np.fromiter(key.avoid, np.int64, len(key.avoid))) if key.avoid else None
+        known = entry.known[ids] if alone is None else entry.known[ids] & ~alone
+        done, done_ids = rows[known], ids[known]
+        entry.stage[done], entry.score[done] = entry.class_stage[done_ids], entry.class_score[done_ids]
+        entry.slot[done] = entry.class_slot[done_ids]
+        todo = rows[~known]
+        if not len(todo):
+            return
+        reps, spread = classes.representatives(todo, key.avoid)
+        ev = evaluate(self.fleet, key, self.policy, reps, self.workload)
+        entry.stage[todo], entry.score[todo], entry.slot[todo] = ev.stage[spread], ev.score[spread], ev.slot[spread]
+        shared = ~np.isin(reps, np.fromiter(key.avoid, np.int64, len(key.avoid))) if key.avoid else slice(None)
+        rep_ids = classes.class_of[reps][shared]
+        entry.known[rep_ids] = True
+        entry.class_stage[rep_ids], entry.class_score[rep_ids] = ev.stage[shared], ev.score[shared]
+        entry.class_slot[rep_ids] = ev.slot[shared]
 
     def feasible_scores(self, demand: Demand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feasible bool[N], score float[N], slot int[N]) for ``demand``."""
@@ -197,8 +247,7 @@ class CachedEvaluator:
         elif entry.seen < len(self.changed):
             stale = entry.scope[self.stamp[entry.scope] >= entry.seen]
             if len(stale):
-                ev = evaluate(self.fleet, key, self.policy, stale, self.workload)
-                entry.stage[stale], entry.score[stale], entry.slot[stale] = ev.stage, ev.score, ev.slot
+                self._fill(entry, key, stale)
             entry.seen = len(self.changed)
         feasible = (entry.stage == 0) & (self.fleet.mem_free >= demand.mem)  # filters.memory_fits on all nodes
         return feasible, entry.score, entry.slot
