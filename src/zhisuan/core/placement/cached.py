@@ -37,6 +37,12 @@ def _stage_of(reason: str) -> int:
 MODEL_NOT_ALLOWED = _stage_of("model not allowed")
 CPU_SHORT = _stage_of("not enough free CPU")
 SHARE_SHORT = _stage_of("not enough free GPU share")
+# After MEMO_TRIAL refreshes, a demand whose refreshes skip evaluation less than 1 in MEMO_WORTH times
+# (node states rarely recur, e.g. CPU-only work) re-scores changed nodes directly: the lookups cost more.
+MEMO_TRIAL = 64
+MEMO_WORTH = 4
+# Up to this many rows, classes are grouped by sorting them (else by a table over all class ids).
+SMALL = 256
 # Distinct states remembered per node before the class table is rebuilt from the current rows only.
 MAX_CLASSES_PER_NODE = 4
 
@@ -56,10 +62,12 @@ class RowClasses:
         labels = fleet.labels or ({},) * fleet.size
         place = np.array([places.setdefault((site, tuple(sorted(lab.items()))), len(places))
                           for site, lab in zip(fleet.sites, labels, strict=True)], np.int64).reshape(-1)
-        self.static = np.column_stack([
+        static = np.ascontiguousarray(np.column_stack([
             place, fleet.node_healthy.astype(np.int64), fleet.device_model.astype(np.int64), fleet.device_memory,
             fleet.device_tflops.astype(np.float64).view(np.int64), fleet.device_stack.astype(np.int64),
-            fleet.device_index, fleet.device_healthy.astype(np.int64)]).reshape(fleet.size, -1)
+            fleet.device_index, fleet.device_healthy.astype(np.int64)]).reshape(fleet.size, -1))
+        kinds: dict[bytes, int] = {}  # a row's static part as one small code: dynamic keys stay short
+        self.static = np.array([kinds.setdefault(row.tobytes(), len(kinds)) for row in static], np.int64)
         self.class_of = np.zeros(fleet.size, np.int64)
         # int64[N,G] each row's free milli in descending order: ``≥ k devices have left ≥ m`` is
         # ``descending[:, k-1] ≥ m``, one column instead of a pass over all slots (capacity pruning).
@@ -106,6 +114,9 @@ class RowClasses:
         if own:
             alone = np.isin(rows, np.fromiter(own, np.int64, len(own)))
             classes[alone] = len(self._ids) + np.arange(int(alone.sum()))
+        if len(rows) <= SMALL:  # a few changed rows: sorting them beats a pass over every id
+            _, first, spread = np.unique(classes, return_index=True, return_inverse=True)
+            return rows[first], spread.reshape(-1)
         present = np.zeros(len(self._ids) + len(rows) + 1, bool)
         present[classes] = True
         position = np.cumsum(present) - 1
@@ -125,6 +136,8 @@ class _CacheEntry:
     # Results per state class (``RowClasses`` id) already evaluated for this demand: a node that changes
     # into a state some node had before is not evaluated again (the replay's states recur often).
     epoch: int = -1
+    fills: int = 0  # refreshes of changed nodes, and how many of them found every node's state remembered
+    hits: int = 0
     known: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     class_stage: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     class_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -204,14 +217,15 @@ class CachedEvaluator:
         self._fill(entry, key, scope)
         return entry
 
-    def _fill(self, entry: _CacheEntry, key: Demand, rows: np.ndarray) -> None:
+    def _fill(self, entry: _CacheEntry, key: Demand, rows: np.ndarray) -> bool:
         """Stage, score and slot of ``rows`` into ``entry``: pruned by capacity, then from the entry's
-        per-class results where known, the rest evaluated once per state class."""
+        per-class results where known, the rest evaluated once per state class. True if nothing was
+        evaluated."""
         short = self.short_of(key, rows)
         entry.stage[rows], entry.score[rows], entry.slot[rows] = short, -np.inf, -1
         rows = rows[short == 0]
         if not len(rows):
-            return
+            return True
         classes = self.classes
         assert classes is not None
         classes.refresh()
@@ -224,7 +238,7 @@ class CachedEvaluator:
         entry.slot[done] = entry.class_slot[done_ids]
         todo = rows[~known]
         if not len(todo):
-            return
+            return True
         reps, spread = classes.representatives(todo, key.avoid)
         ev = evaluate(self.fleet, key, self.policy, reps, self.workload)
         entry.stage[todo], entry.score[todo], entry.slot[todo] = ev.stage[spread], ev.score[spread], ev.slot[spread]
@@ -233,6 +247,7 @@ class CachedEvaluator:
         entry.known[rep_ids] = True
         entry.class_stage[rep_ids], entry.class_score[rep_ids] = ev.stage[shared], ev.score[shared]
         entry.class_slot[rep_ids] = ev.slot[shared]
+        return False
 
     def feasible_scores(self, demand: Demand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feasible bool[N], score float[N], slot int[N]) for ``demand``."""
@@ -246,8 +261,12 @@ class CachedEvaluator:
             entry.seen = len(self.changed)
         elif entry.seen < len(self.changed):
             stale = entry.scope[self.stamp[entry.scope] >= entry.seen]
-            if len(stale):
-                self._fill(entry, key, stale)
+            if len(stale) and entry.fills >= MEMO_TRIAL and entry.hits * MEMO_WORTH < entry.fills:
+                ev = evaluate(self.fleet, key, self.policy, stale, self.workload)  # states rarely recur here:
+                entry.stage[stale], entry.score[stale], entry.slot[stale] = ev.stage, ev.score, ev.slot  # plain
+            elif len(stale):
+                entry.fills += 1
+                entry.hits += self._fill(entry, key, stale)
             entry.seen = len(self.changed)
         feasible = (entry.stage == 0) & (self.fleet.mem_free >= demand.mem)  # filters.memory_fits on all nodes
         return feasible, entry.score, entry.slot
