@@ -37,9 +37,9 @@ def _stage_of(reason: str) -> int:
 MODEL_NOT_ALLOWED = _stage_of("model not allowed")
 CPU_SHORT = _stage_of("not enough free CPU")
 SHARE_SHORT = _stage_of("not enough free GPU share")
-# After MEMO_TRIAL refreshes, a demand whose refreshes skip evaluation less than 1 in MEMO_WORTH times
-# (node states rarely recur, e.g. CPU-only work) re-scores changed nodes directly: the lookups cost more.
-MEMO_TRIAL = 64
+# After MEMO_TRIAL refreshes, an evaluator whose refreshes skip evaluation less than 1 in MEMO_WORTH times
+# (node states rarely recur, e.g. much CPU-only work) re-scores changed nodes directly: lookups cost more.
+MEMO_TRIAL = 256
 MEMO_WORTH = 4
 # Up to this many rows, classes are grouped by sorting them (else by a table over all class ids).
 SMALL = 256
@@ -136,8 +136,6 @@ class _CacheEntry:
     # Results per state class (``RowClasses`` id) already evaluated for this demand: a node that changes
     # into a state some node had before is not evaluated again (the replay's states recur often).
     epoch: int = -1
-    fills: int = 0  # refreshes of changed nodes, and how many of them found every node's state remembered
-    hits: int = 0
     known: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     class_stage: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     class_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -176,6 +174,8 @@ class CachedEvaluator:
     changed: list[int] = field(default_factory=list)
     entries: dict[Demand, _CacheEntry] = field(default_factory=dict)
     stamp: np.ndarray = field(init=False)  # int64[N]: commit count when the node last changed
+    fills: int = 0  # refreshes of changed nodes through the memo, and how many evaluated nothing
+    hits: int = 0
     _own_classes: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -261,12 +261,12 @@ class CachedEvaluator:
             entry.seen = len(self.changed)
         elif entry.seen < len(self.changed):
             stale = entry.scope[self.stamp[entry.scope] >= entry.seen]
-            if len(stale) and entry.fills >= MEMO_TRIAL and entry.hits * MEMO_WORTH < entry.fills:
+            if len(stale) and self.fills >= MEMO_TRIAL and self.hits * MEMO_WORTH < self.fills:
                 ev = evaluate(self.fleet, key, self.policy, stale, self.workload)  # states rarely recur here:
                 entry.stage[stale], entry.score[stale], entry.slot[stale] = ev.stage, ev.score, ev.slot  # plain
             elif len(stale):
-                entry.fills += 1
-                entry.hits += self._fill(entry, key, stale)
+                self.fills += 1
+                self.hits += self._fill(entry, key, stale)
             entry.seen = len(self.changed)
         feasible = (entry.stage == 0) & (self.fleet.mem_free >= demand.mem)  # filters.memory_fits on all nodes
         return feasible, entry.score, entry.slot
