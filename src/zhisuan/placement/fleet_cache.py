@@ -14,12 +14,13 @@ a backstop for rows written by SQL outside the ORM). Then:
 - same tokens, same ids, ``now`` inside the holds' validity window → the cached fleet as it is;
 - the ledger changed (or ``now`` left the window: a hold started or ended by time) → *delta read*:
   triggers on ``allocations`` (migration 0023) stamp every node whose holds a write touched in
-  ``placement_node_changes``; the cache reads the nodes stamped at or above the low mark of its last
-  read (PostgreSQL: the snapshot's xmin — every transaction that read could not see has an id at or
-  above it; SQLite: the write counter, writers being serialised) plus the nodes whose holds start or
-  end between the last ``now`` and this one, reloads only those nodes' holds and ``LiveFleet.update``s
-  their rows: O(changed nodes), not O(live holds). Without the triggers (a database migrated before
-  0023, or a SQLite table rebuild that dropped them) it reloads every hold as before;
+  ``placement_node_changes``; the cache reads the nodes stamped by writes its last read could not
+  see (PostgreSQL: stamps are transaction ids, and those are the ids at or above that snapshot's xmax
+  or in progress at it; SQLite: stamps above the write counter then, writers being serialised) plus
+  the nodes whose holds start or end between the last ``now`` and this one, reloads only those
+  nodes' holds and ``LiveFleet.update``s their rows: O(changed nodes), not O(live holds). Without the
+  triggers (a database migrated before 0023, or a SQLite table rebuild that dropped them) it reloads
+  every hold as before;
 - anything else (inventory changed, first use, another catalog) → rebuild from the ORM.
 A session with placement-relevant writes of its own not yet committed bypasses the cache (it must see
 its own writes; the shared cache must not see them before they commit).
@@ -166,12 +167,12 @@ def _bump(session: Session, row: str) -> None:
 @dataclass(frozen=True)
 class Marks:
     """What one cheap query says about the database: the two tokens, the largest row ids and (with
-    delta reads) the change low mark: every change this read could not see has a stamp at or above it."""
+    delta reads) the change marks: every change this read could not see has a stamp ≥ low or in pending."""
 
     inventory: str | None
     ledger: str | None
     ids: tuple[int | None, ...]  # max node id, max device id, max allocation id
-    low: int | None = field(default=None, compare=False)
+    low: tuple[int, tuple[int, ...]] | None = field(default=None, compare=False)  # (low, pending) stamps
 
 
 def has_change_stamps(session: Session) -> bool:
@@ -183,10 +184,15 @@ def has_change_stamps(session: Session) -> bool:
     return session.execute(text(query)).scalar() == 4
 
 
-def _low_mark(session: Session) -> Any:
+def _low_marks(session: Session) -> list[Any]:
+    """(low, pending): every change this statement cannot see has a stamp ≥ low or in pending.
+    PostgreSQL: the snapshot's xmax and in-progress ids (not its xmin: one long transaction anywhere in
+    the cluster would keep it low and make every read return every node stamped since); SQLite: the
+    write counter + 1 (writers are serialised)."""
     if session.get_bind().dialect.name == "postgresql":
-        return text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-    return select(COUNTER.c.value + 1).where(COUNTER.c.id == 1).scalar_subquery()
+        return [text("pg_snapshot_xmax(pg_current_snapshot())::text::bigint"),
+                text("ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) AS x)")]
+    return [select(COUNTER.c.value + 1).where(COUNTER.c.id == 1).scalar_subquery()]
 
 
 def read_marks(session: Session, delta: bool = False) -> Marks:
@@ -195,13 +201,18 @@ def read_marks(session: Session, delta: bool = False) -> Marks:
 
     columns = [token(INVENTORY_ROW), token(LEDGER_ROW), select(func.max(Node.id)).scalar_subquery(),
                select(func.max(Device.id)).scalar_subquery(), select(func.max(Allocation.id)).scalar_subquery()]
-    row = session.execute(select(*columns, *([_low_mark(session)] if delta else []))).one()
-    return Marks(row[0], row[1], (row[2], row[3], row[4]), row[5] if delta else None)
+    row = session.execute(select(*columns, *(_low_marks(session) if delta else []))).one()
+    low = (int(row[5]), tuple(int(x) for x in (row[6] if len(row) > 6 else ()) or ())) if delta else None
+    return Marks(row[0], row[1], (row[2], row[3], row[4]), low)
 
 
-def stamped_nodes(session: Session, low: int) -> set[tuple[int, int]]:
-    """(node id, stamp) of nodes whose holds a write touched, stamped at or above ``low``."""
-    rows = session.execute(select(CHANGES.c.node_id, CHANGES.c.stamp).where(CHANGES.c.stamp >= low))
+def stamped_nodes(session: Session, low: tuple[int, tuple[int, ...]]) -> set[tuple[int, int]]:
+    """(node id, stamp) of nodes whose holds a write touched that the read which gave ``low`` could not see."""
+    since, pending = low
+    where = CHANGES.c.stamp >= since
+    if pending:
+        where = or_(where, CHANGES.c.stamp.in_(pending))
+    rows = session.execute(select(CHANGES.c.node_id, CHANGES.c.stamp).where(where))
     return {(int(node), int(stamp)) for node, stamp in rows}
 
 

@@ -4,8 +4,8 @@ The live fleet cache (``placement/fleet_cache.py``) reads only the holds of node
 or above the low mark of its last read, instead of every live hold. Triggers (not session hooks)
 write the stamps, so changes made with raw SQL or by any process are seen too.
 
-stamp: on PostgreSQL the writing transaction's 64-bit id (``pg_current_xact_id``; a reader's low
-mark is the xmin of its snapshot: every transaction it could not see has an id at or above it); on
+stamp: on PostgreSQL the writing transaction's 64-bit id (``pg_current_xact_id``; a transaction a
+reader could not see has an id ≥ its snapshot's xmax or in its in-progress list); on
 SQLite a counter bumped per write (writers are serialised, so stamps follow commit order).
 
 Revision ID: 0023
