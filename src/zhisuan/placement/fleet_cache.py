@@ -313,8 +313,8 @@ class _Entry:
     fleet: LiveFleet
     now: datetime  # when the holds were last read
     delta: bool  # the change-stamp triggers are in place: read only changed nodes' holds
-    seen: set[tuple[int, int]] = field(default_factory=set)  # stamps read last time (PostgreSQL re-reads
-    # stamps at or above its snapshot's xmin: those already applied are skipped)
+    seen: set[tuple[int, int]] = field(default_factory=set)  # stamps read last time (a write committed
+    # between the marks and the stamps query is read again next time: those already applied are skipped)
 
 
 @dataclass
