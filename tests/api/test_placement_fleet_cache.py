@@ -85,13 +85,15 @@ def test_cache_equals_a_fresh_build_after_random_ledger_changes(world: Api, cloc
     register(world, 4)
     sessions, catalog = app_parts(world)
     rng = random.Random(7)
-    before = FLEET_CACHE.stats.rebuilds
+    before, reloads, deltas = FLEET_CACHE.stats.rebuilds, FLEET_CACHE.stats.updates, FLEET_CACHE.stats.deltas
     for _ in range(40):
         with transaction(sessions) as session:
             random_step(session, rng, clock)
         assert_cache_is_fresh(sessions, catalog, clock)
     # mostly incremental: rebuilds only when the inventory changed (drains), not per decision
     assert FLEET_CACHE.stats.rebuilds - before < 20 and FLEET_CACHE.stats.hits > 40
+    # ledger changes and holds ending by time are read as deltas (the changed nodes' holds), never in full
+    assert FLEET_CACHE.stats.deltas - deltas > 5 and FLEET_CACHE.stats.updates == reloads
 
 
 def test_changes_from_another_process_and_raw_rows_are_seen(world: Api, clock: Clock) -> None:
@@ -116,6 +118,12 @@ def test_changes_from_another_process_and_raw_rows_are_seen(world: Api, clock: C
                                  "start, created_at) SELECT tenant_id, provider_id, node_id, device_id + 4, model, "
                                  "500, 0, 0, purpose, ref, billable, pricing_model, tier, term_months, start, "
                                  "created_at FROM allocations WHERE id = :id"), {"id": row.id})
+        assert_cache_is_fresh(sessions, catalog, clock)
+        with transaction(make_session_factory(other)) as session:  # raw SQL that adds no row: ends, deletes
+            session.execute(text("UPDATE allocations SET \"end\" = start WHERE id = :id"), {"id": row.id})
+        assert_cache_is_fresh(sessions, catalog, clock)
+        with transaction(make_session_factory(other)) as session:
+            session.execute(text("DELETE FROM allocations WHERE milli = 500"))
         assert_cache_is_fresh(sessions, catalog, clock)
     finally:
         other.dispose()

@@ -16,7 +16,7 @@ The loser of a race waits, then sees the winner's rows and gets a 409 naming the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,33 +119,43 @@ def overlapping(start: datetime, end: datetime | None):  # type: ignore[no-untyp
     return and_(*clauses)
 
 
-def held_shares(session: Session, at: datetime, include_entitlements: bool = False) -> dict[int, int]:
-    """Milli-device shares held per device id at ``at`` by workloads.
+def held_shares(session: Session, at: datetime, include_entitlements: bool = False,
+                devices: Collection[int] | None = None) -> dict[int, int]:
+    """Milli-device shares held per device id at ``at`` by workloads (only ``devices`` if given).
 
     A contract's own entitlement rows (a lease of whole nodes) are left out unless
     ``include_entitlements``: who may use leased nodes is ``exclusive_node_tenants``' answer.
     """
     query = (select(Allocation.device_id, func.sum(Allocation.milli))
              .where(Allocation.device_id.is_not(None), live_at(at)).group_by(Allocation.device_id))
+    if devices is not None:
+        query = query.where(Allocation.device_id.in_(list(devices)))
     if not include_entitlements:
         query = query.where(Allocation.purpose != "contract")
     return {device: int(milli) for device, milli in session.execute(query).all() if device is not None}
 
 
-def held_node_resources(session: Session, at: datetime) -> dict[int, tuple[int, int]]:
-    """Node id → (milli-cores, MiB) held at ``at`` by CPU/memory holds (``hold_cpu``)."""
-    rows = session.execute(select(Allocation.node_id, func.sum(Allocation.cpu_milli), func.sum(Allocation.memory_mib))
-                           .where(Allocation.node_id.is_not(None), Allocation.device_id.is_(None),
-                                  or_(Allocation.cpu_milli > 0, Allocation.memory_mib > 0), live_at(at))
-                           .group_by(Allocation.node_id))
+def held_node_resources(session: Session, at: datetime,
+                        nodes: Collection[int] | None = None) -> dict[int, tuple[int, int]]:
+    """Node id → (milli-cores, MiB) held at ``at`` by CPU/memory holds (``hold_cpu``; only ``nodes`` if given)."""
+    query = (select(Allocation.node_id, func.sum(Allocation.cpu_milli), func.sum(Allocation.memory_mib))
+             .where(Allocation.node_id.is_not(None), Allocation.device_id.is_(None),
+                    or_(Allocation.cpu_milli > 0, Allocation.memory_mib > 0), live_at(at))
+             .group_by(Allocation.node_id))
+    if nodes is not None:
+        query = query.where(Allocation.node_id.in_(list(nodes)))
+    rows = session.execute(query)
     return {node: (int(cpu), int(memory)) for node, cpu, memory in rows if node is not None}
 
 
-def exclusive_node_tenants(session: Session, at: datetime) -> dict[int, int]:
+def exclusive_node_tenants(session: Session, at: datetime, nodes: Collection[int] | None = None) -> dict[int, int]:
     """Node id → tenant id for every node a contract leases at ``at`` (its lease rows are live:
-    an active contract, or a terminated one still in its notice period)."""
-    rows = session.execute(select(Allocation.node_id, Allocation.tenant_id).where(
-        Allocation.purpose == "contract", Allocation.node_id.is_not(None), live_at(at)).distinct())
+    an active contract, or a terminated one still in its notice period); only ``nodes`` if given."""
+    query = select(Allocation.node_id, Allocation.tenant_id).where(
+        Allocation.purpose == "contract", Allocation.node_id.is_not(None), live_at(at)).distinct()
+    if nodes is not None:
+        query = query.where(Allocation.node_id.in_(list(nodes)))
+    rows = session.execute(query)
     return {node: tenant for node, tenant in rows if node is not None}
 
 

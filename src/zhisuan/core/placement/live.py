@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from zhisuan.core.placement.cached import CachedEvaluator
+from zhisuan.core.placement.cached import CachedEvaluator, RowClasses
 from zhisuan.core.placement.devices import choose_slots
 from zhisuan.core.placement.fleet import FleetArrays, demand_from_request, fleet_from_snapshot
 from zhisuan.core.placement.fragmentation import TargetWorkload, TaskShape, target_workload
@@ -108,7 +108,13 @@ class LiveFleet:
         # Column of each device in its row: fleet_from_snapshot orders a node's devices by index.
         self.columns = [np.argsort([d.index for d in n.devices], kind="stable") for n in self.nodes]
         self.evaluators: dict[Hashable, CachedEvaluator] = {}
+        self.classes = RowClasses(self.fleet)  # shared by the evaluators: a new shape scores each state once
+        self.classes.refresh()
         self.updates = 0  # rows rewritten since the build (for reports)
+
+    def device_ids_of(self, nodes: Iterable[int]) -> list[int]:
+        """Inventory device ids of the known ``nodes`` (node ids)."""
+        return [d for n in nodes if n in self.row_of_node for d in self.inventory[self.row_of_node[n]].device_ids]
 
     def snapshot(self) -> ClusterSnapshot:
         return ClusterSnapshot(tuple(self.nodes))
@@ -148,6 +154,7 @@ class LiveFleet:
         if tenant is not None and tenant not in fleet.tenants:
             fleet.tenants = (*fleet.tenants, tenant)  # new code at the end: existing codes stay valid
         fleet.node_tenant[row] = -1 if tenant is None else fleet.tenants.index(tenant)
+        self.classes.mark(row)
         for evaluator in self.evaluators.values():
             evaluator.record_change(row)
 
@@ -165,7 +172,7 @@ class LiveFleet:
                 self.evaluators.clear()
             if policy.needs_workload:
                 targets = target_workload(list(key[1]), self.fleet.models)  # type: ignore[index]
-            evaluator = self.evaluators[key] = CachedEvaluator(self.fleet, policy, targets)
+            evaluator = self.evaluators[key] = CachedEvaluator(self.fleet, policy, targets, classes=self.classes)
         return evaluator
 
     def place(self, request: PlacementRequest, policy: str = DEFAULT_POLICY, seed: int = 0,
