@@ -85,11 +85,12 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
     write_tables(out)
 
 
-def _stat(values: list[float]) -> str:
+def _stat(values: list[float], signed: bool = False) -> str:
     if not values:
         return "–"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+    mean = f"{statistics.mean(values):+.2f}" if signed else f"{statistics.mean(values):.2f}"
+    return f"{mean} ± {std:.2f}"
 
 
 def write_tables(out: Path) -> None:
@@ -101,23 +102,27 @@ def write_tables(out: Path) -> None:
             f"#### {family}",
             "",
             "| trace | seeds | FGD paper @100 | FGD @100 | zhisuan @100 | FGD paper @130 | FGD @130 | zhisuan @130 "
-            "| Δ@100 | Δ@130 | best packing @130 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| Δ@100 | Δ@130 | seeds behind @100 / @130 | best packing @130 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name in names:
             mine = [r for r in rows if r["trace"] == name]
             if not mine:
                 continue
 
-            def col(policy: str, column: str, runs: list[dict[str, str]] = mine) -> list[float]:
-                return [float(r[column]) for r in runs if r["policy"] == policy]
+            # Statistics over the seeds both policies ran (the same orders: differences are paired).
+            ran = [{r["seed"] for r in mine if r["policy"] == p} for p in ("fgd", "zhisuan")]
+            paired = sorted(ran[0] & ran[1], key=int)
 
-            def delta(column: str) -> float:
-                fgd, zs = col("fgd", column), col("zhisuan", column)
-                return statistics.mean(zs) - statistics.mean(fgd) if fgd and zs else float("nan")
+            def col(policy: str, column: str, runs: list[dict[str, str]] = mine, on: list[str] = paired) -> list[float]:
+                by_seed = {r["seed"]: float(r[column]) for r in runs if r["policy"] == policy}
+                return [by_seed[s] for s in on]
 
-            if col("fgd", "alloc_130") and col("zhisuan", "alloc_130"):
-                deltas[name] = delta("alloc_130")
+            def delta(column: str) -> list[float]:
+                return [z - f for z, f in zip(col("zhisuan", column), col("fgd", column), strict=True)]
+
+            if paired:
+                deltas[name] = statistics.mean(delta("alloc_130"))
             # Best packing found per offline seed: the offline orders' and the online runs' (any packing
             # is a lower bound on the optimum; the LP relaxation, upper_bound.lp_upper_bound, is 100 %).
             best: dict[str, float] = {}
@@ -128,13 +133,13 @@ def write_tables(out: Path) -> None:
                 ):
                     best[seed] = max(best.get(seed, 0.0), float(r["alloc_130"]))
             paper = PAPER_FGD.get(name)
-            seeds = sorted({int(r["seed"]) for r in mine if r["policy"] == "zhisuan"})
+            behind = [sum(d < 0 for d in delta(c)) for c in ("alloc_100", "alloc_130")]
             lines.append(
-                f"| {name} | {','.join(map(str, seeds))} | {paper[0] if paper else '–'} | "
+                f"| {name} | {len(paired)} | {paper[0] if paper else '–'} | "
                 f"{_stat(col('fgd', 'alloc_100'))} | {_stat(col('zhisuan', 'alloc_100'))} | "
                 f"{paper[1] if paper else '–'} | {_stat(col('fgd', 'alloc_130'))} | "
-                f"{_stat(col('zhisuan', 'alloc_130'))} | {delta('alloc_100'):+.2f} | {delta('alloc_130'):+.2f} | "
-                f"{_stat(list(best.values()))} |"
+                f"{_stat(col('zhisuan', 'alloc_130'))} | {_stat(delta('alloc_100'), True)} | "
+                f"{_stat(delta('alloc_130'), True)} | {behind[0]} / {behind[1]} | {_stat(list(best.values()))} |"
             )
         lines.append("")
     if deltas:

@@ -108,9 +108,9 @@ def gpu_packing(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
     return NodeScores(score.astype(np.float64), _no_slot(len(view.idx)))
 
 
-def fgd_score_of(delta: np.ndarray) -> np.ndarray:
-    """``trunc(100·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'``."""
-    return _trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * 100.0)
+def fgd_score_of(delta: np.ndarray, bins: int = 100) -> np.ndarray:
+    """``trunc(bins·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'`` (FGD: 100 bins)."""
+    return _trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * float(bins))
 
 
 def fragmentation_change(view: NodeView, wl: TargetWorkload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
