@@ -12,6 +12,11 @@ the PostgreSQL backends of the benchmark database (pg_stat_activity), and this p
 side: spool read, decode, roll-up, HTTP). At the end the stored usage is checked exactly: Σ requests,
 Σ input and Σ output tokens in ``usage_records`` equal what was spooled.
 
+``--gateways N`` splits the backlog over N spools drained at once by N shipper processes into the one
+control plane (the wall time runs from their common start to the last one's end): what the control
+plane takes from several gateways, which one shipper — a single Python process on a shared core —
+cannot offer.
+
 Codes compared in one run, alternating, each on a fresh database:
 - ``rollup``: ``HttpUsageSink(rollup=True)`` (the default): sums per key × model × second;
 - ``per-request``: ``HttpUsageSink(rollup=False)``: one event (two records) per request;
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -97,40 +103,74 @@ class Round:
     posts: int = 0
 
 
-async def drive(platform: Platform, keys: list[str], code: str, args: argparse.Namespace, result: Round) -> None:
-    spool_dir = Path(tempfile.mkdtemp(prefix="zs-bench-spool-"))
-    spool = UsageSpool(spool_dir, fsync=False)
-    spool.open()
-    sink = HttpUsageSink(platform.url, platform.operator_key, dead_letter_dir=spool_dir, provider="bench",
+def shipper_for(server: tuple[str, str], code: str, spool_dir: Path) -> tuple[SpoolShipper, HttpUsageSink]:
+    sink = HttpUsageSink(server[0], server[1], dead_letter_dir=spool_dir, provider="bench",
                          rollup=code == "rollup", max_events=500 if code == "before" else 1000)
-    shipper = SpoolShipper(spool_dir, sink, interval_s=0.05)
+    return SpoolShipper(spool_dir, sink, interval_s=0.05), sink
+
+
+async def spool_backlog(platform: Platform, keys: list[str], code: str, args: argparse.Namespace,
+                        result: Round) -> list[Path]:
+    """The backlog: what ``--gateways`` gateways spooled while the control plane was busy (request n in
+    spool n mod gateways), after an untimed warm-up through the first spool (the sink's first use imports
+    billing's mapping, the server's first request checks the operator key with scrypt)."""
+    dirs = [Path(tempfile.mkdtemp(prefix="zs-bench-spool-")) for _ in range(args.gateways)]
+    spools = [UsageSpool(d, fsync=False) for d in dirs]
+    for spool in spools:
+        spool.open()
     run = os.urandom(3).hex()
-    # Warm-up, not timed: the sink's first use imports billing's mapping, the server's first request
-    # checks the operator key (scrypt); one request's worth of usage.
-    spool.append(UsageEvent(f"{run}-warm", keys[0], "tenant-bench-t", MODELS[0], "r1", 1, 1, False, "ok",
-                            time.time(), time.time()))
-    await spool.drain()
+    spools[0].append(UsageEvent(f"{run}-warm", keys[0], "tenant-bench-t", MODELS[0], "r1", 1, 1, False, "ok",
+                                time.time(), time.time()))
+    await spools[0].drain()
+    shipper, sink = shipper_for((platform.url, platform.operator_key), code, dirs[0])
     await shipper.ship_all()
-    for n in range(args.events):  # the backlog: what gateways spooled while the control plane was busy
+    await sink.aclose()
+    for n in range(args.events):
         inp, out = 100 + n % 50, 20 + n % 7
         ended = time.time() - (args.events - n) / 20000
-        spool.append(UsageEvent(f"{run}-{n}", keys[n % len(keys)], "tenant-bench-t", MODELS[n % 2], "r1",
-                                inp, out, False, "ok", ended - 0.05, ended))
+        spools[n % len(spools)].append(UsageEvent(f"{run}-{n}", keys[n % len(keys)], "tenant-bench-t", MODELS[n % 2],
+                                                  "r1", inp, out, False, "ok", ended - 0.05, ended))
         result.produced, result.input_tokens, result.output_tokens = n + 1, result.input_tokens + inp, \
             result.output_tokens + out
         if n % 1000 == 999:
-            await spool.drain()
-    await spool.drain()
-    cpu0 = (server_cpu_seconds(platform), pg_backend_cpu(platform), time.process_time())
-    begin = time.monotonic()
-    result.stored = await shipper.ship_all()
-    result.seconds = time.monotonic() - begin
-    cpu1 = (server_cpu_seconds(platform), pg_backend_cpu(platform), time.process_time())
+            await spools[n % len(spools)].drain()
+    for spool in spools:
+        await spool.drain()
+        spool.close()
+    return dirs
+
+
+def ship_spool(server: tuple[str, str], code: str, spool_dir: Path,
+               start_at: float) -> tuple[int, float, float, float, int]:
+    """One gateway's shipper draining its spool from ``start_at`` (a child process: gateways are separate
+    machines or processes, and one Python process decodes on one core at a time); (requests stored,
+    began, ended — wall clock —, CPU seconds, posts)."""
+    async def go() -> tuple[int, float, float, float, int]:
+        shipper, sink = shipper_for(server, code, spool_dir)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu, began = time.process_time(), time.time()
+        stored = await shipper.ship_all()
+        ended = time.time()
+        cpu = time.process_time() - cpu
+        await sink.aclose()
+        return stored, began, ended, cpu, sink.requests
+
+    return asyncio.run(go())
+
+
+def drive(platform: Platform, keys: list[str], code: str, args: argparse.Namespace, result: Round) -> None:
+    dirs = asyncio.run(spool_backlog(platform, keys, code, args, result))
+    cpu0 = (server_cpu_seconds(platform), pg_backend_cpu(platform))
+    start_at = time.time() + 1.0  # every shipper process starts at once, after its fork
+    with multiprocessing.get_context("fork").Pool(len(dirs)) as pool:
+        done = pool.starmap(ship_spool, [((platform.url, platform.operator_key), code, d, start_at) for d in dirs])
+    cpu1 = (server_cpu_seconds(platform), pg_backend_cpu(platform))
+    result.stored = sum(d[0] for d in done)
+    result.seconds = max(d[2] for d in done) - min(d[1] for d in done)
     result.cpu = {name: (b - a) / result.stored * 1e6 for name, a, b in
-                  zip(("server_us", "postgres_us", "gateway_side_us"), cpu0, cpu1, strict=True)}
-    spool.close()
-    result.posts = sink.requests
-    await sink.aclose()
+                  zip(("server_us", "postgres_us"), cpu0, cpu1, strict=True)}
+    result.cpu["gateway_side_us"] = sum(d[3] for d in done) / result.stored * 1e6
+    result.posts = sum(d[4] for d in done)
 
 
 def one_round(code: str, src: str | None, args: argparse.Namespace) -> Round:
@@ -150,7 +190,7 @@ def one_round(code: str, src: str | None, args: argparse.Namespace) -> Round:
         if saved is not None:
             os.environ["PYTHONPATH"] = saved
         result = Round(code)
-        asyncio.run(drive(platform, keys, code, args, result))
+        drive(platform, keys, code, args, result)
         check(platform, result, code)
         return result
     finally:
@@ -173,7 +213,7 @@ def check(platform: Platform, result: Round, code: str) -> None:
 
 
 def summary(rounds: list[Round], args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"backlog_events": args.events, "keys": args.keys}
+    out: dict[str, Any] = {"backlog_events": args.events, "keys": args.keys, "gateways": args.gateways}
     for code in dict.fromkeys(r.code for r in rounds):
         mine = [r for r in rounds if r.code == code]
         out[code] = {
@@ -190,6 +230,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="requests spooled before the drain is timed")
     parser.add_argument("--keys", type=int, default=8, help="API keys the requests are spread over")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--gateways", type=int, default=1, help=(
+        "gateways whose spools drain at once, each shipper its own process (the backlog is split between them)"))
     parser.add_argument("--codes", default="rollup,per-request", help="comma-separated: rollup, per-request, before")
     parser.add_argument("--before-src", help="the 'before' checkout's src directory (for code 'before')")
     parser.add_argument("--before-revision", default="0014", help="the 'before' checkout's migration head")

@@ -85,6 +85,10 @@ def test_scaling_by_hand_places_out_drains_in_and_records_each_change(fleet: Api
     ({"replicas": 65}, 422, "replicas"),
     ({"autoscale": {**AUTOSCALE, "min": 3, "max": 2}}, 422, "autoscale.min"),
     ({"autoscale": {**AUTOSCALE, "target": 0}}, 422, "autoscale.target"),
+    ({"autoscale": {**AUTOSCALE, "target": 17}}, 422, "autoscale.target"),  # per slot: at most 16
+    ({"autoscale": {**AUTOSCALE, "target_kind": "queue_time_s", "target": 3601}}, 422, "autoscale.target"),
+    ({"autoscale": {**AUTOSCALE, "target_kind": "latency"}}, 422, "autoscale.target_kind"),
+    ({"autoscale": {**AUTOSCALE, "target_kind": "queue_time_s", "target": -1}}, 422, "autoscale.target"),
     ({"autoscale": AUTOSCALE, "replicas": 4}, 422, "replicas"),  # outside the policy's bounds
     ({"size": 2}, 422, "size"),
 ])
@@ -163,6 +167,37 @@ def test_scale_to_zero_and_a_request_brings_one_back(fleet: Api, clock: Clock) -
     assert shown["replicas"] == 1 and len(live(shown)) == 1 and len(service_allocations(fleet)) == 4
     assert events(fleet, out["id"])[-2:] == [("scale_in", 1, 0), ("scale_out", 0, 1)]
     assert run_pass(fleet, clock) == []  # the demand was consumed
+
+
+def gateway_load(api: Api, gateway: str, *loads: tuple[str, int, int, float, int]) -> None:
+    """A gateway's report: per replica id (in flight, queued, mean queue wait, requests measured)."""
+    api.ok("POST", "/serving/demand", "operator", {"load": {"gateway": gateway, "replicas": [
+        {"replica": rid, "in_flight": n, "queued": q, "queue_wait_s": wait, "waits": waits}
+        for rid, n, q, wait, waits in loads]}})
+
+
+def test_queue_time_from_the_gateways_scales_out_and_stale_reports_are_ignored(fleet: Api, clock: Clock) -> None:
+    out = deploy(fleet)
+    report_all(fleet, out["id"], in_flight=4)  # the engine: every one of its 4 slots busy, no more to say
+    policy = {**AUTOSCALE, "target_kind": "queue_time_s", "target": 2.0}
+    shown = fleet.ok("PATCH", f"/deployments/{out['id']}", "operator", {"autoscale": policy})
+    assert (shown["autoscale"]["target_kind"], shown["autoscale"]["target"]) == ("queue_time_s", 2.0)
+    shown = fleet.ok("GET", f"/deployments/{out['id']}", "operator")
+    assert shown["events"][-1]["reason"] == "autoscaling 1..3 at 2s queue wait"
+    [rid] = [r["id"] for r in fleet.ok("GET", "/serving/endpoints", "operator")["replicas"]]
+    assert run_pass(fleet, clock) == []  # no gateway reported: no queue time measured
+    # Two gateways: 10 requests sent to 4 slots, a mean queue wait of (5·10 + 3·10)/20 = 4 s over 2 s target.
+    gateway_load(fleet, "gw-a", (rid, 6, 4, 5.0, 10), ("no-such-replica-0", 9, 9, 9.0, 9))
+    gateway_load(fleet, "gw-b", (rid, 4, 2, 3.0, 10))
+    gateway_load(fleet, "gw-b", (rid, 4, 2, 3.0, 10))  # a report replaces that gateway's last one
+    assert [c.split(" (")[0] for c in run_pass(fleet, clock)] == [f"{out['name']}: 1 → 2"]
+    shown = fleet.ok("GET", f"/deployments/{out['id']}", "operator")
+    assert shown["replicas"] == 2 and "4.00s queue wait over target 2" in shown["events"][-1]["reason"]
+    # The reports go stale after 10 s: the same queue time then counts for nothing (no scale-out).
+    report_all(fleet, out["id"], in_flight=4)
+    clock.advance(seconds=11)
+    report_all(fleet, out["id"], in_flight=4)
+    assert run_pass(fleet, clock) == []
 
 
 def mark_unreachable(api: Api, name: str) -> None:

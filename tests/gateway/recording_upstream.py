@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +18,7 @@ class RecordingUpstream:
         self.secret = secret
         self.auth_headers: list[str | None] = []
         self.bodies: list[dict[str, Any]] = []
+        self.delay_s = 0.0  # seconds before each answer's head: a slow (queueing) engine
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -39,6 +41,8 @@ class RecordingUpstream:
                 auth = self.headers.get("authorization")
                 upstream.auth_headers.append(auth)
                 upstream.bodies.append(body)
+                if upstream.delay_s:
+                    time.sleep(upstream.delay_s)
                 if upstream.secret is not None and auth != f"Bearer {upstream.secret}":
                     self._send(401, {"error": {"message": "Invalid API Key", "type": "authentication_error"}})
                     return

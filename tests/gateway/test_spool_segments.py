@@ -4,8 +4,13 @@ reopening, rolling, and the inline ("alone") commit path."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from zhisuan.gateway.http_sink import SinkUnavailable
 from zhisuan.gateway.protocols import UsageEvent
 from zhisuan.gateway.usage import (
     PREPARED_SUFFIX,
@@ -13,6 +18,8 @@ from zhisuan.gateway.usage import (
     SpoolShipper,
     UsageSpool,
     data_end,
+    decode_event,
+    decode_events,
     encode_event,
     segment_name,
     segments,
@@ -195,3 +202,59 @@ def test_shipper_does_not_skip_lines_written_just_before_a_roll(tmp_path: Path) 
         spool.close()
 
     asyncio.run(go())
+
+
+class FlakySink(InMemoryUsageSink):
+    """Fault injection: refuses the ``fail_on``-th batch once (the control plane was away)."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__()
+        self.fail_on, self.batches = fail_on, 0
+
+    async def ingest(self, events: Sequence[UsageEvent]) -> None:
+        self.batches += 1
+        if self.batches == self.fail_on:
+            raise SinkUnavailable("away")
+        await super().ingest(events)
+
+
+def test_the_batch_read_ahead_while_one_is_sent_ships_each_event_once_in_order_across_a_failure(
+        tmp_path: Path) -> None:
+    """The shipper reads and decodes batch n+1 while the sink takes batch n. A refused batch keeps its
+    spool position and bounds: the batch read ahead is dropped, nothing is skipped nor sent twice."""
+
+    async def go() -> None:
+        spool = UsageSpool(tmp_path, fsync=False)
+        spool.open()
+        for i in range(250):
+            spool.append(event(i))
+        await spool.drain()
+        sink = FlakySink(fail_on=2)
+        shipper = SpoolShipper(tmp_path, sink, batch_size=100)
+        order: list[str] = []
+        real_ingest = sink.ingest
+
+        async def recording(events: Sequence[UsageEvent]) -> None:
+            await real_ingest(events)
+            order.extend(e.event_id for e in events)
+
+        sink.ingest = recording  # type: ignore[method-assign]
+        assert await shipper.ship_once() == 100
+        assert shipper._next is not None and len(shipper._next[3]) == 100  # batch 2, read ahead
+        with pytest.raises(SinkUnavailable):
+            await shipper.ship_once()
+        assert await shipper.ship_all() == 150
+        assert order == [f"e{i}" for i in range(250)] and sink.duplicates == 0
+        spool.close()
+
+    asyncio.run(go())
+
+
+def test_a_batch_decodes_in_one_parse_or_line_by_line_with_the_same_result_and_errors() -> None:
+    lines = [encode_event(event(i)).rstrip(b"\n") for i in range(5)]
+    assert decode_events(lines) == [decode_event(line) for line in lines] == [event(i) for i in range(5)]
+    two_in_one = lines[0] + b"," + lines[1]  # would split into two values in the joined parse
+    with pytest.raises(json.JSONDecodeError):
+        decode_events([two_in_one, lines[2]])
+    with pytest.raises(json.JSONDecodeError):
+        decode_events([lines[0], b"{not json"])

@@ -209,7 +209,7 @@ async def start_maas(app: FastAPI) -> Maas:
     node_id = local_node_id(app)
     discovery = ReplicaDiscovery(box.server.router, endpoints_fetch(ctx.sessions, app.state.replica_keys, ctx.clock,
                                                                     exclude_node_id=node_id),
-                                 demand=demand_report(ctx.sessions))
+                                 demand=demand_report(ctx.sessions, ctx.clock))
     discovery.start()
     if node_id is None:
         log.info("OpenAI-compatible gateway at %s (no local node: no replicas run here)", box.base_url)

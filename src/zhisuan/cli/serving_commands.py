@@ -28,7 +28,8 @@ def with_where(row: dict[str, Any]) -> dict[str, Any]:
     where = ", ".join(f"{r['node'] or '?'}{r['devices'] or ''}:{r['state']}"
                       + (f"(load {r['load']:g})" if r["state"] == "healthy" else "") for r in shown)
     scaling = row.get("autoscale")
-    autoscale = (f"{scaling['min']}..{scaling['max']} at {scaling['target']:g}/slot" if scaling else "fixed")
+    unit = "s queue wait" if scaling and scaling.get("target_kind") == "queue_time_s" else "/slot"
+    autoscale = (f"{scaling['min']}..{scaling['max']} at {scaling['target']:g}{unit}" if scaling else "fixed")
     return {**row, "where": where or "-", "autoscale": autoscale}
 
 
@@ -119,14 +120,18 @@ def deployment_autoscale(
     ref: str,
     min: Annotated[int, typer.Option("--min", help="fewest replicas (0: scale to zero when idle)")] = 1,
     max: Annotated[int, typer.Option("--max", help="most replicas")] = 3,
-    target: Annotated[float, typer.Option(help="target in-flight requests per engine slot, 0..1")] = 0.7,
+    target: Annotated[float, typer.Option(help=(
+        "in_flight_per_slot: requests per engine slot (1.0 = every slot busy, above 1 = queued); "
+        "queue_time_s: seconds from arrival at a gateway to the first response byte"))] = 0.7,
+    target_kind: Annotated[str, typer.Option(help="in_flight_per_slot | queue_time_s")] = "in_flight_per_slot",
     out_cooldown: Annotated[int, typer.Option(help="seconds between scale-outs")] = 30,
     in_cooldown: Annotated[int, typer.Option(help="seconds from any change to a scale-in")] = 300,
     off: Annotated[bool, typer.Option("--off", help="clear autoscaling (keep the current size)")] = False,
     json: JsonFlag = False,
 ) -> None:
     """Let the control plane scale the deployment by load between --min and --max."""
-    policy = None if off else {"min": min, "max": max, "target": target, "scale_out_cooldown_s": out_cooldown,
+    policy = None if off else {"min": min, "max": max, "target_kind": target_kind, "target": target,
+                               "scale_out_cooldown_s": out_cooldown,
                                "scale_in_cooldown_s": in_cooldown}
     show(api().patch(f"/deployments/{ref}", {"autoscale": policy}), json)
 

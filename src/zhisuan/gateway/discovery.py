@@ -13,7 +13,12 @@ their address, port and engine key; the registered model names) and makes the ro
   itself; hand-listed upstreams) are never touched;
 - requests for a registered model that found no replica (``Router.wanted``) are reported before
   each poll (``Demand``: ``POST /serving/demand``), so a deployment scaled to zero starts a replica;
-  the client got 503 with ``Retry-After`` at once and its retry finds the replica once it is healthy.
+  the client got 503 with ``Retry-After`` at once and its retry finds the replica once it is healthy;
+- with them, this gateway's load per replica (``Router.take_load``: requests sent and not yet
+  answered, those still awaiting the response head, their mean queue wait since the last report),
+  the autoscaler's in-flight and queue-time measures — sent while any replica is busy, and once
+  more when all went idle (an idle gateway reports nothing; the control plane ignores reports
+  older than 10 s).
 
 Nothing of this runs per request: requests read the router only. The poll carries the last
 version seen (``If-None-Match``): an unchanged set costs one 304. If the control plane cannot be
@@ -25,6 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,8 +44,14 @@ log = logging.getLogger("zhisuan.gateway.discovery")
 
 # (last version seen or None) -> the endpoints, or None when unchanged since that version
 Fetch = Callable[[str | None], Awaitable[dict[str, Any] | None]]
-# Requests that found no replica ([{model, tenant_id, requests}]) -> reported to the control plane
-Demand = Callable[[list[dict[str, Any]]], Awaitable[None]]
+# Requests that found no replica ([{model, tenant_id, requests}]) and this gateway's load
+# ({gateway, replicas: [{replica, in_flight, queued, queue_wait_s, waits}]} or None) -> the control plane
+Demand = Callable[[list[dict[str, Any]], dict[str, Any] | None], Awaitable[None]]
+
+
+def gateway_id() -> str:
+    """This gateway process's id in its load reports (one row per gateway and replica)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class ReplicaDiscovery:
@@ -47,6 +61,8 @@ class ReplicaDiscovery:
         self.leaving: set[str] = set()  # no longer listed: removed once idle
         self.version: str | None = None
         self.reachable = True
+        self.gateway = gateway_id()
+        self.reported_busy = False  # the last load report had a busy replica: report the idle one
         self._task: asyncio.Task[None] | None = None
 
     def apply(self, snapshot: dict[str, Any]) -> None:
@@ -82,15 +98,28 @@ class ReplicaDiscovery:
                 self.leaving.discard(rid)
                 self.owned.discard(rid)
 
+    def load_report(self) -> dict[str, Any] | None:
+        """This gateway's load per replica, or None when there is nothing new to say (all idle, and
+        the control plane was told so already)."""
+        replicas = self.router.take_load()
+        busy = any(r["in_flight"] or r["waits"] for r in replicas)
+        if not busy and not self.reported_busy:
+            return None
+        self.reported_busy = busy
+        return {"gateway": self.gateway, "replicas": replicas}
+
     async def report_demand(self) -> None:
-        """Requests that found no replica since the last poll, to the control plane (scale from zero).
-        Lost if it cannot be reached: the client retries after ``Retry-After`` and is counted again."""
+        """Requests that found no replica since the last poll (scale from zero) and the load, to the
+        control plane. Lost if it cannot be reached: the client retries after ``Retry-After`` and is
+        counted again; the next report carries the load again."""
         wanted = self.router.take_wanted()
-        if wanted and self.demand is not None:
+        load = self.load_report() if self.demand is not None else None
+        if (wanted or load is not None) and self.demand is not None:
             try:
-                await self.demand(wanted)
+                await self.demand(wanted, load)
             except Exception as error:
-                log.warning("could not report %d model(s) without replicas: %s", len(wanted), error)
+                self.reported_busy = True  # say it again next time
+                log.warning("could not report load and %d model(s) without replicas: %s", len(wanted), error)
 
     async def poll_once(self) -> bool:
         """One poll; False when the control plane could not be asked (the last set stays)."""
@@ -133,6 +162,7 @@ class ControlPlaneEndpoints:
     def __init__(self, server: str, token: str, timeout_s: float = 5.0) -> None:
         self.client = httpx.AsyncClient(base_url=server.rstrip("/") + "/api/v1", timeout=timeout_s,
                                         headers={"Authorization": f"Bearer {token}"})
+        self.load_refused = False
 
     async def __call__(self, version: str | None) -> dict[str, Any] | None:
         headers = {"If-None-Match": f'"{version}"'} if version else {}
@@ -143,9 +173,18 @@ class ControlPlaneEndpoints:
         found: dict[str, Any] = response.json()
         return found
 
-    async def report_demand(self, wanted: list[dict[str, Any]]) -> None:
-        """``Demand`` over HTTP: ``POST /api/v1/serving/demand``."""
-        response = await self.client.post("/serving/demand", json={"demand": wanted})
+    async def report_demand(self, wanted: list[dict[str, Any]], load: dict[str, Any] | None = None) -> None:
+        """``Demand`` over HTTP: ``POST /api/v1/serving/demand``. A control plane older than load
+        reports refuses the field (422): the demand is re-sent without it and load is not sent again."""
+        body: dict[str, Any] = {"demand": wanted}
+        if load is not None and not self.load_refused:
+            body["load"] = load
+        response = await self.client.post("/serving/demand", json=body)
+        if response.status_code == 422 and "load" in body:
+            log.warning("the control plane does not take gateway load reports (upgrade it); not sending them")
+            self.load_refused = True
+            body.pop("load")
+            response = await self.client.post("/serving/demand", json=body)
         response.raise_for_status()
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from zhisuan.gateway.http import HttpConnection
 from zhisuan.gateway.openai_body import extract_usage
+from zhisuan.gateway.router import Replica
 from zhisuan.gateway.upstream import Exchange, UpstreamConnection
 
 RETRY, DONE, FAILED = 0, 1, 2
@@ -25,6 +26,22 @@ class FutureExchange(Exchange):
 
     __slots__ = ()
     future: asyncio.Future[int]
+    # (replica, arrival time) while the request awaits the replica's response head: its queue wait
+    # (Replica.wait_ended), the autoscaler's queue-time measure.
+    waiting: tuple[Replica, float] | None
+
+    def head_arrived(self) -> None:
+        if self.waiting is not None:
+            replica, arrived = self.waiting
+            self.waiting = None
+            replica.wait_ended(arrived, time.monotonic())
+
+    def abandon_wait(self) -> None:
+        """No head came (failed, retried elsewhere): no longer waiting, and no wait measured."""
+        if self.waiting is not None:
+            replica, arrived = self.waiting
+            self.waiting = None
+            replica.wait_ended(arrived, None)
 
     def on_complete(self) -> None:
         if not self.future.done():
@@ -38,14 +55,16 @@ class FutureExchange(Exchange):
 class BufferedExchange(FutureExchange):
     """A whole (non-streaming) response."""
 
-    __slots__ = ("future", "status", "chunks")
+    __slots__ = ("future", "status", "chunks", "waiting")
 
     def __init__(self, future: asyncio.Future[int]) -> None:
         self.future = future
         self.status = 0
         self.chunks: list[bytes] = []
+        self.waiting = None
 
     def on_head(self, status: int) -> None:
+        self.head_arrived()
         self.status = status
 
     def on_body(self, data: bytes) -> None:
@@ -73,8 +92,10 @@ class StreamExchange(FutureExchange):
         self.ttft: float | None = None
         self.disconnected = False
         self.streaming = False
+        self.waiting = None
 
     def on_head(self, status: int) -> None:
+        self.head_arrived()
         self.status = status
         if status == 200:
             self.streaming = True

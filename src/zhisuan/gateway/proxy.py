@@ -238,8 +238,13 @@ class Gateway(Metering):
                 fut: asyncio.Future[int] = loop.create_future()
                 x = StreamExchange(fut, conn, up, client_wants_usage, started, event_id) if stream \
                     else BufferedExchange(fut)
+                x.waiting = (replica, started)
+                replica.wait_began(started)
                 up.send(head + payload, x, timeout)
-                result = await fut
+                try:
+                    result = await fut
+                finally:
+                    x.abandon_wait()
                 if result == RETRY:
                     self._retry_bookkeeping(model, replica, up, tries)
                     continue

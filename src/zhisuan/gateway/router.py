@@ -34,7 +34,8 @@ def opaque_id(replica_id: str) -> str:
 
 class Replica:
     __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until",
-                 "tenant_id", "secret", "auth_header", "metric_model", "metric_id")
+                 "tenant_id", "secret", "auth_header", "metric_model", "metric_id", "waiting", "waiting_since",
+                 "wait_total", "wait_count")
 
     def __init__(self, replica_id: str, model: str, host: str, port: int, *, tenant_id: int | None = None,
                  secret: str | None = None) -> None:
@@ -55,6 +56,35 @@ class Replica:
         self.auth_header = b"authorization: Bearer %s\r\n" % secret.encode() if secret else b""
         self.metric_model = model if tenant_id is None else PRIVATE_LABEL
         self.metric_id = replica_id if tenant_id is None else opaque_id(replica_id)
+        # Queue wait (arrival at this gateway → the replica's response head), for the autoscaler:
+        # requests waiting now and the sum of their arrival times (their ages without a list), and
+        # the waits that ended since the last ``take_load``.
+        self.waiting = 0
+        self.waiting_since = 0.0
+        self.wait_total = 0.0
+        self.wait_count = 0
+
+    def wait_began(self, arrived: float) -> None:
+        self.waiting += 1
+        self.waiting_since += arrived
+
+    def wait_ended(self, arrived: float, at: float | None) -> None:
+        """The head came at ``at`` (a wait measured), or never (``at`` None)."""
+        self.waiting -= 1
+        self.waiting_since = self.waiting_since - arrived if self.waiting else 0.0  # no float drift at rest
+        if at is not None:
+            self.wait_total += at - arrived
+            self.wait_count += 1
+
+    def take_load(self, now: float) -> dict[str, object]:
+        """In flight, queued, and the mean queue wait since the last call: ended waits plus the ages
+        of requests still waiting (so a stuck queue shows before its requests are answered)."""
+        ages = self.waiting * now - self.waiting_since
+        waits = self.wait_count + self.waiting
+        mean = (self.wait_total + ages) / waits if waits else 0.0
+        self.wait_total, self.wait_count = 0.0, 0
+        return {"replica": self.id, "in_flight": self.outstanding, "queued": self.waiting,
+                "queue_wait_s": round(max(0.0, mean), 4), "waits": waits}
 
     def routable(self, now: float) -> bool:
         return self.healthy and not self.draining and self.ejected_until <= now
@@ -116,6 +146,11 @@ class Router:
     def take_wanted(self) -> list[dict[str, object]]:
         taken, self.wanted = self.wanted, {}
         return [{"model": m, "tenant_id": t, "requests": n} for (m, t), n in taken.items()]
+
+    def take_load(self) -> list[dict[str, object]]:
+        """Each replica's load (``Replica.take_load``) for discovery's report to the control plane."""
+        now = time.monotonic()
+        return [r.take_load(now) for r in self.by_id.values()]
 
     def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
                     tenant_id: int | None = None, secret: str | None = None) -> Replica:

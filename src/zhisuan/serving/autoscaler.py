@@ -5,7 +5,9 @@ process runs it):
 
 1. load, in a short transaction, every active deployment's replicas with the load their runtime
    last reported (busy engine slots over slots; a replica not reported for ``fleet.STALE_AFTER_S``
-   counts as not ready), its policy, cool-down clocks, the requests gateways could not route to it
+   counts as not ready) and the gateways' reports of the last ``STALE_AFTER_S`` (``record_load``:
+   requests each sent it and has not had answered, summed over gateways; their mean queue wait,
+   weighted by the requests measured), its policy, cool-down clocks, the requests gateways could not route to it
    (``demand``), its tenant's quota room, and the replicas whose node the heartbeat monitor marked
    ``unreachable``;
 2. decide in pure code (``core.autoscaling.decide``): repair to the floor (a fixed-size deployment's
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from zhisuan.catalog.loader import Catalog
@@ -38,10 +40,17 @@ from zhisuan.core.autoscaling import Decision, Policy, ReplicaLoad, Snapshot, de
 from zhisuan.errors import Conflict
 from zhisuan.inventory.models import Node
 from zhisuan.serving import scaling, service
-from zhisuan.serving.fleet import STALE_AFTER_S
-from zhisuan.serving.models import HOLDING_REPLICA, DeploymentEvent, DeploymentReplica, ModelDeployment, ServedModel
+from zhisuan.serving.fleet import STALE_AFTER_S, replica_id
+from zhisuan.serving.models import (
+    HOLDING_REPLICA,
+    DeploymentEvent,
+    DeploymentReplica,
+    GatewayReplicaLoad,
+    ModelDeployment,
+    ServedModel,
+)
 from zhisuan.serving.quotas import max_replicas, replicas_held
-from zhisuan.serving.schemas import DemandItem
+from zhisuan.serving.schemas import DemandItem, GatewayLoad
 from zhisuan.store.base import transaction
 from zhisuan.store.leases import acquire_lease, lease_is_held
 
@@ -64,12 +73,30 @@ def policy_of(row: ModelDeployment) -> Policy | None:
     if row.autoscale_min is None or row.autoscale_max is None or row.autoscale_target is None:
         return None
     return Policy(row.autoscale_min, row.autoscale_max, row.autoscale_target,
-                  timedelta(seconds=row.scale_out_cooldown_s), timedelta(seconds=row.scale_in_cooldown_s))
+                  timedelta(seconds=row.scale_out_cooldown_s), timedelta(seconds=row.scale_in_cooldown_s),
+                  target_kind=row.autoscale_target_kind or "in_flight_per_slot")
 
 
-def replica_load(replica: DeploymentReplica, now: datetime) -> ReplicaLoad:
+# (deployment id, replica index) -> the gateways' reports of it: (in flight, Σ wait × waits, Σ waits)
+GatewaySums = dict[tuple[int, int], tuple[int, float, int]]
+
+
+def gateway_sums(session: Session, now: datetime) -> GatewaySums:
+    """The gateways' fresh reports summed per replica (stale ones: a gateway that went away)."""
+    sums: GatewaySums = {}
+    for row in session.execute(select(GatewayReplicaLoad).where(
+            GatewayReplicaLoad.reported_at >= now - timedelta(seconds=STALE_AFTER_S))).scalars():
+        in_flight, weighted, waits = sums.get((row.deployment_id, row.index), (0, 0.0, 0))
+        sums[(row.deployment_id, row.index)] = (in_flight + row.in_flight, weighted + row.queue_wait_s * row.waits,
+                                                waits + row.waits)
+    return sums
+
+
+def replica_load(replica: DeploymentReplica, now: datetime, sums: GatewaySums | None = None) -> ReplicaLoad:
     fresh = replica.reported_at is not None and replica.reported_at >= now - timedelta(seconds=STALE_AFTER_S)
-    return ReplicaLoad(replica.in_flight, max(1, replica.slots), replica.state == "healthy" and fresh)
+    in_flight, weighted, waits = (sums or {}).get((replica.deployment_id, replica.index), (0, 0.0, 0))
+    return ReplicaLoad(replica.in_flight, max(1, replica.slots), replica.state == "healthy" and fresh,
+                       in_flight, weighted / waits if waits else 0.0, waits)
 
 
 def load(session: Session, now: datetime) -> tuple[list[Loaded], list[int]]:
@@ -81,6 +108,7 @@ def load(session: Session, now: datetime) -> tuple[list[Loaded], list[int]]:
     lost = [r.id for row in rows for r in row.replica_rows
             if r.state in HOLDING_REPLICA and r.node_id in unreachable]
     rooms: dict[int, int] = {}
+    sums = gateway_sums(session, now)
     loaded = []
     for row in rows:
         if row.status not in SCALABLE:
@@ -94,7 +122,7 @@ def load(session: Session, now: datetime) -> tuple[list[Loaded], list[int]]:
                 rooms[row.tenant_id] = max_replicas(session, row.tenant_id) - replicas_held(session, row.tenant_id) \
                     + freed
             room = rooms[row.tenant_id]
-        snap = Snapshot(row.replicas, policy_of(row), tuple(replica_load(r, now) for r in live), now,
+        snap = Snapshot(row.replicas, policy_of(row), tuple(replica_load(r, now, sums) for r in live), now,
                         row.last_scale_out_at, row.last_scale_in_at, row.demand, room)
         loaded.append(Loaded(row.id, row.name, len(live), row.demand, snap))
     return loaded, lost
@@ -183,3 +211,30 @@ def add_demand(session: Session, demand: Iterable[DemandItem]) -> None:
             ModelDeployment.model_id.in_(select(ServedModel.id).where(ServedModel.name == item.model)),
             ModelDeployment.status.in_(SCALABLE), ModelDeployment.autoscale_min == 0, mine)
             .values(demand=ModelDeployment.demand + item.requests).execution_options(synchronize_session=False))
+
+
+# A gateway's rows are dropped this long after its last report (it went away; the autoscaler
+# ignores them after ``STALE_AFTER_S`` already).
+FORGET_GATEWAY_AFTER = timedelta(minutes=10)
+
+
+def record_load(session: Session, load: GatewayLoad, now: datetime) -> int:
+    """Replace the gateway's load rows with this report (replicas it names by their endpoint id;
+    ids of no active deployment's replica are ignored); how many rows were written."""
+    session.execute(delete(GatewayReplicaLoad).where(or_(GatewayReplicaLoad.gateway == load.gateway,
+                                                         GatewayReplicaLoad.reported_at < now - FORGET_GATEWAY_AFTER)))
+    named = {item.replica: item for item in load.replicas}
+    if not named:
+        return 0
+    rows = session.execute(select(DeploymentReplica.index, ModelDeployment).join(ModelDeployment).where(
+        ModelDeployment.status.in_(service.ACTIVE_DEPLOYMENT),
+        DeploymentReplica.state.in_(HOLDING_REPLICA))).all()
+    written = 0
+    for index, row in rows:
+        item = named.get(replica_id(row, index))
+        if item is not None:
+            session.add(GatewayReplicaLoad(gateway=load.gateway, deployment_id=row.id, index=index,
+                                           in_flight=item.in_flight, queued=item.queued,
+                                           queue_wait_s=item.queue_wait_s, waits=item.waits, reported_at=now))
+            written += 1
+    return written

@@ -242,20 +242,24 @@ def endpoints_fetch(sessions: Callable[[], Any], keys: ReplicaKeys, clock: Calla
     return fetch
 
 
-def demand_report(sessions: Callable[[], Any]) -> Callable[[list[dict[str, Any]]], Any]:
+def demand_report(sessions: Callable[[], Any],
+                  clock: Callable[[], datetime]) -> Callable[[list[dict[str, Any]], dict[str, Any] | None], Any]:
     """``gateway.discovery.Demand`` for the in-process gateway: ``POST /serving/demand``'s work,
     in a worker thread."""
     import asyncio
 
-    from zhisuan.serving.autoscaler import add_demand
-    from zhisuan.serving.schemas import DemandItem
+    from zhisuan.serving.autoscaler import add_demand, record_load
+    from zhisuan.serving.schemas import DemandReport
     from zhisuan.store.base import transaction
 
-    def store(wanted: list[dict[str, Any]]) -> None:
+    def store(wanted: list[dict[str, Any]], load: dict[str, Any] | None) -> None:
+        report = DemandReport.model_validate({"demand": wanted, "load": load})
         with transaction(sessions) as session:  # type: ignore[arg-type]
-            add_demand(session, [DemandItem.model_validate(item) for item in wanted])
+            add_demand(session, report.demand)
+            if report.load is not None:
+                record_load(session, report.load, clock())
 
-    async def report(wanted: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(store, wanted)
+    async def report(wanted: list[dict[str, Any]], load: dict[str, Any] | None) -> None:
+        await asyncio.to_thread(store, wanted, load)
 
     return report

@@ -81,6 +81,10 @@ class ModelDeployment(Base):
     autoscale_min: Mapped[int | None] = mapped_column(Integer, nullable=True)
     autoscale_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
     autoscale_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # What ``autoscale_target`` measures (core.autoscaling.TARGET_KINDS): in-flight requests per slot,
+    # or seconds of queue wait as the gateways measure it.
+    autoscale_target_kind: Mapped[str] = mapped_column(String(24), default="in_flight_per_slot",
+                                                       server_default="in_flight_per_slot")
     scale_out_cooldown_s: Mapped[int] = mapped_column(Integer, default=30)
     scale_in_cooldown_s: Mapped[int] = mapped_column(Integer, default=300)
     last_scale_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -122,6 +126,25 @@ class DeploymentReplica(Base):
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     deployment: Mapped[ModelDeployment] = relationship(back_populates="replica_rows")
+
+
+class GatewayReplicaLoad(Base):
+    """What one gateway last reported of one replica (``POST /serving/demand``'s ``load``): requests it
+    sent there and has not had answered, how many of those still await the first response byte, and
+    the mean queue wait of its requests since its previous report. One row per (gateway, replica),
+    replaced on each report; the autoscaler sums the gateways' rows reported within ``STALE_AFTER_S``."""
+
+    __tablename__ = "gateway_replica_loads"
+
+    gateway: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("model_deployments.id", ondelete="CASCADE"),
+                                               primary_key=True, index=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    queue_wait_s: Mapped[float] = mapped_column(Float, default=0.0)
+    waits: Mapped[int] = mapped_column(Integer, default=0)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DeploymentEvent(Base):

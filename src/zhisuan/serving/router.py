@@ -127,8 +127,11 @@ def serving_endpoints(request: Request, response: Response, session: SessionDep,
 
 
 @router.post("/serving/demand", status_code=status.HTTP_204_NO_CONTENT)
-def serving_demand(body: s.DemandReport, session: SessionDep, principal: Writer) -> None:
+def serving_demand(body: s.DemandReport, session: SessionDep, principal: Writer, ctx: ContextDep) -> None:
     """Operators (gateways): requests for registered models that found no replica (a deployment
-    scaled to zero then starts one: ``serving.autoscaler``)."""
+    scaled to zero then starts one), and the gateway's load per replica (``load``: in flight,
+    queued, queue wait) — what ``serving.autoscaler`` scales by."""
     require_role(principal, "operator")
     autoscaler.add_demand(session, body.demand)
+    if body.load is not None:
+        autoscaler.record_load(session, body.load, ctx.clock())

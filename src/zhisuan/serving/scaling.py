@@ -116,7 +116,12 @@ def set_autoscale(session: Session, row: ModelDeployment, body: s.AutoscaleSet |
         raise Conflict(f"the tenant's replica quota leaves room for {limit} replicas in this deployment, "
                        f"not {body.max} (an operator can raise the quota)", field="autoscale.max")
     row.autoscale_min, row.autoscale_max, row.autoscale_target = body.min, body.max, body.target
+    row.autoscale_target_kind = body.target_kind
     row.scale_out_cooldown_s, row.scale_in_cooldown_s = body.scale_out_cooldown_s, body.scale_in_cooldown_s
+
+
+def target_text(policy: s.AutoscaleSet) -> str:
+    return f"{policy.target:g}s queue wait" if policy.target_kind == "queue_time_s" else f"{policy.target:g}/slot"
 
 
 def patch_deployment(session: Session, catalog: Catalog, principal: Principal, ref: str, body: s.DeploymentPatch,
@@ -131,7 +136,7 @@ def patch_deployment(session: Session, catalog: Catalog, principal: Principal, r
     if "autoscale" in body.model_fields_set:
         set_autoscale(session, row, body.autoscale)
         detail["autoscale"] = body.autoscale.model_dump() if body.autoscale else None
-        what = (f"autoscaling {body.autoscale.min}..{body.autoscale.max} at {body.autoscale.target:g}/slot"
+        what = (f"autoscaling {body.autoscale.min}..{body.autoscale.max} at {target_text(body.autoscale)}"
                 if body.autoscale else "autoscaling cleared: fixed size")
         current = len(counted(row))
         record_event(session, row, "autoscale", current, current, what, now)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from zhisuan.identity.schemas import NAME_PATTERN, Strict
 
@@ -75,14 +76,31 @@ class ReplicaOut(BaseModel):
         "routing to a replica not reported for 10 s"))
 
 
+# The largest target of each kind: requests per slot (above 1, requests wait in the engine's queue),
+# seconds of queue wait.
+TARGET_LIMITS = {"in_flight_per_slot": 16.0, "queue_time_s": 3600.0}
+
+
 class AutoscaleSet(Strict):
     min: int = Field(ge=0, le=64, description="fewest replicas (0: scale to zero when idle)")
     max: int = Field(ge=1, le=64, description="most replicas")
-    target: float = Field(default=0.7, gt=0, le=1, description=(
-        "target load: in-flight requests per engine slot (1.0 = every slot busy)"))
+    target_kind: Literal["in_flight_per_slot", "queue_time_s"] = Field(default="in_flight_per_slot", description=(
+        "what target measures: in-flight requests per engine slot (the larger of the engine's busy slots "
+        "and what the gateways sent), or the gateways' mean queue wait in seconds (arrival to first byte)"))
+    target: float = Field(default=0.7, gt=0, le=3600, allow_inf_nan=False, description=(
+        "in_flight_per_slot: requests per slot, 1.0 = every slot busy, at most 16; "
+        "queue_time_s: seconds of queue wait, at most 3600"))
     scale_out_cooldown_s: int = Field(default=30, ge=0, le=86_400, description="least time between scale-outs")
     scale_in_cooldown_s: int = Field(default=300, ge=0, le=86_400,
                                      description="least time from any change to a scale-in")
+
+    @field_validator("target")
+    @classmethod
+    def target_within_its_kind(cls, value: float, info: ValidationInfo) -> float:
+        kind = info.data.get("target_kind", "in_flight_per_slot")
+        if value > TARGET_LIMITS.get(kind, 0.0):
+            raise ValueError(f"a {kind} target is at most {TARGET_LIMITS[kind]:g}")
+        return value
 
 
 class DeploymentPatch(Strict):
@@ -93,6 +111,7 @@ class DeploymentPatch(Strict):
 class AutoscaleOut(BaseModel):
     min: int
     max: int
+    target_kind: str
     target: float
     scale_out_cooldown_s: int
     scale_in_cooldown_s: int
@@ -114,8 +133,25 @@ class DemandItem(Strict):
     requests: int = Field(ge=1, le=1_000_000, description="requests that found no replica since the last report")
 
 
+class ReplicaLoadItem(Strict):
+    replica: str = Field(min_length=1, max_length=200, description="the replica's id in the endpoints list")
+    in_flight: int = Field(ge=0, le=1_000_000, description="requests sent to it and not yet answered")
+    queued: int = Field(ge=0, le=1_000_000, description="of those, how many await the first response byte")
+    queue_wait_s: float = Field(ge=0, le=86_400, allow_inf_nan=False, description=(
+        "mean wait from arrival to the first response byte since the previous report (still waiting: "
+        "their age so far)"))
+    waits: int = Field(ge=0, le=10_000_000, description="requests that mean is over")
+
+
+class GatewayLoad(Strict):
+    gateway: str = Field(min_length=1, max_length=64, description="the reporting gateway's id (one per process)")
+    replicas: list[ReplicaLoadItem] = Field(max_length=4096)
+
+
 class DemandReport(Strict):
-    demand: list[DemandItem] = Field(max_length=4096)
+    demand: list[DemandItem] = Field(default_factory=list, max_length=4096)
+    load: GatewayLoad | None = Field(default=None, description=(
+        "the gateway's load per replica: the autoscaler's in-flight and queue-time measures"))
 
 
 class DeploymentOut(BaseModel):

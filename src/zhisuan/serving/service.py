@@ -329,6 +329,7 @@ def deployment_out(session: Session, row: ModelDeployment, principal: Principal)
                                      message=r.message, updated_at=r.updated_at, reported_at=r.reported_at)
                         for r in row.replica_rows],
         autoscale=s.AutoscaleOut(min=row.autoscale_min, max=row.autoscale_max, target=row.autoscale_target or 0.0,
+                                 target_kind=row.autoscale_target_kind or "in_flight_per_slot",
                                  scale_out_cooldown_s=row.scale_out_cooldown_s,
                                  scale_in_cooldown_s=row.scale_in_cooldown_s,
                                  last_scale_out_at=row.last_scale_out_at, last_scale_in_at=row.last_scale_in_at)
