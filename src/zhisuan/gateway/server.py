@@ -24,7 +24,7 @@ from zhisuan.gateway.keys import InMemoryKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, PriceFn, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyAuthority, KeyGrant, Limits, UsageSink
 from zhisuan.gateway.proxy import Gateway
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.router import Router
 from zhisuan.gateway.usage import InMemoryUsageSink, SpoolShipper, SqliteUsageSink, UsageSpool
 
@@ -85,10 +85,10 @@ class GatewayServer:
                 mem.add(k["token"], grant_of(k))
             keys = mem
         self.keys = keys
-        self.redis: RedisClient | None = None
+        self.redis: PipelinedRedis | None = None
         if store is None:
             if config.redis_url:
-                self.redis = RedisClient.from_url(config.redis_url)
+                self.redis = PipelinedRedis.from_url(config.redis_url)
                 store = RedisLimitStore(self.redis)
             else:
                 store = InMemoryLimitStore()
