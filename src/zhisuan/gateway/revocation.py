@@ -152,7 +152,9 @@ class RedisRevocationWatch:
             self.seen = version
             return
         entries = await self.client.execute("ZRANGEBYSCORE", LOG_KEY, f"({self.seen}", "+inf", "WITHSCORES")
-        pairs = [(member.decode(), int(score)) for member, score in entries]  # redis-py pairs WITHSCORES
+        if entries and not isinstance(entries[0], list):  # RESP2 (a flat list) rather than RESP3's pairs
+            entries = [entries[i : i + 2] for i in range(0, len(entries), 2)]
+        pairs = [(member.decode(), int(float(score))) for member, score in entries]
         if not pairs or pairs[0][1] > self.seen + 1:  # the log was trimmed past what we saw
             self.on_gap()
         self.on_revoked([key_id for key_id, _ in pairs])
