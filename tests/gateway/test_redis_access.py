@@ -222,6 +222,7 @@ def test_sentinel_finds_the_master_and_follows_a_fail_over(tmp_path: Path,
     sentinel, sentinel_port = start_sentinel(tmp_path / "sentinel", master_port, "zs-test")
     servers.append(sentinel)
     url = f"redis+sentinel://127.0.0.1:{sentinel_port}/zs-test/0"
+    assert publish_to_redis(url, "key-1") == 1  # the control plane's blocking client, through Sentinel too
 
     async def scenario() -> tuple[int, int, int]:
         client = PipelinedRedis.from_url(url, timeout_s=2.0)
