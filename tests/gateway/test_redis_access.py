@@ -17,6 +17,7 @@ import redis
 
 from tests.gateway.conftest import free_port
 from tests.gateway.test_limits import needs_redis
+from zhisuan.config import redact_url_passwords
 from zhisuan.gateway.limits import RedisLimitStore
 from zhisuan.gateway.redis_access import (
     PipelinedRedis,
@@ -24,7 +25,6 @@ from zhisuan.gateway.redis_access import (
     SentinelTarget,
     async_client,
     parse_sentinel_url,
-    redacted,
 )
 from zhisuan.gateway.revocation import VERSION_KEY, publish_to_redis
 
@@ -62,11 +62,12 @@ def test_unsupported_schemes_are_refused_with_the_forms_that_work(url: str) -> N
 @pytest.mark.parametrize(("url", "shown"), [
     ("redis://gw:secret@h:1/0", "redis://gw:***@h:1/0"),
     ("rediss://:secret@h:1/0?ssl_cert_reqs=none", "rediss://:***@h:1/0?ssl_cert_reqs=none"),
-    ("redis+sentinel://u:secret@a:1,b:2/svc", "redis+sentinel://u:***@a:1,b:2/svc"),
+    ("redis+sentinel://u:secret@a:1,b:2/svc?sentinel_password=s2", "redis+sentinel://u:***@a:1,b:2/svc?sentinel_password=***"),
+    ("unix:///run/redis.sock?db=0&password=secret", "unix:///run/redis.sock?db=0&password=***"),
     ("redis://h:1/0", "redis://h:1/0"),
 ])
 def test_passwords_never_reach_logs(url: str, shown: str) -> None:
-    assert redacted(url) == shown
+    assert redact_url_passwords(url) == shown
 
 
 async def use_store(url: str, **kwargs: object) -> tuple[tuple[int, float], int]:

@@ -116,15 +116,6 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
                           tls=parts.scheme.startswith("rediss"), options=options)
 
 
-def redacted(url: str) -> str:
-    """``url`` without its password (for logs and error messages)."""
-    parts = urlsplit(url)
-    auth, at, hosts = parts.netloc.rpartition("@")
-    if not at or ":" not in auth:
-        return url
-    return parts._replace(netloc=f"{auth.partition(':')[0]}:***@{hosts}").geturl()
-
-
 def _is_sentinel(url: str) -> bool:
     return url.split("://", 1)[0] in ("redis+sentinel", "rediss+sentinel")
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import redis
 
-from zhisuan.gateway.redis_access import PipelinedRedis, RedisUrlError, redacted, sync_client
+from zhisuan.config import redact_url_passwords
+from zhisuan.gateway.redis_access import PipelinedRedis, RedisUrlError, sync_client
 
 log = logging.getLogger("zhisuan.gateway.revocation")
 VERSION_KEY = "zs:keys:revoked-version"
@@ -96,7 +97,7 @@ def publish_to_redis(url: str, key_id: str, timeout_s: float = 2.0) -> int | Non
             client.close()
     except (redis.RedisError, OSError, ValueError, RedisUrlError) as exc:
         log.warning("revocation of key %s not published to Redis %s (%r): other gateways refuse it within their "
-                    "grant cache TTL", key_id, redacted(url), exc)
+                    "grant cache TTL", key_id, redact_url_passwords(url), exc)
         return None
 
 

@@ -41,13 +41,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from zhisuan.config import redact_url_passwords
 from zhisuan.gateway.db_limits import limits_from_db
 from zhisuan.gateway.db_prices import DbPrices
 from zhisuan.gateway.discovery import ControlPlaneEndpoints, ReplicaDiscovery
 from zhisuan.gateway.http_sink import HttpUsageSink
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore
-from zhisuan.gateway.redis_access import PipelinedRedis, redacted
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.revocation import RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
@@ -233,7 +234,8 @@ class StandaloneGateway:
         try:
             await self._redis.execute("PING")
         except Exception as exc:  # connection refused, or an error reply
-            raise StandaloneError(f"Redis {redacted(self.config.redis_url)} does not answer: {exc}") from exc
+            shown = redact_url_passwords(self.config.redis_url)
+            raise StandaloneError(f"Redis {shown} does not answer: {redact_url_passwords(str(exc))}") from exc
         return RedisLimitStore(self._redis, prefix=self.config.limits_prefix)
 
     async def stop(self) -> None:
