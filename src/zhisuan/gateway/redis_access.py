@@ -175,7 +175,6 @@ class PipelinedRedis:
         self.timeout_s = timeout_s
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._free_lanes = lanes
-        self._dispatch_pending = False
         self._lanes: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # connections between batches
 
@@ -188,9 +187,13 @@ class PipelinedRedis:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, fut))
-        if self._free_lanes and not self._dispatch_pending:  # after this loop turn: its commands go together
-            self._dispatch_pending = True
-            loop.call_soon(self._dispatch)
+        if self._free_lanes and len(self._queue) == 1:
+            # The lane starts on the next loop turn and takes everything queued by then: this turn's
+            # commands go out together.
+            self._free_lanes -= 1
+            lane = loop.create_task(self._lane())
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
         return await fut
 
     async def evalsha(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -204,21 +207,17 @@ class PipelinedRedis:
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         return batch
 
-    def _dispatch(self) -> None:
-        self._dispatch_pending = False
-        while self._queue and self._free_lanes:
-            self._free_lanes -= 1
-            lane = asyncio.ensure_future(self._lane(self._take()))
-            self._lanes.add(lane)
-            lane.add_done_callback(self._lanes.discard)
-
-    async def _lane(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _lane(self) -> None:
         try:
-            while batch:
+            while batch := self._take():
                 await self._send(batch)
-                batch = self._take()
         finally:
             self._free_lanes += 1
+            if self._queue and self._free_lanes:  # queued while this lane was finishing: nobody else will send it
+                self._free_lanes -= 1
+                lane = asyncio.get_running_loop().create_task(self._lane())
+                self._lanes.add(lane)
+                lane.add_done_callback(self._lanes.discard)
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         answered = 0
