@@ -38,11 +38,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zhisuan.core.economics.periods import budget_window
 from zhisuan.gateway.protocols import Denial, KeyGrant, Limits, Reservation
-from zhisuan.gateway.redis_access import PipelinedRedis
+
+if TYPE_CHECKING:  # redis-py is imported only where Redis is configured (it is slow to import)
+    from zhisuan.gateway.redis_access import PipelinedRedis
 
 # tenant id (as in KeyGrant), model, prompt tokens, completion tokens → price in micro-units of the tenant's
 # currency, or None when the model has no price for that tenant (``gateway.db_prices`` plugs the price book in).

@@ -21,12 +21,12 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from zhisuan.config import redact_url_passwords
-from zhisuan.gateway.redis_access import PipelinedRedis, RedisUrlError, sync_client
+
+if TYPE_CHECKING:  # redis-py is imported only where Redis is configured (it is slow to import)
+    from zhisuan.gateway.redis_access import PipelinedRedis
 
 log = logging.getLogger("zhisuan.gateway.revocation")
 VERSION_KEY = "zs:keys:revoked-version"
@@ -89,6 +89,10 @@ def key_revoked(session: Any, key_id: str) -> None:
 def publish_to_redis(url: str, key_id: str, timeout_s: float = 2.0) -> int | None:
     """Bump the shared revocation version (blocking; runs in the revoking request's worker thread).
     A failure is logged: gateways then drop the key when their cached grant expires."""
+    import redis
+
+    from zhisuan.gateway.redis_access import RedisUrlError, sync_client
+
     try:
         client = sync_client(url, timeout_s=timeout_s)
         try:  # a Script is EVALSHA, loading the script on NOSCRIPT
