@@ -119,7 +119,8 @@ def load(url: str, key: str, *, stream: bool, concurrency: int, duration: float)
 
 
 def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True,
-                  slow_port: int | None = None) -> subprocess.Popen[bytes]:
+                  slow_port: int | None = None, src: Path | None = None) -> subprocess.Popen[bytes]:
+    """``src``: run the gateway from that source tree (a checkout's ``src``) instead of this one."""
     limits = {"rpm": 100_000_000, "tpm": 10_000_000_000, "token_budget": 10**15}
     models: dict[str, Any] = {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port}]}
     if slow_port is not None:  # streams slowly enough for the metering check's aborts to land mid-stream
@@ -130,8 +131,9 @@ def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True,
                      "key_limits": limits, "tenant_limits": limits}
                     for name, token in (("bench", KEY), ("meter", METER_KEY))]}
     (work / "zhisuan.json").write_text(json.dumps(cfg))
+    env = os.environ | ({"PYTHONPATH": str(src.resolve())} if src is not None else {})
     p = subprocess.Popen(["taskset", "-c", "0", PY, "-m", "zhisuan.gateway", "--config", str(work / "zhisuan.json")],
-                         stdout=subprocess.DEVNULL, start_new_session=True)
+                         stdout=subprocess.DEVNULL, start_new_session=True, env=env)
     wait(f"http://127.0.0.1:{port}/health")
     return p
 
@@ -244,6 +246,9 @@ def main() -> None:
     ap.add_argument("--no-fsync", action="store_true", help="spool written before ack but not fdatasync'd")
     ap.add_argument("--nofsync-reference", action="store_true",
                     help="also measure a second zhisuan without fdatasync, to show what the disk flush costs")
+    ap.add_argument("--before-src", type=Path, default=None,
+                    help="also measure 'zhisuan-before': the same gateway run from this source tree (e.g. a "
+                         "`git archive <commit> src` unpacked), for before/after in one run")
     a = ap.parse_args()
     litellm = litellm_cli(a.litellm)
     work = Path(tempfile.mkdtemp(prefix="zs-gw-bench-"))
@@ -285,6 +290,12 @@ def run(a: argparse.Namespace, litellm: str | None, work: Path, procs: list[subp
         ref = start_zhisuan(work / "nofsync", up_port, ref_port, fsync=False)
         procs.append(ref)
         targets["zhisuan-nofsync"] = (f"http://127.0.0.1:{ref_port}/v1/chat/completions", KEY, ref.pid)
+    if a.before_src is not None:
+        before_port = free_port()
+        (work / "before").mkdir()
+        before = start_zhisuan(work / "before", up_port, before_port, fsync=not a.no_fsync, src=a.before_src)
+        procs.append(before)
+        targets["zhisuan-before"] = (f"http://127.0.0.1:{before_port}/v1/chat/completions", KEY, before.pid)
     if litellm:
         ll = start_litellm(litellm, work, up_port, ll_port)
         procs.append(ll)

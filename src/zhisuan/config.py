@@ -125,7 +125,7 @@ URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<
 
 
 # ...nor as a query parameter (libpq accepts ``postgresql://host/db?password=…``).
-QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s'\"]+", re.IGNORECASE)
+QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:sentinel_)?password=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def redact_url_passwords(text: str) -> str:

@@ -18,7 +18,7 @@ from zhisuan.core.economics.periods import budget_window
 from zhisuan.gateway.db_limits import limits_from_db
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyGrant, Limits, Reservation
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.models import ApiKey, Tenant
 from zhisuan.store.base import make_engine, make_session_factory, transaction
@@ -71,7 +71,7 @@ def test_a_budget_without_period_never_resets() -> None:
 @needs_redis
 def test_a_monthly_budget_resets_in_redis_shared_by_gateways() -> None:
     async def go() -> tuple[bool, float, bool]:
-        redis = RedisClient()
+        redis = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
         try:
             return await spend_then_cross_the_boundary(RedisLimitStore(redis, prefix=f"zs:test:{uuid.uuid4().hex}:"),
                                                        "monthly")

@@ -16,7 +16,7 @@ from tests.gateway.conftest import TOKEN, grant, one_replica
 from zhisuan.gateway.limits import InMemoryLimitStore, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyGrant, Limits, Reservation
 from zhisuan.gateway.proxy import DEFAULT_COMPLETION_BOUND
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 
 
 def redis_available() -> bool:
@@ -171,7 +171,7 @@ def test_limits_hold_across_gateway_processes(fake_upstream: Any, gateway: Any) 
 @needs_redis
 def test_redis_store_matches_in_memory_arithmetic() -> None:
     async def go() -> None:
-        client = RedisClient()
+        client = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
         store = RedisLimitStore(client, prefix=f"zs:test:{uuid.uuid4().hex}:")
         granted, level = await store.take("b", 3, rate=1.0, capacity=5)
         assert granted == 3 and 1.9 < level <= 2.1

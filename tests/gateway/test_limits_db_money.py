@@ -22,7 +22,7 @@ from zhisuan.gateway.db_limits import limits_from_db
 from zhisuan.gateway.db_prices import DbPrices, cost_micros
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import RedisLimitStore
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 from zhisuan.identity.keys import issue_key
 from zhisuan.identity.models import Tenant, User
@@ -150,7 +150,7 @@ def gateway(db: Db, fake_upstream: Any, tmp_path: Path) -> Iterator[GatewayServe
     port = fake_upstream()
     models = {**one_replica(port), **one_replica(port, model="half-priced", rid="r2")}
     lt = LoopThread()
-    redis = RedisClient()
+    redis = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
     prices = DbPrices(db.sessions)
     lt.run(prices.load())
     server = GatewayServer(GatewayConfig(spool_dir=tmp_path / "spool", models=models),

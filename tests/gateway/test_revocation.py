@@ -17,7 +17,7 @@ from tests.gateway.test_limits import needs_redis
 from tests.gateway.test_limits_db_money import Db, make_world
 from zhisuan.bootstrap import system_principal
 from zhisuan.gateway.keys import DbKeyAuthority
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.revocation import REDIS_ENV, RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 from zhisuan.identity.service import revoke_key
@@ -79,7 +79,7 @@ def test_a_revocation_reaches_another_gateway_process_through_redis(db: Db, loop
     monkeypatch.setenv(REDIS_ENV, "redis://127.0.0.1:6379/0")
     keys = DbKeyAuthority(db.sessions, ttl_s=3600)
     keys.close()  # stands for another process: the in-process push does not reach it
-    redis = RedisClient.from_url("redis://127.0.0.1:6379/0")
+    redis = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
     keys.watch = RedisRevocationWatch(redis, keys.revoked_many, keys.forget_all)
     loop.run(keys.watch.start())
     server = serve(loop, keys, tmp_path / f"spool-{uuid.uuid4().hex}")
@@ -99,7 +99,7 @@ def test_a_revocation_reaches_another_gateway_process_through_redis(db: Db, loop
 @needs_redis
 def test_a_watch_ahead_of_redis_forgets_every_cached_grant(loop: LoopThread) -> None:
     """Redis lost its revocation log (flushed, restarted empty): revocations may have been missed."""
-    redis = RedisClient.from_url("redis://127.0.0.1:6379/0")
+    redis = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
     gaps: list[bool] = []
     watch = RedisRevocationWatch(redis, lambda ids: None, lambda: gaps.append(True))
     loop.run(watch.start())
@@ -111,7 +111,8 @@ def test_a_watch_ahead_of_redis_forgets_every_cached_grant(loop: LoopThread) -> 
 
 def test_a_watch_without_redis_lets_requests_through(loop: LoopThread) -> None:
     """Redis unreachable: authentication goes on (the grant cache TTL bounds revocations meanwhile)."""
-    watch = RedisRevocationWatch(RedisClient("127.0.0.1", free_port()), lambda ids: None, lambda: None)
+    unreachable = PipelinedRedis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    watch = RedisRevocationWatch(unreachable, lambda ids: None, lambda: None)
     loop.run(watch.fresh(), timeout=5)
     loop.run(watch.fresh(), timeout=5)
 

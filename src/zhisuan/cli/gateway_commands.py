@@ -25,7 +25,9 @@ def gateway(
              "the engine's API key",
     )] = None,
     redis: Annotated[str | None, typer.Option(
-        envvar="ZHISUAN_REDIS_URL", help="redis://HOST:PORT/DB shared by all gateways (omit = per-process limits)",
+        envvar="ZHISUAN_REDIS_URL",
+        help="Redis shared by all gateways: redis://[USER:PASSWORD@]HOST:PORT/DB, rediss://… (TLS), "
+             "redis+sentinel://HOST:PORT[,…]/SERVICE[/DB] (omit = per-process limits)",
     )] = None,
     limits_prefix: Annotated[str, typer.Option(help="Redis key prefix of the limit counters")] = "zs:lim:",
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

@@ -31,17 +31,20 @@ A refusal carries ``retry_after``: when the bucket will have refilled enough.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zhisuan.core.economics.periods import budget_window
 from zhisuan.gateway.protocols import Denial, KeyGrant, Limits, Reservation
-from zhisuan.gateway.resp import RedisClient
+
+if TYPE_CHECKING:  # redis-py is imported only where Redis is configured (it is slow to import)
+    from zhisuan.gateway.redis_access import PipelinedRedis
 
 # tenant id (as in KeyGrant), model, prompt tokens, completion tokens → price in micro-units of the tenant's
 # currency, or None when the model has no price for that tenant (``gateway.db_prices`` plugs the price book in).
@@ -105,26 +108,19 @@ redis.call('HSET', KEYS[1], 'l', tostring(level), 't', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 60000)
 return {granted, tostring(level)}
 """
+TAKE_SHA = hashlib.sha1(TAKE_LUA.encode()).hexdigest()  # the name Redis caches the script under
 
 
 @dataclass
 class RedisLimitStore:
     """Buckets shared by every gateway process through Redis (one Lua script per call, atomic)."""
 
-    client: RedisClient
+    client: PipelinedRedis
     prefix: str = "zs:lim:"
-    _sha: str | None = None
 
     async def take(self, bucket: str, want: int, rate: float, capacity: float, debit: float = 0.0) -> tuple[int, float]:
-        args = (1, self.prefix + bucket, repr(float(rate)), repr(float(capacity)), want, repr(float(debit)))
-        if self._sha is None:
-            self._sha = (await self.client.execute("SCRIPT", "LOAD", TAKE_LUA)).decode()
-        try:
-            granted, level = await self.client.execute("EVALSHA", self._sha, *args)
-        except Exception as exc:  # NOSCRIPT after a Redis restart
-            if "NOSCRIPT" not in str(exc):
-                raise
-            granted, level = await self.client.execute("EVAL", TAKE_LUA, *args)
+        args = (repr(float(rate)), repr(float(capacity)), want, repr(float(debit)))
+        granted, level = await self.client.evalsha(TAKE_SHA, TAKE_LUA, (self.prefix + bucket,), args)
         return int(granted), float(level)
 
     async def spend(self, counter: str, amount: int) -> int:

@@ -18,13 +18,15 @@ import asyncio
 import inspect
 import logging
 import os
-import socket
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zhisuan.gateway.resp import Incomplete, RedisClient, RedisError, encode, parse
+from zhisuan.config import redact_url_passwords
+
+if TYPE_CHECKING:  # redis-py is imported only where Redis is configured (it is slow to import)
+    from zhisuan.gateway.redis_access import PipelinedRedis
 
 log = logging.getLogger("zhisuan.gateway.revocation")
 VERSION_KEY = "zs:keys:revoked-version"
@@ -87,37 +89,26 @@ def key_revoked(session: Any, key_id: str) -> None:
 def publish_to_redis(url: str, key_id: str, timeout_s: float = 2.0) -> int | None:
     """Bump the shared revocation version (blocking; runs in the revoking request's worker thread).
     A failure is logged: gateways then drop the key when their cached grant expires."""
-    client = RedisClient.from_url(url)
+    import redis
+
+    from zhisuan.gateway.redis_access import RedisUrlError, sync_client
+
     try:
-        with socket.create_connection((client.host, client.port), timeout=timeout_s) as sock:
-            commands = ([("SELECT", client.db)] if client.db else []) + [
-                ("EVAL", PUBLISH_LUA, 2, VERSION_KEY, LOG_KEY, key_id)]
-            sock.sendall(b"".join(encode(c) for c in commands))
-            buf, pos, replies = b"", 0, list[Any]()
-            while len(replies) < len(commands):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise ConnectionError("redis closed the connection")
-                buf += chunk
-                try:
-                    while len(replies) < len(commands):
-                        value, pos = parse(buf, pos)
-                        replies.append(value)
-                except Incomplete:  # read more
-                    pass
-        if isinstance(replies[-1], RedisError):
-            raise replies[-1]
-        return int(replies[-1])
-    except (OSError, RedisError, ValueError) as exc:
+        client = sync_client(url, timeout_s=timeout_s)
+        try:  # a Script is EVALSHA, loading the script on NOSCRIPT
+            return int(client.register_script(PUBLISH_LUA)(keys=[VERSION_KEY, LOG_KEY], args=[key_id]))
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError, RedisUrlError) as exc:
         log.warning("revocation of key %s not published to Redis %s (%r): other gateways refuse it within their "
-                    "grant cache TTL", key_id, url, exc)
+                    "grant cache TTL", key_id, redact_url_passwords(url), exc)
         return None
 
 
 class RedisRevocationWatch:
     """A gateway's view of the shared revocation version; ``fresh()`` before each authentication."""
 
-    def __init__(self, client: RedisClient, on_revoked: Callable[[list[str]], None],
+    def __init__(self, client: PipelinedRedis, on_revoked: Callable[[list[str]], None],
                  on_gap: Callable[[], None]) -> None:
         self.client = client
         self.on_revoked = on_revoked
@@ -166,7 +157,9 @@ class RedisRevocationWatch:
             self.seen = version
             return
         entries = await self.client.execute("ZRANGEBYSCORE", LOG_KEY, f"({self.seen}", "+inf", "WITHSCORES")
-        pairs = [(entries[i].decode(), int(float(entries[i + 1]))) for i in range(0, len(entries), 2)]
+        if entries and not isinstance(entries[0], list):  # RESP2 (a flat list) rather than RESP3's pairs
+            entries = [entries[i : i + 2] for i in range(0, len(entries), 2)]
+        pairs = [(member.decode(), int(float(score))) for member, score in entries]
         if not pairs or pairs[0][1] > self.seen + 1:  # the log was trimmed past what we saw
             self.on_gap()
         self.on_revoked([key_id for key_id, _ in pairs])

@@ -17,16 +17,18 @@ import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zhisuan.gateway.http import DEFAULT_LIMITS, HttpLimits, serve
 from zhisuan.gateway.keys import InMemoryKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, PriceFn, RedisLimitStore, TokenBucketLimiter
 from zhisuan.gateway.protocols import KeyAuthority, KeyGrant, Limits, UsageSink
 from zhisuan.gateway.proxy import Gateway
-from zhisuan.gateway.resp import RedisClient
 from zhisuan.gateway.router import Router
 from zhisuan.gateway.usage import InMemoryUsageSink, SpoolShipper, SqliteUsageSink, UsageSpool
+
+if TYPE_CHECKING:  # redis-py is imported only where Redis is configured (it is slow to import)
+    from zhisuan.gateway.redis_access import PipelinedRedis
 
 
 @dataclass
@@ -85,10 +87,12 @@ class GatewayServer:
                 mem.add(k["token"], grant_of(k))
             keys = mem
         self.keys = keys
-        self.redis: RedisClient | None = None
+        self.redis: PipelinedRedis | None = None
         if store is None:
             if config.redis_url:
-                self.redis = RedisClient.from_url(config.redis_url)
+                from zhisuan.gateway.redis_access import PipelinedRedis
+
+                self.redis = PipelinedRedis.from_url(config.redis_url)
                 store = RedisLimitStore(self.redis)
             else:
                 store = InMemoryLimitStore()

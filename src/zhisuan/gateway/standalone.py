@@ -41,13 +41,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from zhisuan.config import redact_url_passwords
 from zhisuan.gateway.db_limits import limits_from_db
 from zhisuan.gateway.db_prices import DbPrices
 from zhisuan.gateway.discovery import ControlPlaneEndpoints, ReplicaDiscovery
 from zhisuan.gateway.http_sink import HttpUsageSink
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, RedisLimitStore
-from zhisuan.gateway.resp import RedisClient
+from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.revocation import RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
@@ -179,7 +180,7 @@ class StandaloneGateway:
         self.server: GatewayServer | None = None
         self.sink: HttpUsageSink | None = None
         self._engine: Any = None
-        self._redis: RedisClient | None = None
+        self._redis: PipelinedRedis | None = None
         self._keys: DbKeyAuthority | None = None
         self._lock_fd = -1
         self.discovery: ReplicaDiscovery | None = None
@@ -229,11 +230,12 @@ class StandaloneGateway:
         if not self.config.redis_url:
             log.warning("no --redis: limits are counted in this process only, not across gateways")
             return InMemoryLimitStore()
-        self._redis = RedisClient.from_url(self.config.redis_url)
+        self._redis = PipelinedRedis.from_url(self.config.redis_url)
         try:
             await self._redis.execute("PING")
         except Exception as exc:  # connection refused, or an error reply
-            raise StandaloneError(f"Redis {self.config.redis_url} does not answer: {exc}") from exc
+            shown = redact_url_passwords(self.config.redis_url)
+            raise StandaloneError(f"Redis {shown} does not answer: {redact_url_passwords(str(exc))}") from exc
         return RedisLimitStore(self._redis, prefix=self.config.limits_prefix)
 
     async def stop(self) -> None:
