@@ -72,12 +72,17 @@ def start_platform(tmp: Path, *extra: str, env: dict[str, str] | None = None,
     deadline = time.monotonic() + 60
     # The banner comes before the server listens; stdout is not a terminal, so on a first start its
     # last line names the 0600 file that holds the operator's credentials.
-    while time.monotonic() < deadline and first_start:
-        line = process.stdout.readline()
-        log.append(line)
-        if "First start:" in line or (not line and process.poll() is not None):
-            break
-    wait_healthy(url, process, deadline, log)
+    try:
+        while time.monotonic() < deadline and first_start:
+            line = process.stdout.readline()
+            log.append(line)
+            if "First start:" in line or (not line and process.poll() is not None):
+                break
+        wait_healthy(url, process, deadline, log)
+    except BaseException:
+        process.kill()  # a server that missed its deadline must not outlive the test
+        process.wait()
+        raise
     where = re.search(r"credentials are in (\S+) \(mode 0600\)", "".join(log))
     text = Path(where.group(1)).read_text() if where else ""
     login = re.search(r"console login:\s+(\S+) / (\S+)", text)
