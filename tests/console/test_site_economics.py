@@ -53,7 +53,8 @@ def test_site_revenue_sums_to_the_providers_settlement(world: Api, clock: Clock)
     assert sum(Decimal(r["revenue"]) for r in sites.values()) == Decimal(p1["revenue"]) == Decimal("153.00")
     assert p1["revenue_per_device_hour"] == "6.38"  # 153 / 24
     own = world.ok("GET", "/economics/yield", "p1", period="2026-11")
-    assert sorted(s["site"] for s in own["sites"]) == ["s1", "s3"] and [p["provider"] for p in own["providers"]] == ["p1"]
+    assert sorted(s["site"] for s in own["sites"]) == ["s1", "s3"]
+    assert [p["provider"] for p in own["providers"]] == ["p1"]
     assert world.ok("GET", "/economics/yield", "p2", period="2026-11")["providers"] == []
 
     # 120 days on the month's hours are past retention: the day buckets answer (each day's mean × 24 h).
@@ -64,3 +65,18 @@ def test_site_revenue_sums_to_the_providers_settlement(world: Api, clock: Clock)
     assert [(days[s]["device_hours"], days[s]["allocated_hours"], days[s]["revenue"]) for s in ("s1", "s3")] == [
         ("96.00", "48.00", "124.80"), ("96.00", "12.00", "28.20")]
     assert days["s1"]["revenue_per_device_hour"] == "1.30"
+
+
+def test_a_settled_provider_without_history_still_has_its_revenue_on_its_sites(world: Api, clock: Clock) -> None:
+    """Token revenue only, no utilisation sampled: p1's one site gets all of it (no hours to divide by)."""
+    price_book(world)
+    world.ok("POST", "/usage/token-events", "operator", {"events": [{
+        "event_id": "gw-1", "tenant": "acme", "provider": "p1", "model": "qwen-7b", "at": "2026-11-01T07:00:00Z",
+        "input_tokens": 1_500_000, "output_tokens": 500_000}]})
+    clock.now = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    world.ok("POST", "/invoices/run", "operator", {"period": "2026-11"})
+    world.ok("POST", "/settlements/run", "operator", {"period": "2026-11"})
+    report = world.ok("GET", "/economics/yield", "operator", period="2026-11")
+    assert [(s["site"], s["device_hours"], s["idle_rate"], s["site_bound_revenue"], s["revenue"],
+             s["revenue_per_device_hour"]) for s in report["sites"]] == [("s1", "0.00", None, "0.00", "6.00", None)]
+    assert [(p["provider"], p["revenue"]) for p in report["providers"]] == [("p1", "6.00")]

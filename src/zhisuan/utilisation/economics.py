@@ -36,6 +36,7 @@ from zhisuan.utilisation.schemas import PaybackIn, PaybackOut, ProviderYield, Si
 from zhisuan.utilisation.service import to_bucket
 
 HOURS = Decimal("0.01")
+NO_FEN = Decimal("0.00")
 
 
 def server_payback(principal: Principal, body: PaybackIn) -> PaybackOut:
@@ -109,14 +110,14 @@ def site_bound_lines(session: Session, period: BillingPeriod,
     return bound
 
 
-def add_sites_with_lines(session: Session, sites: dict[int, Hours], bound: dict[int, dict[int, Decimal]]) -> None:
-    """Sites whose devices earned settled revenue but that have no history in the month (no hours)."""
-    missing = {site_id for per_site in bound.values() for site_id in per_site} - set(sites)
-    if missing:
+def add_settled_sites(session: Session, sites: dict[int, Hours], settlements: dict[int, Settlement]) -> None:
+    """Every site of a settled provider, with or without history in the month (no hours: no idle
+    rate, but its part of the revenue), so that the provider's revenue lands on its sites."""
+    if settlements:
         for site_id, site, provider_id, provider in session.execute(
                 select(Site.id, Site.name, Provider.id, Provider.name).join(Provider, Provider.id == Site.provider_id)
-                .where(Site.id.in_(missing))):
-            sites[site_id] = Hours(site, provider_id, provider)
+                .where(Provider.id.in_(list(settlements)))):
+            sites.setdefault(site_id, Hours(site, provider_id, provider))
 
 
 def revenue_by_site(sites: dict[int, Hours], settlements: dict[int, Settlement],
@@ -147,14 +148,14 @@ def yield_report(session: Session, principal: Principal, period_label: str, now:
     sites, providers = month_hours(session, principal, period, resolution)
     settlements = settled_revenue(session, principal, period)
     bound = site_bound_lines(session, period, settlements)
-    add_sites_with_lines(session, sites, bound)
+    add_settled_sites(session, sites, settlements)
     for provider_id, provider in session.execute(select(Provider.id, Provider.name).where(
             Provider.id.in_(set(settlements) - set(providers)))):
         providers[provider_id] = Hours(provider, provider_id, provider)  # settled, without history
     per_site = revenue_by_site(sites, settlements, bound)
     site_rows = [SiteYieldOut(
         site=h.name, **provider_yield(h, per_site.get(site_id)).model_dump(),
-        site_bound_revenue=bound.get(h.provider_id, {}).get(site_id, Decimal(0)) if h.provider_id in settlements
+        site_bound_revenue=bound.get(h.provider_id, {}).get(site_id, NO_FEN) if h.provider_id in settlements
         else None) for site_id, h in sites.items()]
     provider_rows = [provider_yield(h, settlements[pid].revenue if pid in settlements else None)
                      for pid, h in providers.items()]
