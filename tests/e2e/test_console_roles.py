@@ -31,7 +31,7 @@ from zhisuan.engines.models import smollm2_gguf
 
 PASSWORDS = {"alice": "alice-console-pw", "bob": "bob-console-pw", "dc-admin": "dc-admin-console-pw"}
 ROUTES = {"operator": ["fleet", "jobs", "services", "market", "exchange", "billing", "economics", "usage", "access"],
-          "provider": ["fleet", "exchange", "contracts", "settlements"],
+          "provider": ["fleet", "exchange", "contracts", "settlements", "economics", "keys"],
           "tenant": ["jobs", "services", "playground", "usage", "keys", "exchange", "contracts", "invoices"]}
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
@@ -136,7 +136,9 @@ def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
     # charts show east-1 at 2 of its 16 devices.
     call("/allocations", {"tenant": "acme", "node": "east-1/gpu-01", "devices": [0, 1]})
     api.close()
-    return {"period": period, "keys": keys, "invoices": invoices, "margin": margin, "index": index,
+    old = add_months(datetime(today.year, today.month, 1, tzinfo=UTC), -4)
+    return {"period": period, "old_period": f"{old.year:04d}-{old.month:02d}", "keys": keys, "invoices": invoices,
+            "margin": margin, "index": index,
             "match": matches[0]}
 
 
@@ -253,6 +255,13 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.goto(platform.url + "/")
     page.wait_for_selector("#login-form button[type=submit]:has-text('Sign in')")
     accessibility += accessibility_problems(page, "sign-in page (en)")
+    page.screenshot(path=str(shots / "console-sign-in-en.png"), full_page=True)
+    page.select_option("#lang", "zh-CN")
+    page.wait_for_selector("#login-form button[type=submit]:has-text('登录')")
+    page.screenshot(path=str(shots / "console-sign-in-zh-CN.png"), full_page=True)
+    accessibility += accessibility_problems(page, "sign-in page (zh-CN)")
+    page.select_option("#lang", "en")
+    page.wait_for_selector("#login-form button[type=submit]:has-text('Sign in')")
     sign_in(page, platform.url, platform.username, platform.password)
     assert lang(page) == "en"  # the browser's language
     assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Exchange",
@@ -279,6 +288,10 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     switch_language(page, "zh-CN")
     assert page.inner_text("#nav a[data-route='fleet']") == "资源总览"
     assert "按加速卡型号的容量" in page.inner_text("#page") and "恢复" in page.inner_text("#nodes")
+    # The same task in Chinese: resume the node, then drain it again.
+    page.click("button[data-node='east-1/gpu-02']:has-text('恢复')")
+    page.click("button[data-node='east-1/gpu-02']:has-text('排空')")
+    page.wait_for_selector("button[data-node='east-1/gpu-02']:has-text('恢复')")
     page.reload()
     wait_ready(page, "fleet")
     assert page.inner_text("#nav a[data-route='fleet']") == "资源总览" and page.inner_text("#who") == "admin (运营方)"
@@ -298,6 +311,12 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.wait_for_selector("#whatif-figures, #whatif-result .problem")
     figures = page.inner_text("#whatif-figures")
     assert "2,009.00" in figures and "2,209.90" in figures and "+¥200.90" in figures, figures
+    # The seeded month's revenue per site: east-1 is dc-east's only site, so it carries all of it.
+    settled = next(s for s in world["margin"]["settlements"] if s["provider"] == "dc-east")
+    page.wait_for_selector(f"#economics-sites tr:has-text('east-1'):has-text('{en_money(settled['revenue'])}')")
+    # Four months back the hour buckets are gone: the page says the day buckets answer.
+    page.select_option("#economics-period", world["old_period"])
+    page.wait_for_selector("#economics-resolution:has-text('按天记录')")
     visit(page, "exchange")
     assert "dc-east" in page.inner_text("#exchange-offers") and "acme" in page.inner_text("#exchange-requests")
     assert page.locator("#exchange-matches tbody tr").count() == 1
@@ -383,6 +402,19 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     assert "beta" not in seen and world["invoices"]["beta"]["number"] not in seen
     switch_language(page, "zh-CN")
     assert page.inner_text("#nav a[data-route='invoices']") == "发票"
+    # The same tasks in Chinese: read the invoice, create a key and revoke it.
+    page.click(f"#invoices tr[data-invoice='{invoice['id']}']")
+    detail = page.inner_text("#invoice-detail")
+    assert en_money(invoice["total"]) in detail and "条用量记录" in detail, detail
+    visit(page, "keys")
+    page.fill("#key-name", "console-made-zh")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-secret-value")
+    row = page.locator("#keys tbody tr", has_text="console-made-zh")
+    assert "有效" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button:has-text('吊销')").click()
+    page.wait_for_selector("#keys tbody tr:has-text('console-made-zh') .pill.revoked:has-text('已吊销')")
     switch_language(page, "en")
     screenshots(page, "tenant", shots, accessibility)
 
@@ -423,7 +455,8 @@ def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     sign_in(page, platform.url, "dc-admin", PASSWORDS["dc-admin"])
     # The browser asks for Chinese: the console starts in it.
     assert lang(page) == "zh-CN"
-    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "算力交易", "合同", "结算"]
+    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "算力交易", "合同", "结算", "经营分析",
+                                                        "代理与 API 密钥"]
     sites = page.inner_text("#sites")
     assert "east-1" in sites and "local" not in sites  # the platform's own site is not this provider's
     assert chart_drawn(page, "chart-sites") > 0
@@ -438,6 +471,26 @@ def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     visit(page, "contracts")
     contracts = page.inner_text("#contracts")
     assert "acme" in contracts and "beta" in contracts  # both lease this provider's capacity
+    # Its revenue per site of the settled month (its own only; the what-if is the operator's).
+    visit(page, "economics")
+    page.select_option("#economics-period", world["period"])
+    page.wait_for_selector(f"#economics-sites tr:has-text('east-1'):has-text('{en_money(settlement['revenue'])}')")
+    assert page.locator("#economics-providers tbody tr").count() == 1 and page.locator("#whatif-section").count() == 0
+    # The agent keys of its sites (the operator issued east-1's two): issue one, shown once, and revoke it.
+    visit(page, "keys")
+    assert page.locator("#agent-keys tbody tr", has_text="east-1").count() == 2
+    page.select_option("#agent-key-site", "east-1")
+    page.click("#agent-key-form button[type=submit]")
+    issued = page.inner_text("#key-secret-value").split("_")[1]
+    row = page.locator("#agent-keys tbody tr", has_text=issued)
+    assert "east-1" in row.inner_text() and "有效" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button").click()
+    page.wait_for_selector(f"#agent-keys tr:has-text('{issued}') .pill.revoked")
     switch_language(page, "en")
     assert page.inner_text("#nav a[data-route='fleet']") == "Sites & nodes"
+    # The main task in English too: last month's settlement.
+    visit(page, "settlements")
+    shown = page.inner_text("#settlements")
+    assert en_money(settlement["payout"]) in shown and "Payout" in shown, shown
     screenshots(page, "provider", shots, accessibility)
