@@ -115,8 +115,7 @@ export async function economicsPage(view) {
   const sections = [
     el("section", {id: "economics-period-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.title")),
       el("label", {for: "economics-period"}, t("economics.period")), select,
-      el("span", {class: "muted", id: "economics-resolution", "aria-live": "polite"})),
-      el("p", {class: "muted"}, t("economics.note"))),
+      el("strong", {id: "economics-resolution", "aria-live": "polite"}), el("span", {class: "muted"}, t("economics.note")))),
     section("economics-providers", t("economics.providers"), null),
     section("economics-sites", t("economics.sites"), t("economics.sites_note")),
     el("section", {id: "payback-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.payback_title")),
