@@ -354,8 +354,12 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     row.locator("button").click()
     page.wait_for_selector("#keys tbody tr:has-text('console-made') .pill.revoked")
     # A model service of its own, on the CPU (the agents' nodes stop beating once registered: a GPU
-    # replica may find no healthy node by now): llama.cpp with SmolLM2's weights, then chatted with.
+    # replica may find no healthy node by now): llama.cpp with SmolLM2's weights, deployed from the
+    # Chinese console and chatted with in both languages (one llama.cpp: a second costs a minute).
+    switch_language(page, "zh-CN")
     visit(page, "services")
+    assert page.inner_text("#nav a[data-route='services']") == "模型服务"
+    assert page.inner_text("#deploy-form button[type=submit]") == "部署"
     page.select_option("#deploy-model", "tiny-chat")
     page.fill("#deploy-name", "acme-qwen")
     page.fill("#deploy-devices", "0")
@@ -364,7 +368,8 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     assert page.inner_text("#services-error") == ""
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
-    page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
+    page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running:has-text('运行中')",
+                           timeout=120_000)
     playground_tasks(page, platform, shots)
     visit(page, "services")
     # Scaling (no second llama.cpp started): past the tenant's replica quota (8) is a 409 naming
@@ -425,27 +430,25 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
 
 def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     """Chat with the tenant's own model through the console (streamed from /v1 by the same-origin
-    pass-through); the tokens are metered as /v1's, and the tenant's budget refuses the next call."""
+    pass-through) in Chinese, then switched to English as a user would and again: each reply's tokens
+    are metered as /v1's; then the tenant's budget refuses the next call."""
     operator = {"Authorization": f"Bearer {platform.api_key}"}
     visit(page, "playground")
-    page.select_option("#playground-model", "tiny-chat")
-    page.fill("#playground-prompt", "Say hello.")
-    page.click("#playground-send")
-    page.wait_for_selector(".message.assistant[data-done], #playground-error .problem")
-    assert page.inner_text("#playground-error") == ""
-    assert page.inner_text(".message.assistant .text").strip()
-    assert "Tokens:" in page.inner_text("#playground-usage")
+    assert page.inner_text("#playground-send") == "发送"
+    chat(page, "你好，请用一句话介绍你自己。", "你", "Token：提示")
+    page.screenshot(path=str(shots / "console-tenant-playground-chat-zh-CN.png"), full_page=True)
+    after_chinese = metered_tokens(platform, 0)
+    switch_language(page, "en")
+    assert page.inner_text("#playground-send") == "Send" and page.inner_text("#nav a[data-route='playground']") == (
+        "Playground")
+    assert page.locator(".message").count() == 0  # the page was drawn anew in English
+    chat(page, "Say hello.", "You", "Tokens:")
     page.screenshot(path=str(shots / "console-tenant-playground-chat-en.png"), full_page=True)
+    metered_tokens(platform, after_chinese)
     budget_set = time.monotonic()
     limits = httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
                          json={"rpm": None, "tpm": None, "token_budget": 1})
     assert limits.is_success, limits.text
-    deadline, metered = time.monotonic() + 30, 0
-    while time.monotonic() < deadline and not metered:
-        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
-        metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
-        time.sleep(0.5)
-    assert metered > 0, summary
     time.sleep(max(0.0, 5.5 - (time.monotonic() - budget_set)))  # the gateway caches a key's limits 5 s
     page.fill("#playground-prompt", "And again?")
     page.click("#playground-send")
@@ -453,6 +456,33 @@ def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     assert "429" in page.inner_text("#playground-error")
     httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
                 json={"rpm": None, "tpm": None, "token_budget": None})
+
+
+def chat(page: Any, prompt: str, you: str, usage_label: str) -> None:
+    """One message sent in the playground: shown as ``you``'s, a reply streamed back, its tokens shown
+    under ``usage_label``."""
+    page.select_option("#playground-model", "tiny-chat")
+    page.fill("#playground-prompt", prompt)
+    page.click("#playground-send")
+    page.wait_for_selector(".message.assistant[data-done], #playground-error .problem")
+    assert page.inner_text("#playground-error") == ""
+    assert page.locator(".message.assistant .text").last.inner_text().strip()
+    assert page.locator(".message.user .speaker").last.inner_text() == you
+    assert page.inner_text("#playground-usage").startswith(usage_label), page.inner_text("#playground-usage")
+
+
+def metered_tokens(platform: Platform, before: int) -> int:
+    """acme's output tokens of tiny-chat in the usage summary, once more than ``before`` (the gateway
+    meters asynchronously: waits up to 30 s)."""
+    operator = {"Authorization": f"Bearer {platform.api_key}"}
+    deadline = time.monotonic() + 30
+    while True:
+        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
+        metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
+        if metered > before:
+            return metered
+        assert time.monotonic() < deadline, f"no tokens metered beyond {before}: {summary}"
+        time.sleep(0.5)
 
 
 def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path, accessibility: list[str]) -> None:
