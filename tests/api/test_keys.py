@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tests.api.conftest import Api, Clock
+from tests.api.conftest import Api, Clock, h100_node
 from zhisuan.identity.hashing import hash_secret, verify_secret
 from zhisuan.identity.models import ApiKey
 
@@ -94,3 +94,19 @@ def test_mutations_are_audited(world: Api) -> None:
     world.ok("DELETE", f"/keys/{issued['key_id']}", "acme")
     actions = [e["action"] for e in world.ok("GET", "/audit", "operator")]
     assert {"tenant.create", "key.create", "key.revoke", "site.create", "provider.create"} <= set(actions)
+
+
+def test_a_provider_lists_and_revokes_the_agent_keys_of_its_sites_only(world: Api) -> None:
+    """The operator issued s1's agent key (build_world): p1 owns s1, so it sees and may revoke it;
+    p2 sees neither it nor p1's own new one, and cannot revoke them."""
+    mine = world.ok("POST", "/sites/s1/agent-keys", "p1", {"expires_in_days": 30})
+    agents = {k["key_id"]: k for k in world.ok("GET", "/keys", "p1") if "agent" in k["scopes"]}
+    operator_issued = world.keys["agent1"].split("_")[1]
+    assert set(agents) == {operator_issued, mine["key_id"]}
+    assert {k["site_id"] for k in agents.values()} == {mine["site_id"]}
+    others = {k["key_id"] for k in world.ok("GET", "/keys", "p2")}
+    assert operator_issued not in others and mine["key_id"] not in others
+    assert world.call("DELETE", f"/keys/{operator_issued}", "p2").status_code == 404
+    assert world.call("POST", "/sites/s1/agent-keys", "p2", {}).status_code in (403, 404)
+    assert world.ok("DELETE", f"/keys/{operator_issued}", "p1")["revoked_at"] is not None
+    assert world.call("POST", "/agent/register", "agent1", h100_node("gpu-x", 1)).status_code == 401

@@ -31,7 +31,7 @@ from zhisuan.engines.models import smollm2_gguf
 
 PASSWORDS = {"alice": "alice-console-pw", "bob": "bob-console-pw", "dc-admin": "dc-admin-console-pw"}
 ROUTES = {"operator": ["fleet", "jobs", "services", "market", "exchange", "billing", "economics", "usage", "access"],
-          "provider": ["fleet", "exchange", "contracts", "settlements"],
+          "provider": ["fleet", "exchange", "contracts", "settlements", "economics", "keys"],
           "tenant": ["jobs", "services", "playground", "usage", "keys", "exchange", "contracts", "invoices"]}
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
@@ -136,7 +136,9 @@ def seed(platform: Platform, tmp: Path) -> dict[str, Any]:
     # charts show east-1 at 2 of its 16 devices.
     call("/allocations", {"tenant": "acme", "node": "east-1/gpu-01", "devices": [0, 1]})
     api.close()
-    return {"period": period, "keys": keys, "invoices": invoices, "margin": margin, "index": index,
+    old = add_months(datetime(today.year, today.month, 1, tzinfo=UTC), -4)
+    return {"period": period, "old_period": f"{old.year:04d}-{old.month:02d}", "keys": keys, "invoices": invoices,
+            "margin": margin, "index": index,
             "match": matches[0]}
 
 
@@ -253,6 +255,13 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.goto(platform.url + "/")
     page.wait_for_selector("#login-form button[type=submit]:has-text('Sign in')")
     accessibility += accessibility_problems(page, "sign-in page (en)")
+    page.screenshot(path=str(shots / "console-sign-in-en.png"), full_page=True)
+    page.select_option("#lang", "zh-CN")
+    page.wait_for_selector("#login-form button[type=submit]:has-text('登录')")
+    page.screenshot(path=str(shots / "console-sign-in-zh-CN.png"), full_page=True)
+    accessibility += accessibility_problems(page, "sign-in page (zh-CN)")
+    page.select_option("#lang", "en")
+    page.wait_for_selector("#login-form button[type=submit]:has-text('Sign in')")
     sign_in(page, platform.url, platform.username, platform.password)
     assert lang(page) == "en"  # the browser's language
     assert page.locator("#nav a").all_inner_texts() == ["Fleet", "Jobs", "Model services", "Market", "Exchange",
@@ -279,6 +288,10 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     switch_language(page, "zh-CN")
     assert page.inner_text("#nav a[data-route='fleet']") == "资源总览"
     assert "按加速卡型号的容量" in page.inner_text("#page") and "恢复" in page.inner_text("#nodes")
+    # The same task in Chinese: resume the node, then drain it again.
+    page.click("button[data-node='east-1/gpu-02']:has-text('恢复')")
+    page.click("button[data-node='east-1/gpu-02']:has-text('排空')")
+    page.wait_for_selector("button[data-node='east-1/gpu-02']:has-text('恢复')")
     page.reload()
     wait_ready(page, "fleet")
     assert page.inner_text("#nav a[data-route='fleet']") == "资源总览" and page.inner_text("#who") == "admin (运营方)"
@@ -298,11 +311,21 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.wait_for_selector("#whatif-figures, #whatif-result .problem")
     figures = page.inner_text("#whatif-figures")
     assert "2,009.00" in figures and "2,209.90" in figures and "+¥200.90" in figures, figures
+    # The seeded month's revenue per site: east-1 is dc-east's only site, so it carries all of it.
+    settled = next(s for s in world["margin"]["settlements"] if s["provider"] == "dc-east")
+    page.wait_for_selector(f"#economics-sites tr:has-text('east-1'):has-text('{en_money(settled['revenue'])}')")
+    # Four months back the hour buckets are gone: the page says the day buckets answer.
+    page.select_option("#economics-period", world["old_period"])
+    page.wait_for_selector("#economics-resolution:has-text('按天记录')")
     visit(page, "exchange")
     assert "dc-east" in page.inner_text("#exchange-offers") and "acme" in page.inner_text("#exchange-requests")
     assert page.locator("#exchange-matches tbody tr").count() == 1
     visit(page, "market")
     assert chart_drawn(page, "chart-index") == 3 * len(world["index"]) > 0  # low, index and high of each entry
+    # Its history, each past week asked of the same endpoint: the contracts began an hour ago (H100 only
+    # "now"); the price book's two token rates are in force since the seeded month began (some weeks).
+    history = chart_drawn(page, "chart-index-history")
+    assert len(world["index"]) < history <= len(world["index"]) + 2 * 12 and (history - len(world["index"])) % 2 == 0
     switch_language(page, "en")
     assert page.inner_text("#nav a[data-route='market']") == "Market"
     screenshots(page, "operator", shots, accessibility)
@@ -331,8 +354,12 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     row.locator("button").click()
     page.wait_for_selector("#keys tbody tr:has-text('console-made') .pill.revoked")
     # A model service of its own, on the CPU (the agents' nodes stop beating once registered: a GPU
-    # replica may find no healthy node by now): llama.cpp with SmolLM2's weights, then chatted with.
+    # replica may find no healthy node by now): llama.cpp with SmolLM2's weights, deployed from the
+    # Chinese console and chatted with in both languages (one llama.cpp: a second costs a minute).
+    switch_language(page, "zh-CN")
     visit(page, "services")
+    assert page.inner_text("#nav a[data-route='services']") == "模型服务"
+    assert page.inner_text("#deploy-form button[type=submit]") == "部署"
     page.select_option("#deploy-model", "tiny-chat")
     page.fill("#deploy-name", "acme-qwen")
     page.fill("#deploy-devices", "0")
@@ -341,7 +368,8 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     assert page.inner_text("#services-error") == ""
     row = page.locator("#services tbody tr", has_text="acme-qwen")
     assert "acme" in row.inner_text() and "tiny-chat" in row.inner_text()
-    page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running", timeout=120_000)
+    page.wait_for_selector("#services tbody tr:has-text('acme-qwen') .pill.running:has-text('运行中')",
+                           timeout=120_000)
     playground_tasks(page, platform, shots)
     visit(page, "services")
     # Scaling (no second llama.cpp started): past the tenant's replica quota (8) is a 409 naming
@@ -383,33 +411,44 @@ def tenant_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Pa
     assert "beta" not in seen and world["invoices"]["beta"]["number"] not in seen
     switch_language(page, "zh-CN")
     assert page.inner_text("#nav a[data-route='invoices']") == "发票"
+    # The same tasks in Chinese: read the invoice, create a key and revoke it.
+    page.click(f"#invoices tr[data-invoice='{invoice['id']}']")
+    detail = page.inner_text("#invoice-detail")
+    assert en_money(invoice["total"]) in detail and "条用量记录" in detail, detail
+    visit(page, "keys")
+    page.fill("#key-name", "console-made-zh")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-secret-value")
+    row = page.locator("#keys tbody tr", has_text="console-made-zh")
+    assert "有效" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button:has-text('吊销')").click()
+    page.wait_for_selector("#keys tbody tr:has-text('console-made-zh') .pill.revoked:has-text('已吊销')")
     switch_language(page, "en")
     screenshots(page, "tenant", shots, accessibility)
 
 
 def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     """Chat with the tenant's own model through the console (streamed from /v1 by the same-origin
-    pass-through); the tokens are metered as /v1's, and the tenant's budget refuses the next call."""
+    pass-through) in Chinese, then switched to English as a user would and again: each reply's tokens
+    are metered as /v1's; then the tenant's budget refuses the next call."""
     operator = {"Authorization": f"Bearer {platform.api_key}"}
     visit(page, "playground")
-    page.select_option("#playground-model", "tiny-chat")
-    page.fill("#playground-prompt", "Say hello.")
-    page.click("#playground-send")
-    page.wait_for_selector(".message.assistant[data-done], #playground-error .problem")
-    assert page.inner_text("#playground-error") == ""
-    assert page.inner_text(".message.assistant .text").strip()
-    assert "Tokens:" in page.inner_text("#playground-usage")
+    assert page.inner_text("#playground-send") == "发送"
+    chat(page, "你好，请用一句话介绍你自己。", "你", "Token：提示")
+    page.screenshot(path=str(shots / "console-tenant-playground-chat-zh-CN.png"), full_page=True)
+    after_chinese = metered_tokens(platform, 0)
+    switch_language(page, "en")
+    assert page.inner_text("#playground-send") == "Send" and page.inner_text("#nav a[data-route='playground']") == (
+        "Playground")
+    assert page.locator(".message").count() == 0  # the page was drawn anew in English
+    chat(page, "Say hello.", "You", "Tokens:")
     page.screenshot(path=str(shots / "console-tenant-playground-chat-en.png"), full_page=True)
+    metered_tokens(platform, after_chinese)
     budget_set = time.monotonic()
     limits = httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
                          json={"rpm": None, "tpm": None, "token_budget": 1})
     assert limits.is_success, limits.text
-    deadline, metered = time.monotonic() + 30, 0
-    while time.monotonic() < deadline and not metered:
-        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
-        metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
-        time.sleep(0.5)
-    assert metered > 0, summary
     time.sleep(max(0.0, 5.5 - (time.monotonic() - budget_set)))  # the gateway caches a key's limits 5 s
     page.fill("#playground-prompt", "And again?")
     page.click("#playground-send")
@@ -419,11 +458,39 @@ def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
                 json={"rpm": None, "tpm": None, "token_budget": None})
 
 
+def chat(page: Any, prompt: str, you: str, usage_label: str) -> None:
+    """One message sent in the playground: shown as ``you``'s, a reply streamed back, its tokens shown
+    under ``usage_label``."""
+    page.select_option("#playground-model", "tiny-chat")
+    page.fill("#playground-prompt", prompt)
+    page.click("#playground-send")
+    page.wait_for_selector(".message.assistant[data-done], #playground-error .problem")
+    assert page.inner_text("#playground-error") == ""
+    assert page.locator(".message.assistant .text").last.inner_text().strip()
+    assert page.locator(".message.user .speaker").last.inner_text() == you
+    assert page.inner_text("#playground-usage").startswith(usage_label), page.inner_text("#playground-usage")
+
+
+def metered_tokens(platform: Platform, before: int) -> int:
+    """acme's output tokens of tiny-chat in the usage summary, once more than ``before`` (the gateway
+    meters asynchronously: waits up to 30 s)."""
+    operator = {"Authorization": f"Bearer {platform.api_key}"}
+    deadline = time.monotonic() + 30
+    while True:
+        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
+        metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
+        if metered > before:
+            return metered
+        assert time.monotonic() < deadline, f"no tokens metered beyond {before}: {summary}"
+        time.sleep(0.5)
+
+
 def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: Path, accessibility: list[str]) -> None:
     sign_in(page, platform.url, "dc-admin", PASSWORDS["dc-admin"])
     # The browser asks for Chinese: the console starts in it.
     assert lang(page) == "zh-CN"
-    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "算力交易", "合同", "结算"]
+    assert page.locator("#nav a").all_inner_texts() == ["站点与节点", "算力交易", "合同", "结算", "经营分析",
+                                                        "代理与 API 密钥"]
     sites = page.inner_text("#sites")
     assert "east-1" in sites and "local" not in sites  # the platform's own site is not this provider's
     assert chart_drawn(page, "chart-sites") > 0
@@ -438,6 +505,26 @@ def provider_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     visit(page, "contracts")
     contracts = page.inner_text("#contracts")
     assert "acme" in contracts and "beta" in contracts  # both lease this provider's capacity
+    # Its revenue per site of the settled month (its own only; the what-if is the operator's).
+    visit(page, "economics")
+    page.select_option("#economics-period", world["period"])
+    page.wait_for_selector(f"#economics-sites tr:has-text('east-1'):has-text('{en_money(settlement['revenue'])}')")
+    assert page.locator("#economics-providers tbody tr").count() == 1 and page.locator("#whatif-section").count() == 0
+    # The agent keys of its sites (the operator issued east-1's two): issue one, shown once, and revoke it.
+    visit(page, "keys")
+    assert page.locator("#agent-keys tbody tr", has_text="east-1").count() == 2
+    page.select_option("#agent-key-site", "east-1")
+    page.click("#agent-key-form button[type=submit]")
+    issued = page.inner_text("#key-secret-value").split("_")[1]
+    row = page.locator("#agent-keys tbody tr", has_text=issued)
+    assert "east-1" in row.inner_text() and "有效" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button").click()
+    page.wait_for_selector(f"#agent-keys tr:has-text('{issued}') .pill.revoked")
     switch_language(page, "en")
     assert page.inner_text("#nav a[data-route='fleet']") == "Sites & nodes"
+    # The main task in English too: last month's settlement.
+    visit(page, "settlements")
+    shown = page.inner_text("#settlements")
+    assert en_money(settlement["payout"]) in shown and "Payout" in shown, shown
     screenshots(page, "provider", shots, accessibility)

@@ -149,3 +149,23 @@ def points(buckets: Iterable[Bucket]) -> list[Point]:
         result.append(Point(start, devices.quantize(Decimal("0.01")), allocated.quantize(Decimal("0.01")),
                             None if ratio is None else ratio.quantize(Decimal("0.0001"))))
     return result
+
+
+# Hours a bucket of each resolution covers when its window was sampled throughout.
+BUCKET_HOURS = {"hour": Decimal(1), "day": Decimal(24)}
+
+
+def period_resolution(start: datetime, now: datetime) -> str:
+    """The resolution whose buckets still cover a period starting at ``start``: hour buckets while
+    the period's first hour is kept (``RETENTION["hour"]``), day buckets for anything older."""
+    return "hour" if start >= expired_before(now)["hour"] else "day"
+
+
+def device_hours(bucket: Bucket) -> tuple[Decimal, Decimal]:
+    """(device-hours, allocated device-hours) of one hour or day bucket: its mean devices (and mean
+    devices allocated) × the hours of its window (a window sampled part of the time counts whole)."""
+    if not bucket.samples:
+        return Decimal(0), Decimal(0)
+    hours = BUCKET_HOURS[bucket.resolution]
+    return (Decimal(bucket.devices) * hours / bucket.samples,
+            Decimal(bucket.allocated) * hours / FULL_DEVICE / bucket.samples)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from zhisuan.identity.hashing import hash_secret
 from zhisuan.identity.keys import IssuedKey, issue_key
 from zhisuan.identity.models import ApiKey, Tenant, User
 from zhisuan.identity.schemas import KeyCreate, TenantCreate, TenantLimits, UserCreate
-from zhisuan.inventory.models import Provider
+from zhisuan.inventory.models import Provider, Site
 
 FEN = Decimal("0.01")
 
@@ -201,8 +201,9 @@ def visible_keys_query(principal: Principal):  # type: ignore[no-untyped-def]
     query = select(ApiKey).join(User).order_by(ApiKey.id)
     if principal.role == "tenant":
         return query.where(User.tenant_id == principal.tenant_id)
-    if principal.role == "provider":
-        return query.where(User.provider_id == principal.provider_id)
+    if principal.role == "provider":  # its users' keys, and the agent keys of its sites whoever issued them
+        own_sites = select(Site.id).where(Site.provider_id == principal.provider_id)
+        return query.where(or_(User.provider_id == principal.provider_id, ApiKey.site_id.in_(own_sites)))
     return query
 
 
@@ -219,6 +220,6 @@ def revoke_key(session: Session, principal: Principal, key_id: str, now: datetim
         key_revoked(session, key_id)  # gateways refuse it as soon as this commits
         audit.record(
             session, principal, "key.revoke", "api_key", key_id,
-            tenant_id=row.user.tenant_id, provider_id=row.user.provider_id,
+            tenant_id=row.user.tenant_id, provider_id=row.user.provider_id or principal.provider_id,
         )
     return row

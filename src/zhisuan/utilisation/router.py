@@ -54,10 +54,11 @@ def server_payback(body: PaybackIn, principal: Reader) -> PaybackOut:
 
 
 @router.get("/economics/yield", response_model=YieldReport, tags=["economics"])
-def yield_report(session: SessionDep, principal: Reader,
+def yield_report(session: SessionDep, principal: Reader, ctx: ContextDep,
                  period: Annotated[str, Query(description="YYYY-MM (UTC month)")]) -> YieldReport:
-    """Idle rate per site and provider, revenue per device-hour per provider, for one month."""
-    return economics.yield_report(session, principal, period)
+    """Idle rate and revenue per device-hour per site and provider for one month (from hour buckets,
+    or day buckets for a month older than the hours' 90 days: ``resolution`` says which)."""
+    return economics.yield_report(session, principal, period, ctx.clock())
 
 
 @router.post("/economics/what-if", response_model=WhatIfOut, tags=["economics"])

@@ -44,14 +44,6 @@ class PaybackOut(BaseModel):
     yearly_return: Decimal | None
 
 
-class SiteYieldOut(BaseModel):
-    site: str
-    provider: str
-    device_hours: Decimal
-    allocated_hours: Decimal
-    idle_rate: Decimal | None
-
-
 class ProviderYield(BaseModel):
     provider: str
     device_hours: Decimal
@@ -61,8 +53,17 @@ class ProviderYield(BaseModel):
     revenue_per_device_hour: Decimal | None
 
 
+class SiteYieldOut(ProviderYield):
+    """A site's figures; ``revenue`` is its part of the provider's settlement revenue (the sites of a
+    provider sum to it exactly), of which ``site_bound_revenue`` came from lines rated for its devices."""
+
+    site: str
+    site_bound_revenue: Decimal | None
+
+
 class YieldReport(BaseModel):
     period: str
+    resolution: str  # the buckets the hours come from: "hour" (last 90 days) or "day" (older months)
     sites: list[SiteYieldOut]
     providers: list[ProviderYield]
 

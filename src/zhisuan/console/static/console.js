@@ -12,7 +12,7 @@ import {servicesPage} from "./pages/services.js";
 import {marketPage, contractsPage} from "./pages/market.js";
 import {operatorBillingPage, providerSettlementsPage, tenantInvoicesPage} from "./pages/billing.js";
 import {usagePage} from "./pages/usage.js";
-import {accessPage, tenantKeysPage} from "./pages/access.js";
+import {accessPage, tenantKeysPage, providerKeysPage} from "./pages/access.js";
 import {playgroundPage} from "./pages/playground.js";
 import {exchangePage} from "./pages/exchange.js";
 import {economicsPage} from "./pages/economics.js";
@@ -26,7 +26,8 @@ const ROUTES = {
              ["access", () => t("nav.access"), accessPage]],
   provider: [["fleet", () => t("nav.sites"), fleetPage], ["exchange", () => t("nav.exchange"), exchangePage],
              ["contracts", () => t("nav.contracts"), contractsPage],
-             ["settlements", () => t("nav.settlements"), providerSettlementsPage]],
+             ["settlements", () => t("nav.settlements"), providerSettlementsPage],
+             ["economics", () => t("nav.economics"), economicsPage], ["keys", () => t("nav.provider_keys"), providerKeysPage]],
   tenant: [["jobs", () => t("nav.jobs"), jobsPage], ["services", () => t("nav.services"), servicesPage],
            ["playground", () => t("nav.playground"), playgroundPage],
            ["usage", () => t("nav.usage"), usagePage], ["keys", () => t("nav.keys"), tenantKeysPage],

@@ -109,3 +109,8 @@ export function formatDay(day) {
   if (!day) return "—";
   return new Intl.DateTimeFormat(language, {dateStyle: "medium", timeZone: "UTC"}).format(new Date(day + "T00:00:00Z"));
 }
+
+// A day in the user's time zone, short ("Nov 30", "11月30日"), for chart axes.
+export function formatDate(at) {
+  return new Intl.DateTimeFormat(language, {month: "short", day: "numeric"}).format(new Date(at));
+}

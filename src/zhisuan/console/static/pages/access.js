@@ -86,3 +86,56 @@ export async function tenantKeysPage(view) {
     section("keys", t("keys.title"), t("keys.note")));
   await refresh();
 }
+
+// A provider's keys: the agent keys of its sites (whoever issued them; `zhisuan agent` registers nodes
+// into one site with one) — issued here per site (POST /sites/{site}/agent-keys, the secret shown once)
+// and revoked (DELETE /keys/{id}) — and its users' other keys.
+function agentKeyForm(sites, onCreated) {
+  const site = el("select", {id: "agent-key-site", required: true}, sites.map((s) => el("option", {value: s.name}, s.name)));
+  const days = el("input", {id: "agent-key-days", type: "number", min: 1, max: 3650});
+  const form = el("form", {id: "agent-key-form", class: "inline-form"},
+    el("div", {class: "field"}, el("label", {for: "agent-key-site"}, t("agent_keys.site")), site),
+    el("div", {class: "field"}, el("label", {for: "agent-key-days"}, t("keys.expires_days")), days),
+    el("button", {type: "submit"}, t("agent_keys.create")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {expires_in_days: days.value ? Number(days.value) : null};
+    try { onCreated(await post(`/sites/${encodeURIComponent(site.value)}/agent-keys`, body)); days.value = ""; }
+    catch (e) { fill("key-error", errorBox(e)); }
+  });
+  return form;
+}
+
+export async function providerKeysPage(view) {
+  const sites = await call("/sites");
+  const siteName = new Map(sites.map((s) => [s.id, s.name]));
+  const revoke = async (k) => {
+    if (!window.confirm(t("keys.revoke_confirm", {id: k.key_id}))) return;
+    try { await remove(`/keys/${encodeURIComponent(k.key_id)}`); await refresh(); }
+    catch (e) { fill("key-error", errorBox(e)); }
+  };
+  const refresh = async () => {
+    const keys = await call("/keys");
+    const agents = keys.filter((k) => k.scopes.includes("agent"));
+    const button = (k) => k.revoked_at ? "" :
+      el("button", {type: "button", class: "danger", "data-key": k.key_id, on: {click: () => revoke(k)}}, t("keys.revoke"));
+    fill("agent-keys", table([[t("keys.id"), (k) => k.key_id], [t("agent_keys.site"), (k) => siteName.get(k.site_id) || "—"],
+      [t("keys.user"), (k) => k.username], [t("keys.state"), keyState], [t("keys.created"), (k) => formatDateTime(k.created_at)],
+      [t("agent_keys.expires"), (k) => k.expires_at ? formatDateTime(k.expires_at) : t("agent_keys.never")],
+      [t("keys.last_used"), (k) => formatDateTime(k.last_used_at)], ["", button]], agents, t("agent_keys.empty")));
+    fill("keys", keysTable(keys.filter((k) => !k.scopes.includes("agent")), view.me, revoke));
+  };
+  const created = async (issued) => {
+    fill("key-error");
+    fill("key-secret", el("div", {class: "secret", role: "status"}, el("strong", {}, t("keys.shown_once")), " ",
+      el("code", {id: "key-secret-value"}, issued.key)), el("p", {class: "muted"}, t("agent_keys.how")));
+    await refresh();
+  };
+  view.root.replaceChildren(
+    el("section", {id: "agent-key-create"}, el("h2", {}, t("agent_keys.new")),
+      sites.length ? agentKeyForm(sites, created) : muted(t("agent_keys.no_sites")),
+      el("div", {id: "key-error"}), el("div", {id: "key-secret", "aria-live": "polite"})),
+    section("agent-keys", t("agent_keys.title"), t("agent_keys.note")),
+    section("keys", t("keys.title"), t("keys.note")));
+  await refresh();
+}

@@ -1,5 +1,6 @@
-// Operator economics: idle rate per site and provider and revenue per device-hour per provider for a month
-// (GET /economics/yield, from the utilisation history and the month's settlements), and a server's payback
+// Operator (and provider) economics: idle rate and revenue per device-hour per site and provider for a month
+// (GET /economics/yield, from the utilisation history — hour buckets, day buckets past 90 days, the page says
+// which — and the month's settlements, a site's part computed by the server to the fen), and a server's payback
 // period (回本周期) at a purchase price, a monthly lease and a utilisation (POST /economics/payback: the
 // amounts stay Decimal strings, computed by the server, never by a float here), and a what-if: the month's
 // usage replayed with another price book (version, % change) or utilisation (usage × factor) through the
@@ -88,30 +89,41 @@ function whatIfForm(period) {
   return form;
 }
 
+// Thirteen months back: past the hour buckets' 90 days the server answers from day buckets (and says so).
+const MONTHS = [...Array(13).keys()].map((m) => -m);
+const revenue = (amount) => amount === null ? t("economics.not_settled") : formatMoney(amount);
+
+function showYield(report) {
+  const hoursColumns = [[t("economics.device_hours"), (r) => formatNumber(r.device_hours, 2), "num"],
+    [t("economics.allocated_hours"), (r) => formatNumber(r.allocated_hours, 2), "num"],
+    [t("economics.idle_rate"), (r) => percent(r.idle_rate), "num"]];
+  fill("economics-resolution", report.resolution === "day" ? t("economics.resolution_day") : t("economics.resolution_hour"));
+  fill("economics-providers", table([[t("economics.provider"), (p) => p.provider], ...hoursColumns,
+    [t("economics.revenue"), (p) => revenue(p.revenue), "num"],
+    [t("economics.revenue_per_hour"), (p) => formatMoney(p.revenue_per_device_hour), "num"]], report.providers, t("economics.no_history")));
+  fill("economics-sites", table([[t("economics.site"), (s) => s.site], [t("economics.provider"), (s) => s.provider], ...hoursColumns,
+    [t("economics.site_bound"), (s) => revenue(s.site_bound_revenue), "num"], [t("economics.revenue"), (s) => revenue(s.revenue), "num"],
+    [t("economics.revenue_per_hour"), (s) => formatMoney(s.revenue_per_device_hour), "num"]], report.sites, t("economics.no_history")));
+}
+
+// Operators: every provider and site, and the what-if; a provider: its own sites (the what-if replays
+// every tenant's invoices, which only operators may read).
 export async function economicsPage(view) {
-  const select = el("select", {id: "economics-period"}, [0, -1, -2].map((m) => el("option", {value: month(m)}, month(m))));
-  const show = async () => {
-    const report = await call(`/economics/yield?period=${select.value}`);
-    fill("economics-providers", table([[t("economics.provider"), (p) => p.provider],
-      [t("economics.device_hours"), (p) => formatNumber(p.device_hours, 2), "num"],
-      [t("economics.allocated_hours"), (p) => formatNumber(p.allocated_hours, 2), "num"],
-      [t("economics.idle_rate"), (p) => percent(p.idle_rate), "num"],
-      [t("economics.revenue"), (p) => p.revenue === null ? t("economics.not_settled") : formatMoney(p.revenue), "num"],
-      [t("economics.revenue_per_hour"), (p) => formatMoney(p.revenue_per_device_hour), "num"]], report.providers, t("economics.no_history")));
-    fill("economics-sites", table([[t("economics.site"), (s) => s.site], [t("economics.provider"), (s) => s.provider],
-      [t("economics.device_hours"), (s) => formatNumber(s.device_hours, 2), "num"],
-      [t("economics.allocated_hours"), (s) => formatNumber(s.allocated_hours, 2), "num"],
-      [t("economics.idle_rate"), (s) => percent(s.idle_rate), "num"]], report.sites, t("economics.no_history")));
-  };
+  const select = el("select", {id: "economics-period"}, MONTHS.map((m) => el("option", {value: month(m)}, month(m))));
+  const show = async () => showYield(await call(`/economics/yield?period=${select.value}`));
   select.addEventListener("change", () => show().catch((e) => fill("economics-providers", errorBox(e))));
-  view.root.replaceChildren(
+  const sections = [
     el("section", {id: "economics-period-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.title")),
-      el("label", {for: "economics-period"}, t("economics.period")), select, el("span", {class: "muted"}, t("economics.note")))),
+      el("label", {for: "economics-period"}, t("economics.period")), select,
+      el("strong", {id: "economics-resolution", "aria-live": "polite"}), el("span", {class: "muted"}, t("economics.note")))),
     section("economics-providers", t("economics.providers"), null),
-    section("economics-sites", t("economics.sites"), null),
+    section("economics-sites", t("economics.sites"), t("economics.sites_note")),
     el("section", {id: "payback-section"}, el("div", {class: "head"}, el("h2", {}, t("economics.payback_title")),
-      el("span", {class: "muted"}, t("economics.payback_note"))), paybackForm(), el("div", {id: "payback-result"})),
-    el("section", {id: "whatif-section"}, el("div", {class: "head"}, el("h2", {}, t("whatif.title")),
+      el("span", {class: "muted"}, t("economics.payback_note"))), paybackForm(), el("div", {id: "payback-result"}))];
+  if (view.me.role === "operator") {
+    sections.push(el("section", {id: "whatif-section"}, el("div", {class: "head"}, el("h2", {}, t("whatif.title")),
       el("span", {class: "muted"}, t("whatif.note"))), whatIfForm(select), el("div", {id: "whatif-result"})));
+  }
+  view.root.replaceChildren(...sections);
   await show();
 }
