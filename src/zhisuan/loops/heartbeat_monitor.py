@@ -86,7 +86,9 @@ def monitor_pass(
             mark_workers_lost(session, node, now)
         # Their model-service replicas too, at once: holds end and the autoscaler replaces them.
         mark_node_replicas_lost(session, marked, now)
-        return sorted(marked)
+    if beats is not None:  # their next beat here takes the full path: ready again at once, not at the flush
+        beats.known.forget_nodes(marked)
+    return sorted(marked)
 
 
 def mark_workers_lost(session: Session, node: Node, now: datetime) -> None:
