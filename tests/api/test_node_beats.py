@@ -21,6 +21,9 @@ from zhisuan.store.base import transaction
 TIMEOUT = timedelta(seconds=30)
 HOLDER = "this-process"
 HEALTHY = {"node": "gpu-a", "devices": [{"index": 0, "healthy": True}, {"index": 1, "healthy": True}]}
+# The same report in other bytes: not a known beat (inventory.known_beats), still one that changes nothing.
+HEALTHY_SPELT_OUT = {"node": "gpu-a", "devices": [{"index": 0, "healthy": True, "health_detail": ""},
+                                                  {"index": 1, "healthy": True, "health_detail": ""}]}
 
 
 @pytest.fixture
@@ -74,7 +77,7 @@ def test_an_unchanged_beat_is_one_read_and_its_time_is_written_by_the_flush(
     first = stored(world).last_heartbeat_at
     clock.advance(seconds=10)
     with Statements(world) as statements:
-        ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+        ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY_SPELT_OUT)
     assert ack == {"node_id": registered["node_id"], "status": "ready", "heartbeat_interval_s": 10.0}
     assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
     assert stored(world).last_heartbeat_at == first  # not written yet
@@ -155,11 +158,75 @@ def test_a_changed_report_is_applied_at_once(world: Api, clock: Clock, buffered:
 def test_a_revoked_key_is_refused_on_the_next_beat(world: Api, clock: Clock, buffered: BeatBuffer) -> None:
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
-    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # fast: the grant is cached
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY_SPELT_OUT)  # fast: the grant is cached
     key_id = world.keys["agent1"].split("_")[1]
     with transaction(sessions(world)) as session:
         session.execute(update(ApiKey).where(ApiKey.key_id == key_id).values(revoked_at=clock()))
-    refused = world.call("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    refused = world.call("POST", "/agent/heartbeat", "agent1", HEALTHY)  # not the known bytes: checked
     assert refused.status_code == 401 and "revoked" in refused.text
     other_node = world.call("POST", "/agent/heartbeat", "agent2", HEALTHY)  # another site's key: not its node
     assert other_node.status_code == 404
+
+
+def test_a_repeated_beat_is_answered_from_memory_and_its_time_written_by_the_flush(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    registered = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # applied in full, then known
+    clock.advance(seconds=10)
+    with Statements(world) as statements:
+        ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert ack == {"node_id": registered["node_id"], "status": "ready", "heartbeat_interval_s": 10.0}
+    assert statements == []
+    assert buffered.pending(registered["node_id"]) == clock()
+    assert flush(world, buffered, clock) == []
+    assert stored(world).last_heartbeat_at == clock()
+
+
+def test_a_revoked_key_known_beat_is_acknowledged_until_the_flush_but_never_written(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    written = stored(world).last_heartbeat_at
+    key_id = world.keys["agent1"].split("_")[1]
+    with transaction(sessions(world)) as session:
+        session.execute(update(ApiKey).where(ApiKey.key_id == key_id).values(revoked_at=clock()))
+    clock.advance(seconds=10)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # from memory: the revocation is not seen yet
+    flush(world, buffered, clock)  # the sweep sees it: the beat is dropped, the key forgotten
+    assert stored(world).last_heartbeat_at == written
+    refused = world.call("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert refused.status_code == 401 and "revoked" in refused.text
+
+
+def test_a_node_cordoned_by_hand_leaves_memory_at_the_flush_and_its_next_beat_says_so(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/nodes/s1/gpu-a/cordon", "operator", {"reason": "maintenance"})
+    clock.advance(seconds=10)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    flush(world, buffered, clock)
+    assert stored(world).last_heartbeat_at == clock()  # a valid beat: its time is kept
+    clock.advance(seconds=10)
+    with Statements(world) as statements:
+        world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert "SELECT" in statements and stored(world).last_heartbeat_at == clock()
+
+
+def test_without_a_recent_sweep_nothing_is_answered_from_memory(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    buffered.known.swept_at -= buffered.known.max_unswept_s + 1  # the flusher has been failing
+    with Statements(world) as statements:
+        world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert statements
+
+
+def test_a_registration_makes_the_next_beat_go_in_full(world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    with Statements(world) as statements:
+        world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert "UPDATE" in statements

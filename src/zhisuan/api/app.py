@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from zhisuan import __version__
 from zhisuan.api.admission import Admission, AdmissionLimits
+from zhisuan.api.beat_shortcut import BeatShortcut
 from zhisuan.api.browser_headers import BrowserHeaders
 from zhisuan.api.deps import AppContext, ContextDep, SessionDep
 from zhisuan.api.errors import install_error_handlers
@@ -148,7 +149,9 @@ def start_beat_buffer(ctx: AppContext, loops: sessionmaker[Session], holder: str
     process counts as flushed up to now before it serves: no beat has been buffered yet."""
     if ctx.settings.beat_flush_interval_s <= 0:
         return None
-    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s))
+    # Beats answered from memory need a sweep at least this often, or they take the full path again.
+    max_unswept_s = max(5.0, 5 * ctx.settings.beat_flush_interval_s)
+    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s), max_unswept_s)
     with transaction(loops) as session:
         mark_flushed(session, holder, ctx.clock())
     ctx.beats = beats
@@ -312,6 +315,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.add_middleware(Admission, limits=AdmissionLimits(
         agent=settings.max_inflight_agent, api=settings.max_inflight_api, wait_s=settings.admission_wait_s,
         retry_after_s=settings.retry_after_s))
+    # Outside admission: a repeated heartbeat is answered from memory, no connection, no slot (api.beat_shortcut).
+    app.add_middleware(BeatShortcut, ctx=ctx, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -36,6 +36,7 @@ from zhisuan.identity.access import require_scope
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.inventory import service
 from zhisuan.inventory.cordon import apply_health
+from zhisuan.inventory.known_beats import KnownBeat, KnownBeats, body_digest
 from zhisuan.inventory.models import BeatFlush, Node
 from zhisuan.inventory.schemas import DeviceHealth, Heartbeat, HeartbeatAck
 from zhisuan.ledger import service as ledger
@@ -61,8 +62,9 @@ class BeatBuffer:
     every beat (in its one statement), so revoking a key or disabling a user takes effect at once.
     """
 
-    def __init__(self, holder: str, clear_after: timedelta) -> None:
+    def __init__(self, holder: str, clear_after: timedelta, max_unswept_s: float = 5.0) -> None:
         self.holder, self.clear_after = holder, clear_after
+        self.known = KnownBeats(max_unswept_s)  # beats answered before the framework (known_beats)
         self._lock = threading.Lock()
         self._seen: dict[int, datetime] = {}
         self._keys_used: set[str] = set()
@@ -107,10 +109,18 @@ class BeatBuffer:
 
     def flush(self, sessions: sessionmaker[Session], through: datetime) -> list[int]:
         """Write every buffered beat in one statement and mark this process flushed ``through``
-        (a time read before this call). Returns the nodes brought back from ``unreachable``."""
+        (a time read before this call). Returns the nodes brought back from ``unreachable``.
+        The beats answered from memory are checked first (``KnownBeats.sweep``): those of a key that
+        is no longer valid are dropped, not written."""
+        started = self.known.monotonic()
         seen, keys = self.take()
+        served = self.known.take_served()  # after ``take``: a beat in ``seen`` was served before it
         try:
             with transaction(sessions) as session:
+                verdict = self.known.sweep(session, served, through, KEY_USE_PRECISION, started)
+                for node_id in verdict.dropped_nodes:
+                    seen.pop(node_id, None)
+                keys |= verdict.keys_used
                 unreachable = write_last_seen(session, seen)
                 if keys:
                     session.execute(update(ApiKey).where(ApiKey.key_id.in_(sorted(keys)))
@@ -118,6 +128,7 @@ class BeatBuffer:
                 mark_flushed(session, self.holder, through)
         except BaseException:
             self.put_back(seen, keys)
+            self.known.put_back(served)
             raise
         return [node_id for node_id in sorted(unreachable) if revive(sessions, node_id, seen[node_id],
                                                                      self.clear_after)]
@@ -194,8 +205,8 @@ def all_healthy(devices: Iterable[DeviceHealth]) -> bool:
     return all(report.healthy for report in devices)
 
 
-def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat) -> HeartbeatAck | None:
-    """The ack of a beat that changes nothing, or None when it needs the full path."""
+def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat) -> tuple[HeartbeatAck, str] | None:
+    """The ack of a beat that changes nothing and its key, or None when it needs the full path."""
     key_id = beats.grant_of(token)
     if key_id is None or not all_healthy(body.devices):
         return None
@@ -217,11 +228,12 @@ def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat) 
         return None
     due = used is None or now - used > KEY_USE_PRECISION
     beats.record(node_id, ctx.clock, key_id if due else None)
-    return HeartbeatAck(node_id=node_id, status="ready", heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+    return HeartbeatAck(node_id=node_id, status="ready", heartbeat_interval_s=ctx.settings.heartbeat_interval_s), key_id
 
 
-def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> HeartbeatAck:
-    """Key checked (scrypt once per process), node row locked, devices loaded, health applied."""
+def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> tuple[HeartbeatAck, str | None]:
+    """Key checked (scrypt once per process), node row locked, devices loaded, health applied. With
+    the ack, the key's id if the node is now steady (its next identical beat can be a known one)."""
     now = ctx.clock()
     with transaction(ctx.sessions) as session:
         principal = ctx.verifier.authenticate(session, token, now, client)
@@ -229,15 +241,24 @@ def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> Hear
         node = service.heartbeat(session, principal, body.node, body.devices, now,
                                  timedelta(seconds=ctx.settings.cordon_clear_after_s))
         ack = HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+        steady = node.status == "ready" and node.cordon_reason is None and all_healthy(body.devices)
     if ctx.beats is not None and principal.key_id is not None:
         ctx.beats.remember_grant(token, principal.key_id)
-    return ack
+    return ack, principal.key_id if steady else None
 
 
-def receive(ctx: AppContext, token: str, body: Heartbeat, client: str) -> HeartbeatAck:
-    """One heartbeat, all of its database work in the caller's one thread."""
+def receive(ctx: AppContext, token: str, body: Heartbeat, client: str) -> tuple[HeartbeatAck, str | None]:
+    """One heartbeat, all of its database work in the caller's one thread: its ack, and the key's
+    id when the beat left the node steady (see ``learn``)."""
     if ctx.beats is not None:
-        ack = quick_beat(ctx, ctx.beats, token, body)
-        if ack is not None:
-            return ack
+        quick = quick_beat(ctx, ctx.beats, token, body)
+        if quick is not None:
+            return quick
     return full_beat(ctx, token, body, client)
+
+
+def learn(beats: BeatBuffer, token: str, raw_body: bytes, body: Heartbeat, key_id: str, ack: HeartbeatAck) -> None:
+    """Remember a beat that left its node steady: the same bytes again are answered from memory."""
+    beats.known.learn(token, KnownBeat(key_id=key_id, node_id=ack.node_id, body=body_digest(raw_body),
+                                       report=service.report_digest(body.devices),
+                                       ack=ack.model_dump_json().encode()))

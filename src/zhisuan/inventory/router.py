@@ -187,11 +187,22 @@ def register(body: NodeRegister, request: Request, session: SessionDep, principa
 async def heartbeat(body: Heartbeat, request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> HeartbeatAck:
     """Async, with no sync dependencies: the beat's database work runs in one thread hand-off
-    (``inventory.beats.receive``), not one per dependency; a beat that changes nothing is buffered."""
+    (``inventory.beats.receive``), not one per dependency; a beat that changes nothing is buffered,
+    and one that leaves its node steady is learnt: the same bytes again are answered before routing
+    (``api.beat_shortcut``)."""
     if credentials is None:
         raise Unauthenticated("missing credential: send 'Authorization: Bearer <API key>'")
     ctx: AppContext = request.app.state.ctx
-    return await anyio.to_thread.run_sync(beats.receive, ctx, credentials.credentials, body, client_address(request))
+    token = credentials.credentials
+    try:
+        ack, key_id = await anyio.to_thread.run_sync(beats.receive, ctx, token, body, client_address(request))
+    except Exception:
+        if ctx.beats is not None:
+            ctx.beats.known.forget(token)
+        raise
+    if key_id is not None and ctx.beats is not None:
+        beats.learn(ctx.beats, token, await request.body(), body, key_id, ack)
+    return ack
 
 
 @router.get("/fleet/summary", response_model=FleetSummary, tags=["inventory"])

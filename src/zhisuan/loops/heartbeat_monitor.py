@@ -7,9 +7,9 @@ can no longer be known: the job scheduler restarts their jobs elsewhere). Their 
 
 One pass: (0) write this process's buffered beats (``inventory.beats``); (1) take the loop's lease in
 a short transaction and load the beats of the nodes that look quiet — only those, so the pass costs
-what changed, not the fleet's size; (2) decide in pure code (core.liveness); (3) apply in a second
-short transaction, only if the lease is still ours and — checked in the guarded UPDATE itself — the
-node has not beaten in between.
+what changed, not the fleet's size; (2) decide in pure code (core.liveness); (3) apply in short
+transactions of at most ``MARK_CHUNK`` nodes, each only if the lease is still ours and — checked in
+the guarded UPDATE itself — the node has not beaten in between.
 
 "Quiet" is judged as of ``decided_at``: ``now``, or earlier if another API process (``--workers N``)
 has not yet written its buffered beats up to ``now`` (``beat_flushes``): a beat waiting in some
@@ -37,6 +37,7 @@ from zhisuan.workloads.local_driver import WORKER_ENDED
 from zhisuan.workloads.models import JobWorker
 
 LEASE = "heartbeat-monitor"
+MARK_CHUNK = 200
 
 
 def monitor_pass(
@@ -60,12 +61,26 @@ def monitor_pass(
                     Node.managed_by == "agent", Node.status != "unreachable",
                     or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff)))
         )
-    quiet = nodes_gone_quiet(beats_now, decided_at, timeout)
-    if not quiet:
-        return []
+    quiet = sorted(nodes_gone_quiet(beats_now, decided_at, timeout))
+    marked: list[int] = []
+    # In short transactions of MARK_CHUNK nodes: a mass marking (a partition, a restart under a large
+    # fleet) never holds thousands of node rows locked while their beats wait for them.
+    for first in range(0, len(quiet), MARK_CHUNK):
+        done = mark_unreachable(sessions, quiet[first:first + MARK_CHUNK], cutoff, token, now, timeout)
+        if done is None:
+            break  # the lease was lost: another process carries on
+        marked += done
+    if beats is not None:  # their next beat here takes the full path: ready again at once, not at the flush
+        beats.known.forget_nodes(marked)
+    return sorted(marked)
+
+
+def mark_unreachable(sessions: sessionmaker[Session], quiet: list[int], cutoff: datetime, token: str,
+                     now: datetime, timeout: timedelta) -> list[int] | None:
+    """Mark these quiet nodes unreachable (None: the lease is no longer ours)."""
     with transaction(sessions) as session:
         if not lease_is_held(session, LEASE, token, now):
-            return []
+            return None
         # Re-check in the write itself: a heartbeat may commit between the decision and this
         # transaction, or between a read here and its write — a read-then-write would then mark a
         # node unreachable just after its beat. The guarded UPDATE waits for a beat in progress (its
@@ -78,22 +93,28 @@ def monitor_pass(
             .returning(Node.id)
             .execution_options(synchronize_session=False)
         ).scalars())
-        for node in session.execute(
-            select(Node).where(Node.id.in_(marked)).options(selectinload(Node.devices))
-        ).scalars():
+        nodes = session.execute(
+            select(Node).where(Node.id.in_(marked)).options(selectinload(Node.devices))).scalars().all()
+        for node in nodes:
             apply_health(node, now, timeout, reachable=False)
             refresh_availability(node)
-            mark_workers_lost(session, node, now)
+        mark_workers_lost(session, list(nodes), now)
         # Their model-service replicas too, at once: holds end and the autoscaler replaces them.
         mark_node_replicas_lost(session, marked, now)
-        return sorted(marked)
+        return marked
 
 
-def mark_workers_lost(session: Session, node: Node, now: datetime) -> None:
-    quiet_for = (now - node.last_heartbeat_at).total_seconds() if node.last_heartbeat_at else None
-    since = f"no heartbeat for {quiet_for:.0f} s" if quiet_for is not None else "never sent a heartbeat"
+def mark_workers_lost(session: Session, nodes: list[Node], now: datetime) -> None:
+    """The job workers of these nodes, all in one query."""
+    by_id = {node.id: node for node in nodes}
+    if not by_id:
+        return
     for worker in session.execute(select(JobWorker).where(
-            JobWorker.node_id == node.id, JobWorker.state.not_in(WORKER_ENDED))).scalars():
+            JobWorker.node_id.in_(sorted(by_id)), JobWorker.state.not_in(WORKER_ENDED))).scalars():
+        assert worker.node_id is not None  # selected by it
+        node = by_id[worker.node_id]
+        quiet_for = (now - node.last_heartbeat_at).total_seconds() if node.last_heartbeat_at else None
+        since = f"no heartbeat for {quiet_for:.0f} s" if quiet_for is not None else "never sent a heartbeat"
         worker.state, worker.desired, worker.ended_at = "lost", "stop", now
         worker.reason = f"agent_lost: node {node.name} unreachable ({since})"
 

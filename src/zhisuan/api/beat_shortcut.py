@@ -1,0 +1,98 @@
+"""The known-beat shortcut: an ASGI layer answering a repeated heartbeat before anything else runs.
+
+A steady fleet's heartbeats are mostly byte-for-byte repeats of a beat already applied
+(``inventory.known_beats``). For those, routing, the middleware stack, JSON parsing, validation,
+dependencies, the thread hand-off and the key check's SQL are pure overhead: this layer reads the
+body (bounded by its declared ``Content-Length``), asks the process's ``KnownBeats`` and, on a
+match, buffers the beat's time and sends the remembered answer. Anything else — no beat buffer,
+another path, no bearer token, no or a too large ``Content-Length``, an unknown or changed body —
+is passed on unchanged, the body replayed, to the full stack (which enforces every bound). A
+registration (``/agent/register``) passes too, but first makes its key's known beat forgotten: it
+may have changed the node's devices.
+
+It sits outside admission control on purpose: a known beat costs no database connection, and
+answering it even while the full path sheds load keeps live nodes from being marked unreachable.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zhisuan.api.deps import AppContext
+
+HEARTBEAT_PATH = "/api/v1/agent/heartbeat"
+REGISTER_PATH = "/api/v1/agent/register"
+
+
+def bearer_and_length(scope: Scope) -> tuple[bytes | None, int]:
+    token, length = None, -1
+    for name, value in scope["headers"]:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            token = value[7:].strip()
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+    return token, length
+
+
+class BeatShortcut:
+    """ASGI middleware: see the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, ctx: AppContext, max_body_bytes: int) -> None:
+        self.app, self.ctx, self.max_body_bytes = app, ctx, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        beats = self.ctx.beats
+        if (beats is None or scope["type"] != "http" or scope["path"] not in (HEARTBEAT_PATH, REGISTER_PATH)
+                or scope["method"] != "POST"):
+            await self.app(scope, receive, send)
+            return
+        token, length = bearer_and_length(scope)
+        if scope["path"] == REGISTER_PATH:  # a registration may change the devices: the next beat in full
+            if token is not None:
+                beats.known.forget(token.decode("latin-1"))
+            await self.app(scope, receive, send)
+            return
+        if token is None or not 0 < length <= self.max_body_bytes:
+            await self.app(scope, receive, send)
+            return
+        messages, body = await read_declared_body(receive, length)
+        known = beats.known.answer(token, body) if body is not None else None
+        if known is None:
+            await self.app(scope, replay(messages, receive), send)
+            return
+        beats.record(known.node_id, self.ctx.clock)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(known.ack)).encode())]})
+        await send({"type": "http.response.body", "body": known.ack})
+
+
+async def read_declared_body(receive: Receive, length: int) -> tuple[list[Message], bytes | None]:
+    """The messages read and the body, or None for the body if it is not exactly ``length`` bytes
+    (the full stack then answers it as it would have)."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > length:
+            return messages, None
+        if not message.get("more_body", False):
+            break
+    if size != length:
+        return messages, None
+    return messages, b"".join(m.get("body", b"") for m in messages)
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
