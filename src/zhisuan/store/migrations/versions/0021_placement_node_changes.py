@@ -8,8 +8,8 @@ stamp: on PostgreSQL the writing transaction's 64-bit id (``pg_current_xact_id``
 reader could not see has an id ≥ its snapshot's xmax or in its in-progress list); on
 SQLite a counter bumped per write (writers are serialised, so stamps follow commit order).
 
-Revision ID: 0023
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-02 13:30:00.000000
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0023'
-down_revision = '0019'
+revision = '0021'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

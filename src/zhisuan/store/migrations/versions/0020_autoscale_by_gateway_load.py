@@ -1,6 +1,6 @@
 """autoscaling by the gateways' load: target kind (in-flight per slot or queue time), gateway load rows
 
-Revision ID: 0022
+Revision ID: 0020
 Revises: 0019
 Create Date: 2026-12-02 13:30:00.000000
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from zhisuan.store.base import UTCDateTime
 
 
-revision = '0022'
+revision = '0020'
 down_revision = '0019'
 branch_labels = None
 depends_on = None
