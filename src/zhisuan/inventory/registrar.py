@@ -1,0 +1,225 @@
+"""Node registrations applied in batches: many agents' registrations in one transaction.
+
+One registration alone is ~13 statements and a commit, and every commit that adds a node also
+rewrites the placement fleet's generation row (``placement.fleet_cache``), which serialises all
+registering transactions behind one row lock and one disk flush each. So the registrations waiting
+in a process are applied together (``Registrar``): the first request that finds no batch running
+applies everything queued, in one transaction:
+
+- one query reads the batch's keys with their users (locked on PostgreSQL, so two processes cannot
+  bind one fresh key to two nodes) and one the nodes that already exist;
+- each key is checked as ``KeyVerifier.authenticate`` would (scrypt once per key and process), each
+  body validated (catalog models, device indexes) — a failure answers that request only;
+- the new nodes whose devices are all healthy are inserted in one statement, their devices in one,
+  the audit rows with them; anything else (a node that exists: re-registration with device changes
+  and open holds; a device reporting a fault: cordon) takes ``service.register_node`` in a savepoint;
+- one commit (one generation bump) answers the whole batch.
+
+If the batch fails as a whole (a node name raced in by another process), each registration is
+applied alone, as before. The answers, the audit rows and the rules are those of the one-at-a-time
+path (``register_one``).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session, joinedload
+
+from zhisuan.catalog.loader import Catalog
+from zhisuan.errors import Forbidden
+from zhisuan.identity import audit
+from zhisuan.identity.access import Principal, require_scope
+from zhisuan.identity.keys import split_key
+from zhisuan.identity.models import ApiKey
+from zhisuan.inventory import service
+from zhisuan.inventory.models import Device, Node, Site
+from zhisuan.inventory.schemas import HeartbeatAck, NodeRegister
+from zhisuan.store.base import transaction
+
+if TYPE_CHECKING:
+    from zhisuan.api.deps import AppContext
+
+MAX_BATCH = 500
+ANOTHER_NODE = ("this agent key belongs to another node of the site; "
+                "issue one key per node with 'zhisuan site agent-key'")
+
+
+@dataclass
+class Pending:
+    token: str
+    body: NodeRegister
+    client: str
+    answer: Future[HeartbeatAck] = field(default_factory=Future)
+
+
+@dataclass
+class Checked:
+    """A registration whose key and body passed, ready to be written."""
+
+    pending: Pending
+    principal: Principal
+    devices: list[Device]
+
+
+def register_one(ctx: AppContext, catalog: Catalog, token: str, body: NodeRegister, client: str) -> HeartbeatAck:
+    """One registration in its own transaction (the path without batching)."""
+    now = ctx.clock()
+    with transaction(ctx.sessions) as session:
+        principal = ctx.verifier.authenticate(session, token, now, client)
+        require_scope(principal, "agent")
+        node = service.register_node(session, catalog, principal, body, now)
+        return ack(ctx, node.id, node.status)
+
+
+def ack(ctx: AppContext, node_id: int, status: str) -> HeartbeatAck:
+    return HeartbeatAck(node_id=node_id, status=status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+
+
+class Registrar:
+    """The registrations waiting in this process; whoever finds no batch running applies them."""
+
+    def __init__(self, ctx: AppContext, catalog: Catalog, max_batch: int = MAX_BATCH) -> None:
+        self.ctx, self.catalog, self.max_batch = ctx, catalog, max_batch
+        self._lock = threading.Lock()
+        self._queue: list[Pending] = []
+        self._applying = False
+
+    def enqueue(self, pending: Pending) -> bool:
+        """Queue a registration; True when the caller must now run ``drain`` (no batch is running)."""
+        with self._lock:
+            self._queue.append(pending)
+            if self._applying:
+                return False
+            self._applying = True
+            return True
+
+    def drain(self) -> None:
+        """Apply batches until the queue is empty (run in a worker thread)."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                if not batch:
+                    self._applying = False
+                    return
+            self.apply(batch)
+
+    def apply(self, batch: list[Pending]) -> None:
+        try:
+            with transaction(self.ctx.sessions) as session:
+                results = apply_batch(session, self.ctx, self.catalog, batch, self.ctx.clock())
+        except Exception:  # the batch as a whole failed: each registration alone, as before
+            results = {}
+            for pending in batch:
+                try:
+                    results[id(pending)] = register_one(self.ctx, self.catalog, pending.token, pending.body,
+                                                        pending.client)
+                except Exception as error:  # noqa: BLE001 — answered to that request only
+                    results[id(pending)] = error
+        for pending in batch:
+            outcome = results[id(pending)]
+            if isinstance(outcome, BaseException):
+                pending.answer.set_exception(outcome)
+            else:
+                pending.answer.set_result(outcome)
+
+
+def apply_batch(session: Session, ctx: AppContext, catalog: Catalog, batch: list[Pending],
+                now: datetime) -> dict[int, HeartbeatAck | Exception]:
+    """Every registration of ``batch`` in ``session``: its ack or the error that request answers."""
+    results: dict[int, HeartbeatAck | Exception] = {}
+    key_ids = sorted({key_id for pending in batch if (key_id := key_id_of(pending.token))})
+    query = select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_id.in_(key_ids)).order_by(ApiKey.key_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=ApiKey)
+    rows = {row.key_id: row for row in session.execute(query).unique().scalars()}
+    checked: list[Checked] = []
+    for pending in batch:
+        try:
+            checked.append(check(ctx, catalog, rows, pending, now))
+        except Exception as error:  # noqa: BLE001 — a domain error answers that request only
+            results[id(pending)] = error
+    existing = existing_nodes(session, checked)
+    fresh: list[Checked] = []
+    slow: list[Checked] = []
+    names: set[tuple[int | None, str]] = set()
+    for item in checked:
+        place = (item.principal.site_id, item.pending.body.name)
+        healthy = all(device.health == "healthy" for device in item.devices)
+        (fresh if place not in existing and place not in names and healthy else slow).append(item)
+        names.add(place)
+    results |= insert_fresh(session, ctx, fresh, now)
+    for item in slow:
+        try:
+            with session.begin_nested():
+                node = service.register_node(session, catalog, item.principal, item.pending.body, now)
+                results[id(item.pending)] = ack(ctx, node.id, node.status)
+        except Exception as error:  # noqa: BLE001 — rolled back to the savepoint; that request only
+            results[id(item.pending)] = error
+    return results
+
+
+def key_id_of(token: str) -> str | None:
+    try:
+        return split_key(token)[0]
+    except Exception:  # noqa: BLE001 — malformed: the check answers it
+        return None
+
+
+def check(ctx: AppContext, catalog: Catalog, rows: dict[str, ApiKey], pending: Pending, now: datetime) -> Checked:
+    """The key, its scope and site, the body's devices and the key's node binding (bound in memory:
+    written with the batch, under the key rows' lock)."""
+    principal = ctx.verifier.authenticate_loaded(rows, pending.token, now, pending.client)
+    require_scope(principal, "agent")
+    if principal.site_id is None:
+        raise Forbidden("only an agent key bound to a site can register nodes")
+    devices = service.device_rows(catalog, pending.body.devices)
+    assert principal.key_id is not None  # an agent key authenticated from a row
+    row = rows[principal.key_id]
+    if row.node_name is None:
+        row.node_name = pending.body.name
+    elif row.node_name != pending.body.name:
+        raise Forbidden(ANOTHER_NODE)
+    return Checked(pending, principal, devices)
+
+
+def existing_nodes(session: Session, checked: list[Checked]) -> set[tuple[int | None, str]]:
+    places = sorted({(item.principal.site_id, item.pending.body.name) for item in checked}, key=str)
+    if not places:
+        return set()
+    found = session.execute(select(Node.site_id, Node.name).where(tuple_(Node.site_id, Node.name).in_(places)))
+    return {(site_id, name) for site_id, name in found}
+
+
+def insert_fresh(session: Session, ctx: AppContext, fresh: list[Checked], now: datetime) -> dict[int, HeartbeatAck]:
+    """New nodes, all devices healthy: ready, uncordoned, every device available — one INSERT for
+    the nodes, one for their devices, the audit rows with the commit."""
+    if not fresh:
+        return {}
+    ids = session.execute(insert(Node).returning(Node.id, sort_by_parameter_order=True), [
+        {"site_id": item.principal.site_id, "name": item.pending.body.name, "status": "ready", "drained": False,
+         "cpu_cores": item.pending.body.cpu_cores, "memory_mib": item.pending.body.memory_mib,
+         "labels": dict(item.pending.body.labels), "agent_version": item.pending.body.agent_version,
+         "managed_by": "agent", "registered_at": now, "last_heartbeat_at": now, "health_digest": None}
+        for item in fresh]).scalars().all()
+    devices = [{"node_id": node_id, "index": d.index, "uuid": d.uuid, "model": d.model,
+                "reported_name": d.reported_name, "memory_mib": d.memory_mib, "health": "healthy",
+                "health_detail": d.health_detail, "available": True}
+               for node_id, item in zip(ids, fresh, strict=True) for d in item.devices]
+    if devices:
+        session.execute(insert(Device), devices)
+    sites = {site_id: (name, provider_id) for site_id, name, provider_id in session.execute(
+        select(Site.id, Site.name, Site.provider_id).where(Site.id.in_({item.principal.site_id for item in fresh})))}
+    for item in fresh:
+        site_id = item.principal.site_id
+        assert site_id is not None
+        site_name, provider_id = sites[site_id]
+        audit.record(session, item.principal, "node.register", "node", f"{site_name}/{item.pending.body.name}",
+                     provider_id=provider_id, detail={"devices": len(item.devices)})
+    return {id(item.pending): ack(ctx, node_id, "ready") for node_id, item in zip(ids, fresh, strict=True)}
+
