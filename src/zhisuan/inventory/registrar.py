@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 
 from zhisuan.catalog.loader import Catalog
@@ -139,21 +139,35 @@ def apply_batch(session: Session, ctx: AppContext, catalog: Catalog, batch: list
         query = query.with_for_update(of=ApiKey)
     rows = {row.key_id: row for row in session.execute(query).unique().scalars()}
     checked: list[Checked] = []
+    claims: dict[str, str] = {}
     for pending in batch:
         try:
-            checked.append(check(ctx, catalog, rows, pending, now))
+            checked.append(check(ctx, catalog, rows, claims, pending, now))
         except Exception as error:  # noqa: BLE001 — a domain error answers that request only
             results[id(pending)] = error
     existing = existing_nodes(session, checked)
     fresh: list[Checked] = []
+    same: list[tuple[Checked, Known]] = []
     slow: list[Checked] = []
     names: set[tuple[int | None, str]] = set()
     for item in checked:
         place = (item.principal.site_id, item.pending.body.name)
         healthy = all(device.health == "healthy" for device in item.devices)
-        (fresh if place not in existing and place not in names and healthy else slow).append(item)
+        known = existing.get(place)
+        if place in names or not healthy:
+            slow.append(item)
+        elif known is None:
+            fresh.append(item)
+        elif known.unchanged_by(item.devices):
+            same.append((item, known))
+        else:
+            slow.append(item)
         names.add(place)
+    for item in [*fresh, *(item for item, _ in same)]:  # the others bind in service.register_node
+        assert item.principal.key_id is not None
+        rows[item.principal.key_id].node_name = item.pending.body.name
     results |= insert_fresh(session, ctx, fresh, now)
+    results |= refresh_same(session, ctx, same, now)
     for item in slow:
         try:
             with session.begin_nested():
@@ -171,29 +185,80 @@ def key_id_of(token: str) -> str | None:
         return None
 
 
-def check(ctx: AppContext, catalog: Catalog, rows: dict[str, ApiKey], pending: Pending, now: datetime) -> Checked:
-    """The key, its scope and site, the body's devices and the key's node binding (bound in memory:
-    written with the batch, under the key rows' lock)."""
+def check(ctx: AppContext, catalog: Catalog, rows: dict[str, ApiKey], claims: dict[str, str], pending: Pending,
+          now: datetime) -> Checked:
+    """The key, its scope and site, the body's devices and the key's node binding (``claims``: the
+    node each key of the batch speaks for, so far; written with the batch, under the key rows' lock)."""
     principal = ctx.verifier.authenticate_loaded(rows, pending.token, now, pending.client)
     require_scope(principal, "agent")
     if principal.site_id is None:
         raise Forbidden("only an agent key bound to a site can register nodes")
     devices = service.device_rows(catalog, pending.body.devices)
     assert principal.key_id is not None  # an agent key authenticated from a row
-    row = rows[principal.key_id]
-    if row.node_name is None:
-        row.node_name = pending.body.name
-    elif row.node_name != pending.body.name:
+    bound = claims.setdefault(principal.key_id, rows[principal.key_id].node_name or pending.body.name)
+    if bound != pending.body.name:
         raise Forbidden(ANOTHER_NODE)
     return Checked(pending, principal, devices)
 
 
-def existing_nodes(session: Session, checked: list[Checked]) -> set[tuple[int | None, str]]:
+DEVICE_FIELDS = ("index", "uuid", "model", "reported_name", "memory_mib", "health", "health_detail")
+
+
+@dataclass
+class Known:
+    """A node of the batch already registered: what decides whether its re-registration is a refresh."""
+
+    id: int
+    site: str
+    provider_id: int
+    drained: bool
+    cordoned: bool
+    devices: list[tuple[object, ...]] = field(default_factory=list)
+
+    def unchanged_by(self, reported: list[Device]) -> bool:
+        """Same devices (by index, every field), none faulty, no cordon to re-judge: a refresh of
+        the node's own columns, with nothing for ``service.register_node`` to end or cordon."""
+        ours = sorted(tuple(getattr(device, name) for name in DEVICE_FIELDS) for device in reported)
+        return not self.cordoned and ours == self.devices
+
+
+def existing_nodes(session: Session, checked: list[Checked]) -> dict[tuple[int | None, str], Known]:
+    """The batch's nodes that exist, with their devices (two queries)."""
     places = sorted({(item.principal.site_id, item.pending.body.name) for item in checked}, key=str)
     if not places:
-        return set()
-    found = session.execute(select(Node.site_id, Node.name).where(tuple_(Node.site_id, Node.name).in_(places)))
-    return {(site_id, name) for site_id, name in found}
+        return {}
+    found = {row[0]: ((row[1], row[2]), Known(row[0], row[3], row[4], row[5], row[6] is not None))
+             for row in session.execute(
+                 select(Node.id, Node.site_id, Node.name, Site.name, Site.provider_id, Node.drained,
+                        Node.cordon_reason).join(Site, Site.id == Node.site_id)
+                 .where(tuple_(Node.site_id, Node.name).in_(places)))}
+    if found:
+        rows = session.execute(select(Device.node_id, *(getattr(Device, name) for name in DEVICE_FIELDS))
+                               .where(Device.node_id.in_(list(found))).order_by(Device.node_id, Device.index))
+        for node_id, *values in rows:
+            found[node_id][1].devices.append(tuple(values))
+    return dict(found.values())
+
+
+def refresh_same(session: Session, ctx: AppContext, same: list[tuple[Checked, Known]],
+                 now: datetime) -> dict[int, HeartbeatAck]:
+    """Re-registrations that change no device: the node's columns and last beat in one statement
+    (ready again if it was unreachable), its devices' availability in one, the audit rows."""
+    if not same:
+        return {}
+    session.execute(update(Node), [
+        {"id": known.id, "cpu_cores": item.pending.body.cpu_cores, "memory_mib": item.pending.body.memory_mib,
+         "labels": dict(item.pending.body.labels), "agent_version": item.pending.body.agent_version,
+         "managed_by": "agent", "last_heartbeat_at": now, "status": "ready", "health_digest": None}
+        for item, known in same])
+    for available in (True, False):  # ready and uncordoned: a device is available unless its node is drained
+        ids = [known.id for _, known in same if known.drained is not available]
+        if ids:
+            session.execute(update(Device).where(Device.node_id.in_(ids), Device.available.is_not(available))
+                            .values(available=available).execution_options(synchronize_session=False))
+    audit.record_many(session, [(item.principal, "node.reregister", "node", f"{known.site}/{item.pending.body.name}",
+                                 known.provider_id, {"devices": len(item.devices)}) for item, known in same])
+    return {id(item.pending): ack(ctx, known.id, "ready") for item, known in same}
 
 
 def insert_fresh(session: Session, ctx: AppContext, fresh: list[Checked], now: datetime) -> dict[int, HeartbeatAck]:
@@ -213,13 +278,12 @@ def insert_fresh(session: Session, ctx: AppContext, fresh: list[Checked], now: d
                for node_id, item in zip(ids, fresh, strict=True) for d in item.devices]
     if devices:
         session.execute(insert(Device), devices)
-    sites = {site_id: (name, provider_id) for site_id, name, provider_id in session.execute(
-        select(Site.id, Site.name, Site.provider_id).where(Site.id.in_({item.principal.site_id for item in fresh})))}
-    for item in fresh:
-        site_id = item.principal.site_id
-        assert site_id is not None
-        site_name, provider_id = sites[site_id]
-        audit.record(session, item.principal, "node.register", "node", f"{site_name}/{item.pending.body.name}",
-                     provider_id=provider_id, detail={"devices": len(item.devices)})
+    in_batch = {item.principal.site_id for item in fresh}
+    sites: dict[int | None, tuple[str, int]] = {site_id: (name, provider_id) for site_id, name, provider_id in
+                                                session.execute(select(Site.id, Site.name, Site.provider_id)
+                                                                .where(Site.id.in_(in_batch)))}
+    audit.record_many(session, [
+        (item.principal, "node.register", "node", f"{sites[item.principal.site_id][0]}/{item.pending.body.name}",
+         sites[item.principal.site_id][1], {"devices": len(item.devices)}) for item in fresh])
     return {id(item.pending): ack(ctx, node_id, "ready") for node_id, item in zip(ids, fresh, strict=True)}
 
