@@ -77,6 +77,11 @@ def test_cli_node_list_follows_the_cursors(world: Api, monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     assert [node["name"] for node in json.loads(result.output)] == names
     assert len(requests) == 3
+    requests.clear()
+    result = CliRunner().invoke(app, ["node", "list", "--page-size", "2", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [node["name"] for node in json.loads(result.output)] == names[:3]
+    assert len(requests) == 2  # a page of 2, then a page of the 1 still wanted; the rest is never read
 
 
 def test_a_cursor_stays_valid_while_nodes_are_added_and_removed(world: Api) -> None:
