@@ -14,6 +14,8 @@ request, SQL statements and pool check-outs per registration, and the median tim
 The rest is HTTP, middleware, body validation, dependencies and thread hand-offs.
 
     uv run python benchmarks/controlplane/register_anatomy.py --nodes 500
+    # the batches a busy process applies (inventory.registrar), without HTTP: N registrations per batch
+    uv run python benchmarks/controlplane/register_anatomy.py --nodes 1000 --batch 100
     uv run python benchmarks/controlplane/register_anatomy.py --backend sqlite --nodes 500
 """
 
@@ -112,12 +114,38 @@ def phase(client: TestClient, agent_keys: list[str], timers: Timers) -> dict[str
     }
 
 
-def measure(backend: str, nodes: int, scrypt_n: int) -> dict[str, Any]:
+def batches(app: Any, agent_keys: list[str], size: int) -> dict[str, Any]:
+    """Registrations applied as ``Registrar`` batches of ``size`` straight (no HTTP): per phase, rate,
+    process CPU and statements per registration, errors."""
+    from zhisuan.inventory.registrar import Pending, Registrar
+    from zhisuan.inventory.schemas import NodeRegister
+
+    queue = Registrar(app.state.ctx, app.state.catalog)
+    statements = [0]
+    event.listen(app.state.engine, "before_cursor_execute", lambda *_: statements.__setitem__(0, statements[0] + 1))
+    result: dict[str, Any] = {}
+    for phase_name in ("first_registration", "re_registration"):
+        items = [Pending(key, NodeRegister.model_validate(body_of(n)), "127.0.0.1") for n, key in enumerate(agent_keys)]
+        statements[0], cpu, start = 0, time.process_time(), time.perf_counter()
+        for first in range(0, len(items), size):
+            queue.apply(items[first:first + size])
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        result[phase_name] = {"registrations_per_s": round(len(items) / elapsed, 1),
+                              "cpu_ms_per_registration": round(cpu / len(items) * 1000, 2),
+                              "statements_per_registration": round(statements[0] / len(items), 2),
+                              "errors": sum(1 for item in items if item.answer.exception() is not None)}
+    return result
+
+
+def measure(backend: str, nodes: int, scrypt_n: int, batch: int = 0) -> dict[str, Any]:
     platform = prepare(backend, nodes, scrypt_n)
     try:
         settings = Settings(data_dir=platform.data_dir, database_url=platform.database_url,
                             register_local_site=False, run_background_loops=False, scrypt_n=scrypt_n)
         app = create_app(settings)
+        if batch:
+            return {"backend": backend, "nodes": nodes, "scrypt_n": scrypt_n, "batch": batch,
+                    **batches(app, platform.agent_keys, batch)}
         timers = Timers()
         with TestClient(app) as client:
             # Warm the app (statements compiled, catalog loaded) with a node outside the measured set.
@@ -139,8 +167,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--scrypt-n", type=int, default=2**10, help="cost of the agent keys (production: 2**14)")
+    parser.add_argument("--batch", type=int, default=0, help="apply registrations in batches of this size, no HTTP")
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.nodes + 1, args.scrypt_n), indent=1))
+    print(json.dumps(measure(args.backend, args.nodes + (0 if args.batch else 1), args.scrypt_n, args.batch), indent=1))
 
 
 if __name__ == "__main__":
