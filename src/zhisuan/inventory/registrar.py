@@ -107,7 +107,12 @@ class Registrar:
                 if not batch:
                     self._applying = False
                     return
-            self.apply(batch)
+            try:
+                self.apply(batch)
+            except Exception as error:  # noqa: BLE001 — never leave a request waiting, nor the queue undrained
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(error)
 
     def apply(self, batch: list[Pending]) -> None:
         try:
