@@ -24,7 +24,7 @@ def declare(world: Api, count: int) -> list[str]:
 
 def pages(world: Api, **params: Any) -> list[list[str]]:
     seen: list[list[str]] = []
-    cursor = None
+    cursor = params.pop("cursor", None)
     while True:
         answer = world.call("GET", "/nodes", "operator", **params, **({"cursor": cursor} if cursor else {}))
         assert answer.status_code == 200, answer.text
@@ -77,3 +77,25 @@ def test_cli_node_list_follows_the_cursors(world: Api, monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     assert [node["name"] for node in json.loads(result.output)] == names
     assert len(requests) == 3
+    requests.clear()
+    result = CliRunner().invoke(app, ["node", "list", "--page-size", "2", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [node["name"] for node in json.loads(result.output)] == names[:3]
+    assert len(requests) == 2  # a page of 2, then a page of the 1 still wanted; the rest is never read
+
+
+def test_a_cursor_stays_valid_while_nodes_are_added_and_removed(world: Api) -> None:
+    """Keyset pages: nodes added during the walk appear at its end, a removed one is simply absent,
+    and no node is seen twice or skipped."""
+    names = declare(world, 5)
+    first = world.call("GET", "/nodes", "operator", limit=2)
+    assert [node["name"] for node in first.json()] == names[:2]
+    world.ok("DELETE", "/nodes/s1/n3", "operator")
+    world.ok("POST", "/nodes", "operator", {"site": "s1", "name": "late", "cpu_cores": 8, "memory_mib": 1024,
+                                            "accelerators": [{"model": "h100-sxm", "count": 1}]})
+    rest = pages(world, limit=2, cursor=first.headers["x-next-cursor"])
+    assert rest == [["n2", "n4"], ["late"]]
+    page = world.ok("GET", "/nodes", "operator", limit=1, cursor=first.headers["x-next-cursor"])
+    assert page[0]["devices"] == [{"index": i, "uuid": "", "model": "h100-sxm", "reported_name": "h100-sxm",
+                                   "memory_mib": page[0]["devices"][i]["memory_mib"], "health": "healthy",
+                                   "health_detail": "", "available": True} for i in range(2)]

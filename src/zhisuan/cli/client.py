@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+MAX_PAGE = 1000  # the largest page the server answers (inventory.router.MAX_PAGE)
+
 
 class CliError(Exception):
     """Printed as one line on stderr; the command exits non-zero."""
@@ -66,15 +68,17 @@ class ApiClient:
             raise CliError(describe_error(response))
         return response
 
-    def get_all(self, path: str, **params: Any) -> list[Any]:
-        """Every item of a paginated listing: follows ``X-Next-Cursor`` page after page."""
+    def get_all(self, path: str, most: int | None = None, **params: Any) -> list[Any]:
+        """Every item of a paginated listing (at most ``most``): follows ``X-Next-Cursor`` page after page."""
         items: list[Any] = []
         query = {k: v for k, v in params.items() if v is not None}
         while True:
+            if most is not None:
+                query["limit"] = min(most - len(items), query.get("limit") or MAX_PAGE)
             response = self.send("GET", path, params=query)
             items.extend(response.json())
             following = response.headers.get("x-next-cursor")
-            if not following:
+            if not following or (most is not None and len(items) >= most):
                 return items
             query["cursor"] = following
 

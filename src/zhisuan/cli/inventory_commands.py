@@ -100,8 +100,10 @@ def site_agent_key(ref: str, expires_in_days: float | None = None, json: JsonFla
 @node_app.command("list")
 def node_list(site: str | None = None, status: str | None = None, json: JsonFlag = False,
               page_size: Annotated[int | None, typer.Option(help="nodes per request (default: the server's)")]
+              = None,
+              limit: Annotated[int | None, typer.Option(min=1, help="show at most this many nodes (by id)")]
               = None) -> None:
-    nodes = api().get_all("/nodes", site=site, status=status, limit=page_size)
+    nodes = api().get_all("/nodes", most=limit, site=site, status=status, limit=page_size)
     emit(nodes if json else [with_accelerator_summary(n) for n in nodes], json, NODE_COLUMNS)
 
 

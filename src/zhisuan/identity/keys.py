@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -89,10 +90,22 @@ class KeyVerifier:
 
     def authenticate(self, session: Session, token: str, now: datetime, client: str | None = None) -> Principal:
         """The principal ``token`` authenticates; ``client`` (an address) is throttled on failures."""
+        return self._admit(token, now, client, lambda key_id: session.execute(
+            select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none())
+
+    def authenticate_loaded(self, rows: dict[str, ApiKey], token: str, now: datetime,
+                            client: str | None = None) -> Principal:
+        """``authenticate`` against key rows the caller already read (``rows`` by key id): a batch of
+        requests checks its keys after one query instead of one query each."""
+        return self._admit(token, now, client, rows.get)
+
+    def _admit(self, token: str, now: datetime, client: str | None,
+               lookup: Callable[[str], ApiKey | None]) -> Principal:
         subjects = [f"client:{client}"] if client else []
         self.throttle.check(subjects, now, "API key checks")
         try:
-            row = self._verified_row(session, token)
+            key_id, secret = split_key(token)
+            row = self._checked(lookup(key_id), token, secret)
         except Unauthenticated:
             self.throttle.failed(subjects, now)
             raise
@@ -101,9 +114,7 @@ class KeyVerifier:
             row.last_used_at = now
         return principal_of(row)
 
-    def _verified_row(self, session: Session, token: str) -> ApiKey:
-        key_id, secret = split_key(token)
-        row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
+    def _checked(self, row: ApiKey | None, token: str, secret: str) -> ApiKey:
         digest = hashlib.sha256(token.encode()).hexdigest()
         if row is not None and self._verified.get(digest) == row.id:
             return row

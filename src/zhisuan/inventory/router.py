@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 from typing import Annotated
 
@@ -10,12 +12,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
-from zhisuan.api.deps import Agent, AppContext, ContextDep, Reader, SessionDep, Writer, bearer, client_address
+from zhisuan.api.deps import AppContext, ContextDep, Reader, SessionDep, Writer, bearer, client_address
 from zhisuan.catalog.loader import Catalog
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.router import key_issued
 from zhisuan.identity.schemas import KeyIssued, Strict
-from zhisuan.inventory import beats, fleet, service
+from zhisuan.inventory import beats, fleet, listing, registrar, service
 from zhisuan.inventory.models import Node, Site
 from zhisuan.inventory.schemas import (
     DeviceOut,
@@ -120,14 +122,16 @@ def list_nodes(request: Request, response: Response, session: SessionDep, princi
                ) -> list[NodeOut]:
     """Nodes by id, one page at a time: the body stays a JSON list; the next page's cursor is in
     ``X-Next-Cursor`` (and a ``Link: <…>; rel="next"`` header)."""
-    nodes = service.list_nodes(session, principal, site, status, drained=drained,
-                               after_id=int(cursor) if cursor else None, limit=limit + 1)
+    service.require_inventory_reader(principal)
+    site_id = service.get_site(session, principal, site).id if site is not None else None
+    nodes = listing.node_page(session, principal, site_id=site_id, status=status, drained=drained,
+                              after_id=int(cursor) if cursor else None, limit=limit + 1)
     if len(nodes) > limit:
         nodes = nodes[:limit]
-        following = str(nodes[-1].id)
+        following = str(nodes[-1]["id"])
         response.headers["X-Next-Cursor"] = following
         response.headers["Link"] = f'<{request.url.include_query_params(cursor=following)}>; rel="next"'
-    return [node_out(node) for node in nodes]
+    return nodes  # type: ignore[return-value]  # dicts shaped like NodeOut: FastAPI validates them
 
 
 @router.post("/nodes", response_model=NodeOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])
@@ -177,10 +181,30 @@ def delete_node(ref: str, session: SessionDep, principal: Writer) -> None:
 
 
 @router.post("/agent/register", response_model=HeartbeatAck, tags=["agent"])
-def register(body: NodeRegister, request: Request, session: SessionDep, principal: Agent,
-             ctx: ContextDep) -> HeartbeatAck:
-    node = service.register_node(session, catalog_of(request), principal, body, ctx.clock())
-    return HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+async def register(body: NodeRegister, request: Request,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> HeartbeatAck:
+    """Queued with the registrations waiting in this process and applied with them in one transaction
+    (``inventory.registrar``); the request that finds no batch running applies the queue."""
+    if credentials is None:
+        raise Unauthenticated("missing credential: send 'Authorization: Bearer <API key>'")
+    pending = registrar.Pending(credentials.credentials, body, client_address(request))
+    queue = registrar_of(request)
+    if queue.enqueue(pending):
+        await anyio.to_thread.run_sync(queue.drain)
+    return await asyncio.wrap_future(pending.answer)
+
+
+_REGISTRAR_LOCK = threading.Lock()
+
+
+def registrar_of(request: Request) -> registrar.Registrar:
+    """The app's registrar, made on first use."""
+    state = request.app.state
+    with _REGISTRAR_LOCK:
+        if getattr(state, "registrar", None) is None:
+            state.registrar = registrar.Registrar(state.ctx, catalog_of(request))
+    queue: registrar.Registrar = state.registrar
+    return queue
 
 
 @router.post("/agent/heartbeat", response_model=HeartbeatAck, tags=["agent"])

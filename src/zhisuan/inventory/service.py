@@ -334,26 +334,6 @@ def visible_nodes_query(principal: Principal):  # type: ignore[no-untyped-def]
     return query.order_by(Node.id)
 
 
-def list_nodes(
-    session: Session, principal: Principal, site: str | None = None, status: str | None = None,
-    *, after_id: int | None = None, limit: int | None = None, drained: bool | None = None,
-) -> list[Node]:
-    """The visible nodes matching the filters, by id; with ``limit``, at most that many after node
-    ``after_id`` (keyset pagination: each page costs the same however deep it is)."""
-    query = visible_nodes_query(principal)
-    if site is not None:
-        query = query.where(Site.id == get_site(session, principal, site).id)
-    if status is not None:
-        query = query.where(Node.status == status)
-    if drained is not None:
-        query = query.where(Node.drained.is_(drained))
-    if after_id is not None:
-        query = query.where(Node.id > after_id)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.execute(query).scalars())
-
-
 def get_node(session: Session, principal: Principal, ref: str) -> Node:
     """``ref`` is a node id, ``site/name``, or a name that is unique across the visible fleet."""
     return node_by_ref(session, visible_nodes_query(principal), ref, "node")

@@ -1,0 +1,294 @@
+"""Node registrations applied in batches: many agents' registrations in one transaction.
+
+One registration alone is ~13 statements and a commit, and every commit that adds a node also
+rewrites the placement fleet's generation row (``placement.fleet_cache``), which serialises all
+registering transactions behind one row lock and one disk flush each. So the registrations waiting
+in a process are applied together (``Registrar``): the first request that finds no batch running
+applies everything queued, in one transaction:
+
+- one query reads the batch's keys with their users (locked on PostgreSQL, so two processes cannot
+  bind one fresh key to two nodes) and one the nodes that already exist;
+- each key is checked as ``KeyVerifier.authenticate`` would (scrypt once per key and process), each
+  body validated (catalog models, device indexes) — a failure answers that request only;
+- the new nodes whose devices are all healthy are inserted in one statement, their devices in one,
+  the audit rows with them; anything else (a node that exists: re-registration with device changes
+  and open holds; a device reporting a fault: cordon) takes ``service.register_node`` in a savepoint;
+- one commit (one generation bump) answers the whole batch.
+
+If the batch fails as a whole (a node name raced in by another process), each registration is
+applied alone, as before. The answers, the audit rows and the rules are those of the one-at-a-time
+path (``register_one``).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.orm import Session, joinedload
+
+from zhisuan.catalog.loader import Catalog
+from zhisuan.errors import Forbidden
+from zhisuan.identity import audit
+from zhisuan.identity.access import Principal, require_scope
+from zhisuan.identity.keys import split_key
+from zhisuan.identity.models import ApiKey
+from zhisuan.inventory import service
+from zhisuan.inventory.models import Device, Node, Site
+from zhisuan.inventory.schemas import HeartbeatAck, NodeRegister
+from zhisuan.store.base import transaction
+
+if TYPE_CHECKING:
+    from zhisuan.api.deps import AppContext
+
+MAX_BATCH = 500
+ANOTHER_NODE = ("this agent key belongs to another node of the site; "
+                "issue one key per node with 'zhisuan site agent-key'")
+
+
+@dataclass
+class Pending:
+    token: str
+    body: NodeRegister
+    client: str
+    answer: Future[HeartbeatAck] = field(default_factory=Future)
+
+
+@dataclass
+class Checked:
+    """A registration whose key and body passed, ready to be written."""
+
+    pending: Pending
+    principal: Principal
+    devices: list[Device]
+
+
+def register_one(ctx: AppContext, catalog: Catalog, token: str, body: NodeRegister, client: str) -> HeartbeatAck:
+    """One registration in its own transaction (the path without batching)."""
+    now = ctx.clock()
+    with transaction(ctx.sessions) as session:
+        principal = ctx.verifier.authenticate(session, token, now, client)
+        require_scope(principal, "agent")
+        node = service.register_node(session, catalog, principal, body, now)
+        return ack(ctx, node.id, node.status)
+
+
+def ack(ctx: AppContext, node_id: int, status: str) -> HeartbeatAck:
+    return HeartbeatAck(node_id=node_id, status=status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+
+
+class Registrar:
+    """The registrations waiting in this process; whoever finds no batch running applies them."""
+
+    def __init__(self, ctx: AppContext, catalog: Catalog, max_batch: int = MAX_BATCH) -> None:
+        self.ctx, self.catalog, self.max_batch = ctx, catalog, max_batch
+        self._lock = threading.Lock()
+        self._queue: list[Pending] = []
+        self._applying = False
+
+    def enqueue(self, pending: Pending) -> bool:
+        """Queue a registration; True when the caller must now run ``drain`` (no batch is running)."""
+        with self._lock:
+            self._queue.append(pending)
+            if self._applying:
+                return False
+            self._applying = True
+            return True
+
+    def drain(self) -> None:
+        """Apply batches until the queue is empty (run in a worker thread)."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                if not batch:
+                    self._applying = False
+                    return
+            try:
+                self.apply(batch)
+            except Exception as error:  # noqa: BLE001 — never leave a request waiting, nor the queue undrained
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(error)
+
+    def apply(self, batch: list[Pending]) -> None:
+        try:
+            with transaction(self.ctx.sessions) as session:
+                results = apply_batch(session, self.ctx, self.catalog, batch, self.ctx.clock())
+        except Exception:  # the batch as a whole failed: each registration alone, as before
+            results = {}
+            for pending in batch:
+                try:
+                    results[id(pending)] = register_one(self.ctx, self.catalog, pending.token, pending.body,
+                                                        pending.client)
+                except Exception as error:  # noqa: BLE001 — answered to that request only
+                    results[id(pending)] = error
+        for pending in batch:
+            outcome = results[id(pending)]
+            if isinstance(outcome, BaseException):
+                pending.answer.set_exception(outcome)
+            else:
+                pending.answer.set_result(outcome)
+
+
+def apply_batch(session: Session, ctx: AppContext, catalog: Catalog, batch: list[Pending],
+                now: datetime) -> dict[int, HeartbeatAck | Exception]:
+    """Every registration of ``batch`` in ``session``: its ack or the error that request answers."""
+    results: dict[int, HeartbeatAck | Exception] = {}
+    key_ids = sorted({key_id for pending in batch if (key_id := key_id_of(pending.token))})
+    query = select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_id.in_(key_ids)).order_by(ApiKey.key_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=ApiKey)
+    rows = {row.key_id: row for row in session.execute(query).unique().scalars()}
+    checked: list[Checked] = []
+    claims: dict[str, str] = {}
+    for pending in batch:
+        try:
+            checked.append(check(ctx, catalog, rows, claims, pending, now))
+        except Exception as error:  # noqa: BLE001 — a domain error answers that request only
+            results[id(pending)] = error
+    existing = existing_nodes(session, checked)
+    fresh: list[Checked] = []
+    same: list[tuple[Checked, Known]] = []
+    slow: list[Checked] = []
+    names: set[tuple[int | None, str]] = set()
+    for item in checked:
+        place = (item.principal.site_id, item.pending.body.name)
+        healthy = all(device.health == "healthy" for device in item.devices)
+        known = existing.get(place)
+        if place in names or not healthy:
+            slow.append(item)
+        elif known is None:
+            fresh.append(item)
+        elif known.unchanged_by(item.devices):
+            same.append((item, known))
+        else:
+            slow.append(item)
+        names.add(place)
+    for item in [*fresh, *(item for item, _ in same)]:  # the others bind in service.register_node
+        assert item.principal.key_id is not None
+        rows[item.principal.key_id].node_name = item.pending.body.name
+    results |= insert_fresh(session, ctx, fresh, now)
+    results |= refresh_same(session, ctx, same, now)
+    for item in slow:
+        try:
+            with session.begin_nested():
+                node = service.register_node(session, catalog, item.principal, item.pending.body, now)
+                results[id(item.pending)] = ack(ctx, node.id, node.status)
+        except Exception as error:  # noqa: BLE001 — rolled back to the savepoint; that request only
+            results[id(item.pending)] = error
+    return results
+
+
+def key_id_of(token: str) -> str | None:
+    try:
+        return split_key(token)[0]
+    except Exception:  # noqa: BLE001 — malformed: the check answers it
+        return None
+
+
+def check(ctx: AppContext, catalog: Catalog, rows: dict[str, ApiKey], claims: dict[str, str], pending: Pending,
+          now: datetime) -> Checked:
+    """The key, its scope and site, the body's devices and the key's node binding (``claims``: the
+    node each key of the batch speaks for, so far; written with the batch, under the key rows' lock)."""
+    principal = ctx.verifier.authenticate_loaded(rows, pending.token, now, pending.client)
+    require_scope(principal, "agent")
+    if principal.site_id is None:
+        raise Forbidden("only an agent key bound to a site can register nodes")
+    devices = service.device_rows(catalog, pending.body.devices)
+    assert principal.key_id is not None  # an agent key authenticated from a row
+    bound = claims.setdefault(principal.key_id, rows[principal.key_id].node_name or pending.body.name)
+    if bound != pending.body.name:
+        raise Forbidden(ANOTHER_NODE)
+    return Checked(pending, principal, devices)
+
+
+DEVICE_FIELDS = ("index", "uuid", "model", "reported_name", "memory_mib", "health", "health_detail")
+
+
+@dataclass
+class Known:
+    """A node of the batch already registered: what decides whether its re-registration is a refresh."""
+
+    id: int
+    site: str
+    provider_id: int
+    drained: bool
+    cordoned: bool
+    devices: list[tuple[object, ...]] = field(default_factory=list)
+
+    def unchanged_by(self, reported: list[Device]) -> bool:
+        """Same devices (by index, every field), none faulty, no cordon to re-judge: a refresh of
+        the node's own columns, with nothing for ``service.register_node`` to end or cordon."""
+        ours = sorted(tuple(getattr(device, name) for name in DEVICE_FIELDS) for device in reported)
+        return not self.cordoned and ours == self.devices
+
+
+def existing_nodes(session: Session, checked: list[Checked]) -> dict[tuple[int | None, str], Known]:
+    """The batch's nodes that exist, with their devices (two queries)."""
+    places = sorted({(item.principal.site_id, item.pending.body.name) for item in checked}, key=str)
+    if not places:
+        return {}
+    found = {row[0]: ((row[1], row[2]), Known(row[0], row[3], row[4], row[5], row[6] is not None))
+             for row in session.execute(
+                 select(Node.id, Node.site_id, Node.name, Site.name, Site.provider_id, Node.drained,
+                        Node.cordon_reason).join(Site, Site.id == Node.site_id)
+                 .where(tuple_(Node.site_id, Node.name).in_(places)))}
+    if found:
+        rows = session.execute(select(Device.node_id, *(getattr(Device, name) for name in DEVICE_FIELDS))
+                               .where(Device.node_id.in_(list(found))).order_by(Device.node_id, Device.index))
+        for node_id, *values in rows:
+            found[node_id][1].devices.append(tuple(values))
+    return dict(found.values())
+
+
+def refresh_same(session: Session, ctx: AppContext, same: list[tuple[Checked, Known]],
+                 now: datetime) -> dict[int, HeartbeatAck]:
+    """Re-registrations that change no device: the node's columns and last beat in one statement
+    (ready again if it was unreachable), its devices' availability in one, the audit rows."""
+    if not same:
+        return {}
+    session.execute(update(Node), [
+        {"id": known.id, "cpu_cores": item.pending.body.cpu_cores, "memory_mib": item.pending.body.memory_mib,
+         "labels": dict(item.pending.body.labels), "agent_version": item.pending.body.agent_version,
+         "managed_by": "agent", "last_heartbeat_at": now, "status": "ready", "health_digest": None}
+        for item, known in same])
+    for available in (True, False):  # ready and uncordoned: a device is available unless its node is drained
+        ids = [known.id for _, known in same if known.drained is not available]
+        if ids:
+            session.execute(update(Device).where(Device.node_id.in_(ids), Device.available.is_not(available))
+                            .values(available=available).execution_options(synchronize_session=False))
+    audit.record_many(session, [(item.principal, "node.reregister", "node", f"{known.site}/{item.pending.body.name}",
+                                 known.provider_id, {"devices": len(item.devices)}) for item, known in same])
+    return {id(item.pending): ack(ctx, known.id, "ready") for item, known in same}
+
+
+def insert_fresh(session: Session, ctx: AppContext, fresh: list[Checked], now: datetime) -> dict[int, HeartbeatAck]:
+    """New nodes, all devices healthy: ready, uncordoned, every device available — one INSERT for
+    the nodes, one for their devices, the audit rows with the commit."""
+    if not fresh:
+        return {}
+    ids = session.execute(insert(Node).returning(Node.id, sort_by_parameter_order=True), [
+        {"site_id": item.principal.site_id, "name": item.pending.body.name, "status": "ready", "drained": False,
+         "cpu_cores": item.pending.body.cpu_cores, "memory_mib": item.pending.body.memory_mib,
+         "labels": dict(item.pending.body.labels), "agent_version": item.pending.body.agent_version,
+         "managed_by": "agent", "registered_at": now, "last_heartbeat_at": now, "health_digest": None}
+        for item in fresh]).scalars().all()
+    devices = [{"node_id": node_id, "index": d.index, "uuid": d.uuid, "model": d.model,
+                "reported_name": d.reported_name, "memory_mib": d.memory_mib, "health": "healthy",
+                "health_detail": d.health_detail, "available": True}
+               for node_id, item in zip(ids, fresh, strict=True) for d in item.devices]
+    if devices:
+        session.execute(insert(Device), devices)
+    in_batch = {item.principal.site_id for item in fresh}
+    sites: dict[int | None, tuple[str, int]] = {site_id: (name, provider_id) for site_id, name, provider_id in
+                                                session.execute(select(Site.id, Site.name, Site.provider_id)
+                                                                .where(Site.id.in_(in_batch)))}
+    audit.record_many(session, [
+        (item.principal, "node.register", "node", f"{sites[item.principal.site_id][0]}/{item.pending.body.name}",
+         sites[item.principal.site_id][1], {"devices": len(item.devices)}) for item in fresh])
+    return {id(item.pending): ack(ctx, node_id, "ready") for node_id, item in zip(ids, fresh, strict=True)}
+
