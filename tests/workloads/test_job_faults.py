@@ -27,6 +27,7 @@ import pytest
 from tests.workloads.conftest import LocalSite, add_local_node
 from zhisuan.agent.job_sync import JobSync
 from zhisuan.agent.jobs import WorkerRunner
+from zhisuan.agent.jobs.runner import DEFAULT_PATH
 from zhisuan.core.goodput.restart import RestartPolicy
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 
@@ -38,7 +39,10 @@ TRAINER = [sys.executable, "-m", "zhisuan.trainer", "--steps", str(STEPS), "--ch
 @pytest.fixture(scope="module")
 def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("undisturbed") / "result.json"
-    subprocess.run([*TRAINER[:-2], "--step-seconds", "0", "--out", str(out)], check=True, capture_output=True)
+    # In the environment a worker gets (the runner passes no OPENBLAS_* etc.): BLAS settings such as
+    # OPENBLAS_CORETYPE pick other kernels, and the last bits of the floats differ with them.
+    subprocess.run([*TRAINER[:-2], "--step-seconds", "0", "--out", str(out)], check=True, capture_output=True,
+                   env={"PATH": DEFAULT_PATH, "HOME": str(out.parent)})
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
