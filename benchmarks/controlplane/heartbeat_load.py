@@ -196,7 +196,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="API processes of the started platform")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections to the API")
     parser.add_argument("--register-concurrency", type=int, default=16)
-    parser.add_argument("--scrypt-n", type=int, default=2**10, help="cost of the agent keys it issues")
+    parser.add_argument("--legacy-scrypt-n", type=int, default=None,
+                        help="store the agent keys as scrypt at this cost, as keys issued before SHA-256 digests")
     parser.add_argument("--timeout", type=float, default=30.0, help="the server's heartbeat timeout (s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -207,7 +208,7 @@ def main() -> None:
             url, operator_key = args.url.rstrip("/"), args.operator_key
             keys = issue_keys_through_api(url, operator_key, args.site, args.nodes)
         else:
-            platform = prepare(args.backend, args.nodes, args.scrypt_n)
+            platform = prepare(args.backend, args.nodes, args.legacy_scrypt_n)
             serve(platform, args.port, args.workers)
             url, operator_key, keys = platform.url, platform.operator_key, platform.agent_keys
         cpu_before = server_cpu_seconds(platform) if platform else 0.0

@@ -2,7 +2,7 @@
 for an existing user (wrong password) against a user that does not exist, and of a failed API-key
 check for an existing key id (wrong secret) against an unknown key id, calls interleaved so load from
 other processes weighs on both alike. Throttles are lifted for the measurement. A ratio near 1.0
-means the two cases cost the same (equal scrypt work: tests/api/test_login_abuse.py asserts that).
+means the two cases cost the same (equal hashing work: tests/api/test_login_abuse.py asserts that).
 
     uv run python benchmarks/security/secret_checks.py --runs 21
 

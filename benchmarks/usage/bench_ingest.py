@@ -67,7 +67,7 @@ def add_tenant(platform: Platform) -> str:
         user = User(username="bench-user", role="tenant", tenant_id=tenant.id)
         session.add(user)
         session.flush()
-        issued = issue_key(session, user, name="bench", scopes=["inference"], expires_at=None, scrypt_n=2**10)
+        issued = issue_key(session, user, name="bench", scopes=["inference"], expires_at=None)
         key_id = issued.row.key_id
     engine.dispose()
     return str(key_id)

@@ -68,8 +68,8 @@ def add_keys(platform: Platform, keys: int) -> list[str]:
         user = User(username="bench-user", role="tenant", tenant_id=tenant.id)
         session.add(user)
         session.flush()
-        ids = [str(issue_key(session, user, name=f"k{n}", scopes=["inference"], expires_at=None,
-                             scrypt_n=2**10).row.key_id) for n in range(keys)]
+        ids = [str(issue_key(session, user, name=f"k{n}", scopes=["inference"], expires_at=None).row.key_id)
+               for n in range(keys)]
     engine.dispose()
     return ids
 

@@ -93,7 +93,7 @@ def ensure_first_operator(sessions: sessionmaker[Session], settings: Settings) -
         session.add(user)
         session.flush()
         issued = issue_key(session, user, name="first operator key", scopes=["read", "write", "inference"],
-                           expires_at=None, scrypt_n=settings.scrypt_n)
+                           expires_at=None)
         return FirstOperator(username=user.username, password=password, api_key=issued.plaintext)
 
 

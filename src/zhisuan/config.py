@@ -80,7 +80,8 @@ class Settings:
     # /metrics: False = loopback clients, or a caller with an operator key holding the 'metrics'
     # scope; True = anyone who can reach the port (only behind a firewall that says who can).
     metrics_public: bool = False
-    # scrypt cost for keys and passwords; tests may lower it, production keeps the default.
+    # scrypt cost for passwords (API keys are stored as SHA-256 digests, identity.hashing); tests may
+    # lower it, production keeps the default.
     scrypt_n: int = 2**14
     # Capacity of one API process (api/admission.py): requests in flight per route class, each holding
     # at most one of the ``db_pool_size`` request connections, run by ``worker_threads`` threads. Kept

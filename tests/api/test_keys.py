@@ -1,28 +1,86 @@
-"""API keys: shown once, stored hashed with a slow hash, revocable, expiring, scoped."""
+"""API keys: shown once, stored as a digest, revocable, expiring, scoped; passwords stay scrypt."""
 
 from __future__ import annotations
 
+import hashlib
+
+import pytest
 from sqlalchemy import select
 
 from tests.api.conftest import Api, Clock, h100_node
-from zhisuan.identity.hashing import hash_secret, verify_secret
-from zhisuan.identity.models import ApiKey
+from zhisuan.identity.hashing import digest_key_secret, hash_secret, verify_secret
+from zhisuan.identity.models import ApiKey, User
 
 
-def test_key_is_stored_only_as_a_slow_hash(world: Api) -> None:
-    issued = world.ok("POST", "/keys", "acme", {"name": "ci"})
-    secret = issued["key"]
+def stored_key(world: Api, key_id: str) -> ApiKey:
     with world.client.app.state.ctx.sessions() as session:  # type: ignore[attr-defined]
-        row = session.execute(select(ApiKey).where(ApiKey.key_id == issued["key_id"])).scalar_one()
-    assert secret not in row.secret_hash and secret.split("_", 2)[2] not in row.secret_hash
-    assert row.secret_hash.startswith("scrypt$")
+        return session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one()
+
+
+def test_new_key_is_stored_only_as_a_sha256_digest_and_verifies(world: Api) -> None:
+    issued = world.ok("POST", "/keys", "acme", {"name": "ci"})
+    secret = issued["key"].split("_", 2)[2]
+    row = stored_key(world, issued["key_id"])
+    assert issued["key"] not in row.secret_hash and secret not in row.secret_hash
+    assert row.secret_hash == "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
     assert all("key" not in k for k in world.ok("GET", "/keys", "acme"))  # never shown again
+    world.keys["ci"] = issued["key"]
+    assert world.ok("GET", "/auth/whoami", "ci")["username"] == "acme-user"
 
 
-def test_default_hash_cost_is_slow() -> None:
+def rehash_as_scrypt(world: Api, plaintext: str) -> None:
+    """Store ``plaintext``'s key as keys issued before SHA-256 digests were stored."""
+    key_id, secret = plaintext.split("_", 2)[1:]
+    with world.client.app.state.ctx.sessions() as session:  # type: ignore[attr-defined]
+        row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one()
+        row.secret_hash = hash_secret(secret, n=2**4)
+        session.commit()
+
+
+def test_a_key_stored_as_scrypt_before_still_verifies_and_a_wrong_secret_fails(world: Api) -> None:
+    issued = world.ok("POST", "/keys", "acme", {"name": "old"})
+    rehash_as_scrypt(world, issued["key"])
+    assert stored_key(world, issued["key_id"]).secret_hash.startswith("scrypt$16$")
+    world.keys["old"] = issued["key"]
+    assert world.ok("GET", "/auth/whoami", "old")["username"] == "acme-user"
+    world.keys["forged"] = f"zs_{issued['key_id']}_{'A' * 43}"
+    assert world.call("GET", "/auth/whoami", "forged").status_code == 401
+    world.ok("DELETE", f"/keys/{issued['key_id']}", "acme")
+    assert "revoked" in world.call("GET", "/auth/whoami", "old").json()["error"]["message"]
+
+
+def test_an_old_scrypt_agent_key_still_registers_a_node(world: Api) -> None:
+    rehash_as_scrypt(world, world.keys["agent1"])
+    registered = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-old", 1))
+    assert registered["node_id"] in {n["id"] for n in world.ok("GET", "/nodes", "operator")}
+
+
+@pytest.mark.parametrize(("stored", "secret", "matches"), [
+    (digest_key_secret("s3cret"), "s3cret", True),
+    (digest_key_secret("s3cret"), "s3creT", False),
+    (hash_secret("s3cret", n=2**4), "s3cret", True),
+    (hash_secret("s3cret", n=2**4), "s3creT", False),
+    ("sha256$" + "0" * 64, "s3cret", False),
+    ("md5$" + hashlib.md5(b"s3cret").hexdigest(), "s3cret", False),  # unknown scheme: never matches
+    ("scrypt$garbage", "s3cret", False),
+    ("", "", False),
+])
+def test_the_stored_form_says_which_check_applies(stored: str, secret: str, matches: bool) -> None:
+    assert verify_secret(secret, stored) is matches
+
+
+def test_default_password_hash_cost_is_slow() -> None:
     stored = hash_secret("s3cret")
     assert stored.split("$")[1] == str(2**14)
     assert verify_secret("s3cret", stored) and not verify_secret("s3creT", stored)
+
+
+def test_passwords_are_still_stored_as_scrypt(world: Api) -> None:
+    world.ok("POST", "/users", "operator", {"username": "pat", "role": "tenant", "tenant": "acme",
+                                            "password": "correct horse battery"})
+    with world.client.app.state.ctx.sessions() as session:  # type: ignore[attr-defined]
+        stored = session.execute(select(User.password_hash).where(User.username == "pat")).scalar_one()
+    assert stored is not None and stored.startswith("scrypt$4096$")  # the test settings' cost
 
 
 def test_revoked_key_is_refused_at_once(world: Api) -> None:

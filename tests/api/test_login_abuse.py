@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.api.conftest import Api, Clock
+from zhisuan.identity import hashing
 from zhisuan.identity.models import ApiKey
 
 PASSWORD = "correct horse battery"
@@ -79,18 +80,24 @@ def test_expired_console_sessions_are_purged(world: Api, clock: Clock) -> None:
     assert stored(first["key_id"]) == 0
 
 
-def scrypt_work(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[tuple[int, int, int]]:
-    """The scrypt cost parameters (n, r, p) of every hash ``action`` computes. Equal work, not equal
-    seconds, is what this file asserts (times are measured in benchmarks/security/secret_checks.py)."""
-    calls: list[tuple[int, int, int]] = []
-    real = hashlib.scrypt
+def hash_work(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[tuple[str | int, ...]]:
+    """Every hash ``action`` computes: scrypt with its cost parameters (n, r, p), or a SHA-256 key
+    digest. Equal work, not equal seconds, is what this file asserts (times are measured in
+    benchmarks/security/secret_checks.py)."""
+    calls: list[tuple[str | int, ...]] = []
+    real, real_digest = hashlib.scrypt, hashing.digest_key_secret
 
     def counting(password: bytes, *, salt: bytes, n: int, r: int, p: int, **kw: int) -> bytes:
-        calls.append((n, r, p))
+        calls.append(("scrypt", n, r, p))
         return real(password, salt=salt, n=n, r=r, p=p, **kw)
+
+    def counting_digest(secret: str) -> str:
+        calls.append(("sha256",))
+        return real_digest(secret)
 
     with monkeypatch.context() as patch:
         patch.setattr(hashlib, "scrypt", counting)
+        patch.setattr(hashing, "digest_key_secret", counting_digest)
         action()
     return calls
 
@@ -99,8 +106,8 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(world: Api, monkeypatch:
     add_user(world, "erin")
     world.client.app.state.ctx.login_throttle.free = 10**6  # type: ignore[attr-defined]  # measure, not throttle
     login(world, "no-such-user", "wrong password")  # the dummy hash is made once per process
-    wrong_password = scrypt_work(monkeypatch, lambda: login(world, "erin", "wrong password"))
-    unknown_user = scrypt_work(monkeypatch, lambda: login(world, "no-such-user", "wrong password"))
+    wrong_password = hash_work(monkeypatch, lambda: login(world, "erin", "wrong password"))
+    unknown_user = hash_work(monkeypatch, lambda: login(world, "no-such-user", "wrong password"))
     assert wrong_password == unknown_user and len(wrong_password) == 1, (wrong_password, unknown_user)
 
 
@@ -111,9 +118,10 @@ def test_unknown_key_id_costs_as_much_as_a_wrong_secret(world: Api, monkeypatch:
     world.keys["unknown-id"] = f"zs_{'f' * 12}_{'x' * 43}"
     world.client.app.state.ctx.verifier.throttle.free = 10**6  # type: ignore[attr-defined]
     world.call("GET", "/auth/whoami", "unknown-id")  # the dummy hash is made once per process
-    wrong_secret = scrypt_work(monkeypatch, lambda: world.call("GET", "/auth/whoami", "wrong-secret"))
-    unknown_id = scrypt_work(monkeypatch, lambda: world.call("GET", "/auth/whoami", "unknown-id"))
-    assert wrong_secret == unknown_id and len(wrong_secret) == 1, (wrong_secret, unknown_id)
+    wrong_secret = hash_work(monkeypatch, lambda: world.call("GET", "/auth/whoami", "wrong-secret"))
+    unknown_id = hash_work(monkeypatch, lambda: world.call("GET", "/auth/whoami", "unknown-id"))
+    # Keys are issued as SHA-256 digests: an unknown id is checked against a dummy digest of that scheme.
+    assert wrong_secret == unknown_id == [("sha256",)], (wrong_secret, unknown_id)
 
 
 def test_failing_key_checks_are_throttled_per_address(world: Api, clock: Clock) -> None:

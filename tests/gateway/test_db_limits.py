@@ -40,7 +40,7 @@ def world(database_url: str, fake_upstream: Any, tmp_path: Path) -> Iterator[tup
         s.add(user)
         s.flush()
         for name, extra in (("scoped", {"models": ["fake-model"]}), ("rpm2", {"rpm": 2}), ("free", {})):
-            issued = issue_key(s, user, name=name, scopes=["inference"], expires_at=None, scrypt_n=2**4)
+            issued = issue_key(s, user, name=name, scopes=["inference"], expires_at=None)
             for column, value in extra.items():
                 setattr(issued.row, column, value)
             keys[name] = issued.plaintext
@@ -92,7 +92,7 @@ def test_limits_from_db_reads_key_and_tenant(database_url: str) -> None:
         user = User(username="ann", role="tenant", tenant_id=tenant.id)
         s.add(user)
         s.flush()
-        row = issue_key(s, user, name="k", scopes=["inference"], expires_at=None, scrypt_n=2**4).row
+        row = issue_key(s, user, name="k", scopes=["inference"], expires_at=None).row
         row.models, row.tpm = ["a", "b"], 500
         key_id, tenant_id = row.key_id, tenant.id
 

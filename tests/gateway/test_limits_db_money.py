@@ -65,7 +65,7 @@ def make_world(sessions: Any, book: bool = True) -> Db:
         s.flush()
         for name, owner, extra in (("plain", "acme", {}), ("tokens50", "acme", {"token_budget": 50}),
                                    ("money", "acme", {"money_budget": Decimal("1.00")}), ("beta", "beta", {})):
-            issued = issue_key(s, users[owner], name=name, scopes=["inference"], expires_at=None, scrypt_n=2**4)
+            issued = issue_key(s, users[owner], name=name, scopes=["inference"], expires_at=None)
             for column, value in extra.items():
                 setattr(issued.row, column, value)
             keys[name], key_ids[name] = issued.plaintext, issued.row.key_id

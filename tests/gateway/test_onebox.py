@@ -28,7 +28,7 @@ def test_onebox_serves_smollm2_with_platform_keys(sqlite_template: Path, tmp_pat
         user = User(username="op", role="operator")
         s.add(user)
         s.flush()
-        key = issue_key(s, user, name="k", scopes=["inference"], expires_at=None, scrypt_n=2**4).plaintext
+        key = issue_key(s, user, name="k", scopes=["inference"], expires_at=None).plaintext
     lt = LoopThread()
     box = lt.run(start_onebox(sessions, tmp_path / "data", threads=1,
                               policy=SupervisorPolicy(health_interval_s=0.2)), timeout=120)

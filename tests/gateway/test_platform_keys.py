@@ -25,8 +25,8 @@ def test_platform_keys_with_inference_scope(database_url: str, fake_upstream: An
         user = User(username="ann", role="tenant", tenant_id=tenant.id)
         s.add(user)
         s.flush()
-        good = issue_key(s, user, name="maas", scopes=["inference"], expires_at=None, scrypt_n=2**4).plaintext
-        readonly = issue_key(s, user, name="ro", scopes=["read"], expires_at=None, scrypt_n=2**4).plaintext
+        good = issue_key(s, user, name="maas", scopes=["inference"], expires_at=None).plaintext
+        readonly = issue_key(s, user, name="ro", scopes=["read"], expires_at=None).plaintext
         tenant_id = tenant.id
     lt = LoopThread()
     server = GatewayServer(GatewayConfig(spool_dir=tmp_path / "spool", models=one_replica(fake_upstream())),

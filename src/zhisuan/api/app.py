@@ -282,7 +282,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     """Build the ASGI app. The database must already be migrated (``bootstrap.migrate``)."""
     engine, loop_engine = request_and_loop_engines(settings)
     ctx = AppContext(settings=settings, sessions=make_session_factory(engine),
-                     verifier=KeyVerifier(scrypt_n=settings.scrypt_n), clock=clock or (lambda: datetime.now(UTC)))
+                     verifier=KeyVerifier(), clock=clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="zhisuan", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI compute cloud platform (智算云平台): inventory, tenancy and access.")
     app.state.ctx, app.state.engine = ctx, engine

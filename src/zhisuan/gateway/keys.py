@@ -111,7 +111,7 @@ class DbKeyAuthority:
 
         try:
             with self.sessions() as session:
-                # Failed checks count per client address, so unauthenticated callers cannot buy scrypt
+                # Failed checks count per client address, so unauthenticated callers cannot buy hashing
                 # work on demand: past the verifier's allowance they wait before any hashing.
                 principal = self._verifier.authenticate(session, token, datetime.now(UTC), client=client)
                 session.commit()

@@ -1,9 +1,10 @@
 """API keys: creation (secret shown once), verification with a per-process cache, revocation.
 
 A key reads ``zs_<key id>_<secret>``. The key id is public and indexes the row; the secret is
-checked against its scrypt hash. Hashing on every request would cost ~50 ms, so a process
-remembers the SHA-256 of keys it has already verified — revocation, expiry and a disabled user are
-still read from the database on every request, so they take effect at once.
+checked against its stored digest (``identity.hashing``: SHA-256 for keys issued now, scrypt for
+keys stored before, ~37 ms per check). A process remembers the SHA-256 of keys it has already
+verified — revocation, expiry and a disabled user are still read from the database on every
+request, so they take effect at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.access import Principal
-from zhisuan.identity.hashing import dummy_hash, hash_secret, verify_secret
+from zhisuan.identity.hashing import DUMMY_KEY_DIGEST, digest_key_secret, verify_secret
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.identity.throttle import FailureThrottle
 
@@ -41,7 +42,6 @@ def issue_key(
     scopes: list[str],
     expires_at: datetime | None,
     site_id: int | None = None,
-    scrypt_n: int = 2**14,
 ) -> IssuedKey:
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
@@ -49,7 +49,7 @@ def issue_key(
         key_id=key_id,
         name=name,
         user=user,
-        secret_hash=hash_secret(secret, n=scrypt_n),
+        secret_hash=digest_key_secret(secret),
         scopes=sorted(set(scopes)),
         expires_at=expires_at,
         site_id=site_id,
@@ -78,13 +78,13 @@ def key_throttle() -> FailureThrottle:
 class KeyVerifier:
     """Checks bearer keys. One per process; holds only digests of keys it has verified.
 
-    An unknown key id costs the same scrypt work as a wrong secret (``dummy_hash``), so timing does
-    not tell which key ids exist; and a client whose checks keep failing is refused (429) before
-    any hashing (``throttle``, keyed by client address), so it cannot buy scrypt work on demand.
+    An unknown key id costs what a wrong secret for a new key costs (a SHA-256 digest compared with
+    ``DUMMY_KEY_DIGEST``), so timing does not tell which key ids exist; and a client whose checks
+    keep failing is refused (429) before any hashing (``throttle``, keyed by client address), so it
+    cannot buy the scrypt work of old keys on demand.
     """
 
     capacity: int = 10_000
-    scrypt_n: int = 2**14
     throttle: FailureThrottle = field(default_factory=key_throttle)
     _verified: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
@@ -118,7 +118,7 @@ class KeyVerifier:
         digest = hashlib.sha256(token.encode()).hexdigest()
         if row is not None and self._verified.get(digest) == row.id:
             return row
-        matches = verify_secret(secret, row.secret_hash if row is not None else dummy_hash(self.scrypt_n))
+        matches = verify_secret(secret, row.secret_hash if row is not None else DUMMY_KEY_DIGEST)
         if row is None or not matches:
             raise Unauthenticated("unknown API key")
         self._remember(digest, row.id)

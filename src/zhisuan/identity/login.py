@@ -52,7 +52,7 @@ def login(sessions: sessionmaker[Session], throttle: FailureThrottle, attempt: L
         stored = user.password_hash if user is not None and user.password_hash else dummy_hash(scrypt_n)
         matches = verify_secret(attempt.password, stored)
         if user is not None and user.password_hash and not user.disabled and matches:
-            issued = open_session(session, user, attempt, now, scrypt_n)
+            issued = open_session(session, user, attempt, now)
             # The address keeps its count: one valid account must not reset the guessing of others.
             throttle.succeeded([account])
             return issued
@@ -65,13 +65,13 @@ def login(sessions: sessionmaker[Session], throttle: FailureThrottle, attempt: L
     raise Unauthenticated("wrong username or password")
 
 
-def open_session(session: Session, user: User, attempt: LoginAttempt, now: datetime, scrypt_n: int) -> IssuedKey:
+def open_session(session: Session, user: User, attempt: LoginAttempt, now: datetime) -> IssuedKey:
     purge_expired_sessions(session, now)
     # A session is the user's own password sign-in: it carries what a new key carries by default, so a
     # tenant signed in to the console can issue the inference keys its programs call /v1 with (a key
     # cannot carry scopes its creator lacks). Metrics stays opt-in, agent keys are per site.
     issued = issue_key(session, user, name=SESSION_KEY_NAME, scopes=list(DEFAULT_SCOPES),
-                       expires_at=now + CONSOLE_SESSION, scrypt_n=scrypt_n)
+                       expires_at=now + CONSOLE_SESSION)
     who = Principal(user_id=user.id, username=user.username, role=user.role, tenant_id=user.tenant_id,
                     provider_id=user.provider_id, key_id=issued.row.key_id)
     audit.record(session, who, "auth.login", "user", user.username, tenant_id=user.tenant_id,

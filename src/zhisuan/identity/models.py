@@ -56,7 +56,7 @@ class User(Base):
 
 
 class ApiKey(Base):
-    """A credential. The secret is never stored: only its scrypt hash and a public key id."""
+    """A credential. The secret is never stored: only its digest (``identity.hashing``) and a public key id."""
 
     __tablename__ = "api_keys"
     # Console logins delete expired session keys by name and expiry.

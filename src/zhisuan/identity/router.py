@@ -95,7 +95,7 @@ def list_users(session: SessionDep, principal: Reader) -> object:
 
 @router.post("/keys", response_model=KeyIssued, status_code=status.HTTP_201_CREATED, tags=["access"])
 def create_key(body: KeyCreate, session: SessionDep, principal: Writer, ctx: ContextDep) -> KeyIssued:
-    return key_issued(service.create_key(session, principal, body, ctx.clock(), ctx.settings.scrypt_n))
+    return key_issued(service.create_key(session, principal, body, ctx.clock()))
 
 
 @router.get("/keys", response_model=list[KeyOut], tags=["access"])

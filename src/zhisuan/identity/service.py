@@ -165,7 +165,7 @@ def list_users(session: Session, principal: Principal) -> list[User]:
     return list(session.execute(query).scalars())
 
 
-def create_key(session: Session, principal: Principal, body: KeyCreate, now: datetime, scrypt_n: int) -> IssuedKey:
+def create_key(session: Session, principal: Principal, body: KeyCreate, now: datetime) -> IssuedKey:
     unknown = sorted(set(body.scopes) - set(SCOPES))
     if unknown:
         raise InvalidInput(f"scopes: unknown scope(s) {unknown}; known: {list(SCOPES)}", field="scopes")
@@ -179,7 +179,7 @@ def create_key(session: Session, principal: Principal, body: KeyCreate, now: dat
         owner = by_ref(session, User, body.user, "user", field="username")
     assert owner is not None
     expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    issued = issue_key(session, owner, name=body.name, scopes=body.scopes, expires_at=expires, scrypt_n=scrypt_n)
+    issued = issue_key(session, owner, name=body.name, scopes=body.scopes, expires_at=expires)
     # Model scopes and limits only restrict a key, so anyone who may create a key may set them.
     row = issued.row
     row.models = sorted(set(body.models)) if body.models is not None else None

@@ -2,7 +2,8 @@
 
 A subject (``user:alice``, ``client:203.0.113.9``) that keeps failing is refused for an
 exponentially growing time (``core.backoff``), with 429 and Retry-After, *before* any password or
-key is hashed: an unauthenticated caller cannot make the server do unbounded scrypt work, nor
+key is hashed: an unauthenticated caller cannot make the server do unbounded scrypt work (passwords,
+keys stored before SHA-256 digests), nor
 guess passwords faster than the backoff allows. State is in memory, bounded (least recently failed
 subjects are forgotten first) and forgotten after ``forget_after_s`` without failures; one
 control-plane process (``zhisuan up``) holds all of it.

@@ -57,7 +57,7 @@ def token_digest(token: str) -> str:
 class BeatBuffer:
     """This process's heartbeat times not yet written, and the key grants it has verified.
 
-    A grant is the SHA-256 of a bearer token whose secret this process checked (scrypt) on a full
+    A grant is the SHA-256 of a bearer token whose secret this process checked on a full
     beat, mapped to its key id; the fast path still reads the key's revocation, expiry and user on
     every beat (in its one statement), so revoking a key or disabling a user takes effect at once.
     """
@@ -232,7 +232,7 @@ def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat) 
 
 
 def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> tuple[HeartbeatAck, str | None]:
-    """Key checked (scrypt once per process), node row locked, devices loaded, health applied. With
+    """Key checked (once per process), node row locked, devices loaded, health applied. With
     the ack, the key's id if the node is now steady (its next identical beat can be a known one)."""
     now = ctx.clock()
     with transaction(ctx.sessions) as session:

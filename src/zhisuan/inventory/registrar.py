@@ -8,7 +8,7 @@ applies everything queued, in one transaction:
 
 - one query reads the batch's keys with their users (locked on PostgreSQL, so two processes cannot
   bind one fresh key to two nodes) and one the nodes that already exist;
-- each key is checked as ``KeyVerifier.authenticate`` would (scrypt once per key and process), each
+- each key is checked as ``KeyVerifier.authenticate`` would (once per key and process), each
   body validated (catalog models, device indexes) — a failure answers that request only;
 - the new nodes whose devices are all healthy are inserted in one statement, their devices in one,
   the audit rows with them; anything else (a node that exists: re-registration with device changes

@@ -102,7 +102,7 @@ def create_agent_key(ref: str, body: AgentKeyCreate, session: SessionDep, princi
                      ctx: ContextDep) -> KeyIssued:
     now = ctx.clock()
     expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    return key_issued(service.issue_agent_key(session, principal, ref, now, ctx.settings.scrypt_n, expires))
+    return key_issued(service.issue_agent_key(session, principal, ref, now, expires))
 
 
 # A page holds at most this many nodes; without ``limit`` a caller gets DEFAULT_PAGE (fleets up to that

@@ -106,7 +106,7 @@ def site_counts(session: Session, site_ids: list[int]) -> dict[int, tuple[int, i
 
 
 def issue_agent_key(
-    session: Session, principal: Principal, site_ref: str, now: datetime, scrypt_n: int, expires_at: datetime | None
+    session: Session, principal: Principal, site_ref: str, now: datetime, expires_at: datetime | None
 ) -> IssuedKey:
     """A key that lets ``zhisuan agent`` register nodes into this one site (and nothing else)."""
     require_role(principal, "operator", "provider")
@@ -115,7 +115,7 @@ def issue_agent_key(
     assert owner is not None
     issued = issue_key(
         session, owner, name=f"agent for site {site.name}", scopes=["agent"], expires_at=expires_at,
-        site_id=site.id, scrypt_n=scrypt_n,
+        site_id=site.id,
     )
     audit.record(session, principal, "site.agent_key", "site", site.name, provider_id=site.provider_id,
                  detail={"key_id": issued.row.key_id})
