@@ -64,7 +64,8 @@ def test_an_old_scrypt_agent_key_still_registers_a_node(world: Api) -> None:
     ("md5$" + hashlib.md5(b"s3cret").hexdigest(), "s3cret", False),  # unknown scheme: never matches
     ("scrypt$garbage", "s3cret", False),
     ("", "", False),
-])
+], ids=["sha256-right", "sha256-wrong", "scrypt-right", "scrypt-wrong", "sha256-zeros", "unknown-scheme",
+        "scrypt-garbage", "empty"])  # fixed ids: scrypt's random salt must not name the test (pytest-xdist)
 def test_the_stored_form_says_which_check_applies(stored: str, secret: str, matches: bool) -> None:
     assert verify_secret(secret, stored) is matches
 
