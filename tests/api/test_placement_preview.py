@@ -78,3 +78,10 @@ def test_exclusive_lease_and_held_shares_shape_placement(world: Api) -> None:
     assert not eight["placed"]
     five = world.ok("POST", "/placement/preview", "operator", {"devices": 5, "models": ["a800"], "tenant": "acme"})
     assert five["placed"] and set(five["device_indices"]) == {3, 4, 5, 6, 7}
+
+
+def test_a_demand_no_node_can_serve_is_an_answer_not_an_error(world: Api) -> None:
+    # Found by the OpenAPI property test: zero devices filtered every node out, and the live fleet's
+    # empty row classes raised (reshape of an empty array) — a 500 instead of "nothing fits".
+    answer = world.ok("POST", "/placement/preview", "operator", {"devices": 0})
+    assert answer["placed"] is False

@@ -62,10 +62,12 @@ class RowClasses:
         labels = fleet.labels or ({},) * fleet.size
         place = np.array([places.setdefault((site, tuple(sorted(lab.items()))), len(places))
                           for site, lab in zip(fleet.sites, labels, strict=True)], np.int64).reshape(-1)
-        static = np.ascontiguousarray(np.column_stack([
+        columns = np.column_stack([
             place, fleet.node_healthy.astype(np.int64), fleet.device_model.astype(np.int64), fleet.device_memory,
             fleet.device_tflops.astype(np.float64).view(np.int64), fleet.device_stack.astype(np.int64),
-            fleet.device_index, fleet.device_healthy.astype(np.int64)]).reshape(fleet.size, -1))
+            fleet.device_index, fleet.device_healthy.astype(np.int64)])
+        # An empty fleet (nothing fits the filters) has no rows: reshape(0, -1) cannot infer a width.
+        static = np.ascontiguousarray(columns.reshape(fleet.size, columns.size // fleet.size if fleet.size else 0))
         kinds: dict[bytes, int] = {}  # a row's static part as one small code: dynamic keys stay short
         self.static = np.array([kinds.setdefault(row.tobytes(), len(kinds)) for row in static], np.int64)
         self.class_of = np.zeros(fleet.size, np.int64)
