@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from tests.drivers.slurm.conftest import slurm_cluster_with_spare  # noqa: F401 (fixture: a real Slurm)
 from tests.workloads.conftest import LocalSite
+from zhisuan.agent.jobs.runner import DEFAULT_PATH
 from zhisuan.core.goodput.restart import RestartPolicy
 from zhisuan.drivers.slurm import testcluster
 from zhisuan.drivers.slurm.driver import SlurmDriver
@@ -79,7 +80,10 @@ def spare_site(local_site: LocalSite,
 @pytest.fixture(scope="module")
 def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("undisturbed") / "result.json"
-    subprocess.run([*TRAINER[:-4], "--step-seconds", "0", "--out", str(out)], check=True, capture_output=True)
+    # In a worker's minimal environment, as the Slurm job gets it: BLAS settings in the caller's environment
+    # (OPENBLAS_CORETYPE on some machines) pick other kernels, and the floats' last bits differ with them.
+    subprocess.run([*TRAINER[:-4], "--step-seconds", "0", "--out", str(out)], check=True, capture_output=True,
+                   env={"PATH": DEFAULT_PATH, "HOME": str(out.parent)})
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
