@@ -73,7 +73,9 @@ def submit_trainer(site: LocalSite, **extra: Any) -> dict[str, Any]:
 
 
 def wait_for_checkpoint(site: LocalSite, job_id: int, at_least: int) -> dict[str, Any]:
-    site.until(lambda: ((site.job(job_id).get("progress") or {}).get("checkpoint_step") or 0) >= at_least)
+    # 60 s: under a loaded CI machine the first attempt's start (placement, worker spawn, numpy import) took > 30 s.
+    site.until(lambda: ((site.job(job_id).get("progress") or {}).get("checkpoint_step") or 0) >= at_least,
+               timeout_s=60)
     return site.job(job_id)
 
 
