@@ -158,9 +158,7 @@ def test_a_steady_load_never_flaps(demand: int, slots: int, target: float, steps
             last_in = now
         count = decision.desired
         counts.append(count)
-    ups = any(b > a for a, b in zip(counts, counts[1:], strict=False))
-    downs = any(b < a for a, b in zip(counts, counts[1:], strict=False))
-    assert not (ups and downs), counts
+    assert_one_way(counts)
 
 
 @settings(max_examples=300, deadline=None)
@@ -185,6 +183,11 @@ def test_a_steady_load_never_flaps_by_queue_time(demand: int, slots: int, target
             last_in = now
         count = decision.desired
         counts.append(count)
+    assert_one_way(counts)
+
+
+def assert_one_way(counts: list[int]) -> None:
+    """A replica count that went up never went down in the same run, and the other way round."""
     ups = any(b > a for a, b in zip(counts, counts[1:], strict=False))
     downs = any(b < a for a, b in zip(counts, counts[1:], strict=False))
     assert not (ups and downs), counts
