@@ -74,6 +74,10 @@ def test_every_figure_has_a_confidence_and_derived_figures_say_how(model) -> Non
         ("dcu-k100-ai", "tflops_dense.bf16", "community", None),
         ("iluvatar-bi-v100", "tflops_dense.bf16", "secondary", None),
         ("h100-sxm", "tflops_dense.bf16", "vendor", None),
+        ("ascend-910b3", "tflops_dense.bf16", "derived", "cube_core_cnt"),  # issue: 910B1-B4 were null
+        ("ascend-910b3", "memory_gib", "vendor", None),  # Huawei's own platform config
+        ("ascend-910b2", "tflops_dense.bf16", "community", None),  # the migration guide outranks our formula
+        ("ascend-910b4", "memory_gib", "vendor", None),
     ],
 )
 def test_audited_figures_carry_the_confidence_their_sources_support(
@@ -84,6 +88,48 @@ def test_audited_figures_carry_the_confidence_their_sources_support(
     if formula_mentions is not None:
         formulas = [s.formula or "" for s in model.sources if field_name in s.fields and s.kind == "derived"]
         assert any(formula_mentions in formula for formula in formulas)
+
+
+# (key, Cube cores, Cube clock in MHz) as Huawei's CANN platform configs give them (cann-platform-config)
+ASCEND_910B_CUBES = [
+    ("ascend-910b1", 24, 1850),
+    ("ascend-910b2", 24, 1800),
+    ("ascend-910b3", 20, 1800),
+    ("ascend-910b4", 20, 1500),
+    ("ascend-910b4-1", 20, 1500),
+]
+
+
+@pytest.mark.parametrize(("key", "cores", "mhz"), ASCEND_910B_CUBES)
+def test_910b_peaks_follow_from_the_vendor_platform_config(key: str, cores: int, mhz: int) -> None:
+    """Dense Cube peak = cores x clock x 16x16x16 MACs x 2 (FP16/BF16); INT8 tiles are 16x32x16 (twice)."""
+    model = CATALOG.get(key)
+    fp16 = Decimal(cores * mhz * 16 * 16 * 16 * 2) / 10**6  # MHz x FLOP per cycle -> TFLOPS
+    assert model.tflops_dense.fp16 == model.tflops_dense.bf16 == fp16
+    assert model.tflops_dense.int8 == 2 * fp16
+    assert model.tflops_dense.fp8 is None
+    formulas = [s.formula or "" for s in model.sources if "tflops_dense.bf16" in s.fields and s.kind == "derived"]
+    assert any(f"{cores} x {mhz} MHz" in formula for formula in formulas)
+
+
+# The issue's list of domestic figures that were null; each is now a number or a null saying what was searched.
+ISSUE_FIGURES = [
+    ("mlu590", "tflops_dense.bf16"), ("kunlunxin-p800", "tflops_dense.bf16"), ("metax-c500", "tflops_dense.bf16"),
+    ("mlu370-x4", "tflops_dense.bf16"), ("dcu-z100", "tflops_dense.fp16"), ("dcu-k100-ai", "tflops_dense.bf16"),
+    ("enflame-t20", "tflops_dense.bf16"), ("enflame-s60", "tflops_dense.bf16"),
+    ("iluvatar-bi-v100", "tflops_dense.bf16"), ("mtt-s5000", "tflops_dense.bf16"),
+    ("ascend-910c", "interconnect_bandwidth_gb_s"),
+    *((key, "tflops_dense.bf16") for key, _, _ in ASCEND_910B_CUBES),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "field_name"), ISSUE_FIGURES)
+def test_each_audited_figure_is_filled_or_says_what_was_searched(key: str, field_name: str) -> None:
+    model = CATALOG.get(key)
+    if model.confidence(field_name) is not None:
+        return
+    reasons = [s.note for s in model.sources if field_name in s.fields and s.kind == "none"]
+    assert any("searched" in note.lower() for note in reasons), f"{key}.{field_name}: say what was searched"
 
 
 def test_a_stronger_source_outranks_a_derivation() -> None:
@@ -142,12 +188,14 @@ def test_usable_memory_matches_what_the_recorded_tool_outputs_report(golden: str
 
 
 def test_hygon_resource_is_the_one_the_cited_plugin_registers() -> None:
-    """HAMi's DCU plugin, the cited source, registers hygon.com/dcunum (not hygon.com/dcu)."""
+    """HAMi's DCU plugin, the cited source, registers hygon.com/dcunum (not hygon.com/dcu): its
+    cmd/k8s-device-plugin/main.go returns namespace "hygon.com" and starts the one plugin "dcunum"."""
     for model in (m for m in MODELS if m.vendor == "hygon"):
         assert model.k8s_resource == "hygon.com/dcunum"
     document = yaml.safe_load(resources.files("zhisuan.catalog").joinpath("accelerators.yaml").read_text())
     reference = document["references"][document["vendors"]["hygon"]["reference"]]
     assert "hygon.com/dcunum" in reference["title"]
+    assert "dcu-vgpu-device-plugin" in reference["url"] and "main.go" in reference["url"]  # the code, not a doc
 
 
 def test_k100_and_k100_ai_are_different_chips() -> None:

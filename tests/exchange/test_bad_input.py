@@ -41,7 +41,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("acme", {"models": ["h800", "quantum-9000"]}, 422, "models.1"),
     ("acme", {"models": []}, 422, "models"),
     ("acme", {"models": [], "constraints": {"min_memory_gib": "100000"}}, 422, "constraints"),
-    ("acme", {"unit": "h100_eq", "models": ["h800", "ascend-910b3"]}, 422, "models.1"),
+    ("acme", {"unit": "h100_eq", "models": ["h800", "metax-c500"]}, 422, "models.1"),
     ("acme", {"min_fill": 4}, 422, "min_fill"),
     ("acme", {"allow_partial": True, "min_fill": 9}, 422, "min_fill"),
     ("acme", {"unit": "racks"}, 422, "unit"),
@@ -77,5 +77,7 @@ def test_constraints_resolve_to_catalog_models(world: Api) -> None:
                     {**REQUEST, "models": [], "constraints": {"min_memory_gib": "64", "stack": "cann"}})
     assert made["models"] and all(k.startswith("ascend") for k in made["models"])
     assert "ascend-910b3" in made["models"] and "ascend-910b4" not in made["models"]  # 32 GiB
-    assert made["models"]["ascend-910b3"] == "0"  # no published throughput: not usable when normalised
-    assert made["models"]["ascend-910b2"] == "0.3577"  # 353.9 / 989.4
+    assert made["models"]["ascend-910b3"] == "0.2981"  # 294.912 / 989.4 (derived from Huawei's platform config)
+    assert made["models"]["ascend-910b2"] == "0.3577"  # 353.8944 / 989.4
+    maca = world.ok("POST", "/exchange/requests", "acme", {**REQUEST, "models": [], "constraints": {"stack": "maca"}})
+    assert maca["models"] == {"metax-c500": "0"}  # no published throughput: not usable when normalised

@@ -10,22 +10,37 @@ from fastapi import APIRouter, Request
 from zhisuan.api.deps import ContextDep, Reader, SessionDep, Writer
 from zhisuan.catalog import measurements
 from zhisuan.catalog.loader import Catalog
-from zhisuan.catalog.models import AcceleratorModel
+from zhisuan.catalog.models import FIGURE_FIELDS, AcceleratorModel
 from zhisuan.errors import NotFound
 
 router = APIRouter(tags=["catalog"])
 
 
 def model_out(model: AcceleratorModel) -> dict[str, Any]:
+    """The model as stored, plus what readers ask for most: BF16, memory a job can use, confidences.
+
+    ``memory_mib_per_device`` is the usable figure an SMI tool reported when one was recorded
+    (``memory_basis`` "usable"), else the nominal upper bound (``"nominal"``), else 0 (``"unknown"``).
+    """
     body = dataclasses.asdict(model)
     body["bf16_tflops"] = model.tflops_dense.bf16
     body["memory_mib_per_device"] = device_memory_mib(model)
+    body["memory_basis"] = memory_basis(model)
+    body["confidence"] = {name: model.confidence(name) for name in FIGURE_FIELDS}
     return body
 
 
 def device_memory_mib(model: AcceleratorModel) -> int:
-    memory = model.per_device_memory_gib()
-    return int(memory * 1024) if memory is not None else 0
+    """MiB one device offers when no agent reported it: the tool-reported usable figure when the catalog
+    records one, else nominal ``memory_gib x 1024 / devices_per_unit``, else 0. Inventory and site sync
+    declare devices with it, so placement never counts memory a card does not show."""
+    return model.per_device_memory_mib() or 0
+
+
+def memory_basis(model: AcceleratorModel) -> str:
+    if model.usable_memory_mib is not None:
+        return "usable"
+    return "unknown" if model.memory_gib is None else "nominal"
 
 
 @router.get("/catalog/models")
