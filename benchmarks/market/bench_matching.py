@@ -29,11 +29,15 @@ alternating with this one run by run (same load), and adds a "before" row: its m
 surplus and that surplus over the same bound (the smallest bound either code proved).
 
 Timed: the whole ``clear`` call (pairings, sweeps, price search or MILP, assembling the matches) as the
-caller sees it (perf_counter around the call), median of ``--runs``; the baselines are run once. Market
-generation is not timed. "bound" is the smallest of the runs' bounds — each is a valid upper bound on the
-whole round (the LP relaxation over every pairing for small rounds, L(λ) at the capacity prices found
-otherwise; see ``zhisuan.core.matching.prices``) — and "% of bound" is each clearing's surplus over it
-(the optimal column: the median run's clearing). "load" is the 1-minute load average when the size began.
+caller sees it (perf_counter around the call) and the CPU seconds of the process over it, medians of
+``--runs``; the baselines are run once. Market generation is not timed. Bounds: "integer" is the
+smallest upper bound any run proved on the round's integer optimum (``clear``'s bound: the LP over every
+pairing lowered to HiGHS's MIP dual bound for small rounds, L(λ) at the capacity prices otherwise; with
+``--exact-s`` also HiGHS's MIP dual bound over every pairing, ``integer_bound.py``); "LP" is the LP
+relaxation over every pairing (with ``--exact-s``), or "≤ L(λ)" for a round cleared by prices, whose %
+is then a lower estimate ("≥"). Surplus and % columns: the median run's clearing. "load" is the
+1-minute load average when the size began; "CPU s" far below "clear s" means the process got that share
+of a core.
 """
 
 import argparse
@@ -55,6 +59,7 @@ from zhisuan.core.matching.candidates import MarketPairings
 
 D = Decimal
 HORIZON_H = 2160
+PRICES_ABOVE = 5_000  # clear's prune_above: rounds with more pairings get a price bound L(λ) >= the LP
 REGIONS = ("beijing", "shanghai", "guangdong", "zhejiang", "jiangsu", "guizhou", "inner-mongolia", "gansu")
 REFERENCE_PRICE = {"H800": D("15.00"), "A800-SXM4-80GB": D("7.00"), "A100-SXM4-80GB": D("7.00"),
                    "A10": D("2.50"), "GPU-series-1": D("2.00"), "GPU-series-2": D("6.00")}
@@ -189,15 +194,16 @@ def run_size(lots, share, size: str, runs: int, seed: int, limit: float, trace: 
     best = sorted(results, key=lambda r: r.value)[len(results) // 2]  # the median run's clearing
     fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
     bound = min([r.bound for r in results if r.bound is not None] + [e[3] for e in earlier])
-    lp, integer = exact_columns(offers, requests, exact_s, exact_up_to, bound)
+    lp, integer, lp_exact = exact_columns(offers, requests, exact_s, exact_up_to, bound)
 
-    def of(value: Decimal, reference: Decimal | None) -> str:
-        return f"{value / reference * 100:.1f}%" if reference else "—"
+    def of(value: Decimal, reference: Decimal | None, at_least: bool = False) -> str:
+        return f"{'≥ ' if at_least else ''}{value / reference * 100:.1f}%" if reference else "—"
 
     def row(code: str, timings: list[tuple[float, float]], statuses: set[str], value: Decimal) -> list[str]:
         wall, cpu = statistics.median(t for t, _ in timings), statistics.median(c for _, c in timings)
         return [label, code, f"{load:.1f}", f"{wall:.2f}", f"{cpu:.2f}", "/".join(sorted(statuses)), surplus(value),
-                of(value, lp), of(value, integer), f"{value / greedy.value:.3f}×" if greedy.value else "—",
+                of(value, lp, not lp_exact), of(value, integer),
+                f"{value / greedy.value:.3f}×" if greedy.value else "—",
                 f"{value / fcfs.value:.2f}×" if fcfs.value else "—", f"{gpu_hours(best):,}" if code == "this" else ""]
 
     label = f"{num_requests:,} × {num_offers:,}"
@@ -205,30 +211,33 @@ def run_size(lots, share, size: str, runs: int, seed: int, limit: float, trace: 
     if earlier:
         rows.append(row("before", [(e[0], e[1]) for e in earlier], {e[4] for e in earlier},
                         sorted(e[2] for e in earlier)[len(earlier) // 2]))
-    lp_text = f"{lp / 1_000_000:,.3f} M" if lp is not None else "—"
+    lp_text = "—" if lp is None else f"{'' if lp_exact else '≤ '}{lp / 1_000_000:,.3f} M"
     rows.append([label, "greedy / FCFS", f"{load:.1f}", "", "", "", f"{surplus(greedy.value)} / {surplus(fcfs.value)}",
-                 f"{of(greedy.value, lp)} / {of(fcfs.value, lp)}", f"{of(greedy.value, integer)} / "
-                 f"{of(fcfs.value, integer)}", "", "", f"{gpu_hours(greedy):,} / {gpu_hours(fcfs):,}"])
+                 f"{of(greedy.value, lp, not lp_exact)} / {of(fcfs.value, lp, not lp_exact)}",
+                 f"{of(greedy.value, integer)} / {of(fcfs.value, integer)}", "", "",
+                 f"{gpu_hours(greedy):,} / {gpu_hours(fcfs):,}"])
     rows.append([label, "bounds", "", "", "", "", "", f"LP {lp_text}", f"integer {surplus(integer)}", "", "", ""])
     return rows
 
 
 def exact_columns(offers, requests, exact_s: float, exact_up_to: int,
-                  bound: Decimal) -> tuple[Decimal | None, Decimal]:
-    """(LP bound, integer bound): the LP relaxation over every pairing and the least upper bound proven
-    on the integer optimum — ``clear``'s own bounds and, with ``exact_s`` > 0 and at most ``exact_up_to``
-    pairings, HiGHS's MIP dual bound after ``exact_s`` s (``integer_bound.py``). Without that run the
-    LP bound is ``clear``'s L(λ) when it came from prices (>= the LP, so its % is a lower estimate)."""
+                  bound: Decimal) -> tuple[Decimal | None, Decimal, bool]:
+    """(LP bound, integer bound, whether the LP bound is exact): the LP relaxation over every pairing and
+    the least upper bound proven on the integer optimum — ``clear``'s own bounds and, with ``exact_s`` > 0
+    and at most ``exact_up_to`` pairings, HiGHS's MIP dual bound after ``exact_s`` s (``integer_bound.py``).
+    Without that run, a round ``clear`` solved by prices (over 5,000 pairings) reports its L(λ) as the
+    LP bound, flagged inexact: L(λ) >= the LP, so its % of the LP is a lower estimate ("≥")."""
     from integer_bound import exact_bounds
 
-    if exact_s > 0 and len(MarketPairings(offers, requests).position) <= exact_up_to:
+    count = len(MarketPairings(offers, requests).position)
+    if exact_s > 0 and count <= exact_up_to:
         _, lp, _, dual, _ = exact_bounds(offers, requests, exact_s)
         if math.isfinite(lp):
             lp_bound = Decimal(repr(lp)).quantize(Decimal("0.01"))
             proven = Decimal(repr(dual)).quantize(Decimal("0.01"), rounding=ROUND_CEILING) \
                 if math.isfinite(dual) else lp_bound
-            return lp_bound, min(bound, proven, lp_bound)
-    return None, bound
+            return lp_bound, min(bound, proven, lp_bound), True
+    return (bound if count > PRICES_ABOVE else None), bound, False
 
 
 def gpu_hours(result: Clearing) -> int:
