@@ -29,11 +29,15 @@ alternating with this one run by run (same load), and adds a "before" row: its m
 surplus and that surplus over the same bound (the smallest bound either code proved).
 
 Timed: the whole ``clear`` call (pairings, sweeps, price search or MILP, assembling the matches) as the
-caller sees it (perf_counter around the call), median of ``--runs``; the baselines are run once. Market
-generation is not timed. "bound" is the smallest of the runs' bounds — each is a valid upper bound on the
-whole round (the LP relaxation over every pairing for small rounds, L(λ) at the capacity prices found
-otherwise; see ``zhisuan.core.matching.prices``) — and "% of bound" is each clearing's surplus over it
-(the optimal column: the median run's clearing). "load" is the 1-minute load average when the size began.
+caller sees it (perf_counter around the call) and the CPU seconds of the process over it, medians of
+``--runs``; the baselines are run once. Market generation is not timed. Bounds: "integer" is the
+smallest upper bound any run proved on the round's integer optimum (``clear``'s bound: the LP over every
+pairing lowered to HiGHS's MIP dual bound for small rounds, L(λ) at the capacity prices otherwise; with
+``--exact-s`` also HiGHS's MIP dual bound over every pairing, ``integer_bound.py``); "LP" is the LP
+relaxation over every pairing (with ``--exact-s``), or "≤ L(λ)" for a round cleared by prices, whose %
+is then a lower estimate ("≥"). Surplus and % columns: the median run's clearing. "load" is the
+1-minute load average when the size began; "CPU s" far below "clear s" means the process got that share
+of a core.
 """
 
 import argparse
@@ -45,15 +49,17 @@ import statistics
 import subprocess
 import sys
 import time
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import numpy as np
 
 from zhisuan.core.matching import Clearing, Offer, Request, clear, clear_fcfs, clear_greedy
+from zhisuan.core.matching.candidates import MarketPairings
 
 D = Decimal
 HORIZON_H = 2160
+PRICES_ABOVE = 5_000  # clear's prune_above: rounds with more pairings get a price bound L(λ) >= the LP
 REGIONS = ("beijing", "shanghai", "guangdong", "zhejiang", "jiangsu", "guizhou", "inner-mongolia", "gansu")
 REFERENCE_PRICE = {"H800": D("15.00"), "A800-SXM4-80GB": D("7.00"), "A100-SXM4-80GB": D("7.00"),
                    "A10": D("2.50"), "GPU-series-1": D("2.00"), "GPU-series-2": D("6.00")}
@@ -78,7 +84,7 @@ def fleet_lots(trace: Path, rng: np.random.Generator) -> list[tuple[str, str, st
         counts = list(rng.permutation(nodes[model]))
         site_number = 0
         while counts:
-            target, site_devices = int(rng.integers(32, 129)), []
+            target, site_devices = int(rng.integers(32, 129)), list[int]()
             while counts and sum(site_devices) < target:
                 site_devices.append(int(counts.pop()))
             site, region = f"{model.lower()}-site-{site_number}", REGIONS[int(rng.integers(len(REGIONS)))]
@@ -155,24 +161,26 @@ def market(lots, share, num_requests: int, num_offers: int, seed: int) -> tuple[
     return offers, make_requests(num_requests, share, rng)
 
 
-def timed_clear(offers, requests, limit: float) -> tuple[float, Clearing]:
-    began = time.perf_counter()
+def timed_clear(offers, requests, limit: float) -> tuple[float, float, Clearing]:
+    """(wall s, CPU s of this process, clearing) of one ``clear`` call."""
+    began, cpu = time.perf_counter(), time.process_time()
     result = clear(offers, requests, "surplus", time_limit_s=limit)
-    return time.perf_counter() - began, result
+    return time.perf_counter() - began, time.process_time() - cpu, result
 
 
-def clear_elsewhere(src: Path, size: str, seed: int, limit: float, trace: Path) -> tuple[float, Decimal, Decimal, str]:
+def clear_elsewhere(src: Path, size: str, seed: int, limit: float,
+                    trace: Path) -> tuple[float, float, Decimal, Decimal, str]:
     """One timed ``clear`` of the same market by the code under ``src`` (another checkout's src/), in a
-    child process: (seconds, value, bound, status)."""
+    child process: (seconds, CPU seconds, value, bound, status)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run([sys.executable, __file__, "--child", size, "--seed", str(seed), "--time-limit", str(limit),
                           "--trace", str(trace)], env=env, capture_output=True, text=True, check=True).stdout
-    seconds, value, bound, status = out.split()[-4:]
-    return float(seconds), Decimal(value), Decimal(bound), status
+    seconds, cpu, value, bound, status = out.split()[-5:]
+    return float(seconds), float(cpu), Decimal(value), Decimal(bound), status
 
 
 def run_size(lots, share, size: str, runs: int, seed: int, limit: float, trace: Path,
-             before: Path | None) -> list[list[str]]:
+             before: Path | None, exact_s: float, exact_up_to: int) -> list[list[str]]:
     num_requests, num_offers = (int(x) for x in size.split("x"))
     offers, requests = market(lots, share, num_requests, num_offers, seed)
     load = os.getloadavg()[0]
@@ -180,29 +188,56 @@ def run_size(lots, share, size: str, runs: int, seed: int, limit: float, trace: 
     for _ in range(runs):  # alternate the two codes so both see the same load
         if before is not None:
             earlier.append(clear_elsewhere(before, size, seed, limit, trace))
-        seconds, result = timed_clear(offers, requests, limit)
-        times.append(seconds)
+        seconds, cpu, result = timed_clear(offers, requests, limit)
+        times.append((seconds, cpu))
         results.append(result)
     best = sorted(results, key=lambda r: r.value)[len(results) // 2]  # the median run's clearing
     fcfs, greedy = clear_fcfs(offers, requests), clear_greedy(offers, requests)
-    bound = min([r.bound for r in results if r.bound is not None] + [b for _, _, b, _ in earlier])
+    bound = min([r.bound for r in results if r.bound is not None] + [e[3] for e in earlier])
+    lp, integer, lp_exact = exact_columns(offers, requests, exact_s, exact_up_to, bound)
 
-    def share_of_bound(value: Decimal) -> str:
-        return f"{value / bound * 100:.1f}%" if bound else "100%"
+    def of(value: Decimal, reference: Decimal | None, at_least: bool = False) -> str:
+        return f"{'≥ ' if at_least else ''}{value / reference * 100:.1f}%" if reference else "—"
+
+    def row(code: str, timings: list[tuple[float, float]], statuses: set[str], value: Decimal) -> list[str]:
+        wall, cpu = statistics.median(t for t, _ in timings), statistics.median(c for _, c in timings)
+        return [label, code, f"{load:.1f}", f"{wall:.2f}", f"{cpu:.2f}", "/".join(sorted(statuses)), surplus(value),
+                of(value, lp, not lp_exact), of(value, integer),
+                f"{value / greedy.value:.3f}×" if greedy.value else "—",
+                f"{value / fcfs.value:.2f}×" if fcfs.value else "—", f"{gpu_hours(best):,}" if code == "this" else ""]
 
     label = f"{num_requests:,} × {num_offers:,}"
-    rows = [[label, "this", f"{load:.1f}", f"{statistics.median(times):.2f}",
-             "/".join(sorted({r.status for r in results})), surplus(best.value), surplus(greedy.value),
-             surplus(fcfs.value), f"{bound / 1_000_000:,.3f} M", share_of_bound(best.value),
-             share_of_bound(greedy.value), share_of_bound(fcfs.value), f"{gpu_hours(best):,}",
-             f"{gpu_hours(greedy):,}", f"{gpu_hours(fcfs):,}",
-             f"{best.value / fcfs.value:.2f}×" if fcfs.value else "—"]]
+    rows = [row("this", times, {r.status for r in results}, best.value)]
     if earlier:
-        value = sorted(v for _, v, _, _ in earlier)[len(earlier) // 2]
-        rows.append([label, "before", f"{load:.1f}", f"{statistics.median(t for t, _, _, _ in earlier):.2f}",
-                     "/".join(sorted({s for _, _, _, s in earlier})), surplus(value), "", "", "",
-                     share_of_bound(value), "", "", "", "", "", f"{value / fcfs.value:.2f}×" if fcfs.value else "—"])
+        rows.append(row("before", [(e[0], e[1]) for e in earlier], {e[4] for e in earlier},
+                        sorted(e[2] for e in earlier)[len(earlier) // 2]))
+    lp_text = "—" if lp is None else f"{'' if lp_exact else '≤ '}{lp / 1_000_000:,.3f} M"
+    rows.append([label, "greedy / FCFS", f"{load:.1f}", "", "", "", f"{surplus(greedy.value)} / {surplus(fcfs.value)}",
+                 f"{of(greedy.value, lp, not lp_exact)} / {of(fcfs.value, lp, not lp_exact)}",
+                 f"{of(greedy.value, integer)} / {of(fcfs.value, integer)}", "", "",
+                 f"{gpu_hours(greedy):,} / {gpu_hours(fcfs):,}"])
+    rows.append([label, "bounds", "", "", "", "", "", f"LP {lp_text}", f"integer {surplus(integer)}", "", "", ""])
     return rows
+
+
+def exact_columns(offers, requests, exact_s: float, exact_up_to: int,
+                  bound: Decimal) -> tuple[Decimal | None, Decimal, bool]:
+    """(LP bound, integer bound, whether the LP bound is exact): the LP relaxation over every pairing and
+    the least upper bound proven on the integer optimum — ``clear``'s own bounds and, with ``exact_s`` > 0
+    and at most ``exact_up_to`` pairings, HiGHS's MIP dual bound after ``exact_s`` s (``integer_bound.py``).
+    Without that run, a round ``clear`` solved by prices (over 5,000 pairings) reports its L(λ) as the
+    LP bound, flagged inexact: L(λ) >= the LP, so its % of the LP is a lower estimate ("≥")."""
+    from integer_bound import exact_bounds
+
+    count = len(MarketPairings(offers, requests).position)
+    if exact_s > 0 and count <= exact_up_to:
+        _, lp, _, dual, _ = exact_bounds(offers, requests, exact_s)
+        if math.isfinite(lp):
+            lp_bound = Decimal(repr(lp)).quantize(Decimal("0.01"))
+            proven = Decimal(repr(dual)).quantize(Decimal("0.01"), rounding=ROUND_CEILING) \
+                if math.isfinite(dual) else lp_bound
+            return lp_bound, min(bound, proven, lp_bound), True
+    return (bound if count > PRICES_ABOVE else None), bound, False
 
 
 def gpu_hours(result: Clearing) -> int:
@@ -229,23 +264,27 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=5.0)
     parser.add_argument("--trace", type=Path, default=TRACE)
     parser.add_argument("--before-src", type=Path, help="another checkout's src/: its clear runs beside this one")
+    parser.add_argument("--exact-s", type=float, default=0.0,
+                        help="seconds for HiGHS's LP and MIP over every pairing (LP and integer bound columns)")
+    parser.add_argument("--exact-up-to", type=int, default=20_000, help="pairings above which --exact-s is skipped")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one timed clear of SIZE, printed for --before-src
     args = parser.parse_args()
     lots, devices = fleet(args.trace, args.seed)
     if args.child:
         num_requests, num_offers = (int(x) for x in args.child.split("x"))
-        seconds, result = timed_clear(*market(lots, devices, num_requests, num_offers, args.seed), args.time_limit)
-        print(seconds, result.value, result.bound, result.status)
+        seconds, cpu, result = timed_clear(*market(lots, devices, num_requests, num_offers, args.seed),
+                                           args.time_limit)
+        print(seconds, cpu, result.value, result.bound, result.status)
         return
     print(f"{ATTRIBUTION} {len(lots)} lots, {sum(devices.values()):,.0f} devices; seed {args.seed}; "
           f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; "
           f"time limit {args.time_limit} s.\n")
-    print("| requests × offers | code | load (1 min) | clear s (median) | status | surplus optimal | surplus greedy "
-          "| surplus FCFS | bound | optimal % of bound | greedy % of bound | FCFS % of bound | GPU-h optimal "
-          "| GPU-h greedy | GPU-h FCFS | optimal / FCFS |")
-    print("|" + "---|" * 16)
+    print("| requests × offers | code | load (1 min) | clear s (median) | CPU s (median) | status | surplus "
+          "| % of LP bound | % of integer bound | vs greedy | vs FCFS | GPU-h |")
+    print("|" + "---|" * 12)
     for size in args.sizes.split(","):
-        for row in run_size(lots, devices, size, args.runs, args.seed, args.time_limit, args.trace, args.before_src):
+        for row in run_size(lots, devices, size, args.runs, args.seed, args.time_limit, args.trace, args.before_src,
+                            args.exact_s, args.exact_up_to):
             print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -20,6 +20,7 @@ one device of the most capable acceptable model (whole devices cannot hit a frac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import overload
 
 import numpy as np
 
@@ -63,6 +64,29 @@ class KindStats:
     priced: int = 0
     gang_fits: int = 0
     priced_capacity: float = 0.0  # Σ f × devices over priced offers
+
+
+class KindStatsTable(Sequence[KindStats]):
+    """Each request's ``KindStats`` as rows of one array (in window, priced, gang fits, priced capacity),
+    made into objects only for the requests asked about (the unmatched ones)."""
+
+    def __init__(self, counts: np.ndarray) -> None:
+        self.counts = counts
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @overload
+    def __getitem__(self, index: int) -> KindStats: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[KindStats]: ...
+
+    def __getitem__(self, index: int | slice) -> KindStats | Sequence[KindStats]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        in_window, priced, gang_fits, capacity = self.counts[index].tolist()
+        return KindStats(int(in_window), int(priced), int(gang_fits), capacity)
 
 
 def fill_bounds(request: Request) -> FillBounds:
@@ -151,8 +175,10 @@ class MarketPairings:
     def __init__(self, offers: Sequence[Offer], requests: Sequence[Request]) -> None:
         index = OfferIndex(offers)
         self.offers, self.requests, self.names = offers, requests, sorted(index.by_model)
-        self.stats = [KindStats() for _ in requests]
-        chunks = [_model_pairs(index, requests, m, cols, self.stats) for m, cols in sorted(index.by_model.items())]
+        by_request, counts = request_columns(index, requests), np.zeros((len(requests), 4))
+        chunks = [_model_pairs(index, requests, m, cols, by_request, counts)
+                  for m, cols in sorted(index.by_model.items())]
+        self.stats = KindStatsTable(counts)
         found = [chunk for chunk in chunks if chunk is not None]
         empty = np.zeros(0, dtype=np.int64)
         parts = [np.concatenate(p) for p in zip(*found, strict=True)] if found else [empty] * 5
@@ -161,7 +187,8 @@ class MarketPairings:
         self.position, self.offer_index, self.margin = position[order], offer_index[order], margin[order]
         self.models = models[order]
         self.bounds = np.searchsorted(self.position, np.arange(len(requests) + 1))
-        self.uppers = [fill_bounds(r).upper for r in requests]
+        self.fills = [fill_bounds(r) for r in requests]
+        self.uppers = [b.upper for b in self.fills]
         self.terms: dict[tuple[int, int], PairTerms] = {}
 
     def of_request(self, position: int) -> Iterator[Candidate]:
@@ -214,7 +241,7 @@ class MarketPairings:
 
 def market_candidates(
     offers: Sequence[Offer], requests: Sequence[Request], limit: int | None, offer_limit: int | None = None
-) -> tuple[list[list[Candidate]], list[KindStats]]:
+) -> tuple[list[list[Candidate]], Sequence[KindStats]]:
     """Each request's candidates, widest margin first, pruned as ``MarketPairings.pruned`` says."""
     pairings = MarketPairings(offers, requests)
     return pairings.pruned(limit, offer_limit), pairings.stats
@@ -229,36 +256,50 @@ def _rank_in_group(sorted_keys: np.ndarray) -> np.ndarray:
     return np.arange(len(sorted_keys)) - run_start
 
 
+@dataclass(frozen=True)
+class RequestColumns:
+    """The requests' window and region terms as numpy columns, made once per round."""
+
+    earliest: np.ndarray
+    latest: np.ndarray
+    duration: np.ndarray
+    gang: np.ndarray
+    regions: np.ndarray  # (requests × regions) acceptance mask
+
+
+def request_columns(index: OfferIndex, requests: Sequence[Request]) -> RequestColumns:
+    def column(values: list) -> np.ndarray:
+        return np.array(values, dtype=np.int64)
+
+    return RequestColumns(column([r.earliest_start for r in requests]), column([r.latest_start for r in requests]),
+                          column([r.duration_h for r in requests]), np.array([r.gang for r in requests], dtype=bool),
+                          _region_mask(index, requests))
+
+
 def _model_pairs(index: OfferIndex, requests: Sequence[Request], model: str, cols: dict[str, np.ndarray],
-                 stats: list[KindStats]):
-    """Feasible (request, offer) pairs of one model, and the request's ``KindStats`` counts for it."""
+                 by_request: RequestColumns, counts: np.ndarray):
+    """Feasible (request, offer) pairs of one model; adds the requests' ``KindStats`` counts for it to
+    ``counts`` (columns: in window, priced, gang fits, priced capacity)."""
     users = np.array([p for p, r in enumerate(requests) if model in r.models], dtype=np.int64)
     if len(users) == 0:
         return None
-    chosen = [requests[p] for p in users]
+    chosen = [requests[p] for p in users.tolist()]
     factor = [r.models[model] for r in chosen]
-    column = np.array
-    earliest = column([r.earliest_start for r in chosen])[:, None]
-    duration = column([r.duration_h for r in chosen])[:, None]
-    start = np.maximum(cols["start"][None, :], earliest)
-    ok = (cols["min_term"][None, :] <= duration) & (start <= column([r.latest_start for r in chosen])[:, None])
+    duration = by_request.duration[users][:, None]
+    start = np.maximum(cols["start"][None, :], by_request.earliest[users][:, None])
+    ok = (cols["min_term"][None, :] <= duration) & (start <= by_request.latest[users][:, None])
     ok &= start + duration <= cols["end"][None, :]
-    ok &= _region_mask(index, chosen)[:, cols["region"]]
-    in_window = ok.sum(axis=1)
-    cap = column([float(r.max_price * f) for r, f in zip(chosen, factor, strict=True)])
+    ok &= by_request.regions[users][:, cols["region"]]
+    counts[users, 0] += ok.sum(axis=1)
+    cap = np.array([float(r.max_price * f) for r, f in zip(chosen, factor, strict=True)])
     ok &= cols["floor"][None, :] <= cap[:, None]
-    priced = ok.sum(axis=1)
-    capacity = (ok * cols["devices"][None, :]).sum(axis=1) * column([float(f) for f in factor])
-    gang = column([r.gang for r in chosen], dtype=bool)
-    need = column([gang_devices(r, f) if r.gang else 0 for r, f in zip(chosen, factor, strict=True)])
+    counts[users, 1] += ok.sum(axis=1)
+    counts[users, 3] += (ok @ cols["devices"].astype(np.float64)) * np.array([float(f) for f in factor])
+    gang = by_request.gang[users]
+    need = np.array([gang_devices(r, f) if r.gang else 0 for r, f in zip(chosen, factor, strict=True)],
+                    dtype=np.int64)
     ok &= cols["devices"][None, :] >= need[:, None]
-    gang_fits = (ok & gang[:, None]).sum(axis=1)
-    for row, p in enumerate(users.tolist()):
-        kind = stats[p]
-        kind.in_window += int(in_window[row])
-        kind.priced += int(priced[row])
-        kind.priced_capacity += float(capacity[row])
-        kind.gang_fits += int(gang_fits[row])
+    counts[users, 2] += (ok & gang[:, None]).sum(axis=1)
     user_row, member = np.nonzero(ok)
     code = sorted(index.by_model).index(model)
     return (users[user_row], cols["index"][member], cols["floor"][member] - cap[user_row], cols["offer_id"][member],

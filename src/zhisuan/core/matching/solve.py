@@ -9,7 +9,8 @@
 3. Larger rounds, or a small one whose LP did not finish: capacity prices (``prices.py``). A projected
    subgradient search for prices λ on (offer, lease start) points runs until ``PRICE_SHARE`` of the
    budget — earlier when a price-guided sweep (timed as long as the greedy one) would not fit after
-   it — but for at least ``MIN_SEARCH_SHARE`` of it (L(0) is a poor bound), or ``price_steps`` steps.
+   it — but for at least ``MIN_SEARCH_SHARE`` of it (L(0) is a poor bound), or ``price_steps`` steps;
+   when the fixed steps left less than that, one round of ``MIN_ROUND_STEPS`` steps (prices.py).
    L(λ), evaluated over EVERY pairing of the round, is the ``bound`` — valid for the round itself
    whatever λ the search reached. Then price-guided sweeps, each only when it fits in the time left:
    requests by their profit at those prices (π_r, best first), each trying its offers by reduced
@@ -18,7 +19,8 @@
 4. Local search (``improve.py``) on that sweep: a left-out request takes one of its best pairings by
    ejecting the least valuable overlapping leases, which refill elsewhere; kept only when the round's
    value rises. It gets up to ``LOCAL_SEARCH_SHARE`` of the budget (all the time left when less than
-   ``POLISH_MIN_S`` would remain after it); it also stops when its moves stall. At 60 s the MILP polish
+   ``POLISH_MIN_S`` would remain after it, or when the round has more than ``POLISH_UP_TO`` pairings
+   and gets no polish); it also stops when its moves stall. At 60 s the MILP polish
    gains more than local search (1,000 × 200: 92.8% vs 90.8% of the bound when local search took half).
 5. Then the MILP over a pruned candidate model polishes that clearing: a pairing is kept when it is
    among the request's ``max_candidates`` widest margins cap × f − floor (ties: lower offer id), among
@@ -63,8 +65,11 @@ GUIDED_SWEEPS = 1.5  # sweeps' time the search leaves for the price-guided sweep
 ASSEMBLE_SHARE = 0.3  # of a sweep's time, kept for assembling the matches
 LOCAL_SEARCH_SHARE = 0.2  # of the budget, at most, for local search; the MILP polish gets the rest
 PRICE_STEPS = 1000
+SEARCH_ROUNDS = 5  # working-set rounds of the price search (prices.py) when there is time for them
 WORKING_PER_REQUEST = 6  # each request's widest-margin pairings the search starts from
 POLISH_MIN_S = 1.0
+POLISH_UP_TO = 100_000  # pairings; above it local search gets all the time left, no MILP polish (a choice, not a
+# measurement: at 10,000 × 2,000, 539 k pairings, the pruned model would hold ~50 k columns for a second or two)
 
 
 def clear(
@@ -126,13 +131,19 @@ class _Plan:
         planned = min(self.began + PRICE_SHARE * self.budget, self.finish - GUIDED_SWEEPS * self.sweep_s)
         return max(planned, time.perf_counter() + MIN_SEARCH_SHARE * self.budget)
 
+    def search_rounds(self) -> int:
+        """Rounds of the search (each runs ``MIN_ROUND_STEPS`` steps once it starts): one when the fixed
+        steps already used the budget up to the search's minimum share, so a late round costs one
+        round's steps and no more (at 10,000 × 2,000 under load five late rounds took seconds)."""
+        return 1 if time.perf_counter() + MIN_SEARCH_SHARE * self.budget >= self.finish else SEARCH_ROUNDS
+
 
 def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, greedy: Sweeper, objective: str,
                plan: _Plan, price_steps: int, polish_options: tuple):
     """Steps 3–5 of the module docstring: (grants, bound, status)."""
     working = np.flatnonzero(np.arange(len(table.request)) - pairings.bounds[table.request] < WORKING_PER_REQUEST)
     search = search_prices(table, greedy.worth(table.value), working, iterations=price_steps,
-                           deadline=plan.search_end())
+                           deadline=plan.search_end(), rounds=plan.search_rounds())
     bound = _round_up(safe_bound(search.bound))
     order = _guided_order(pairings, search.relaxed.profit)
     best = greedy
@@ -144,8 +155,9 @@ def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, gre
             best = guided
     priority = np.empty(len(order), dtype=np.int64)
     priority[order] = np.arange(len(order))
+    polish = len(table.request) <= POLISH_UP_TO
     searched_until = min(plan.finish, time.perf_counter() + LOCAL_SEARCH_SHARE * plan.budget)
-    if plan.finish - searched_until < POLISH_MIN_S:  # too little for the MILP polish: local search takes it all
+    if not polish or plan.finish - searched_until < POLISH_MIN_S:  # no MILP polish: local search takes it all
         searched_until = plan.finish
     improve(best, table.value, priority, searched_until)
     grants, greedy_grants_ = best.grants(), greedy.grants() if best is not greedy else None
@@ -153,7 +165,7 @@ def _by_prices(offers, requests, pairings: MarketPairings, table: PairTable, gre
             _value(offers, requests, grants, objective):  # float worth may misorder near-ties: never below greedy
         grants = greedy_grants_
     status = "fallback"
-    if plan.finish - time.perf_counter() >= POLISH_MIN_S:
+    if polish and plan.finish - time.perf_counter() >= POLISH_MIN_S:
         status, grants = _polish(offers, requests, pairings, grants, objective, plan.finish, *polish_options)
     if bound - _value(offers, requests, grants, objective) <= Decimal(repr(polish_options[2])) * bound:
         status = "optimal"

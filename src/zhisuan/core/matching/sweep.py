@@ -18,7 +18,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import numpy as np
 
 from zhisuan.core.matching.book import Grant
-from zhisuan.core.matching.candidates import MarketPairings, fill_bounds
+from zhisuan.core.matching.candidates import FillBounds, MarketPairings
 from zhisuan.core.matching.table import PairTable
 
 BLOCK = 32  # capacity points per block of ``PointUsage``'s block maxima
@@ -60,11 +60,23 @@ class SweepColumns:
     offer: list[int]
     most: list[int]
     model: list[int]
+    lower: list[int | None]  # per request: whole devices it needs when every factor is 1 (None otherwise)
+    fill: list[FillBounds]  # per request
 
 
 def sweep_columns(pairings: MarketPairings, table: PairTable) -> SweepColumns:
+    fills = pairings.fills
     return SweepColumns(pairings.bounds.tolist(), table.point_of_start.tolist(), table.point_after_end.tolist(),
-                        table.offer.tolist(), table.most.astype(np.int64).tolist(), pairings.models.tolist())
+                        table.offer.tolist(), table.most.astype(np.int64).tolist(), pairings.models.tolist(),
+                        [_unit_lower(r, b) for r, b in zip(pairings.requests, fills, strict=True)], fills)
+
+
+def _unit_lower(request, bounds: FillBounds) -> int | None:
+    """ceil(lower fill bound) for a divisible request whose factors are all 1 (then upper = amount and the
+    fill is whole devices: integer arithmetic decides it exactly), else None."""
+    if request.gang or bounds.upper != request.devices:
+        return None
+    return int(bounds.lower.to_integral_value(rounding=ROUND_CEILING))
 
 
 def sweep(pairings: MarketPairings, table: PairTable, request_order: np.ndarray, pair_rank: np.ndarray,
@@ -92,19 +104,32 @@ class Sweeper:
     def __init__(self, pairings: MarketPairings, table: PairTable, pair_rank: np.ndarray,
                  columns: SweepColumns | None = None) -> None:
         self.pairings, self.cols = pairings, columns or sweep_columns(pairings, table)
-        self.pair_of = np.lexsort((np.arange(len(pair_rank)), pair_rank, table.request)).tolist()  # request, rank
+        if len(pair_rank) < 2 or bool(np.all(pair_rank[1:] > pair_rank[:-1])):  # the table's own order
+            self.pair_of = list(range(len(pair_rank)))
+        else:
+            self.pair_of = np.lexsort((np.arange(len(pair_rank)), pair_rank, table.request)).tolist()
         self.capacity = [o.devices for o in pairings.offers]
         self.book = PointUsage(table.num_points)
         self.chosen: dict[int, list[tuple[int, int]]] = {}
         self.on_offer: dict[int, set[int]] = {}  # offer index -> positions holding a lease on it
-        self.factors = [{code: r.models[name] for code, name in enumerate(pairings.names) if name in r.models}
-                        if not r.gang else {} for r in pairings.requests]
+        self.factors: dict[int, dict[int, Decimal]] = {}  # per normalised divisible request, made when it fills
+        self.top = [0] * len(self.capacity)  # per offer: at least its peak usage (placing raises it; removing keeps it)
 
     def free(self, pair: int) -> int:
-        first, cap = self.cols.first[pair], self.capacity[self.cols.offer[pair]]
+        offer = self.cols.offer[pair]
+        if self.top[offer] == 0:  # nothing booked on the offer yet
+            return self.capacity[offer]
+        first, cap = self.cols.first[pair], self.capacity[offer]
         if self.book.usage[first] >= cap:  # full where the lease starts: the common case on a contested offer
             return 0
         return cap - self.book.peak(first, self.cols.after[pair])
+
+    def room(self, pair: int, wanted: int) -> int:
+        """min(free(pair), wanted) — without the peak look-up when the offer's top usage leaves room for it."""
+        offer = self.cols.offer[pair]
+        if self.top[offer] + wanted <= self.capacity[offer]:
+            return wanted
+        return min(self.free(pair), wanted)
 
     def fill(self, position: int) -> bool:
         request, cols = self.pairings.requests[position], self.cols
@@ -113,19 +138,50 @@ class Sweeper:
         if request.gang:
             most_of = cols.most
             for pair in tried:
-                if self.free(pair) >= most_of[pair]:
+                if self.room(pair, most_of[pair]) >= most_of[pair]:
                     chosen = [(pair, most_of[pair])]
                     break
+        elif (lower := cols.lower[position]) is not None:
+            chosen = self._unit(request.devices, lower, tried)
         else:
-            chosen = _divisible(request, tried, self.factors[position], cols.model, self.free, cols.most)
+            factors = self.factors.get(position)
+            if factors is None:
+                names = self.pairings.names
+                factors = self.factors[position] = {k: request.models[n] for k, n in enumerate(names)
+                                                    if n in request.models}
+            chosen = _divisible(request, cols.fill[position], tried, factors, cols.model, self.room, cols.most)
         if chosen:
             self.place(position, chosen)
         return bool(chosen)
 
+    def _unit(self, amount: int, lower: int, tried: list[int]) -> list[tuple[int, int]]:
+        """``_divisible`` for a request whose factors are all 1, in integers: each pairing gives what is
+        free up to the devices still missing; kept when at least ``lower`` devices were found."""
+        usage, capacity, cols, top = self.book.usage, self.capacity, self.cols, self.top
+        first_of, offer_of, most_of = cols.first, cols.offer, cols.most
+        chosen, missing = [], amount
+        for pair in tried:
+            offer = offer_of[pair]
+            cap, wanted = capacity[offer], min(most_of[pair], missing)
+            if top[offer] + wanted <= cap:  # room for all of it whatever the lease's hours
+                take = wanted
+            elif usage[first_of[pair]] >= cap:  # full where the lease starts: most pairings of a contested request
+                continue
+            else:
+                take = min(cap - self.book.peak(first_of[pair], cols.after[pair]), wanted)
+            if take > 0:
+                chosen.append((pair, take))
+                missing -= take
+                if missing == 0:
+                    break
+        return chosen if chosen and amount - missing >= lower else []
+
     def place(self, position: int, chosen: list[tuple[int, int]]) -> None:
         for pair, devices in chosen:
-            self.book.add(self.cols.first[pair], self.cols.after[pair], devices)
-            self.on_offer.setdefault(self.cols.offer[pair], set()).add(position)
+            first, after, offer = self.cols.first[pair], self.cols.after[pair], self.cols.offer[pair]
+            self.book.add(first, after, devices)
+            self.top[offer] = max(self.top[offer], self.book.peak(first, after))
+            self.on_offer.setdefault(offer, set()).add(position)
         self.chosen[position] = chosen
 
     def remove(self, position: int) -> list[tuple[int, int]]:
@@ -158,13 +214,13 @@ def greedy_order(pairings: MarketPairings) -> np.ndarray:
     return np.lexsort((np.array([r.request_id for r in pairings.requests]), widest))
 
 
-def _divisible(request, tried, factors, model_of, free, most_of) -> list[tuple[int, int]]:
-    bounds, amount = fill_bounds(request), Decimal(request.devices)
+def _divisible(request, bounds: FillBounds, tried, factors, model_of, room_of, most_of) -> list[tuple[int, int]]:
+    amount = Decimal(request.devices)
     chosen, delivered = [], Decimal(0)
     for pair in tried:
         if delivered >= amount:
             break
-        room = min(free(pair), most_of[pair])
+        room = room_of(pair, most_of[pair])
         if room <= 0:  # checked first: most pairings a contested request tries are full
             continue
         f = factors[model_of[pair]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zhisuan.core.matching.candidates import MarketPairings, fill_bounds, pair_terms
+from zhisuan.core.matching.candidates import MarketPairings, pair_terms
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def pair_table(pairings: MarketPairings, objective: str) -> PairTable:
     points, point_of_start, point_after_end = _points(offer * horizon + start, offer * horizon + end)
     return PairTable(
         position, offer, start, end, factor, gang, np.where(gang, need, 0.0), most.astype(np.float64),
-        per_device_hour * hours[position], np.array([float(fill_bounds(r).upper) for r in requests]),
+        per_device_hour * hours[position], np.array([float(u) for u in pairings.uppers]),
         point_of_start, point_after_end,
         devices[points // horizon].astype(np.float64) if len(points) else np.zeros(0), len(requests))
 
@@ -93,8 +93,7 @@ def _terms(pairings: MarketPairings) -> tuple[np.ndarray, np.ndarray, np.ndarray
     shape = (len(names), len(requests))
     factor, need, most = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     code = {name: k for k, name in enumerate(names)}
-    for p, request in enumerate(requests):
-        upper = fill_bounds(request).upper
+    for p, (request, upper) in enumerate(zip(requests, pairings.uppers, strict=True)):
         for name, f in request.models.items():
             if name in code:
                 terms = pair_terms(request, f, upper)
