@@ -61,7 +61,7 @@ def test_nodes_key_facts() -> None:
     a = nodes["gpu-a"]
     assert (a.cpu_cores, a.memory_mib, a.state) == (191, 2112399636 // 1024, "ready")  # allocatable, not capacity
     assert [d.index for d in a.devices] == list(range(8)) and {d.model for d in a.devices} == {"h100-sxm"}
-    assert {d.memory_mib for d in a.devices} == {80 * 1024}
+    assert {d.memory_mib for d in a.devices} == {81559}  # usable, as nvidia-smi reports it (nominal 80 GiB = 81920)
     assert nodes["gpu-b"].state == "drained"  # cordoned
     assert {d.model for d in nodes["gpu-b"].devices} == {"a800-sxm4-80gb"}
     npu = nodes["npu-01"]

@@ -76,9 +76,11 @@ def test_image_is_ignored_with_a_note_and_script_runs(driver: SlurmDriver) -> No
 
 def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
         driver: SlurmDriver, slurm_cluster: testcluster.TestCluster) -> None:
-    # long enough to outlive the outage even on a loaded machine: a step that ends while the controller
-    # is away cannot report its end, and srun then fails the job (Slurm's behaviour, not the driver's)
-    handle = driver.submit(make_spec(unique_key(), ["sleep", "15"], 1))
+    # A step that ends while the controller is away cannot report its end, and srun then fails the job
+    # (Slurm's behaviour, not the driver's): the job sleeps far longer than any outage here, is seen still
+    # running once the controller is back, then cancelled — no wait on the outage's length (which a
+    # loaded machine stretched past a 15 s job).
+    handle = driver.submit(make_spec(unique_key(), ["sleep", "600"], 1))
     wait_for(driver, handle, {"running"})
     testcluster.stop_controller(slurm_cluster)
     try:
@@ -90,8 +92,11 @@ def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
     finally:
         testcluster.start_controller(slurm_cluster)
     # the job kept running on its node while the controller was away, and is still the same job
-    assert wait_for(driver, handle, {"succeeded", "failed", "lost"}).state == "succeeded"
+    state = wait_for(driver, handle, {"running", "succeeded", "failed", "lost"})
+    assert state.state == "running", (state, read_all(driver, handle, 0, "stderr"))
     assert len(driver.import_inventory()) == 2
+    driver.cancel(handle)  # the driver works again after the restart
+    assert wait_for(driver, handle, {"cancelled", "succeeded", "failed", "lost"}, timeout_s=60).state == "cancelled"
 
 
 def test_drain_and_resume_show_in_inventory(driver: SlurmDriver) -> None:

@@ -83,8 +83,9 @@ def _device_model(resource: str, labels: Mapping[str, str], catalog: Catalog) ->
     label_mib = next((int(labels[lb]) for lb in MEMORY_LABELS if labels.get(lb, "").isdigit()), 0)
     if model is None:
         return resource, label_mib
-    per_device = model.per_device_memory_gib()
-    return model.key, int(per_device * 1024) if per_device is not None else label_mib
+    # usable MiB per device when a tool's figure is recorded (GDDR/LPDDR cards show less than nominal)
+    per_device = model.per_device_memory_mib()
+    return model.key, per_device if per_device is not None else label_mib
 
 
 def _node_state(node: Json) -> str:

@@ -162,7 +162,8 @@ def imported_nodes(sinfo: Mapping[str, Any], catalog: Catalog,
         for gres_type, count in gres_devices(str(raw.get("gres") or "")):
             model_key = model_for_gres_type(gres_type, catalog, gres_models)
             model = catalog.resolve(model_key) if model_key in catalog else None
-            memory = int(model.memory_gib * 1024) if model is not None and model.memory_gib else 0
+            # usable MiB per device as the tools report it (a package of 2 dies is 2 devices), not nominal GiB
+            memory = (model.per_device_memory_mib() or 0) if model is not None else 0
             devices += [ImportedDevice(len(devices) + i, model_key, memory) for i in range(count)]
         labels = {"slurm.partitions": ",".join(raw.get("partitions") or [])}
         if raw.get("features"):
