@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -57,18 +58,25 @@ def insert_fleet(sessions: Any, nodes: int, per_node: int = 8) -> None:
 
 
 def timed(client: TestClient, path: str, headers: dict[str, str], count: int) -> dict[str, Any]:
-    samples = []
+    """Wall time of each request and the process's CPU (both threads: TestClient's client side and
+    the app) per request, median and p99 of each."""
+    samples, cpu = [], []
     size = 0
     for _ in range(count):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         answer = client.get(path, headers=headers)
         samples.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
         answer.raise_for_status()
         size = len(answer.content)
+    return {"median_ms": round(statistics.median(samples) * 1000, 1), "p99_ms": round(p99(samples) * 1000, 1),
+            "max_ms": round(max(samples) * 1000, 1), "cpu_median_ms": round(statistics.median(cpu) * 1000, 1),
+            "cpu_p99_ms": round(p99(cpu) * 1000, 1), "bytes": size}
+
+
+def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
-    return {"median_ms": round(statistics.median(samples) * 1000, 1),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1), "bytes": size}
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def measure(backend: str, nodes: int, requests: int, summary_cache: bool) -> dict[str, Any]:
@@ -85,6 +93,7 @@ def measure(backend: str, nodes: int, requests: int, summary_cache: bool) -> dic
         with TestClient(app) as client:
             deep = client.get(f"/api/v1/nodes?limit=1&cursor={nodes - 200}", headers=headers).json()
             results = {
+                "load_average": os.getloadavg()[0],
                 "nodes": nodes, "devices": nodes * 8, "backend": backend, "summary_cache": summary_cache,
                 "nodes_limit_100": timed(client, "/api/v1/nodes?limit=100", headers, requests),
                 "nodes_limit_100_deep_page": timed(client, f"/api/v1/nodes?limit=100&cursor={deep[0]['id']}",

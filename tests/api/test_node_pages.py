@@ -4,14 +4,25 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 from typer.testing import CliRunner
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, h100_node
 from zhisuan.cli import client as cli_client
 from zhisuan.cli.main import app
+from zhisuan.identity.access import Principal
+from zhisuan.identity.keys import principal_of, split_key
+from zhisuan.identity.models import ApiKey
+from zhisuan.inventory.listing import node_page, node_page_json
+from zhisuan.inventory.models import Node
+from zhisuan.inventory.schemas import NodeOut
+from zhisuan.store.base import transaction
 
 
 def declare(world: Api, count: int) -> list[str]:
@@ -99,3 +110,60 @@ def test_a_cursor_stays_valid_while_nodes_are_added_and_removed(world: Api) -> N
     assert page[0]["devices"] == [{"index": i, "uuid": "", "model": "h100-sxm", "reported_name": "h100-sxm",
                                    "memory_mib": page[0]["devices"][i]["memory_mib"], "health": "healthy",
                                    "health_detail": "", "available": True} for i in range(2)]
+
+
+def body_of(name: str, devices: int, labels: dict[str, str], detail: str = "") -> dict[str, Any]:
+    body = h100_node(name, devices, healthy=lambda i: not detail or i != 0)
+    body["labels"] = labels
+    body["devices"] = [{**device, "health_detail": detail if i == 0 else ""}
+                       for i, device in enumerate(body["devices"])]
+    return body
+
+
+def test_postgresql_builds_the_same_body_as_the_rows(world: Api) -> None:
+    """On PostgreSQL the page's JSON comes from PostgreSQL (``listing.node_page_json``): parsed, it is
+    exactly what the rows give through ``NodeOut`` — every field, strings and timestamps as Pydantic
+    writes them (with and without microseconds, NULLs), a node without devices, any visible subset."""
+    state = world.client.app.state  # type: ignore[attr-defined]
+    sessions = state.ctx.sessions
+    with transaction(sessions) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the JSON is built by PostgreSQL only; SQLite serves the rows")
+    keys = [world.ok("POST", f"/sites/s{1 + n % 2}/agent-keys", "operator", {})["key"] for n in range(4)]
+    bodies = [body_of("gpu-a", 2, {"rack": "r1", "note": 'a "quoted" ünïcode\\value'}),
+              body_of("gpu-b", 3, {}, detail='XID 79: "fell off the bus"\n'),
+              body_of("gpu-c", 0, {"z": ""}), body_of("gpu-d", 1, {"rack": "r2"})]
+    for key, body in zip(keys, bodies, strict=True):
+        world.keys["k"] = key
+        world.ok("POST", "/agent/register", "k", body)
+    declare(world, 1)  # declared by hand: no agent version, no heartbeat yet
+    with transaction(sessions) as session:
+        session.execute(update(Node).where(Node.name == "gpu-a").values(
+            registered_at=datetime(2026, 12, 2, 1, 2, 3, tzinfo=UTC),
+            last_heartbeat_at=datetime(2026, 12, 2, 1, 2, 3, 5, tzinfo=UTC)))
+    answers = TypeAdapter(list[NodeOut])
+    seen: list[list[dict[str, Any]]] = []
+    for reader, params in [("operator", {}), ("operator", {"limit": 2}), ("p1", {}), ("operator", {"status": "ready"}),
+                           ("operator", {"after_id": 10**9})]:
+        limit = params.pop("limit", 1000)
+        principal = principal_of_key(sessions, world.keys[reader])
+        with transaction(sessions) as session:
+            built, following = node_page_json(session, principal, site_id=None, status=params.get("status"),
+                                              drained=None, after_id=params.get("after_id"), limit=limit)
+            rows = node_page(session, principal, site_id=None, status=params.get("status"), drained=None,
+                             after_id=params.get("after_id"), limit=limit + 1)
+        expected = answers.dump_python(answers.validate_python(rows[:limit]), mode="json")
+        assert json.loads(built) == expected, (reader, params)
+        assert following == (rows[limit - 1]["id"] if len(rows) > limit else None)
+        assert len(expected) == min(limit, len(rows))
+        seen.append(expected)
+    everything = seen[0]
+    assert len(everything) == 5 and any(node["cordon_reason"] for node in everything)  # gpu-b: cordoned
+    assert [len(page) for page in seen[1:]] == [2, 3, 5, 0]  # p1 sees site s1: gpu-a, gpu-c, n0
+
+
+def principal_of_key(sessions: Any, token: str) -> Principal:
+    with transaction(sessions) as session:
+        row = session.execute(select(ApiKey).options(joinedload(ApiKey.user))
+                              .where(ApiKey.key_id == split_key(token)[0])).scalar_one()
+        return principal_of(row)

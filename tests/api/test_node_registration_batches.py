@@ -137,3 +137,20 @@ def test_concurrent_registrations_through_the_route_all_land(world: Api) -> None
         assert list(pool.map(register, range(12))) == [200] * 12
     assert sorted(node["name"] for node in world.ok("GET", "/nodes", "operator")) == \
         sorted(f"gpu-{n}" for n in range(12))
+
+
+def test_new_nodes_cost_a_few_statements_per_batch_not_per_node_or_device(world: Api) -> None:
+    """Twenty new nodes of four devices: a handful of set-based statements for the whole batch (the
+    nodes, their devices, the audit rows and the keys' binding one statement each), every row written."""
+    keys = new_keys(world, 20)
+    statements = count_statements(world)
+    batch = [pending(key, h100_node(f"gpu-{n}", 4)) for n, key in enumerate(keys)]
+    registrar(world).apply(batch)
+    assert [outcome(item) for item in batch] == ["ready"] * 20
+    assert len(statements) <= 10, "\n".join(statement[:90] for statement in statements)
+    with transaction(world.client.app.state.ctx.sessions) as session:  # type: ignore[attr-defined]
+        assert len(session.execute(select(Device.node_id)).all()) == 80
+        bound = dict(session.execute(select(ApiKey.key_id, ApiKey.node_name)).all())
+        registered = session.execute(select(AuditEvent.object_ref).where(AuditEvent.action == "node.register")).all()
+    assert [bound[key.split("_")[1]] for key in keys] == [f"gpu-{n}" for n in range(20)]
+    assert sorted(ref for (ref,) in registered) == sorted(f"s1/gpu-{n}" for n in range(20))
