@@ -23,10 +23,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zhisuan.core.placement.filters import FILTER_STAGES
+from zhisuan.core.placement.filters import (
+    DYNAMIC_STAGES,
+    FILTER_STAGES,
+    STATIC_STAGES,
+    earliest_failure,
+    first_failed_stage,
+)
 from zhisuan.core.placement.fleet import Demand, FleetArrays
 from zhisuan.core.placement.fragmentation import TargetWorkload
-from zhisuan.core.placement.pipeline import evaluate
+from zhisuan.core.placement.node_view import NodeView
+from zhisuan.core.placement.pipeline import Evaluation, evaluate, score_passing
 from zhisuan.core.placement.policies import Policy
 
 
@@ -135,6 +142,10 @@ class _CacheEntry:
     score: np.ndarray
     slot: np.ndarray
     seen: int  # number of commits already reflected
+    # The filters that read only static columns, evaluated once on ``scope`` (``filters.STATIC_STAGES``):
+    # each refresh then runs just the dynamic ones (tenant, CPU, memory, free share) on the changed rows.
+    static_stage: np.ndarray  # int8[N] first failing static stage (0 = passes them all)
+    eligible: np.ndarray | None  # bool[N,G] devices the demand may use (NodeView.eligible); None: CPU-only
     # Results per state class (``RowClasses`` id) already evaluated for this demand: a node that changes
     # into a state some node had before is not evaluated again (the replay's states recur often).
     epoch: int = -1
@@ -213,11 +224,27 @@ class CachedEvaluator:
     def _first(self, key: Demand) -> _CacheEntry:
         """Every node's stage, score and slot for a new shape."""
         n, scope = self.fleet.size, self.scope_of(key)
+        view = NodeView(self.fleet, key, scope)
+        static = np.zeros(n, np.int8)
+        static[scope] = first_failed_stage(view, STATIC_STAGES)
+        eligible = None
+        if key.wants_devices:
+            eligible = np.zeros(self.fleet.gpu_left.shape, bool)
+            eligible[scope] = view.eligible
         entry = _CacheEntry(
-            scope, np.full(n, MODEL_NOT_ALLOWED, np.int8), np.full(n, -np.inf), np.full(n, -1, np.int64), 0
+            scope, np.full(n, MODEL_NOT_ALLOWED, np.int8), np.full(n, -np.inf), np.full(n, -1, np.int64), 0,
+            static, eligible,
         )
         self._fill(entry, key, scope)
         return entry
+
+    def _evaluate(self, entry: _CacheEntry, key: Demand, rows: np.ndarray) -> Evaluation:
+        """``pipeline.evaluate`` of ``rows`` (in ``entry.scope``), with the static filters read from the entry."""
+        view = NodeView(self.fleet, key, rows)
+        if entry.eligible is not None:
+            view.given(eligible=entry.eligible[rows])
+        stage = earliest_failure(entry.static_stage[rows], first_failed_stage(view, DYNAMIC_STAGES))
+        return score_passing(view, stage, self.policy, self.workload)
 
     def _fill(self, entry: _CacheEntry, key: Demand, rows: np.ndarray) -> bool:
         """Stage, score and slot of ``rows`` into ``entry``: pruned by capacity, then from the entry's
@@ -242,7 +269,7 @@ class CachedEvaluator:
         if not len(todo):
             return True
         reps, spread = classes.representatives(todo, key.avoid)
-        ev = evaluate(self.fleet, key, self.policy, reps, self.workload)
+        ev = self._evaluate(entry, key, reps)
         entry.stage[todo], entry.score[todo], entry.slot[todo] = ev.stage[spread], ev.score[spread], ev.slot[spread]
         shared = ~np.isin(reps, np.fromiter(key.avoid, np.int64, len(key.avoid))) if key.avoid else slice(None)
         rep_ids = classes.class_of[reps][shared]
@@ -264,7 +291,7 @@ class CachedEvaluator:
         elif entry.seen < len(self.changed):
             stale = entry.scope[self.stamp[entry.scope] >= entry.seen]
             if len(stale) and self.fills >= MEMO_TRIAL and self.hits * MEMO_WORTH < self.fills:
-                ev = evaluate(self.fleet, key, self.policy, stale, self.workload)  # states rarely recur here:
+                ev = self._evaluate(entry, key, stale)  # states rarely recur here:
                 entry.stage[stale], entry.score[stale], entry.slot[stale] = ev.stage, ev.score, ev.slot  # plain
             elif len(stale):
                 self.fills += 1

@@ -41,11 +41,11 @@ def choose_slots(
     """int64[count]: the device slots of ``node`` that receive the demand (empty for CPU-only demands)."""
     if not demand.wants_devices:
         return np.zeros(0, np.int64)
+    if demand.is_share and method == "scored" and scored_slot >= 0:
+        return np.array([scored_slot], np.int64)
     left = NodeView(fleet, demand, np.array([node])).usable_left[0]
     if not demand.is_share:
         return default_slots(left, demand)
-    if method == "scored" and scored_slot >= 0:
-        return np.array([scored_slot], np.int64)
     if method == "random" and rng is not None:
         fitting = np.flatnonzero(left >= demand.milli)
         return np.array([fitting[rng.integers(len(fitting))]], np.int64)

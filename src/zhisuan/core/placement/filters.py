@@ -104,13 +104,28 @@ FILTER_STAGES: tuple[FilterStage, ...] = (
 )
 
 
-def first_failed_stage(view: NodeView) -> np.ndarray:
+# Stages whose result can change while a fleet's arrays live (the live fleet's leases, CPU, memory and device
+# shares; the replay's commits); every other stage reads only what is fixed until the arrays are rebuilt
+# (health, labels, device models and capabilities) or the demand itself (its avoid set). A new filter must
+# be put in one of the two sets (checked below), so a cache of the static part cannot go stale silently.
+DYNAMIC_FILTERS: frozenset[FilterFn] = frozenset({tenant_may_use, cpu_fits, memory_fits, share_fits})
+STATIC_FILTERS: frozenset[FilterFn] = frozenset(
+    {node_healthy, labels_match, has_devices, model_allowed, devices_capable, devices_healthy, not_avoided}
+)
+assert {s.passes for s in FILTER_STAGES} == DYNAMIC_FILTERS | STATIC_FILTERS and not DYNAMIC_FILTERS & STATIC_FILTERS
+DYNAMIC_STAGES = tuple(n for n, s in enumerate(FILTER_STAGES) if s.passes in DYNAMIC_FILTERS)
+STATIC_STAGES = tuple(n for n, s in enumerate(FILTER_STAGES) if s.passes in STATIC_FILTERS)
+
+
+def first_failed_stage(view: NodeView, stages: tuple[int, ...] | None = None) -> np.ndarray:
     """int8[K]: 0 if a node passes every stage, else 1 + index of the first stage it fails.
 
     Stages are independent predicates, so each is evaluated on every node and the first failure kept.
+    ``stages`` (indices into ``FILTER_STAGES``, e.g. ``STATIC_STAGES``) restricts the check to those; the
+    first failure over all stages is then the smallest nonzero of the parts (``earliest_failure``).
     """
     result = np.zeros(len(view.idx), np.int8)
-    for number in range(len(FILTER_STAGES) - 1, -1, -1):
+    for number in reversed(stages if stages is not None else range(len(FILTER_STAGES))):
         stage = FILTER_STAGES[number]
         if stage.devices_only and not view.demand.wants_devices:
             continue
@@ -118,3 +133,8 @@ def first_failed_stage(view: NodeView) -> np.ndarray:
             continue
         result[~stage.passes(view)] = number + 1
     return result
+
+
+def earliest_failure(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The first failing stage over two disjoint sets of stages, from each set's (0 = passed all)."""
+    return np.where((first > 0) & ((second == 0) | (first < second)), first, second)

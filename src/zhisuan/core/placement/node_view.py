@@ -65,10 +65,22 @@ class NodeView:
         """int64[K,G]: free milli of eligible slots, 0 elsewhere."""
         return np.where(self.eligible, self.left, 0)
 
+    def given(self, **arrays: np.ndarray) -> NodeView:
+        """This view with derived arrays already known (e.g. a cache's static ``eligible``), which must equal
+        what the properties would compute for ``idx``; the rest are computed on first use as usual."""
+        for name, value in arrays.items():
+            if name not in DERIVED:
+                raise AttributeError(f"NodeView has no derived array {name!r}")
+            self.__dict__[name] = value
+        return self
+
     def subset(self, rows: np.ndarray) -> NodeView:
         """The view restricted to positions ``rows`` of this view (cached arrays are carried over)."""
         sub = NodeView(self.fleet, self.demand, self.idx[rows])
-        for name in ("cpu", "left", "node_model", "model_ok", "capable", "eligible", "usable_left"):
+        for name in DERIVED:
             if name in self.__dict__:
                 sub.__dict__[name] = self.__dict__[name][rows]
         return sub
+
+
+DERIVED = ("cpu", "left", "node_model", "model_ok", "capable", "eligible", "usable_left")

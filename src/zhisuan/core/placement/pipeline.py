@@ -52,12 +52,16 @@ def evaluate(
 ) -> Evaluation:
     """Filter (step 1) then score (step 2) the nodes ``idx``."""
     view = NodeView(fleet, demand, idx)
-    stage = first_failed_stage(view)
-    score = np.full(len(idx), -np.inf)
-    slot = np.full(len(idx), -1, np.int64)
+    return score_passing(view, first_failed_stage(view), policy, workload)
+
+
+def score_passing(view: NodeView, stage: np.ndarray, policy: Policy, workload: TargetWorkload | None) -> Evaluation:
+    """Step 2 on the nodes of ``view`` whose first failing ``stage`` is 0 (the others score -inf)."""
+    score = np.full(len(view.idx), -np.inf)
+    slot = np.full(len(view.idx), -1, np.int64)
     ok = np.flatnonzero(stage == 0)
     if len(ok):
-        scored = policy.score(view if len(ok) == len(idx) else view.subset(ok), workload)
+        scored = policy.score(view if len(ok) == len(view.idx) else view.subset(ok), workload)
         score[ok], slot[ok] = scored.score, scored.slot
     return Evaluation(stage, score, slot)
 
