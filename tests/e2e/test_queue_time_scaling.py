@@ -1,5 +1,5 @@
 """Autoscaling by queue time with the real engine: one node agent running a llama.cpp replica of
-SmolLM2 (two slots), a deployment autoscaled 1..2 at ``queue_time_s`` 1.0; a burst of streaming
+SmolLM2 (two slots), a deployment autoscaled 1..2 at ``queue_time_s`` 0.25 s; a burst of streaming
 requests through ``zhisuan gateway`` with the openai SDK queues behind the two slots, the gateway
 measures the wait (arrival → the engine's response head, which llama.cpp sends with the first
 token), the control plane places a second replica (an event naming the queue wait, and a CPU hold in
@@ -23,10 +23,13 @@ from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
 
 lab_fixture = test_fleet_replicas.lab  # the walkthrough's processes
 COUNTED = ("pending", "starting", "healthy", "unhealthy")
-CLIENTS = 8  # four times the replica's two slots: six requests wait at any moment
-# Well under the wait of a request queued behind 32-token answers on any CPU (a mean of about 1.5
-# answers' time with 8 clients on 2 slots), and the idle deployment measures none.
-TARGET_S = 0.5
+CLIENTS = 6  # three times the replica's two slots: four requests wait at any moment
+# With answers of 20 tokens taking ``a`` seconds, a request waits about ``a`` on average and at most
+# ``2a`` for its first token: far above TARGET_S on a fast CPU (a ≈ 0.5 s), far below the gateway's
+# 30 s first-byte timeout on a loaded one (a ≈ 5 s at load 15 on 2 cores), which would eject the
+# replica. The idle deployment measures no wait at all.
+MAX_TOKENS = 20
+TARGET_S = 0.25
 
 
 class Api:
@@ -81,7 +84,7 @@ def burst(gateway: str, key: str, stop: threading.Event, outcomes: list[str]) ->
     while not stop.is_set():
         try:
             stream = client.chat.completions.create(
-                model=SMOLLM2_NAME, max_tokens=32, temperature=0.9, stream=True,
+                model=SMOLLM2_NAME, max_tokens=MAX_TOKENS, temperature=0.9, stream=True,
                 messages=[{"role": "user", "content": "Tell me a story about a lighthouse."}])
             text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
             outcomes.append("ok" if text else "empty")
