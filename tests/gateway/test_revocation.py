@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import httpx
@@ -16,10 +16,13 @@ from tests.gateway.conftest import LoopThread, free_port
 from tests.gateway.test_limits import needs_redis
 from tests.gateway.test_limits_db_money import Db, make_world
 from zhisuan.bootstrap import system_principal
+from zhisuan.gateway import keys as gateway_keys
 from zhisuan.gateway.keys import DbKeyAuthority
 from zhisuan.gateway.redis_access import PipelinedRedis
 from zhisuan.gateway.revocation import REDIS_ENV, RedisRevocationWatch
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
+from zhisuan.identity import keys as identity_keys
+from zhisuan.identity.hashing import verify_secret
 from zhisuan.identity.service import revoke_key
 from zhisuan.store.base import make_engine, make_session_factory, transaction
 
@@ -117,18 +120,37 @@ def test_a_watch_without_redis_lets_requests_through(loop: LoopThread) -> None:
     loop.run(watch.fresh(), timeout=5)
 
 
-def test_wrong_keys_from_one_client_are_throttled_before_any_hashing(db: Db, loop: LoopThread,
-                                                                      tmp_path: Path) -> None:
+class FrozenDatetime(datetime):
+    """The gateway's key checks at one instant: the throttle's lockout after the allowance (1 s
+    from the 20th failure) must not run out between two requests of a slow (loaded) test run."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> FrozenDatetime:
+        return cls(2026, 12, 2, 12, 0, tzinfo=tz)
+
+
+def test_wrong_keys_from_one_client_are_throttled_before_any_hashing(db: Db, loop: LoopThread, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Unauthenticated callers cannot buy scrypt work on demand: past the verifier's allowance of
     failed checks per client address, the gateway answers 429 without hashing."""
+    monkeypatch.setattr(gateway_keys, "datetime", FrozenDatetime)
+    hashed: list[str] = []
+
+    def counted_verify(secret: str, stored: str) -> bool:
+        hashed.append(secret)
+        return verify_secret(secret, stored)
+
+    monkeypatch.setattr(identity_keys, "verify_secret", counted_verify)
     keys = DbKeyAuthority(db.sessions)
     server = serve(loop, keys, tmp_path / "spool")
     try:
         statuses = [models(server, f"zs_{uuid.uuid4().hex[:12]}_{uuid.uuid4().hex}") for _ in range(24)]
         assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 4, statuses
+        assert len(hashed) == 20  # one check per 401, none for a 429
         response = httpx.get(server.base_url + "/models", headers={"Authorization": "Bearer zs_x_y"})
         assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
         assert response.json()["error"]["code"] == "too_many_failed_key_checks"
+        assert len(hashed) == 20
     finally:
         loop.run(server.stop())
         keys.close()
