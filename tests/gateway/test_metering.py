@@ -163,7 +163,9 @@ def test_kill_under_load_loses_no_acknowledged_usage_and_counts_none_twice(fake_
     threads = [threading.Thread(target=_load, args=(url, stop, acked, errors)) for _ in range(clients)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 20  # a loaded machine answers fewer requests per second: wait for them
+    while len(acked) <= 60 and time.monotonic() < deadline:
+        time.sleep(0.1)
     os.kill(gw.pid, signal.SIGKILL)
     gw.wait()
     stop.set()

@@ -4,15 +4,32 @@ batch bounds that make a re-sent roll-up carry the same ids (``gateway.usage.Spo
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from zhisuan.billing.gateway_sink import rolled_up_token_events
+from zhisuan.billing.gateway_sink import event_row, rolled_up_rows, rolled_up_token_events
 from zhisuan.gateway.protocols import UsageEvent
-from zhisuan.gateway.usage import SpoolShipper, UsageSpool, segment_name
+from zhisuan.gateway.usage import (
+    SpoolShipper,
+    UsageSpool,
+    decode_event,
+    decode_events,
+    decode_rows,
+    encode_event,
+    segment_name,
+)
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp()
 
@@ -93,3 +110,120 @@ def test_an_archive_keeps_the_per_request_detail(tmp_path: Path) -> None:
         spool.close()
 
     asyncio.run(go())
+
+
+spool_requests = st.lists(st.builds(
+    request, n=st.integers(0, 10**6), key=st.sampled_from(["k1", "k2", ""]), model=st.sampled_from(["m", "m2"]),
+    at=st.floats(T0, T0 + 3, allow_nan=False), prompt=st.integers(0, 3), completion=st.integers(0, 3),
+    tenant=st.sampled_from(["tenant-acme", "operator"])), max_size=40)
+
+
+@given(spool_requests)
+def test_rows_decoded_from_the_spool_roll_up_as_the_events_do(events: list[UsageEvent]) -> None:
+    """The shipper's path (spool lines → ``decode_rows`` → ``rolled_up_rows``, no object per request)
+    sends exactly what the events' roll-up sends."""
+    lines = [encode_event(e).rstrip(b"\n") for e in events]
+    rows = decode_rows(lines)
+    assert decode_events(lines) == events
+    assert rows == [list(event_row(e)) for e in events]
+    assert rolled_up_rows(rows, "p1") == rolled_up_token_events(events, "p1")
+
+
+@given(spool_requests)
+def test_lines_written_as_objects_before_the_array_format_read_the_same(events: list[UsageEvent]) -> None:
+    objects = [json.dumps(e.__dict__).encode() for e in events]
+    arrays = [encode_event(e).rstrip(b"\n") for e in events]
+    assert all(line.startswith(b"[") for line in arrays)
+    assert decode_events(objects) == decode_events(arrays) == [decode_event(line) for line in objects] == events
+    assert decode_rows(objects) == decode_rows(arrays)
+
+
+def test_rows_decode_line_by_line_with_the_same_errors_when_the_joined_parse_fails() -> None:
+    lines = [encode_event(request(n)).rstrip(b"\n") for n in range(3)]
+    with pytest.raises(json.JSONDecodeError):
+        decode_rows([lines[0] + b"," + lines[1], lines[2]])  # two values in one line
+    for not_an_event in (b'{"event_id": "x"}', b'["x"]', b'"x"'):
+        with pytest.raises(TypeError):
+            decode_rows([lines[0], not_an_event])
+
+
+class FakeControlPlane:
+    """FAKE control plane for fault injection: takes rolled-up rows idempotently (key = the rolled-up
+    event id; a replay must carry the same payload, else it counts a conflict), in SQLite so that what
+    it stored outlives a killed shipper. ``hang_after``: after storing that many batches it never
+    answers — the shipper is killed there, its batch stored but its spool position not saved."""
+
+    def __init__(self, path: Path, hang_after: int | None = None) -> None:
+        self.path = path
+        self.hang_after = hang_after
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS usage (id TEXT PRIMARY KEY, payload TEXT, requests INT,"
+                       " input INT, output INT)")
+            db.execute("CREATE TABLE IF NOT EXISTS seen (batches INT, replays INT, conflicts INT)")
+            if db.execute("SELECT count(*) FROM seen").fetchone()[0] == 0:
+                db.execute("INSERT INTO seen VALUES (0, 0, 0)")
+
+    async def ingest(self, events: Sequence[UsageEvent]) -> None:
+        await self.ingest_rows([list(event_row(e)) for e in events])
+
+    async def ingest_rows(self, rows: Sequence[list[Any]]) -> None:
+        with sqlite3.connect(self.path) as db:
+            for e in rolled_up_rows(rows, "p1"):
+                payload = e.model_dump_json()
+                stored = db.execute("SELECT payload FROM usage WHERE id = ?", (e.event_id,)).fetchone()
+                if stored is None:
+                    db.execute("INSERT INTO usage VALUES (?, ?, ?, ?, ?)",
+                               (e.event_id, payload, e.requests, e.input_tokens, e.output_tokens))
+                else:
+                    column = "replays" if stored[0] == payload else "conflicts"
+                    db.execute(f"UPDATE seen SET {column} = {column} + 1")
+            db.execute("UPDATE seen SET batches = batches + 1")
+            batches = db.execute("SELECT batches FROM seen").fetchone()[0]
+        if batches == self.hang_after:
+            time.sleep(3600)
+
+    def totals(self) -> tuple[int, int, int, int, int, int]:
+        """(Σ requests, Σ input, Σ output, batches, replays, conflicts)."""
+        with sqlite3.connect(self.path) as db:
+            sums = db.execute("SELECT sum(requests), sum(input), sum(output) FROM usage").fetchone()
+            seen = db.execute("SELECT * FROM seen").fetchone()
+        return (*sums, *seen)
+
+
+def _ship_until_killed(spool_dir: Path, db: Path) -> None:
+    asyncio.run(SpoolShipper(spool_dir, FakeControlPlane(db, hang_after=3), batch_size=100).ship_all())
+
+
+def test_a_shipper_killed_mid_batch_loses_nothing_and_counts_nothing_twice(tmp_path: Path) -> None:
+    """A real process shipping rolled-up rows is SIGKILLed after the control plane stored its third batch
+    and before it saved its position (with the fourth batch read ahead); a new shipper re-sends that
+    batch under the same ids and goes on: every request counted once."""
+    requests = [request(n, key=f"k{n % 3}", model=f"m{n % 2}", at=T0 + n / 150, prompt=n % 7, completion=1 + n % 5)
+                for n in range(1000)]
+
+    async def spool_them() -> None:
+        spool = UsageSpool(tmp_path / "spool", fsync=False)
+        spool.open()
+        for e in requests:
+            spool.append(e)
+        await spool.drain()
+        spool.close()
+
+    asyncio.run(spool_them())
+    db = tmp_path / "control-plane.sqlite"
+    FakeControlPlane(db)
+    shipper = multiprocessing.get_context("fork").Process(target=_ship_until_killed, args=(tmp_path / "spool", db))
+    shipper.start()
+    deadline = time.monotonic() + 60
+    while FakeControlPlane(db).totals()[3] < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(shipper.pid or 0, signal.SIGKILL)
+    shipper.join()
+    stored_before_restart = FakeControlPlane(db).totals()
+    assert stored_before_restart[0] == 300 and stored_before_restart[3] == 3  # three batches, then the kill
+
+    asyncio.run(SpoolShipper(tmp_path / "spool", FakeControlPlane(db), batch_size=100).ship_all())
+    requests_, inputs, outputs, _, replays, conflicts = FakeControlPlane(db).totals()
+    assert (requests_, inputs, outputs) == (len(requests), sum(e.prompt_tokens for e in requests),
+                                            sum(e.completion_tokens for e in requests))
+    assert replays > 0 and conflicts == 0  # the third batch went again, under the same ids and sums

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,11 +29,15 @@ from zhisuan.billing import schemas as s
 from zhisuan.billing.token_ingest import ingest_tokens
 from zhisuan.bootstrap import system_principal
 from zhisuan.gateway.protocols import UsageEvent
+from zhisuan.gateway.usage import SPOOL_FIELDS
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.store.base import transaction
 
 log = logging.getLogger("zhisuan.billing.gateway")
 TENANT_PREFIX = "tenant-"
+EVENT_ID, KEY, TENANT, MODEL, PROMPT, COMPLETION, ENDED = map(SPOOL_FIELDS.index, (
+    "event_id", "key_id", "tenant_id", "model", "prompt_tokens", "completion_tokens", "ended_at"))
+event_row = operator.attrgetter(*SPOOL_FIELDS)  # an event as a spool row (a tuple of its field values)
 
 
 def token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEventIn]:
@@ -50,7 +56,13 @@ def token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEve
 
 
 def rolled_up_token_events(events: Sequence[UsageEvent], provider: str) -> list[s.TokenEventIn]:
-    """The billable part of a batch summed per (tenant, API key, model, UTC second of its end) (pure).
+    """``rolled_up_rows`` of the events (pure)."""
+    return rolled_up_rows([event_row(e) for e in events], provider)
+
+
+def rolled_up_rows(rows: Iterable[Sequence[Any]], provider: str) -> list[s.TokenEventIn]:
+    """The billable part of a batch — spool rows: an event's ``SPOOL_FIELDS`` values, as the shipper
+    decodes them (``gateway.usage.decode_rows``) — summed per (tenant, API key, model, UTC second of its end) (pure).
 
     Exact: tokens are integers and a sum of a group bills the same as its members, because every
     member lies in the same second — the same month, UTC day and price-book segment (book versions and
@@ -58,24 +70,34 @@ def rolled_up_token_events(events: Sequence[UsageEvent], provider: str) -> list[
     (``gw:<event id>``); a larger group is ``gw:<first member's id>:r<members>`` with ``requests`` =
     members. Deterministic for a given batch, so re-sending the same batch (the shipper fixes a batch's
     bounds before sending it) re-sends the same ids and counts once. The per-request detail stays in the
-    gateway's spool segments (``SpoolShipper.archive_dir`` keeps them)."""
-    groups: dict[tuple[str, str, str, int], list[UsageEvent]] = {}
-    for event in events:
-        if not event.tenant_id.startswith(TENANT_PREFIX) or event.prompt_tokens + event.completion_tokens == 0:
+    gateway's spool segments (``SpoolShipper.archive_dir`` keeps them).
+
+    Why rows, not ``UsageEvent`` s: the shipper's cost per request is what limits how many requests/s
+    one gateway's usage can be shipped at; building an object per request cost about as much as the
+    roll-up itself (BENCHMARKS.md "Usage ingestion")."""
+    # group → [requests, Σ input, Σ output, first member's id, first member's end]
+    groups: dict[tuple[str, str, str, int], list[Any]] = {}
+    for row in rows:
+        tenant, prompt, completion = row[TENANT], row[PROMPT], row[COMPLETION]
+        if prompt + completion == 0 or not tenant.startswith(TENANT_PREFIX):
             continue
-        second = int(event.ended_at // 1)
-        groups.setdefault((event.tenant_id, event.key_id, event.model, second), []).append(event)
+        ended = row[ENDED]
+        group = (tenant, row[KEY], row[MODEL], int(ended // 1))
+        sums = groups.get(group)
+        if sums is None:
+            groups[group] = [1, prompt, completion, row[EVENT_ID], ended]
+        else:
+            sums[0] += 1
+            sums[1] += prompt
+            sums[2] += completion
     rolled = []
-    for (tenant, key_id, model, second), members in groups.items():
-        first = members[0]
-        one = len(members) == 1
+    for (tenant, key_id, model, second), (count, prompt, completion, first_id, first_end) in groups.items():
+        one = count == 1
         rolled.append(s.TokenEventIn(
-            event_id=f"gw:{first.event_id}" if one else f"gw:{first.event_id}:r{len(members)}",
+            event_id=f"gw:{first_id}" if one else f"gw:{first_id}:r{count}",
             tenant=tenant[len(TENANT_PREFIX):], provider=provider, model=model,
-            at=datetime.fromtimestamp(first.ended_at if one else second, UTC),
-            input_tokens=sum(e.prompt_tokens for e in members),
-            output_tokens=sum(e.completion_tokens for e in members),
-            api_key_id=key_id or None, requests=len(members)))
+            at=datetime.fromtimestamp(first_end if one else second, UTC),
+            input_tokens=prompt, output_tokens=completion, api_key_id=key_id or None, requests=count))
     return rolled
 
 

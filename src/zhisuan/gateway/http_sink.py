@@ -94,6 +94,18 @@ class HttpUsageSink:
         for start in range(0, len(batch), self.max_events):
             await self._deliver(batch[start:start + self.max_events])
 
+    async def ingest_rows(self, rows: Sequence[list[Any]]) -> None:
+        """``ingest`` of spool rows (``gateway.usage.decode_rows``, what ``SpoolShipper`` hands a sink that
+        takes them): rolled up straight from the rows, without an ``UsageEvent`` per request."""
+        if not self.rollup:
+            await self.ingest([UsageEvent(*row) for row in rows])
+            return
+        from zhisuan.billing.gateway_sink import rolled_up_rows
+
+        batch = rolled_up_rows(rows, self.provider)
+        for start in range(0, len(batch), self.max_events):
+            await self._deliver(batch[start:start + self.max_events])
+
     async def _deliver(self, batch: list[Any]) -> None:
         """Post ``batch``; on a refusal, narrow it down (module doc) until all that can be recorded is."""
         pending = [batch]
