@@ -39,6 +39,7 @@ from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.console.assets import console_asset, console_page
 from zhisuan.console.playground import router as playground_router
+from zhisuan.core.liveness import listening_since
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.discovery import ReplicaDiscovery
@@ -106,9 +107,12 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     holder = app.state.holder
     beats = start_beat_buffer(ctx, loops, holder)
+    # Start-up grace: a node's silence counts from one interval after this process began serving.
+    heard_since = listening_since(ctx.clock(), timedelta(seconds=settings.heartbeat_interval_s))
     tasks = [
         asyncio.create_task(every(
-            settings.monitor_interval_s, lambda: monitor_pass(loops, ctx.clock(), timeout, holder, beats), "monitor"
+            settings.monitor_interval_s,
+            lambda: monitor_pass(loops, ctx.clock(), timeout, holder, beats, heard_since), "monitor"
         )),
         # Usage records accrue from the allocation ledger continuously; invoice runs also meter
         # their period first, so billing does not depend on this loop's timing.
