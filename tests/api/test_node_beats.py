@@ -283,3 +283,22 @@ def test_a_restart_checks_a_digest_stored_key_in_the_beat_and_refuses_a_wrong_se
     assert beats.take() == ({}, set())  # nothing buffered for it
     ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY_SPELT_OUT)
     assert beats.grant_of(world.keys["agent1"]) == key_id and beats.pending(ack["node_id"]) == clock()
+
+
+def heartbeat_count(world: Api, key: str) -> float:
+    text = world.client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    prefix = 'zhisuan_http_requests_total{method="POST",route="/agent/heartbeat",status="200"} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_beats_answered_from_memory_are_counted_in_the_request_metrics(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    key = world.ok("POST", "/keys", "operator", {"name": "prometheus", "scopes": ["metrics"]})["key"]
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    before = heartbeat_count(world, key)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # in full
+    for _ in range(3):
+        with Statements(world) as statements:
+            world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # from memory
+        assert statements == []
+    assert heartbeat_count(world, key) - before == 4
