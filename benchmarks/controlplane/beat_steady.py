@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,8 +81,10 @@ def seed_nodes(platform: Platform, fresh_reports: bool) -> list[str]:
              "reported_name": d.reported_name, "memory_mib": d.memory_mib, "health": "healthy",
              "health_detail": "", "available": True, "extra": {}}
             for number, name in enumerate(names) for d in node_devices(number)])
-        for key, name in zip(platform.agent_keys, names, strict=True):
-            session.execute(update(ApiKey).where(ApiKey.key_id == key.split("_")[1]).values(node_name=name))
+        keys = ApiKey.__table__.c
+        session.connection().execute(  # one prepared statement for every key (executemany)
+            update(ApiKey.__table__).where(keys.key_id == bindparam("kid")).values(node_name=bindparam("bound")),
+            [{"kid": key.split("_")[1], "bound": name} for key, name in zip(platform.agent_keys, names, strict=True)])
     engine.dispose()
     return names
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event, select, update
 
 from tests.api.conftest import Api, Clock, h100_node
-from zhisuan.identity.models import ApiKey
 from zhisuan.core.liveness import listening_since
+from zhisuan.identity.models import ApiKey
 from zhisuan.inventory.beats import BeatBuffer
 from zhisuan.inventory.models import BeatFlush, Node
 from zhisuan.loops.heartbeat_monitor import monitor_pass
@@ -302,3 +302,37 @@ def test_beats_answered_from_memory_are_counted_in_the_request_metrics(
             world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # from memory
         assert statements == []
     assert heartbeat_count(world, key) - before == 4
+
+
+def test_first_beats_after_a_restart_are_checked_in_one_statement_per_batch(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    """inventory.first_beats: two steady nodes' first beats, a forged key and a changed report arrive
+    together at a new process: one read for all four; the steady two answered and remembered, the
+    other two left to the whole way (None)."""
+    import asyncio
+    import json
+
+    from zhisuan.inventory.first_beats import FirstBeats
+
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/register", "agent2", h100_node("gpu-b", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/heartbeat", "agent2", {**HEALTHY, "node": "gpu-b"})
+    beats = restart(world)
+    first = FirstBeats(sessions(world), beats, clock, 10.0, lambda client, now: False)
+    key_id = world.keys["agent1"].split("_")[1]
+    changed = {"node": "gpu-b", "devices": [{"index": 0, "healthy": True, "health_detail": "ECC: 1 corrected"},
+                                            {"index": 1, "healthy": True}]}
+    arrivals = [(world.keys["agent1"], HEALTHY), (world.keys["agent2"], {**HEALTHY, "node": "gpu-b"}),
+                (f"zs_{key_id}_{'x' * 43}", HEALTHY), (world.keys["agent2"], changed)]
+
+    async def arrive() -> list[Any]:
+        return await asyncio.gather(*(first.resolve(token.encode(), json.dumps(body).encode(), "10.0.0.9")
+                                      for token, body in arrivals))
+
+    with Statements(world) as statements:
+        answers = asyncio.run(arrive())
+    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
+    assert [answer is not None for answer in answers] == [True, True, False, False]
+    assert json.loads(answers[0].ack) == {"node_id": stored(world).id, "status": "ready", "heartbeat_interval_s": 10.0}
+    assert beats.pending(stored(world).id) == clock() and len(beats.known) == 2
