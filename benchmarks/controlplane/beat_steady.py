@@ -98,8 +98,11 @@ async def beat(pool: Pool, name: str, key: str, body: dict[str, Any], due: float
         try:
             answer = await asyncio.wait_for(pool.request("POST", f"{API}/agent/heartbeat", key, body),
                                             REQUEST_TIMEOUT_S)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+        except (OSError, asyncio.IncompleteReadError):
             tally.transport_errors += 1
+            return
+        except TimeoutError:
+            tally.timeouts += 1
             return
         done = time.perf_counter()
         tally.statuses[answer.status] += 1
@@ -206,6 +209,7 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
         "whole": window_stats(log, start, until),
         "steady": window_stats(log, start + args.warmup, until),
         "statuses": dict(tally.statuses), "transport_errors": tally.transport_errors,
+        "timeouts_30s": tally.timeouts,
         "wrongly_unreachable": len(tally.unreachable), "marked_unreachable": len(tally.seen_unreachable),
         **settle_times(log, start, until, first_ok.at),
         "server_cpu_s": round(server1 - server0, 1),

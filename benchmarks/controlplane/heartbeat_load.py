@@ -58,6 +58,7 @@ class Tally:
     service_ms: list[float] = field(default_factory=list)  # from the actual send
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    timeouts: int = 0  # no answer within the generator's timeout (the wait for a free connection included)
     unreachable: set[str] = field(default_factory=set)
     seen_unreachable: set[str] = field(default_factory=set)  # wrongly or not (a shed node is quiet)
     # node → (sent, answered) of its last acknowledged beat (or registration)
