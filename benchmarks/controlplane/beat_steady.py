@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import resource
 import sys
 import time
@@ -126,7 +127,12 @@ async def node_loop(pool: Pool, name: str, key: str, body: dict[str, Any], first
         if delay > 0:
             await asyncio.sleep(delay)
         await beat(pool, name, key, body, due, tally, sent_log)
-        due += interval / factor if surge_from <= due < surge_to else interval
+        if surge_from <= due < surge_to:
+            due += interval / factor
+            if due >= surge_to:  # back on its own phase: the fleet's beats stay spread over the interval
+                due = first + math.ceil((due - first) / interval) * interval
+        else:
+            due += interval
         while due < time.perf_counter() - interval:  # retried past its next beats: those are skipped
             due += interval
 
