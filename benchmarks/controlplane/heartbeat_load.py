@@ -58,7 +58,9 @@ class Tally:
     service_ms: list[float] = field(default_factory=list)  # from the actual send
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    timeouts: int = 0  # no answer within the generator's timeout (the wait for a free connection included)
     unreachable: set[str] = field(default_factory=set)
+    seen_unreachable: set[str] = field(default_factory=set)  # wrongly or not (a shed node is quiet)
     # node → (sent, answered) of its last acknowledged beat (or registration)
     last_ok: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -132,6 +134,7 @@ async def poll_unreachable(pool: Pool, operator_key: str, until: float, timeout_
         if answer.status != 200:
             continue
         for node in answer.json():
+            tally.seen_unreachable.add(f"{node['site']}/{node['name']}")
             sent, answered = tally.last_ok.get(node["name"], (float("-inf"), float("-inf")))
             if answered < polled and returned - sent < timeout_s:
                 tally.unreachable.add(f"{node['site']}/{node['name']}")

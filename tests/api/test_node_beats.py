@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from tests.api.conftest import Api, Clock, h100_node
+from zhisuan.core.liveness import listening_since
 from zhisuan.identity.models import ApiKey
 from zhisuan.inventory.beats import BeatBuffer
 from zhisuan.inventory.models import BeatFlush, Node
@@ -19,6 +20,7 @@ from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.store.base import transaction
 
 TIMEOUT = timedelta(seconds=30)
+INTERVAL = timedelta(seconds=10)
 HOLDER = "this-process"
 HEALTHY = {"node": "gpu-a", "devices": [{"index": 0, "healthy": True}, {"index": 1, "healthy": True}]}
 # The same report in other bytes: not a known beat (inventory.known_beats), still one that changes nothing.
@@ -43,8 +45,9 @@ def flush(api: Api, beats: BeatBuffer, clock: Clock) -> list[int]:
     return beats.flush(sessions(api), clock())
 
 
-def run_monitor(api: Api, clock: Clock, beats: BeatBuffer | None) -> list[int]:
-    return monitor_pass(sessions(api), clock(), TIMEOUT, HOLDER, beats)
+def run_monitor(api: Api, clock: Clock, beats: BeatBuffer | None, started: Any = None) -> list[int]:
+    heard_since = None if started is None else listening_since(started, INTERVAL)
+    return monitor_pass(sessions(api), clock(), TIMEOUT, HOLDER, beats, heard_since)
 
 
 def stored(api: Api) -> Node:
@@ -230,3 +233,106 @@ def test_a_registration_makes_the_next_beat_go_in_full(world: Api, clock: Clock,
     with Statements(world) as statements:
         world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
     assert "UPDATE" in statements
+
+
+def restart(world: Api) -> BeatBuffer:
+    """A new serving process: nothing buffered, nothing known, no key checked yet."""
+    ctx = world.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.beats = BeatBuffer(HOLDER, timedelta(seconds=300))
+    ctx.verifier._verified.clear()
+    return ctx.beats
+
+
+def test_after_a_restart_no_node_is_judged_before_an_interval_and_the_timeout(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    """Start-up grace (core.liveness): both nodes' last beats are 10 min old when the control plane
+    comes back. gpu-b stays silent: unreachable 40 s after the start, not at the first pass. gpu-a
+    beats 12 s after the start (buffered, its key checked in the beat's one read): its silence then
+    counts from that beat, the buffered time included."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/register", "agent2", h100_node("gpu-b", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/heartbeat", "agent2", {**HEALTHY, "node": "gpu-b"})
+    clock.advance(seconds=600)  # the control plane was down
+    beats, started = restart(world), clock()
+    assert run_monitor(world, clock, beats, started) == []
+    clock.advance(seconds=12)
+    with Statements(world) as statements:
+        world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
+    clock.advance(seconds=27)  # start + 39 s
+    assert run_monitor(world, clock, beats, started) == []
+    clock.advance(seconds=2)  # start + 41 s: gpu-b silent since the listening point (start + 10) for 31 s
+    marked = run_monitor(world, clock, beats, started)
+    assert [world.ok("GET", f"/nodes/{site}/{name}", "operator")["status"] for site, name in
+            (("s1", "gpu-a"), ("s2", "gpu-b"))] == ["ready", "unreachable"] and len(marked) == 1
+    clock.advance(seconds=2)  # start + 43 s: gpu-a's buffered beat (start + 12) is 31 s old
+    assert len(run_monitor(world, clock, beats, started)) == 1
+    assert stored(world).status == "unreachable"
+
+
+def test_a_restart_checks_a_digest_stored_key_in_the_beat_and_refuses_a_wrong_secret(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    beats = restart(world)
+    key_id = world.keys["agent1"].split("_")[1]
+    world.keys["forged"] = f"zs_{key_id}_{'x' * 43}"
+    refused = world.call("POST", "/agent/heartbeat", "forged", HEALTHY_SPELT_OUT)
+    assert refused.status_code == 401 and beats.grant_of(world.keys["forged"]) is None
+    assert beats.take() == ({}, set())  # nothing buffered for it
+    ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY_SPELT_OUT)
+    assert beats.grant_of(world.keys["agent1"]) == key_id and beats.pending(ack["node_id"]) == clock()
+
+
+def heartbeat_count(world: Api, key: str) -> float:
+    text = world.client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    prefix = 'zhisuan_http_requests_total{method="POST",route="/agent/heartbeat",status="200"} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_beats_answered_from_memory_are_counted_in_the_request_metrics(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    key = world.ok("POST", "/keys", "operator", {"name": "prometheus", "scopes": ["metrics"]})["key"]
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    before = heartbeat_count(world, key)
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # in full
+    for _ in range(3):
+        with Statements(world) as statements:
+            world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # from memory
+        assert statements == []
+    assert heartbeat_count(world, key) - before == 4
+
+
+def test_first_beats_after_a_restart_are_checked_in_one_statement_per_batch(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    """inventory.first_beats: two steady nodes' first beats, a forged key and a changed report arrive
+    together at a new process: one read for all four; the steady two answered and remembered, the
+    other two left to the whole way (None)."""
+    import asyncio
+    import json
+
+    from zhisuan.inventory.first_beats import FirstBeats
+
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/register", "agent2", h100_node("gpu-b", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    world.ok("POST", "/agent/heartbeat", "agent2", {**HEALTHY, "node": "gpu-b"})
+    beats = restart(world)
+    first = FirstBeats(sessions(world), beats, clock, 10.0, lambda client, now: False)
+    key_id = world.keys["agent1"].split("_")[1]
+    changed = {"node": "gpu-b", "devices": [{"index": 0, "healthy": True, "health_detail": "ECC: 1 corrected"},
+                                            {"index": 1, "healthy": True}]}
+    arrivals = [(world.keys["agent1"], HEALTHY), (world.keys["agent2"], {**HEALTHY, "node": "gpu-b"}),
+                (f"zs_{key_id}_{'x' * 43}", HEALTHY), (world.keys["agent2"], changed)]
+
+    async def arrive() -> list[Any]:
+        return await asyncio.gather(*(first.resolve(token.encode(), json.dumps(body).encode(), "10.0.0.9")
+                                      for token, body in arrivals))
+
+    with Statements(world) as statements:
+        answers = asyncio.run(arrive())
+    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
+    assert [answer is not None for answer in answers] == [True, True, False, False]
+    assert json.loads(answers[0].ack) == {"node_id": stored(world).id, "status": "ready", "heartbeat_interval_s": 10.0}
+    assert beats.pending(stored(world).id) == clock() and len(beats.known) == 2

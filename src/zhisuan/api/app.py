@@ -28,7 +28,7 @@ from zhisuan.api.deps import AppContext, ContextDep, SessionDep
 from zhisuan.api.errors import install_error_handlers
 from zhisuan.api.limits import RequestBounds
 from zhisuan.api.local_agent import heartbeat_local_node, local_job_sync, register_local_node
-from zhisuan.api.metrics import FleetCollector, RequestMetrics, check_metrics_access
+from zhisuan.api.metrics import FleetCollector, HttpMetrics, RequestMetrics, check_metrics_access
 from zhisuan.api.swagger_ui import install_offline_docs
 from zhisuan.billing.gateway_sink import LedgerUsageSink
 from zhisuan.billing.loop import metering_pass
@@ -39,6 +39,7 @@ from zhisuan.catalog.router import router as catalog_router
 from zhisuan.config import Settings
 from zhisuan.console.assets import console_asset, console_page
 from zhisuan.console.playground import router as playground_router
+from zhisuan.core.liveness import listening_since
 from zhisuan.errors import NotFound
 from zhisuan.exchange.router import router as exchange_router
 from zhisuan.gateway.discovery import ReplicaDiscovery
@@ -106,9 +107,12 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     holder = app.state.holder
     beats = start_beat_buffer(ctx, loops, holder)
+    # Start-up grace: a node's silence counts from one interval after this process began serving.
+    heard_since = listening_since(ctx.clock(), timedelta(seconds=settings.heartbeat_interval_s))
     tasks = [
         asyncio.create_task(every(
-            settings.monitor_interval_s, lambda: monitor_pass(loops, ctx.clock(), timeout, holder, beats), "monitor"
+            settings.monitor_interval_s,
+            lambda: monitor_pass(loops, ctx.clock(), timeout, holder, beats, heard_since), "monitor"
         )),
         # Usage records accrue from the allocation ledger continuously; invoice runs also meter
         # their period first, so billing does not depend on this loop's timing.
@@ -306,7 +310,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         app.include_router(router, prefix="/api/v1")
     app.include_router(service_routes(app, registry))
     install_offline_docs(app)
-    app.add_middleware(RequestMetrics, registry=registry)
+    http_metrics = HttpMetrics(registry)
+    app.add_middleware(RequestMetrics, metrics=http_metrics)
     app.add_middleware(BrowserHeaders)
     app.add_middleware(RequestBounds, max_body_bytes=settings.max_body_bytes,
                        max_header_bytes=settings.max_header_bytes, max_headers=settings.max_headers,
@@ -316,7 +321,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         agent=settings.max_inflight_agent, api=settings.max_inflight_api, wait_s=settings.admission_wait_s,
         retry_after_s=settings.retry_after_s))
     # Outside admission: a repeated heartbeat is answered from memory, no connection, no slot (api.beat_shortcut).
-    app.add_middleware(BeatShortcut, ctx=ctx, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BeatShortcut, ctx=ctx, max_body_bytes=settings.max_body_bytes, metrics=http_metrics)
     return app
 
 

@@ -45,15 +45,34 @@ class FleetCollector(Collector):
         yield devices
 
 
-class RequestMetrics:
-    """ASGI middleware counting requests by route template (not raw path, to bound cardinality)."""
+class HttpMetrics:
+    """The request counter and latency histogram, shared by ``RequestMetrics`` and the known-beat
+    shortcut (``api.beat_shortcut``), which answers outside the middleware stack."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("zhisuan_http_requests", "HTTP requests", ["method", "route", "status"],
                                 registry=registry)
         self.latency = Histogram("zhisuan_http_request_seconds", "HTTP request latency", ["method", "route"],
                                  registry=registry)
+        self._shortcut: dict[str, tuple[Counter, Histogram]] = {}
+
+    def answered_early(self, route: str, seconds: float) -> None:
+        """A ``POST route`` answered 200 before routing: counted as the full stack would count it, its
+        label children looked up once (an increment and an observation, ~2 µs, per beat)."""
+        children = self._shortcut.get(route)
+        if children is None:
+            children = self._shortcut.setdefault(route, (self.requests.labels("POST", route, "200"),
+                                                         self.latency.labels("POST", route)))
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route template (not raw path, to bound cardinality)."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.requests, self.latency = metrics.requests, metrics.latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -14,17 +14,34 @@ class NodeBeat:
     last_heartbeat_at: datetime | None
 
 
-def nodes_gone_quiet(beats: tuple[NodeBeat, ...], now: datetime, timeout: timedelta) -> tuple[int, ...]:
-    """Nodes to mark unreachable: agent-managed, currently ``ready``, and silent for
-    longer than ``timeout`` (``now - last_heartbeat_at > timeout``).
+def listening_since(started_at: datetime, interval: timedelta) -> datetime:
+    """From when a control plane that started serving at ``started_at`` counts a node's silence:
+    one heartbeat ``interval`` later, the first moment a node beating all along has surely had the
+    chance to be heard. Before it started, beats had nowhere to go (the control plane was down):
+    that silence is the control plane's, not the node's."""
+    return started_at + interval
 
-    Declared nodes have no agent and are watched by their engine's driver instead; a node already
-    unreachable is not reported again, so applying the decision is idempotent.
+
+def nodes_gone_quiet(beats: tuple[NodeBeat, ...], now: datetime, timeout: timedelta,
+                     heard_since: datetime | None = None) -> tuple[int, ...]:
+    """Nodes to mark unreachable: agent-managed, currently ``ready``, and silent for
+    longer than ``timeout``, silence counted from the later of the node's last beat and
+    ``heard_since`` (``listening_since``; None: the control plane always listened):
+
+        silent_for = now − max(last_heartbeat_at, heard_since)      quiet ⇔ silent_for > timeout
+
+    So after a (re)start no node is marked before ``heard_since + timeout`` (start + interval +
+    timeout), however old its last beat. Declared nodes have no agent and are watched by their
+    engine's driver instead; a node already unreachable is not reported again, so applying the
+    decision is idempotent.
     """
     quiet = []
     for beat in beats:
         if beat.managed_by != "agent" or beat.status == "unreachable":
             continue
-        if beat.last_heartbeat_at is None or now - beat.last_heartbeat_at > timeout:
+        heard = beat.last_heartbeat_at
+        if heard_since is not None and (heard is None or heard < heard_since):
+            heard = heard_since
+        if heard is None or now - heard > timeout:
             quiet.append(beat.node_id)
     return tuple(quiet)

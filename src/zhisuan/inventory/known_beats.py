@@ -80,9 +80,13 @@ class KnownBeats:
     def __len__(self) -> int:
         return len(self._known)
 
+    def answering(self) -> bool:
+        """False while the sweep is overdue (the flusher is failing): nothing answered from memory."""
+        return self.monotonic() - self.swept_at <= self.max_unswept_s
+
     def answer(self, token: bytes, body: bytes) -> KnownBeat | None:
         """The known beat ``body`` repeats (now counted as served), or None: take the full path."""
-        if self.monotonic() - self.swept_at > self.max_unswept_s:
+        if not self.answering():
             return None
         token_id = token_key(token)
         known = self._known.get(token_id)

@@ -14,6 +14,14 @@ the guarded UPDATE itself — the node has not beaten in between.
 "Quiet" is judged as of ``decided_at``: ``now``, or earlier if another API process (``--workers N``)
 has not yet written its buffered beats up to ``now`` (``beat_flushes``): a beat waiting in some
 process's buffer must not make its node look silent.
+
+Start-up grace (``heard_since``, ``core.liveness.listening_since``): silence is counted from the
+later of a node's last beat and one heartbeat interval after this process started serving. A
+control plane restarted under a beating fleet finds every last beat older than the timeout (it was
+down, or the fleet's first beats are still queued behind each other); without the grace it would
+mark the whole fleet unreachable at its first pass, and every node would come back on its next beat
+— a storm of cordons, lost job workers and full-path beats. With it, no node is judged before
+``start + interval + timeout`` (40 s by default); a node that is really gone is marked then.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ MARK_CHUNK = 200
 
 def monitor_pass(
     sessions: sessionmaker[Session], now: datetime, timeout: timedelta, holder: str | None = None,
-    beats: BeatBuffer | None = None,
+    beats: BeatBuffer | None = None, heard_since: datetime | None = None,
 ) -> list[int]:
     holder = holder or socket.gethostname()
     if beats is not None:
@@ -54,6 +62,8 @@ def monitor_pass(
         forget_gone_processes(session, now, 10 * timeout)
         decided_at = others_flushed_through(session, holder, now, timeout)
         cutoff = decided_at - timeout
+        if heard_since is not None and cutoff <= heard_since:
+            return []  # still in the start-up grace: nobody can have been silent for the timeout
         beats_now = tuple(
             NodeBeat(node_id=row[0], status=row[1], managed_by=row[2], last_heartbeat_at=row[3])
             for row in session.execute(
@@ -61,7 +71,7 @@ def monitor_pass(
                     Node.managed_by == "agent", Node.status != "unreachable",
                     or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < cutoff)))
         )
-    quiet = sorted(nodes_gone_quiet(beats_now, decided_at, timeout))
+    quiet = sorted(nodes_gone_quiet(beats_now, decided_at, timeout, heard_since))
     marked: list[int] = []
     # In short transactions of MARK_CHUNK nodes: a mass marking (a partition, a restart under a large
     # fleet) never holds thousands of node rows locked while their beats wait for them.
