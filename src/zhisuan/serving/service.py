@@ -235,7 +235,10 @@ def place_replica(session: Session, catalog: Catalog, row: ModelDeployment, inde
     decision = place(snapshot, request, policy=PLACEMENT_POLICY)
     if isinstance(decision, Rejection):
         # The rejection's message already counts nodes per reason ("3 nodes: not enough free CPU; …").
-        raise Conflict(f"replica {index + 1} of {row.replicas} does not fit: {decision.message}", field="replicas")
+        # indexes keep growing as replicas are replaced: "replica 8 of 3" would read as a count
+        which = (f"replica {index + 1} of {row.replicas}" if index < row.replicas
+                 else f"replacement replica #{index} ({row.replicas} wanted)")
+        raise Conflict(f"{which} does not fit: {decision.message}", field="replicas")
     site_name, _, node_name = decision.node.partition("/")
     node = session.execute(select(Node).join(Site).where(Site.name == site_name, Node.name == node_name)).scalar_one()
     replica = DeploymentReplica(deployment_id=row.id, index=index, node_id=node.id,
