@@ -20,6 +20,7 @@ from bench_matching import TRACE, fleet, market
 
 from zhisuan.core.matching.candidates import MarketPairings
 from zhisuan.core.matching.model import build_model
+from zhisuan.core.matching.solve import highs_solver
 
 
 def exact_bounds(offers, requests, seconds: float) -> tuple[int, float, float, float, str]:
@@ -27,15 +28,7 @@ def exact_bounds(offers, requests, seconds: float) -> tuple[int, float, float, f
     and then the MIP each given ``seconds`` (HiGHS)."""
     pairings = MarketPairings(offers, requests)
     model = build_model(offers, requests, pairings.pruned(None), "surplus")
-    solver = highspy.Highs()
-    for option, setting in (("output_flag", False), ("time_limit", seconds), ("random_seed", 0),
-                            ("mip_rel_gap", 1e-4)):
-        solver.setOptionValue(option, setting)
-    empty = np.zeros(0, dtype=np.int32)
-    solver.addCols(model.num_cols, model.costs, model.lower, model.upper, 0, empty, empty, np.zeros(0))
-    row_lo, row_hi, starts, index, value = model.rows
-    solver.addRows(len(row_lo), row_lo, row_hi, len(index), starts, index, value)
-    solver.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    solver = highs_solver(model, seconds, 1e-4)
     solver.run()
     if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return len(pairings.position), math.nan, math.nan, math.nan, solver.modelStatusToString(solver.getModelStatus())

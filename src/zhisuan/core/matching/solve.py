@@ -195,7 +195,7 @@ def _exact(offers, requests, pairings: MarketPairings, greedy, objective: str, d
     """The MILP over every pairing: (grants, bound, status), or None when its LP did not finish in time."""
     per_request = pairings.pruned(None)
     model = build_model(offers, requests, per_request, objective, clique_up_to)
-    lp = _solver(model, max(deadline - time.perf_counter(), 0.0), mip_rel_gap)
+    lp = highs_solver(model, max(deadline - time.perf_counter(), 0.0), mip_rel_gap)
     lp.run()
     if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
@@ -226,7 +226,7 @@ def _polish(offers, requests, pairings: MarketPairings, best, objective: str, de
 
 
 def _run_mip(model: ClearingModel, start_grants, seconds: float, mip_rel_gap: float) -> highspy.Highs:
-    mip = _solver(model, seconds, mip_rel_gap)
+    mip = highs_solver(model, seconds, mip_rel_gap)
     mip.changeColsIntegrality(len(model.integer_columns), model.integer_columns,
                               np.full(len(model.integer_columns), highspy.HighsVarType.kInteger))
     start = highspy.HighsSolution()
@@ -247,7 +247,8 @@ def _value(offers, requests, grants: dict[int, list[Grant]], objective: str) -> 
                 for p, given in grants.items() for c, d in given), Decimal(0))
 
 
-def _solver(model: ClearingModel, time_limit_s: float, mip_rel_gap: float) -> highspy.Highs:
+def highs_solver(model: ClearingModel, time_limit_s: float, mip_rel_gap: float) -> highspy.Highs:
+    """A HiGHS instance loaded with ``model`` (maximise; quiet, seeded, time- and gap-limited)."""
     solver = highspy.Highs()
     for option, setting in (("output_flag", False), ("time_limit", float(time_limit_s)),
                             ("mip_rel_gap", mip_rel_gap), ("random_seed", 0)):
