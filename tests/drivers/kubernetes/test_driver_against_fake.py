@@ -22,6 +22,14 @@ from zhisuan.drivers.base import EngineUnavailable, LaunchSpec, LogChunk, Submit
 from zhisuan.drivers.kubernetes import KubernetesDriver
 
 NODES = ("gpu-a", "gpu-b")
+# The FAKE validates every manifest against the API schema in-process (kubernetes-validate, slow to
+# load): beside the whole suite on a loaded 2-core machine one answer took over the driver's 10 s
+# production timeout. The hung-server test below checks the timeout itself with its own short one.
+FAKE_REQUEST_TIMEOUT_S = 60.0
+
+
+def driver_of(fake_api: FakeApiServer, token: str | None = None) -> KubernetesDriver:
+    return KubernetesDriver(base_url=fake_api.url, token=token, request_timeout_s=FAKE_REQUEST_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -40,7 +48,7 @@ def make_spec(key: str, command: Sequence[str], workers: int) -> LaunchSpec:
 
 
 def test_conformance_against_the_fake_apiserver(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url, token="fake-token")
+    driver = driver_of(fake_api, token="fake-token")
     check_driver(driver, make_spec, expect_nodes=2, expect_devices_per_node=8, gang_workers=2)
     assert fake_api.rejected == []
     kinds = {body["kind"] for body in fake_api.accepted}
@@ -51,7 +59,7 @@ def test_conformance_against_the_fake_apiserver(fake_api: FakeApiServer) -> None
 
 
 def test_submit_call_sequence_and_idempotency(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     spec = make_spec(unique_key(), ["true"], 2)
     handle = driver.submit(spec)
     assert handle == f"zs-acme/{spec.key}"
@@ -72,7 +80,7 @@ def test_submit_call_sequence_and_idempotency(fake_api: FakeApiServer) -> None:
 
 
 def test_poll_is_one_job_list_and_one_pod_list_per_namespace(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handles = [driver.submit(make_spec(unique_key(), ["true"], 1)) for _ in range(3)]
     other = driver.submit(replace(make_spec(unique_key(), ["true"], 1), tenant="beta"))
     fake_api.calls.clear()
@@ -85,7 +93,7 @@ def test_poll_is_one_job_list_and_one_pod_list_per_namespace(fake_api: FakeApiSe
 
 
 def test_gang_failure_reports_the_failing_workers_exit_code(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handle = driver.submit(make_spec(unique_key(), ["sh", "-c", 'if [ "$RANK" = 1 ]; then exit 7; fi; sleep 60'], 2))
     state = wait_for(driver, handle, {"failed", "succeeded", "lost"})
     assert (state.state, state.exit_code, state.platform_fault) == ("failed", 7, False)
@@ -93,14 +101,14 @@ def test_gang_failure_reports_the_failing_workers_exit_code(fake_api: FakeApiSer
 
 
 def test_deadline_exceeded_is_a_failure_with_that_reason(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     spec = replace(make_spec(unique_key(), ["sleep", "60"], 1), max_run_s=1)
     state = wait_for(driver, driver.submit(spec), {"failed", "succeeded", "lost"})
     assert state.state == "failed" and state.reason.startswith("DeadlineExceeded"), state
 
 
 def test_cancel_of_an_ended_job_leaves_it_alone(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handle = driver.submit(make_spec(unique_key(), ["true"], 1))
     wait_for(driver, handle, {"succeeded"})
     driver.cancel(handle)
@@ -109,19 +117,19 @@ def test_cancel_of_an_ended_job_leaves_it_alone(fake_api: FakeApiServer) -> None
 
 
 def test_cancel_deletes_in_the_foreground(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handle = driver.submit(make_spec(unique_key(), ["sleep", "60"], 1))
     wait_for(driver, handle, {"running"})
     driver.cancel(handle)
     deletes = [q for m, _, q in fake_api.calls if m == "DELETE"]
     assert deletes == [{"propagationPolicy": "Foreground"}]
     assert wait_for(driver, handle, {"cancelled", "lost"}).state == "cancelled"
-    assert KubernetesDriver(base_url=fake_api.url).poll([handle])[handle].state == "lost", \
+    assert driver_of(fake_api).poll([handle])[handle].state == "lost", \
         "a driver that did not delete it cannot tell a cancelled Job from a lost one"
 
 
 def test_manifest_errors_are_rejected_before_any_call(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     without_image = replace(make_spec(unique_key(), ["true"], 1), image=None)
     with pytest.raises(SubmitRejected, match="image"):
         driver.submit(without_image)
@@ -146,11 +154,11 @@ def status(code: int, reason: str, message: str) -> dict[str, object]:
 def test_the_apiservers_refusals(fake_api: FakeApiServer, code: int, message: str, outcome: type[Exception]) -> None:
     fake_api.inject("POST", r"/apis/batch/v1/namespaces/[^/]+/jobs", code, status(code, "Forbidden", message))
     with pytest.raises(outcome, match=message.split(":")[0][:20]):
-        KubernetesDriver(base_url=fake_api.url).submit(make_spec(unique_key(), ["true"], 1))
+        driver_of(fake_api).submit(make_spec(unique_key(), ["true"], 1))
 
 
 def test_no_right_to_create_namespaces_is_fine_when_the_namespace_exists(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     driver.submit(make_spec(unique_key(), ["true"], 1))  # creates zs-acme
     fake_api.inject("POST", r"/api/v1/namespaces", 403, status(403, "Forbidden", "cannot create resource"))
     handle = driver.submit(make_spec(unique_key(), ["true"], 1))
@@ -163,7 +171,7 @@ def test_no_right_to_create_namespaces_is_fine_when_the_namespace_exists(fake_ap
     (200, b"<html>a proxy's login page</html>"),
 ])
 def test_poll_and_inventory_never_leak_api_errors(fake_api: FakeApiServer, code: int, payload: object) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     fake_api.inject("GET", r".*", code, payload)
     with pytest.raises(EngineUnavailable):
         driver.poll(["zs-acme/zs-1-1"])
@@ -213,7 +221,7 @@ def read_in_pages(driver: KubernetesDriver, handle: str, stream: str, limit: int
 
 
 def test_log_pages_chain_by_byte_offset_without_splitting_characters(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handle = driver.submit(make_spec(unique_key(), ["sh", "-c", "printf 'héllo 世界 🚀 done'; printf 'ошибка' >&2"], 1))
     wait_for(driver, handle, {"succeeded"})
     for limit in (4, 5, 6, 7, 64):  # a limit under 4 bytes may have to cut a 4-byte character
@@ -226,7 +234,7 @@ def test_log_pages_chain_by_byte_offset_without_splitting_characters(fake_api: F
 
 
 def test_without_split_log_streams_stdout_is_the_interleaved_log(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     handle = driver.submit(make_spec(unique_key(), ["sh", "-c", "echo out; echo err >&2"], 1))
     wait_for(driver, handle, {"succeeded"})
     fake_api.inject("GET", r".*/log", 400, status(400, "BadRequest", "stream: Forbidden: feature gate disabled"),
@@ -236,7 +244,7 @@ def test_without_split_log_streams_stdout_is_the_interleaved_log(fake_api: FakeA
 
 
 def test_logs_of_unknown_handles_and_ranks_are_empty(fake_api: FakeApiServer) -> None:
-    driver = KubernetesDriver(base_url=fake_api.url)
+    driver = driver_of(fake_api)
     assert driver.logs("nonsense", 0, "stdout") == LogChunk(data="", next_offset=0, complete=True)
     assert driver.logs("zs-acme/zs-404-1", 3, "stderr", 10).next_offset == 10
     with pytest.raises(ValueError):
