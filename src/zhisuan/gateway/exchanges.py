@@ -29,6 +29,21 @@ class FutureExchange(Exchange):
     # (replica, arrival time) while the request awaits the replica's response head: its queue wait
     # (Replica.wait_ended), the autoscaler's queue-time measure.
     waiting: tuple[Replica, float] | None
+    # How long after its arrival a request may keep waiting for its first byte at a replica that is
+    # busy (proxy: ``max_queued_s``), and how many first-byte windows it was given past the first.
+    queue_limit_s: float
+    extended: int
+
+    def keep_waiting(self, armed_at: float) -> bool:
+        """Queued, not hung: the replica sent a byte (of any request, on any connection) since this
+        request's timer was armed, and the request has waited less than ``queue_limit_s``."""
+        if self.waiting is None:
+            return False
+        replica, arrived = self.waiting
+        if replica.pool.last_byte_at <= armed_at or time.monotonic() - arrived >= self.queue_limit_s:
+            return False
+        self.extended += 1
+        return True
 
     def head_arrived(self) -> None:
         if self.waiting is not None:
@@ -55,13 +70,15 @@ class FutureExchange(Exchange):
 class BufferedExchange(FutureExchange):
     """A whole (non-streaming) response."""
 
-    __slots__ = ("future", "status", "chunks", "waiting")
+    __slots__ = ("future", "status", "chunks", "waiting", "queue_limit_s", "extended")
 
     def __init__(self, future: asyncio.Future[int]) -> None:
         self.future = future
         self.status = 0
         self.chunks: list[bytes] = []
         self.waiting = None
+        self.queue_limit_s = 0.0
+        self.extended = 0
 
     def on_head(self, status: int) -> None:
         self.head_arrived()
@@ -93,6 +110,8 @@ class StreamExchange(FutureExchange):
         self.disconnected = False
         self.streaming = False
         self.waiting = None
+        self.queue_limit_s = 0.0
+        self.extended = 0
 
     def on_head(self, status: int) -> None:
         self.head_arrived()

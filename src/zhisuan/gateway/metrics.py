@@ -26,6 +26,8 @@ class Histogram:
 class ReplicaStats:
     requests: dict[str, int] = field(default_factory=dict)  # by HTTP status
     errors: dict[str, int] = field(default_factory=dict)  # by kind
+    # First-byte windows given again to requests queued at a busy replica (not errors: proxy.py)
+    queued_windows: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft: Histogram = field(default_factory=Histogram)
@@ -64,6 +66,10 @@ class GatewayMetrics:
         for (m, r), s in self.stats.items():
             for kind, n in s.errors.items():
                 add(f"zhisuan_gateway_errors_total{_labels(model=m, replica=r, kind=kind)} {n}")
+        add("# TYPE zhisuan_gateway_queued_windows_total counter")
+        for (m, r), s in self.stats.items():
+            if s.queued_windows:
+                add(f"zhisuan_gateway_queued_windows_total{_labels(model=m, replica=r)} {s.queued_windows}")
         add("# TYPE zhisuan_gateway_tokens_total counter")
         for (m, r), s in self.stats.items():
             add(f"zhisuan_gateway_tokens_total{_labels(model=m, replica=r, type='prompt')} {s.prompt_tokens}")

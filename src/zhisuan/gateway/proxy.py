@@ -112,7 +112,8 @@ class Tries:
 class Gateway(Metering):
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
                  *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
-                 first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0) -> None:
+                 first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0,
+                 max_queued_s: float = 600.0) -> None:
         self.router = router
         self.keys = keys
         self.limiter = limiter
@@ -122,6 +123,7 @@ class Gateway(Metering):
         self.max_attempts = max_attempts
         self.first_byte_timeout_s = first_byte_timeout_s
         self.nonstream_first_byte_timeout_s = nonstream_first_byte_timeout_s
+        self.max_queued_s = max_queued_s  # 0: every first-byte timeout fails (no queued/hung judgement)
         self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
         self._seq = 0
         self.in_flight = 0  # forwarded requests not yet answered (decides inline spool commits)
@@ -239,12 +241,15 @@ class Gateway(Metering):
                 x = StreamExchange(fut, conn, up, client_wants_usage, started, event_id) if stream \
                     else BufferedExchange(fut)
                 x.waiting = (replica, started)
+                x.queue_limit_s = self.max_queued_s
                 replica.wait_began(started)
                 up.send(head + payload, x, timeout)
                 try:
                     result = await fut
                 finally:
                     x.abandon_wait()
+                    if x.extended:
+                        self.metrics.of(replica.metric_model, replica.metric_id).queued_windows += x.extended
                 if result == RETRY:
                     self._retry_bookkeeping(model, replica, up, tries)
                     continue

@@ -52,6 +52,9 @@ class GatewayConfig:
     # a non-streaming answer (and embeddings) comes in one piece when generation is done.
     first_byte_timeout_s: float = 30.0
     nonstream_first_byte_timeout_s: float = 600.0
+    # ... unless the replica is busy, not hung: it sent a byte of another request within that window.
+    # Such a request waits window after window, up to this long after its arrival (0: never waits on).
+    max_queued_s: float = 600.0
     # Request size and client timeout bounds of the HTTP server (http.py)
     http: HttpLimits = DEFAULT_LIMITS
 
@@ -107,7 +110,8 @@ class GatewayServer:
         self.shipper = SpoolShipper(config.spool_dir, sink, interval_s=config.ship_interval_s)
         self.gateway = Gateway(self.router, keys, self.limiter, self.spool, gateway_id=config.gateway_id,
                                first_byte_timeout_s=config.first_byte_timeout_s,
-                               nonstream_first_byte_timeout_s=config.nonstream_first_byte_timeout_s)
+                               nonstream_first_byte_timeout_s=config.nonstream_first_byte_timeout_s,
+                               max_queued_s=config.max_queued_s)
         self._server: asyncio.Server | None = None
         self._ship_task: asyncio.Task[None] | None = None
 

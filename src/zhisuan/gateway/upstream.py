@@ -3,12 +3,16 @@
 A connection carries one exchange at a time and calls its ``Exchange`` back from the protocol
 callbacks — no task switch per response chunk. ``send`` may arm a first-byte timeout: a replica
 that sends no byte of its response in time fails the exchange "before the first byte" (retryable)
-with ``FirstByteTimeout``, and the connection is closed (an engine stops work for a closed client).
+with ``FirstByteTimeout``, and the connection is closed (an engine stops work for a closed client) —
+unless the exchange, asked when the timer fires (``Exchange.keep_waiting``), judges the request merely
+queued: the timer is then armed for another window. The pool records when its replica last sent a
+byte on any connection (``UpstreamPool.last_byte_at``), the evidence that it is busy and not hung.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httptools  # type: ignore[import-untyped]
 
@@ -28,6 +32,11 @@ class Exchange:
 
     def on_error(self, exc: Exception, before_first_byte: bool) -> None: ...
 
+    def keep_waiting(self, armed_at: float) -> bool:
+        """The first-byte timer (armed at ``armed_at``, monotonic) fired with no byte yet: True to wait
+        one more window (the request is queued at a busy replica), False to fail it."""
+        return False
+
 
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
@@ -40,12 +49,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.timed_out = False
         self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
 
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.pool.last_byte_at = time.monotonic()  # the replica is alive (see keep_waiting)
         if not self.got_bytes:
             self.got_bytes = True
             if self._timer is not None:
@@ -93,14 +104,21 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.transport.write(data)
         if first_byte_timeout_s is not None:
-            self._timer = asyncio.get_running_loop().call_later(first_byte_timeout_s, self._first_byte_timeout,
-                                                                first_byte_timeout_s)
+            self._arm(first_byte_timeout_s)
+
+    def _arm(self, after_s: float) -> None:
+        self._armed_at = time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(after_s, self._first_byte_timeout, after_s)
 
     def _first_byte_timeout(self, after_s: float) -> None:
         self._timer = None
-        if self.exchange is not None and not self.got_bytes:
-            self.timed_out = True
-            self._fail(FirstByteTimeout(f"no response byte within {after_s:g} s"))
+        if self.exchange is None or self.got_bytes:
+            return
+        if self.exchange.keep_waiting(self._armed_at):
+            self._arm(after_s)
+            return
+        self.timed_out = True
+        self._fail(FirstByteTimeout(f"no response byte within {after_s:g} s"))
 
     def _fail(self, exc: Exception) -> None:
         exchange, self.exchange = self.exchange, None
@@ -132,6 +150,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.connect_timeout_s = connect_timeout_s
         self.idle: list[UpstreamConnection] = []
+        self.last_byte_at = 0.0  # monotonic time of the replica's last response byte, any connection
         self.host_header = f"{host}:{port}".encode()
 
     async def acquire(self) -> UpstreamConnection:
