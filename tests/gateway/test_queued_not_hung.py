@@ -1,17 +1,20 @@
 """Queued is not hung: a request waiting in a busy replica's queue gets no byte for longer than the
 first-byte timeout, yet the replica is fine. The gateway gives such a request another window as long
-as the replica keeps sending bytes of other requests (proxy.py); a replica that sends nothing in a
-window is hung and ejected as before (``errors{kind="first_byte_timeout"}``).
+as the replica keeps sending bytes of other requests, or proves with its ``/slots`` that it works
+(proxy.py); a replica that does neither in a window is hung and ejected as before
+(``errors{kind="first_byte_timeout"}``).
 
 FAKE engines (tests/gateway/fake_engines.py) queue like a one-slot llama-server, or hang."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -104,3 +107,38 @@ def test_a_replica_that_stops_progressing_with_a_queue_is_ejected(fake_engine: A
     assert sorted(answers) == ["504", "504", "tok " * 5]
     assert time.monotonic() - began < 20  # two or three windows, far below max_queued_s (600 s)
     assert set(server.gateway.metrics.stats[("m", "wedged")].errors) == {"first_byte_timeout"}
+
+
+def occupy(engine: FakeQueueingEngine, seconds: float) -> threading.Thread:
+    """Work this gateway does not see (another gateway's request): the engine's slot, ``seconds`` long."""
+    tokens = round(seconds / engine.token_s)
+    t = threading.Thread(target=httpx.post, args=(f"http://127.0.0.1:{engine.port}/v1/chat/completions",),
+                         kwargs={"json": {"max_tokens": tokens}, "timeout": 30})
+    t.start()
+    deadline = time.monotonic() + 5
+    while not engine.slot.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return t
+
+
+def test_a_replica_busy_with_work_this_gateway_does_not_see_is_probed_not_ejected(fake_engine: Any,
+                                                                                  gateway: Any) -> None:
+    """No byte reaches this gateway for 3 windows (another gateway's request holds the slot): the
+    engine's ``/slots`` answers with a processing slot, so the request waits its turn."""
+    shared = fake_engine()
+    server = gateway(replicas(("shared", shared)), first_byte_timeout_s=WINDOW_S)
+    other = occupy(shared, 3 * WINDOW_S)
+    assert ask(server, True) == "tok " * 5
+    other.join()
+    stats = server.gateway.metrics.stats[("m", "shared")]
+    assert stats.errors == {} and stats.queued_windows >= 2
+
+
+def test_without_a_slots_endpoint_the_same_silence_is_taken_for_a_hang(fake_engine: Any, gateway: Any) -> None:
+    """An engine that cannot prove it is busy (no ``/slots``) is judged by what this gateway sees."""
+    shared = fake_engine(slots=False)
+    server = gateway(replicas(("shared", shared)), first_byte_timeout_s=WINDOW_S)
+    other = occupy(shared, 3 * WINDOW_S)
+    assert ask(server, True) == "504"
+    other.join()
+    assert server.gateway.metrics.stats[("m", "shared")].errors == {"first_byte_timeout": 1}

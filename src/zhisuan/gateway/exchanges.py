@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from zhisuan.gateway.http import HttpConnection
@@ -34,16 +35,24 @@ class FutureExchange(Exchange):
     queue_limit_s: float
     extended: int
 
-    def keep_waiting(self, armed_at: float) -> bool:
+    def keep_waiting(self, armed_at: float, window_s: float) -> bool | Awaitable[bool]:
         """Queued, not hung: the replica sent a byte (of any request, on any connection) since this
-        request's timer was armed, and the request has waited less than ``queue_limit_s``."""
+        request's timer was armed — or, when it sent none, its slots probe proves it alive and busy
+        (``slots_probe``) — and the request has waited less than ``queue_limit_s``."""
         if self.waiting is None:
             return False
         replica, arrived = self.waiting
-        if replica.pool.last_byte_at <= armed_at or time.monotonic() - arrived >= self.queue_limit_s:
+        if time.monotonic() - arrived >= self.queue_limit_s:
             return False
-        self.extended += 1
-        return True
+        if replica.pool.last_byte_at > armed_at:
+            self.extended += 1
+            return True
+        return self._probed_busy(replica, window_s)
+
+    async def _probed_busy(self, replica: Replica, window_s: float) -> bool:
+        busy = await replica.slots_probe.busy(window_s)
+        self.extended += busy
+        return busy
 
     def head_arrived(self) -> None:
         if self.waiting is not None:

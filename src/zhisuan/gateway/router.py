@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from zhisuan.gateway.slots_probe import SlotsProbe
 from zhisuan.gateway.upstream import UpstreamPool
 
 EJECT_S = 2.0
@@ -35,7 +36,7 @@ def opaque_id(replica_id: str) -> str:
 class Replica:
     __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until",
                  "tenant_id", "secret", "auth_header", "metric_model", "metric_id", "waiting", "waiting_since",
-                 "wait_total", "wait_count")
+                 "wait_total", "wait_count", "slots_probe")
 
     def __init__(self, replica_id: str, model: str, host: str, port: int, *, tenant_id: int | None = None,
                  secret: str | None = None) -> None:
@@ -48,6 +49,7 @@ class Replica:
         self.host = host
         self.port = port
         self.pool = UpstreamPool(host, port)
+        self.slots_probe = SlotsProbe(host, port, secret)  # busy or hung? (proxy: first-byte timeout)
         self.outstanding = 0
         self.healthy = True
         self.draining = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import httptools  # type: ignore[import-untyped]
 
@@ -32,9 +33,10 @@ class Exchange:
 
     def on_error(self, exc: Exception, before_first_byte: bool) -> None: ...
 
-    def keep_waiting(self, armed_at: float) -> bool:
+    def keep_waiting(self, armed_at: float, window_s: float) -> bool | Awaitable[bool]:
         """The first-byte timer (armed at ``armed_at``, monotonic) fired with no byte yet: True to wait
-        one more window (the request is queued at a busy replica), False to fail it."""
+        one more window (the request is queued at a busy replica), False to fail it; or an awaitable
+        of that answer (a probe of the replica)."""
         return False
 
 
@@ -50,6 +52,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.timed_out = False
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
+        self._judging: asyncio.Future[bool] | None = None
 
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,11 +115,28 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _first_byte_timeout(self, after_s: float) -> None:
         self._timer = None
-        if self.exchange is None or self.got_bytes:
+        exchange = self.exchange
+        if exchange is None or self.got_bytes:
             return
-        if self.exchange.keep_waiting(self._armed_at):
+        verdict = exchange.keep_waiting(self._armed_at, after_s)
+        if verdict is True:
             self._arm(after_s)
-            return
+        elif verdict is False:
+            self._time_out(after_s)
+        else:
+            self._judging = asyncio.ensure_future(verdict)
+            self._judging.add_done_callback(lambda done: self._judged(done, exchange, after_s))
+
+    def _judged(self, done: asyncio.Future[bool], exchange: Exchange, after_s: float) -> None:
+        self._judging = None
+        if self.exchange is not exchange or self.got_bytes:
+            return  # answered, or failed otherwise, while the replica was probed
+        if not done.cancelled() and done.exception() is None and done.result():
+            self._arm(after_s)
+        else:
+            self._time_out(after_s)
+
+    def _time_out(self, after_s: float) -> None:
         self.timed_out = True
         self._fail(FirstByteTimeout(f"no response byte within {after_s:g} s"))
 
