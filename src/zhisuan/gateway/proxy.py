@@ -5,11 +5,22 @@ least-outstanding healthy replica → forward on a pooled keep-alive connection.
 before sending its first byte is retried on another one (up to ``max_attempts``).
 
 First-byte timeout: a replica that sends no byte of its response within ``first_byte_timeout_s``
-(streams, default 30 s: room for a CPU engine's prompt processing and queueing) or
+(streams, default 30 s: room for a CPU engine's prompt processing) or
 ``nonstream_first_byte_timeout_s`` (non-streaming requests and embeddings, default 600 s: their
-first byte comes only when the whole answer is generated) counts as failed before the first byte
-(metric ``errors{kind="first_byte_timeout"}``): its connection is closed (the engine stops), it is
-ejected for a moment, and the request is retried on another healthy replica.
+first byte comes only when the whole answer is generated) is judged, busy or hung:
+- queued, not hung: llama-server queues requests beyond its slots, and a queued request gets no byte
+  until a slot frees. If the replica sent a byte of any other request during the window (seen on
+  any of this gateway's connections to it), or — when it sent none — its engine answers ``GET
+  /slots`` with a processing slot (``slots_probe``: work this gateway does not see, e.g. another
+  gateway's), the request waits one more window. Each such window counts in
+  ``zhisuan_gateway_queued_windows_total``; a request waits so at most ``max_queued_s`` (default
+  600 s) after its arrival (0: never, the rule before);
+- hung otherwise (no byte and no such answer): the request counts as failed before the first byte
+  (metric ``errors{kind="first_byte_timeout"}``): its connection is closed (the engine stops), the
+  replica is ejected for a moment, and the request is retried on another healthy replica.
+So a burst beyond a replica's slots waits in the engine's queue instead of ejecting healthy replicas
+one after the other. The gateway does not cap what it sends to one replica (least-outstanding
+routing spreads a burst, it does not hold it back).
 When no replica answers, the client gets an OpenAI-shaped error:
 - 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
   (the SDKs retry 5xx by default);
