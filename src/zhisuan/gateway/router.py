@@ -193,6 +193,7 @@ class Router:
             if not route.replicas:
                 del routes[key]
         r.pool.close()
+        r.slots_probe.close()
 
     def get(self, model: str) -> ModelRoute | None:
         """The public route of ``model`` (what every tenant may call)."""

@@ -143,6 +143,7 @@ class GatewayServer:
         self.spool.close()
         for r in self.router.all_replicas():
             r.pool.close()
+            r.slots_probe.close()
         if self.redis is not None:
             await self.redis.close()
 

@@ -48,6 +48,11 @@ class SlotsProbe:
             if self.running is task and task.done():
                 self.running = None
 
+    def close(self) -> None:
+        if self.running is not None:
+            self.running.cancel()  # its waiters see a cancelled probe: no proof, the request times out
+            self.running = None
+
     async def _ask(self, timeout_s: float) -> bool:
         try:
             async with httpx.AsyncClient(timeout=timeout_s) as client:
