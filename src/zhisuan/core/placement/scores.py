@@ -118,15 +118,16 @@ def fragmentation_change(view: NodeView, wl: TargetWorkload) -> tuple[np.ndarray
 
     Share demands have one candidate per device slot (C = G, only distinct ones evaluated); other
     demands one candidate (C = 1): the state after ``NodeResource.Sub`` (CPU, plus whole free devices —
-    non-share device demands are always whole devices, see ``snapshot.request_problems``).
+    non-share device demands are always whole devices, see ``snapshot.request_problems``). F_n of nodes
+    whose state is unchanged since any earlier call comes from ``wl.node_memo`` (the view's rows).
     """
-    cpu, left, model = view.cpu, view.left, view.node_model
-    if view.demand.is_share:
-        fits = view.usable_left >= view.demand.milli
-        now, after = fragmentation_now_and_after_share(wl, cpu, left, model, view.demand.cpu, view.demand.milli, fits)
+    cpu, left, model, d = view.cpu, view.left, view.node_model, view.demand
+    if d.is_share:
+        fits = view.usable_left >= d.milli
+        now, after = fragmentation_now_and_after_share(wl, cpu, left, model, d.cpu, d.milli, fits, view.idx)
         return now, after, np.isfinite(after)
     now, after = fragmentation_now_and_after_whole(
-        wl, cpu, left, model, view.demand.cpu, view.demand.count if view.demand.wants_devices else 0
+        wl, cpu, left, model, d.cpu, d.count if d.wants_devices else 0, view.idx
     )
     return now, after[:, None], np.ones((len(view.idx), 1), bool)
 
