@@ -109,8 +109,10 @@ def gpu_packing(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
 
 
 def fgd_score_of(delta: np.ndarray, bins: int = 100) -> np.ndarray:
-    """``trunc(bins·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'`` (FGD: 100 bins)."""
-    return _trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * float(bins))
+    """``trunc(bins·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'`` (FGD: 100 bins).
+
+    σ·bins lies in [0, bins], where ``np.trunc`` equals Go's int64() truncation (``_trunc``) exactly."""
+    return np.trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * float(bins))
 
 
 def fragmentation_change(view: NodeView, wl: TargetWorkload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
