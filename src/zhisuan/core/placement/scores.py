@@ -138,11 +138,16 @@ def fgd(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
     """FGD: ``trunc(100·σ((F_n − F_n')/1000))``; a share demand takes the device with the highest
     integer score (first by index), which is also the node's score."""
     assert wl is not None, "FGD needs a target workload"
+    d = view.demand
+    if not d.is_share:  # one candidate per node: its score, without the mask and argmax over one column
+        now, after = fragmentation_now_and_after_whole(
+            wl, view.cpu, view.left, view.node_model, d.cpu, d.count if d.wants_devices else 0, view.idx
+        )
+        return NodeScores(fgd_score_of(now - after), _no_slot(len(view.idx)))
     now, after, candidate = fragmentation_change(view, wl)
     per_slot = np.where(candidate, fgd_score_of(now[:, None] - after), -1.0)
     best = per_slot.argmax(axis=1)
-    slot = best if view.demand.is_share else _no_slot(len(view.idx))
-    return NodeScores(per_slot[np.arange(len(view.idx)), best], slot)
+    return NodeScores(per_slot[np.arange(len(view.idx)), best], best)
 
 
 def constant(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
