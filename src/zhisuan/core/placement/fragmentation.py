@@ -10,8 +10,25 @@ For a node n with idle device milli ``I_n = Σ_g left_g`` and a task t::
 
 For bit-exactness with the Go simulator the terms are accumulated into seven buckets in task order
 (Q1=0, Q2=1, Q3=2, Q4=3, XL=4, XR=5, NA=6; Q3's fragment part goes to Q2) and
-``F = ((((d0 + d1) + d3) + d4) + d5) + d6``. Sequential per-bucket sums are done with ``cumsum``
-(strictly left to right; adding 0.0 for tasks of other buckets is exact).
+``F = ((((d0 + d1) + d3) + d4) + d5) + d6``. ``_fragmentation`` does it for K states at once: each
+task's value times a one-hot bucket mask (×1.0 or ×0.0, both exact) reduced over the task axis by
+``np.add.reduce`` (strictly left to right when the other axes hold ≥ 2 values; adding 0.0 for tasks of
+other buckets is exact). The aggregates a task needs (devices with ``left ≥ m_t``, milli on smaller
+devices) depend on it only through ``m_t``, so they are computed per distinct milli *level*.
+
+**Remembered F_n (for score plugins).** F_n depends only on a node's state (CPU left, device lefts,
+model) and the workload, not on the demand, so ``TargetWorkload.node_memo`` (``NodeFragmentationMemo``)
+keeps F_n and the level aggregates of each fleet row's last computed state; an entry is used only if
+the row's current state equals it (compared on each call: exact for any fleet, no change feed). A
+score plugin gets it by passing the view's rows, e.g.::
+
+    now, after = fragmentation_now_and_after_whole(wl, view.cpu, view.left, view.node_model,
+                                                   demand.cpu, devices, view.idx)
+    now, after, candidate = scores.fragmentation_change(view, wl)   # shares and whole devices
+
+(``rows=None``: no memo). It is consulted only for batches of ≥ ``MEMO_MIN_STATES`` states: the
+replay's refreshes re-score ~1–10 rows per call, ~1 of them new since the last call, where the
+lookup's numpy calls cost more than the rows they save (measured: BENCHMARKS.md, Placement §11).
 """
 
 from __future__ import annotations
