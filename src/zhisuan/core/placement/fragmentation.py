@@ -188,7 +188,8 @@ def accumulate(
     model: np.ndarray,
 ) -> np.ndarray:
     """F for states described by per-task aggregates: ``fit[t,...]`` devices with left ≥ t.milli and
-    ``small[t,...] = Σ_{left < t.milli} left``; ``cpu_left``, ``idle``, ``model`` broadcast to ``...``."""
+    ``small[t,...] = Σ_{left < t.milli} left`` (as ``task_aggregates`` gives them: equal for tasks of one
+    milli level); ``cpu_left``, ``idle``, ``model`` broadcast to ``...``."""
     shape = fit.shape[1:]
     first_of_level = np.unique(wl.milli_levels[1], return_index=True)[1]
     flat = (len(first_of_level), -1)
