@@ -5,11 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zhisuan.core.placement.fragmentation import (
+    accumulate,
     fragmentation_now_and_after_share,
     fragmentation_now_and_after_whole,
     node_fragmentation,
     sequential_sum,
     target_workload,
+    task_aggregates,
     typical_shapes,
 )
 
@@ -74,6 +76,7 @@ def test_vectorised_fragmentation_is_bit_identical_to_reference(nodes, shape_cou
     got = node_fragmentation(wl, cpu, left, model)
     for k in range(len(nodes)):
         assert got[k] == reference_fragmentation(wl, int(cpu[k]), left[k].tolist(), int(model[k]))
+    assert np.array_equal(accumulate(wl, cpu, left.sum(axis=1), *task_aggregates(wl, left), model), got)
 
 
 @settings(max_examples=60, deadline=None)
