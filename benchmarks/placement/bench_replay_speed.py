@@ -10,12 +10,14 @@ with it, ``DIR/openb_pod_list_<trace>.csv`` with the order generated from seed 4
 default when ``DIR/paper-order`` has it). Reports every run and the median; the machine may be shared,
 so compare policies and traces measured in the same run. To time an older tree in the same run:
 ``git archive <commit> src | tar -x -C /tmp/old`` and prefix ``PYTHONPATH=/tmp/old/src``.
+``--hash`` prints a digest of each result, to check that two trees decide identically.
 Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0, Alibaba Group.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import time
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--policy", action="append")
     parser.add_argument("--traces-dir", type=Path)
     parser.add_argument("--trace", action="append")
+    parser.add_argument("--hash", action="store_true", help="print sha256(placed|frag|used) of each run's result")
     args = parser.parse_args()
     print(f"code {zhisuan.__file__}; load {os.getloadavg()}")
     for label, nodes, pods, order in experiments(args.traces_dir, args.trace or ["default"]):
@@ -60,7 +63,7 @@ def main() -> None:
             times, cpu = [], []
             for _ in range(args.repeat):
                 started, cpu_started = time.perf_counter(), time.process_time()
-                replay(nodes, pods, order, policy, 42)
+                result = replay(nodes, pods, order, policy, 42)
                 times.append(time.perf_counter() - started)
                 cpu.append(time.process_time() - cpu_started)
             print(
@@ -69,6 +72,9 @@ def main() -> None:
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            if args.hash:  # decisions of two trees are identical iff these match (same trace, policy, seed)
+                digest = hashlib.sha256(result.placed.tobytes() + result.frag.tobytes() + result.used.tobytes())
+                print(f"{label:<28} {policy:>10} sha256(placed|frag|used) {digest.hexdigest()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zhisuan.core.placement.fragmentation import (
+    accumulate,
     fragmentation_now_and_after_share,
     fragmentation_now_and_after_whole,
     node_fragmentation,
     sequential_sum,
     target_workload,
+    task_aggregates,
     typical_shapes,
 )
 
@@ -74,6 +76,7 @@ def test_vectorised_fragmentation_is_bit_identical_to_reference(nodes, shape_cou
     got = node_fragmentation(wl, cpu, left, model)
     for k in range(len(nodes)):
         assert got[k] == reference_fragmentation(wl, int(cpu[k]), left[k].tolist(), int(model[k]))
+    assert np.array_equal(accumulate(wl, cpu, left.sum(axis=1), *task_aggregates(wl, left), model), got)
 
 
 @settings(max_examples=60, deadline=None)
@@ -111,3 +114,41 @@ def test_typical_shapes_cover_95_percent_and_renormalise():
     taken = typical_shapes(shapes)  # type: ignore[arg-type]
     assert [s for s, _ in taken] == [("a",), ("b",), ("c",)]
     assert abs(sum(w for _, w in taken) - 1.0) < 1e-12
+
+
+def test_remembered_fragmentation_equals_recomputed_after_states_change():
+    """With fleet rows, F_n comes from ``wl.node_memo`` where a row's state is unchanged since a call that
+    computed it, and is recomputed where it changed (or the row is new); either way it equals F_n computed
+    from scratch, and so do the after-states."""
+    rng = np.random.default_rng(7)
+    wl = workload([5, 3, 4, 2, 3, 1, 2])
+    n = 80  # ≥ MEMO_MIN_STATES, so the memo path is taken
+    cpu = rng.integers(0, 64000, n)
+    left = rng.choice([0, 100, 250, 500, 750, 1000], size=(n, 8))
+    model = rng.integers(0, 2, n).astype(np.int32)
+    rows = np.arange(n)
+    for step in range(4):
+        fits = left >= 250
+        assert all(np.array_equal(a, b) for a, b in zip(
+            fragmentation_now_and_after_share(wl, cpu, left, model, 2000, 250, fits, rows),
+            fragmentation_now_and_after_share(wl, cpu, left, model, 2000, 250, fits), strict=True))
+        assert all(np.array_equal(a, b) for a, b in zip(
+            fragmentation_now_and_after_whole(wl, cpu, left, model, 3000, 1, rows),
+            fragmentation_now_and_after_whole(wl, cpu, left, model, 3000, 1), strict=True))
+        changed = rng.choice(len(rows), 10, replace=False)  # new states on some rows, same rows elsewhere
+        cpu[changed] = rng.integers(0, 64000, 10)
+        left[changed[:5]] = rng.choice([0, 500, 1000], size=(5, 8))
+        model[changed[5:]] = 1 - model[changed[5:]]
+        if step == 2:  # a subset of the rows, in another order
+            rows, cpu, left, model = rows[::-2], cpu[::-2], left[::-2], model[::-2]
+    assert wl.node_memo.known.sum() > 0
+
+
+def test_a_single_state_is_summed_in_task_order_like_many():
+    """numpy sums a lone contiguous column pairwise; F of one state must still be the task-order sum."""
+    shapes = [(1000 * (1 + i % 9), (0, 250, 500, 1000)[i % 4], 1 + i % 2, "") for i in range(40)]
+    wl = target_workload([(s, 1.0 / (3 + i) ** 0.5) for i, s in enumerate(shapes)], MODELS)
+    left = np.array([[1000, 750, 500, 250, 100, 0, 0, 0]])
+    for cpu_left in (0, 3000, 9000):
+        got = node_fragmentation(wl, np.array([cpu_left]), left, np.array([0], np.int32))
+        assert got[0] == reference_fragmentation(wl, cpu_left, left[0].tolist(), 0)

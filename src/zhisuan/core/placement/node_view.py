@@ -6,12 +6,30 @@ derived array (device eligibility, usable free share, …) once, for exactly the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from zhisuan.core.placement.fleet import Demand, FleetArrays
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):  # noqa: N801 — used like functools.cached_property
+    """``functools.cached_property`` without its per-access lock (Python 3.11 takes an RLock on every first
+    access; a view is used by one thread, and a replay builds ~10⁴ views with a few properties each)."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute, self.name, self.__doc__ = compute, compute.__name__, compute.__doc__
+
+    def __get__(self, view: Any, owner: type | None = None) -> T:
+        if view is None:
+            return self  # type: ignore[return-value]  # the class attribute itself (introspection)
+        value = self.compute(view)
+        view.__dict__[self.name] = value  # later reads find it in the instance dict, not here
+        return value
 
 
 @dataclass

@@ -109,8 +109,10 @@ def gpu_packing(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
 
 
 def fgd_score_of(delta: np.ndarray, bins: int = 100) -> np.ndarray:
-    """``trunc(bins·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'`` (FGD: 100 bins)."""
-    return _trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * float(bins))
+    """``trunc(bins·σ(ΔF/1000))`` with ``σ(x) = 1/(1 + e^{−x})`` and ``ΔF = F_n − F_n'`` (FGD: 100 bins).
+
+    σ·bins lies in [0, bins], where ``np.trunc`` equals Go's int64() truncation (``_trunc``) exactly."""
+    return np.trunc(1.0 / (1.0 + np.exp(-(delta / 1000.0))) * float(bins))
 
 
 def fragmentation_change(view: NodeView, wl: TargetWorkload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,15 +120,16 @@ def fragmentation_change(view: NodeView, wl: TargetWorkload) -> tuple[np.ndarray
 
     Share demands have one candidate per device slot (C = G, only distinct ones evaluated); other
     demands one candidate (C = 1): the state after ``NodeResource.Sub`` (CPU, plus whole free devices —
-    non-share device demands are always whole devices, see ``snapshot.request_problems``).
+    non-share device demands are always whole devices, see ``snapshot.request_problems``). F_n of nodes
+    whose state is unchanged since any earlier call comes from ``wl.node_memo`` (the view's rows).
     """
-    cpu, left, model = view.cpu, view.left, view.node_model
-    if view.demand.is_share:
-        fits = view.usable_left >= view.demand.milli
-        now, after = fragmentation_now_and_after_share(wl, cpu, left, model, view.demand.cpu, view.demand.milli, fits)
+    cpu, left, model, d = view.cpu, view.left, view.node_model, view.demand
+    if d.is_share:
+        fits = view.usable_left >= d.milli
+        now, after = fragmentation_now_and_after_share(wl, cpu, left, model, d.cpu, d.milli, fits, view.idx)
         return now, after, np.isfinite(after)
     now, after = fragmentation_now_and_after_whole(
-        wl, cpu, left, model, view.demand.cpu, view.demand.count if view.demand.wants_devices else 0
+        wl, cpu, left, model, d.cpu, d.count if d.wants_devices else 0, view.idx
     )
     return now, after[:, None], np.ones((len(view.idx), 1), bool)
 
@@ -135,11 +138,16 @@ def fgd(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
     """FGD: ``trunc(100·σ((F_n − F_n')/1000))``; a share demand takes the device with the highest
     integer score (first by index), which is also the node's score."""
     assert wl is not None, "FGD needs a target workload"
+    d = view.demand
+    if not d.is_share:  # one candidate per node: its score, without the mask and argmax over one column
+        now, after = fragmentation_now_and_after_whole(
+            wl, view.cpu, view.left, view.node_model, d.cpu, d.count if d.wants_devices else 0, view.idx
+        )
+        return NodeScores(fgd_score_of(now - after), _no_slot(len(view.idx)))
     now, after, candidate = fragmentation_change(view, wl)
     per_slot = np.where(candidate, fgd_score_of(now[:, None] - after), -1.0)
     best = per_slot.argmax(axis=1)
-    slot = best if view.demand.is_share else _no_slot(len(view.idx))
-    return NodeScores(per_slot[np.arange(len(view.idx)), best], slot)
+    return NodeScores(per_slot[np.arange(len(view.idx)), best], best)
 
 
 def constant(view: NodeView, wl: TargetWorkload | None) -> NodeScores:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zhisuan.core.placement.fragmentation import TargetWorkload
+from zhisuan.core.placement.fragmentation import TargetWorkload, fragmentation_now_and_after_whole
 from zhisuan.core.placement.node_view import NodeView
 from zhisuan.core.placement.scores import NodeScores, fgd_score_of, fragmentation_change
 
@@ -57,23 +57,34 @@ def stranded_gain(view: NodeView, wl: TargetWorkload) -> np.ndarray:
     idle = view.left.sum(axis=1)
     own = np.minimum(wl.cpu_per_device, view.cpu * 1000.0 / np.maximum(idle, 1))
     kappa = np.where(wl.contested_models[view.node_model], own, wl.cpu_per_device)
-    before = stranded_milli(view.cpu, idle, kappa)
-    return before - stranded_milli(view.cpu - d.cpu, idle - d.milli * d.count, kappa)
+    # stranded_milli of the states before (row 0) and after (row 1) in one pass: the same operations
+    # element by element, with the κ > 0 test shared.
+    feeds = kappa > 0
+    cpu_left = view.cpu - np.array([[0], [d.cpu]])
+    feedable = np.where(feeds, cpu_left * 1000.0 / np.where(feeds, kappa, 1.0), np.inf)
+    before, after = np.maximum(0.0, idle - np.array([[0], [d.milli * d.count]]) - feedable)
+    return before - after
 
 
 def zhisuan_score(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
     """Score feasible nodes (and, for shares, pick the device) as described in the module docstring."""
     assert wl is not None, "the zhisuan policy needs a target workload"
     d = view.demand
-    now, after, candidate = fragmentation_change(view, wl)
+    if d.is_share:
+        now, after, candidate = fragmentation_change(view, wl)
+    else:  # one candidate per node (fragmentation_change's C = 1), without its all-true mask
+        now, after = fragmentation_now_and_after_whole(
+            wl, view.cpu, view.left, view.node_model, d.cpu, d.count if d.wants_devices else 0, view.idx
+        )
+        after = after[:, None]
     delta = now[:, None] - after + stranded_gain(view, wl)[:, None]
     if wl.contested_models.any():
         per_slot = fgd_score_of(delta)
     else:
         per_slot = fgd_score_of(delta, bins=100 * FINE_BINS) / FINE_BINS
-    if d.is_share:
-        per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * np.maximum(view.left - d.milli, 0)
+    if not d.is_share:
+        return NodeScores(per_slot[:, 0], np.full(len(view.idx), -1, np.int64))
+    per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * np.maximum(view.left - d.milli, 0)
     per_slot = np.where(candidate, per_slot, -np.inf)
     best = per_slot.argmax(axis=1)
-    slot = best if d.is_share else np.full(len(view.idx), -1, np.int64)
-    return NodeScores(per_slot[np.arange(len(view.idx)), best], slot)
+    return NodeScores(per_slot[np.arange(len(view.idx)), best], best)
