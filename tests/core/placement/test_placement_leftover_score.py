@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zhisuan.core.placement.fleet import Demand
-from zhisuan.core.placement.fragmentation import target_workload
+from zhisuan.core.placement.fragmentation import TargetWorkload, target_workload
 from zhisuan.core.placement.leftover_score import leftover_score, leftover_score_with, lookahead_waste, waste_tables
 from zhisuan.core.placement.node_view import NodeView
 from zhisuan.core.placement.zhisuan_score import zhisuan_score
@@ -53,24 +53,32 @@ def test_waste_table_of_a_model_only_counts_tasks_that_may_use_it():
 
 NODES = NodeTable(("p100", "g2"), np.array([64000, 96000]), np.array([1 << 20] * 2), np.array([2, 2]), ("P100", "G2"))
 WORKLOAD = [((12000, 1000, 1, ""), 0.5), ((3000, 810, 1, ""), 0.2), ((4000, 470, 1, ""), 0.2), ((4000, 160, 1, ""), 0.1)]
+CONSTRAINED = [((12000, 1000, 1, "G2"), 0.5), *WORKLOAD[1:]]  # some typical task depends on G2: it is contested
 
 
-def share_view(left: list[int], milli: int) -> tuple[NodeView, object]:
+def share_view(left: list[int], milli: int, workload: list) -> tuple[NodeView, TargetWorkload]:
     one = NodeTable(("n",), np.array([96000]), np.array([1 << 20]), np.array([len(left)]), ("G2",))
     fleet = fleet_from_nodes(one, np.arange(1))
     fleet.gpu_left[0] = left
-    return NodeView(fleet, Demand(cpu=4000, mem=0, milli=milli, count=1), np.arange(1)), target_workload(
-        WORKLOAD, fleet.models
-    )
+    view = NodeView(fleet, Demand(cpu=4000, mem=0, milli=milli, count=1), np.arange(1))
+    return view, target_workload(workload, fleet.models)
 
 
-def test_a_share_leaves_what_a_typical_share_can_still_use():
-    # Best fit puts a 320-share on the 470 device (150 left: no typical task fits); the look-ahead puts it on
-    # the 540 device (220 left: the 160-share still fits) and keeps the 470 device for a 470-share.
-    view, wl = share_view([470, 540], 320)
-    assert zhisuan_score(view, wl).slot.tolist() == [0]
-    view, wl = share_view([470, 540], 320)
-    assert leftover_score(view, wl).slot.tolist() == [1]
+@pytest.mark.parametrize(
+    ("workload", "left", "milli", "zhisuan_slot", "leftover_slot"),
+    [
+        # Best fit puts a 320-share on the 470 device (150 left: no typical task fits); with constrained
+        # demand (coarse bins) the look-ahead takes the 480 device (160 left: the 160-share fills it).
+        (CONSTRAINED, [470, 480], 320, 0, 1),
+        (WORKLOAD, [470, 540], 320, 0, 0),  # no constrained demand: the look-ahead is off (on, it takes 540)
+        (CONSTRAINED, [1000, 470], 470, 1, 1),  # an exact fit stays an exact fit
+    ],
+)
+def test_a_share_leaves_what_a_typical_share_can_still_use(workload, left, milli, zhisuan_slot, leftover_slot):
+    view, wl = share_view(left, milli, workload)
+    assert zhisuan_score(view, wl).slot.tolist() == [zhisuan_slot]
+    view, wl = share_view(left, milli, workload)
+    assert leftover_score(view, wl).slot.tolist() == [leftover_slot]
 
 
 @given(
@@ -79,17 +87,18 @@ def test_a_share_leaves_what_a_typical_share_can_still_use():
     st.sampled_from([0, 3000, 90000]),
 )
 @settings(max_examples=60, deadline=None)
-def test_without_lookahead_weight_it_is_zhisuan(left, milli, cpu):
+def test_it_is_zhisuan_without_weight_without_constrained_demand_and_for_whole_devices(left, milli, cpu):
     one = NodeTable(("n",), np.array([96000]), np.array([1 << 20]), np.array([len(left)]), ("G2",))
     fleet = fleet_from_nodes(one, np.arange(1))
     fleet.gpu_left[0] = left
-    wl = target_workload(WORKLOAD, fleet.models)
+    free, constrained = target_workload(WORKLOAD, fleet.models), target_workload(CONSTRAINED, fleet.models)
     for demand in (Demand(cpu=cpu, mem=0, milli=milli, count=1), Demand(cpu=cpu, mem=0, milli=1000, count=1)):
         if not (np.array(left) >= demand.milli).any():
             continue
-        plain = zhisuan_score(NodeView(fleet, demand, np.arange(1)), wl)
-        off = leftover_score_with(0.0)(NodeView(fleet, demand, np.arange(1)), wl)
-        assert plain.score.tolist() == off.score.tolist() and plain.slot.tolist() == off.slot.tolist()
+        cases = [(leftover_score_with(0.0), constrained), (leftover_score, free)]
         if not demand.is_share:  # whole devices leave no share: the look-ahead never changes their score
-            on = leftover_score(NodeView(fleet, demand, np.arange(1)), wl)
-            assert plain.score.tolist() == on.score.tolist()
+            cases.append((leftover_score, constrained))
+        for score, wl in cases:
+            plain = zhisuan_score(NodeView(fleet, demand, np.arange(1)), wl)
+            other = score(NodeView(fleet, demand, np.arange(1)), wl)
+            assert plain.score.tolist() == other.score.tolist() and plain.slot.tolist() == other.slot.tolist()

@@ -45,10 +45,12 @@ def lookahead_waste(milli: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return waste
 
 
-def waste_tables(wl: TargetWorkload) -> np.ndarray:
-    """float[M+1, 1001]: ``W_μ(L)`` per model code μ (last row: no model), memoised per workload."""
+def waste_tables(wl: TargetWorkload, model_blind: bool = False) -> np.ndarray:
+    """float[M+1, 1001]: ``W_μ(L)`` per model code μ (last row: no model), memoised per workload;
+    ``model_blind``: every row from the tasks without a type constraint only (the same for every model)."""
     key = (wl.shapes, tuple(float(w) for w in wl.weight), wl.access.shape[1] - 1)
-    return _waste_tables_for_access(key, wl.access.tobytes())
+    access = wl.access & wl.access[:, -1:] if model_blind else wl.access
+    return _waste_tables_for_access(key, access.tobytes())
 
 
 @lru_cache(maxsize=64)
@@ -67,16 +69,20 @@ def _waste_tables_for_access(key: tuple[object, ...], access_bytes: bytes) -> np
     return tables
 
 
-def leftover_score_with(beta: float) -> Callable[[NodeView, TargetWorkload | None], NodeScores]:
-    """The score plugin with look-ahead weight ``β`` (β = 0 is zhisuan_score exactly)."""
+def leftover_score_with(
+    beta: float, only_with_constrained_demand: bool = True, tie_break: bool = False, model_blind: bool = False
+) -> Callable[[NodeView, TargetWorkload | None], NodeScores]:
+    """The score plugin with look-ahead weight ``β`` (β = 0 is zhisuan_score exactly); by default the
+    look-ahead applies only when some model is contested (FGD's coarse bins), else it is zhisuan_score."""
 
     def leftover_score(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
         assert wl is not None, "the leftover policy needs a target workload"
         d = view.demand
         now, after, candidate = fragmentation_change(view, wl)
         delta = now[:, None] - after + stranded_gain(view, wl)[:, None]
-        if d.is_share and beta:
-            table = waste_tables(wl)[view.node_model]  # [K, 1001]
+        lookahead = bool(beta) and (wl.contested_models.any() or not only_with_constrained_demand)
+        if d.is_share and lookahead:
+            table = waste_tables(wl, model_blind)[view.node_model]  # [K, 1001]
             rest = np.clip(view.left - d.milli, 0, MILLI)
             before = np.take_along_axis(table, np.clip(view.left, 0, MILLI), axis=1)
             delta = delta + beta * (before - np.take_along_axis(table, rest, axis=1))
@@ -84,7 +90,11 @@ def leftover_score_with(beta: float) -> Callable[[NodeView, TargetWorkload | Non
             per_slot = fgd_score_of(delta)
         else:
             per_slot = fgd_score_of(delta, bins=100 * FINE_BINS) / FINE_BINS
-        if d.is_share:
+        if d.is_share and tie_break:  # equal bins: the leftover with the least look-ahead waste, not the smallest
+            table = waste_tables(wl)[view.node_model]
+            rest = np.take_along_axis(table, np.clip(view.left - d.milli, 0, MILLI), axis=1)
+            per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * rest
+        elif d.is_share:
             per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * np.maximum(view.left - d.milli, 0)
         per_slot = np.where(candidate, per_slot, -np.inf)
         best = per_slot.argmax(axis=1)
@@ -94,4 +104,4 @@ def leftover_score_with(beta: float) -> Callable[[NodeView, TargetWorkload | Non
     return leftover_score
 
 
-leftover_score = leftover_score_with(LOOKAHEAD_WEIGHT)
+leftover_score = leftover_score_with(LOOKAHEAD_WEIGHT, only_with_constrained_demand=True, model_blind=True)
