@@ -49,10 +49,17 @@ def test_waste_table_of_a_model_only_counts_tasks_that_may_use_it():
     p100, g2 = fleet.models.index("P100"), fleet.models.index("G2")
     assert tables[p100, 500] == pytest.approx(250.0)  # the 500-share fits: ½ of it is used
     assert tables[g2, 500] == pytest.approx(500.0)  # no task that may use a G2 fits 500
+    blind = waste_tables(wl, model_blind=True)  # only tasks without a type constraint: the same on every model
+    assert blind[p100, 500] == blind[g2, 500] == pytest.approx(500.0)
 
 
 NODES = NodeTable(("p100", "g2"), np.array([64000, 96000]), np.array([1 << 20] * 2), np.array([2, 2]), ("P100", "G2"))
-WORKLOAD = [((12000, 1000, 1, ""), 0.5), ((3000, 810, 1, ""), 0.2), ((4000, 470, 1, ""), 0.2), ((4000, 160, 1, ""), 0.1)]
+WORKLOAD = [
+    ((12000, 1000, 1, ""), 0.5),
+    ((3000, 810, 1, ""), 0.2),
+    ((4000, 470, 1, ""), 0.2),
+    ((4000, 160, 1, ""), 0.1),
+]
 CONSTRAINED = [((12000, 1000, 1, "G2"), 0.5), *WORKLOAD[1:]]  # some typical task depends on G2: it is contested
 
 

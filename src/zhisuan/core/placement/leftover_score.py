@@ -14,10 +14,20 @@ fits) or never comes — the first step is FGD's ``f``, the rest is the second-o
 placement on device g of node n (``L_g → L_g − m``) adds ``β·(W(L_g) − W(L_g − m))`` to zhisuan's
 gradient before binning (milli, as ``ΔF``); other demands are scored exactly as zhisuan does::
 
-    x     = ((F_n + S_n) − (F_n' + S_n') + β·[share]·(W_μ(L_g) − W_μ(L_g − m)))/1000
+    x     = ((F_n + S_n) − (F_n' + S_n') + β·[share]·(W(L_g) − W(L_g − m)))/1000
     score = trunc(bins·σ(x))/(bins/100)   − 1e-6·(L_g − m)   (bins as zhisuan_score)
 
-The tables ``W_μ`` depend only on the target workload (``O(M·1000·T)`` once, memoised).
+The registered policy (``zhisuan-leftover``) uses β = 1, a *model-blind* table (``A`` = the typical
+tasks without a type constraint, the same ``W`` on every model) and turns the look-ahead on only when
+some model is contested, i.e. exactly where zhisuan keeps FGD's coarse 100 bins; otherwise it *is*
+zhisuan_score. Why (development seeds 1–2, BENCHMARKS.md Placement §12): on the fine-binned traces
+the look-ahead moved column 130 by ±0.1 (noise) and lost 0.3–0.9 on cpu250 for β ≥ 2; per-model
+tables lost 1.4–1.5 points at column 100 on gpuspec33 (shares pulled across models); the model-blind
+one gained 0.3–0.7 at column 100 on gpuspec10/20/25 and lost 0.55–0.8 on gpuspec33 (still above FGD).
+``tie_break`` (the look-ahead only as the within-bin device tie-break, instead of best fit) lost 0.6
+at column 100 on gpuspec10 and is kept only to reproduce that row.
+
+The tables depend only on the target workload (``O(M·1000·T)`` once, memoised per workload).
 """
 
 from __future__ import annotations
