@@ -40,7 +40,7 @@ import numpy as np
 from zhisuan.core.placement.fragmentation import TargetWorkload
 from zhisuan.core.placement.node_view import NodeView
 from zhisuan.core.placement.scores import NodeScores, fgd_score_of, fragmentation_change
-from zhisuan.core.placement.zhisuan_score import BEST_FIT_DEVICE_WEIGHT, FINE_BINS, stranded_gain
+from zhisuan.core.placement.zhisuan_score import BEST_FIT_DEVICE_WEIGHT, FINE_BINS, stranded_gain, zhisuan_score
 
 MILLI = 1000
 LOOKAHEAD_WEIGHT = 1.0  # β
@@ -88,10 +88,12 @@ def leftover_score_with(
     def leftover_score(view: NodeView, wl: TargetWorkload | None) -> NodeScores:
         assert wl is not None, "the leftover policy needs a target workload"
         d = view.demand
+        lookahead = bool(beta) and (wl.contested_models.any() or not only_with_constrained_demand)
+        if not (d.is_share and (lookahead or tie_break)):
+            return zhisuan_score(view, wl)  # nothing to look ahead at: zhisuan's own (and its speed-ups)
         now, after, candidate = fragmentation_change(view, wl)
         delta = now[:, None] - after + stranded_gain(view, wl)[:, None]
-        lookahead = bool(beta) and (wl.contested_models.any() or not only_with_constrained_demand)
-        if d.is_share and lookahead:
+        if lookahead:
             table = waste_tables(wl, model_blind)[view.node_model]  # [K, 1001]
             rest = np.clip(view.left - d.milli, 0, MILLI)
             before = np.take_along_axis(table, np.clip(view.left, 0, MILLI), axis=1)
@@ -100,16 +102,15 @@ def leftover_score_with(
             per_slot = fgd_score_of(delta)
         else:
             per_slot = fgd_score_of(delta, bins=100 * FINE_BINS) / FINE_BINS
-        if d.is_share and tie_break:  # equal bins: the leftover with the least look-ahead waste, not the smallest
+        if tie_break:  # equal bins: the leftover with the least look-ahead waste, not the smallest
             table = waste_tables(wl)[view.node_model]
             rest = np.take_along_axis(table, np.clip(view.left - d.milli, 0, MILLI), axis=1)
             per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * rest
-        elif d.is_share:
+        else:
             per_slot = per_slot - BEST_FIT_DEVICE_WEIGHT * np.maximum(view.left - d.milli, 0)
         per_slot = np.where(candidate, per_slot, -np.inf)
         best = per_slot.argmax(axis=1)
-        slot = best if d.is_share else np.full(len(view.idx), -1, np.int64)
-        return NodeScores(per_slot[np.arange(len(view.idx)), best], slot)
+        return NodeScores(per_slot[np.arange(len(view.idx)), best], best)
 
     return leftover_score
 
