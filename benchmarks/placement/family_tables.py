@@ -22,6 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
+from zhisuan.core.placement.leftover_score import leftover_score_with
+from zhisuan.core.placement.policies import POLICIES, Policy
 from zhisuan.sim.bucketing import alloc_discrete
 from zhisuan.sim.cli import parse_seeds
 from zhisuan.sim.orders import generate_order, load_paper_order, paper_order_files
@@ -45,6 +47,25 @@ PAPER_FGD = {  # fgd-protocol.md §7, mean over seeds 42–51 (columns 100, 130)
 }
 OFFLINE_PACKERS = ["zhisuan"]  # the CPU budget of one session; add "fgd", "best-fit" to take the best of several
 FIELDS = ["trace", "seed", "policy", "order", "alloc_100", "alloc_130", "seconds"]
+# Development-set candidates of the session-6 policy search (BENCHMARKS.md Placement §12), usable as
+# --policy NAME: leftover_score_with(β, only_with_constrained_demand, tie_break, model_blind).
+SEARCH_VARIANTS = {
+    "lo0.5": (0.5, False, False, False),
+    "lo1": (1.0, False, False, False),
+    "lo2": (2.0, False, False, False),
+    "lo4": (4.0, False, False, False),
+    "lot": (0.0, False, True, False),
+    "lo1b": (1.0, True, False, True),  # = the registered zhisuan-leftover
+    "lob0.5": (0.5, True, False, True),
+}
+
+
+def register_search_variants(names: list[str]) -> None:
+    """Add the named SEARCH_VARIANTS to the policy registry of this process (not to the product)."""
+    for name in names:
+        if name in SEARCH_VARIANTS and name not in POLICIES:
+            score = leftover_score_with(*SEARCH_VARIANTS[name])
+            POLICIES[name] = Policy(name, score, device_method="scored", needs_workload=True)
 
 
 def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: list[str], offline: list[int]) -> None:
@@ -159,6 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     names = args.trace or [n for family in FAMILIES.values() for n in family]  # CPU-heavy first
     offline = parse_seeds(args.offline_seeds) if args.offline_seeds else []
+    register_search_variants(args.policy or [])
     run(args.traces, args.out, names, parse_seeds(args.seeds), args.policy or ["fgd", "zhisuan"], offline)
 
 

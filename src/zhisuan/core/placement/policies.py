@@ -1,7 +1,8 @@
 """Placement policies: which score plugin, how scores are normalised, how a node and devices are chosen.
 
 The six policies of the FGD paper's evaluation (Random, DotProd, GpuClustering, GpuPacking, BestFit,
-FGD) as specified in docs fgd-protocol.md §4, and zhisuan's own default (``zhisuan_score``).
+FGD) as specified in docs fgd-protocol.md §4, zhisuan's own default (``zhisuan_score``) and its variant with a
+look-ahead on share leftovers (``leftover_score``, BENCHMARKS.md Placement §12).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from zhisuan.core.placement import scores
 from zhisuan.core.placement.fragmentation import TargetWorkload
+from zhisuan.core.placement.leftover_score import leftover_score
 from zhisuan.core.placement.node_view import NodeView
 from zhisuan.core.placement.zhisuan_score import zhisuan_score
 
@@ -37,6 +39,7 @@ POLICIES: dict[str, Policy] = {
         Policy("best-fit", scores.best_fit, normalise=True),
         Policy("fgd", scores.fgd, device_method="scored", needs_workload=True),
         Policy("zhisuan", zhisuan_score, device_method="scored", needs_workload=True),
+        Policy("zhisuan-leftover", leftover_score, device_method="scored", needs_workload=True),
     )
 }
 DEFAULT_POLICY = "zhisuan"
