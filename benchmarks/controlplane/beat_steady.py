@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
+import os
 import resource
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +49,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pause_probe  # noqa: E402
 from heartbeat_load import API, Tally, node_devices, percentile, poll_unreachable  # noqa: E402
 from raw_http import Pool  # noqa: E402
 from throwaway import SITE, Platform, prepare, serve, server_cpu_seconds  # noqa: E402
@@ -183,11 +187,26 @@ def fleet_beat_just_now(platform: Platform) -> None:
     engine.dispose()
 
 
+def quiet_generator_gc() -> None:
+    """Keep the generator's own full collections out of the latencies it measures.
+
+    Latency counts from a beat's scheduled send time, so a pause of the *generator* delays every beat
+    due during it. Its heap is 10,000 coroutines plus the log of every answer (1,000 tuples a second):
+    with the default thresholds a full collection came about every 30 s and took 100–900 ms (0.1–0.2 s
+    on a quiet machine) — the "one 5-s window in six with p99 166–235 ms" of session 5, measured
+    here with ``--probe`` (BENCHMARKS.md, session 6). Everything built so far is frozen (never scanned
+    again) and full collections are put off past the run; young collections go on (a few ms)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000)
+
+
 async def run(platform: Platform, names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     fleet_beat_just_now(platform)
     pool = Pool("127.0.0.1", args.port, args.connections)
     tally, log = Tally(), []
-    start = time.perf_counter() + 0.5
+    start, start_wall = time.perf_counter() + 0.5, time.time() + 0.5
     until = start + args.duration
     surge = (args.surge, start + args.surge_at, start + args.surge_at + args.surge_s) if args.surge > 1 \
         else (1.0, float("inf"), float("inf"))
@@ -204,6 +223,8 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
                        args.interval, until, surge, tally, log)
              for number, (name, key) in enumerate(zip(names, platform.agent_keys, strict=True))]
     first_ok = FirstAcks(tally, len(names))
+    if args.generator_gc == "frozen":
+        quiet_generator_gc()
     await asyncio.gather(poll_unreachable(pool, platform.operator_key, until, args.timeout, tally),
                          sample_steady_cpu(), first_ok.watch(until), *loops)
     cpu1, server1 = resource.getrusage(resource.RUSAGE_SELF), server_cpu_seconds(platform)
@@ -223,10 +244,15 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
         "steady_server_cpu_ms_per_request": round(1000 * (server1 - steady_cpu[0]) / max(
             1, requests - steady_cpu[1]), 3) if steady_cpu else None,
         "generator_cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+        "generator_gc": args.generator_gc,
     }
     if args.windows or args.surge > 1:
         result["windows"] = {f"{t:.0f}-{t + 5:.0f}s": window_stats(log, start + t, start + t + 5)
                              for t in range(0, int(args.duration), 5)}
+    if args.probe:
+        probed = Path(os.environ["ZHISUAN_PAUSE_PROBE"])
+        result["probe_server"] = pause_probe.summarise(probed, start_wall, args.duration)
+        result["probe_generator"] = pause_probe.summarise(probed, start_wall, args.duration, "generator")
     return result
 
 
@@ -250,7 +276,17 @@ def main() -> None:
                         help="seed no last report: every node's first beat is applied in full (worst case)")
     parser.add_argument("--windows", action="store_true", help="report every 5-s window")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--generator-gc", choices=("frozen", "default"), default="frozen",
+                        help="the generator's own collector: frozen before the beats start (default), or as "
+                             "Python sets it (as up to session 5: its full collections land in the latencies)")
+    parser.add_argument("--probe", action="store_true",
+                        help="log the server's GC pauses, background passes and stalls (pause_probe.py), per window")
     args = parser.parse_args()
+    if args.probe:  # inherited by the server process
+        os.environ["ZHISUAN_PAUSE_PROBE"] = tempfile.mkdtemp(prefix="zs-probe-")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent / "probe_site"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        pause_probe.watch_gc(pause_probe.Log(Path(os.environ["ZHISUAN_PAUSE_PROBE"]), "generator"))
     platform = prepare("postgresql", args.nodes, args.legacy_scrypt_n)
     try:
         names = seed_nodes(platform, args.fresh_reports)

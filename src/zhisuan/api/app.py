@@ -155,7 +155,8 @@ def start_beat_buffer(ctx: AppContext, loops: sessionmaker[Session], holder: str
         return None
     # Beats answered from memory need a sweep at least this often, or they take the full path again.
     max_unswept_s = max(5.0, 5 * ctx.settings.beat_flush_interval_s)
-    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s), max_unswept_s)
+    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s), max_unswept_s,
+                       timedelta(seconds=ctx.settings.heartbeat_timeout_s))
     with transaction(loops) as session:
         mark_flushed(session, holder, ctx.clock())
     ctx.beats = beats
