@@ -204,6 +204,8 @@ def quiet_generator_gc() -> None:
 
 async def run(platform: Platform, names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     fleet_beat_just_now(platform)
+    if args.generator_gc == "frozen":  # before the clock starts: its one full collection delays no beat
+        quiet_generator_gc()
     pool = Pool("127.0.0.1", args.port, args.connections)
     tally, log = Tally(), []
     start, start_wall = time.perf_counter() + 0.5, time.time() + 0.5
@@ -223,15 +225,14 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
                        args.interval, until, surge, tally, log)
              for number, (name, key) in enumerate(zip(names, platform.agent_keys, strict=True))]
     first_ok = FirstAcks(tally, len(names))
-    if args.generator_gc == "frozen":
-        quiet_generator_gc()
     await asyncio.gather(poll_unreachable(pool, platform.operator_key, until, args.timeout, tally),
                          sample_steady_cpu(), first_ok.watch(until), *loops)
     cpu1, server1 = resource.getrusage(resource.RUSAGE_SELF), server_cpu_seconds(platform)
     pool.close()
     requests = sum(tally.statuses.values())
     result: dict[str, Any] = {
-        "nodes": len(names), "interval_s": args.interval, "duration_s": args.duration, "workers": args.workers,
+        "nodes": len(names), "backend": args.backend, "interval_s": args.interval, "duration_s": args.duration,
+        "workers": args.workers,
         "offered_per_s": round(len(names) / args.interval, 1),
         "whole": window_stats(log, start, until),
         "steady": window_stats(log, start + args.warmup, until),
@@ -263,6 +264,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds left out of the 'steady' figures")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="sqlite: the one-box case (one process: SQLite has one writer)")
     parser.add_argument("--port", type=int, default=18440)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--legacy-scrypt-n", type=int, default=None,
@@ -287,7 +290,7 @@ def main() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).resolve().parent / "probe_site"), *filter(None, [os.environ.get("PYTHONPATH")])])
         pause_probe.watch_gc(pause_probe.Log(Path(os.environ["ZHISUAN_PAUSE_PROBE"]), "generator"))
-    platform = prepare("postgresql", args.nodes, args.legacy_scrypt_n)
+    platform = prepare(args.backend, args.nodes, args.legacy_scrypt_n)
     try:
         names = seed_nodes(platform, args.fresh_reports)
         serve(platform, args.port, args.workers, args.server_arg)

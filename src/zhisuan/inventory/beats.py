@@ -16,8 +16,14 @@ on the next one):
   monitor decides only up to the oldest mark of the *other* live processes (``--workers N``): a beat
   still in another process's buffer never makes its node look quiet. A process silent for longer
   than the timeout counts as gone (its buffered beats, if any, were lost with it);
-- a flush that finds one of its nodes ``unreachable`` (the monitor marked it between the beat's read
-  and the flush: it was quiet until that beat) brings it back as the full path would (``revive``).
+- a beat waits in a buffer only while a recent time vouches for its node (the ``last_heartbeat_at``
+  read with it, or this process's own last beat of the node, at most ``timeout − 1 s`` old:
+  ``core.liveness.may_wait_in_buffer``). A beat after a longer silence — its node already looks
+  quiet to a monitor judging as of another process's older flush mark — is written before it is
+  acknowledged (``write_now``): a node is never marked unreachable for a silence that an
+  acknowledged beat had ended (with ``--workers 2``, 7 nodes were, in session 5);
+- a flush that finds one of its nodes ``unreachable`` anyway (marked by a monitor that counted this
+  process as gone: no flush for the timeout) brings it back as the full path would (``revive``).
 """
 
 from __future__ import annotations
