@@ -26,6 +26,11 @@ part) and the generator's own.
     uv run python benchmarks/controlplane/beat_steady.py --nodes 10000 --surge 3 --surge-at 40 --surge-s 60 \
         --duration 150
 
+``--probe`` logs, inside the server, every GC pause, every background pass (wall and CPU) and every
+stall of a 2-ms sampling thread, folded into the same 5-s windows (``pause_probe.py``). The
+generator's own collector is frozen before the clock starts (``quiet_generator_gc``): its full
+collections were the p99 windows every 30 s of session 5; ``--generator-gc default`` brings them back.
+
 Works unchanged against an older checkout (run it with that checkout's interpreter) for before/after.
 """
 
