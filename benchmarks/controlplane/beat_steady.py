@@ -26,6 +26,11 @@ part) and the generator's own.
     uv run python benchmarks/controlplane/beat_steady.py --nodes 10000 --surge 3 --surge-at 40 --surge-s 60 \
         --duration 150
 
+``--probe`` logs, inside the server, every GC pause, every background pass (wall and CPU) and every
+stall of a 2-ms sampling thread, folded into the same 5-s windows (``pause_probe.py``). The
+generator's own collector is frozen before the clock starts (``quiet_generator_gc``): its full
+collections were the p99 windows every 30 s of session 5; ``--generator-gc default`` brings them back.
+
 Works unchanged against an older checkout (run it with that checkout's interpreter) for before/after.
 """
 
@@ -33,10 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
+import os
 import resource
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +54,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pause_probe  # noqa: E402
 from heartbeat_load import API, Tally, node_devices, percentile, poll_unreachable  # noqa: E402
 from raw_http import Pool  # noqa: E402
 from throwaway import SITE, Platform, prepare, serve, server_cpu_seconds  # noqa: E402
@@ -183,11 +192,28 @@ def fleet_beat_just_now(platform: Platform) -> None:
     engine.dispose()
 
 
+def quiet_generator_gc() -> None:
+    """Keep the generator's own full collections out of the latencies it measures.
+
+    Latency counts from a beat's scheduled send time, so a pause of the *generator* delays every beat
+    due during it. Its heap is 10,000 coroutines plus the log of every answer (1,000 tuples a second):
+    with the default thresholds a full collection came about every 30 s and took 100–900 ms (0.1–0.2 s
+    on a quiet machine) — the "one 5-s window in six with p99 166–235 ms" of session 5, measured
+    here with ``--probe`` (BENCHMARKS.md, session 6). Everything built so far is frozen (never scanned
+    again) and full collections are put off past the run; young collections go on (a few ms)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000)
+
+
 async def run(platform: Platform, names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     fleet_beat_just_now(platform)
+    if args.generator_gc == "frozen":  # before the clock starts: its one full collection delays no beat
+        quiet_generator_gc()
     pool = Pool("127.0.0.1", args.port, args.connections)
     tally, log = Tally(), []
-    start = time.perf_counter() + 0.5
+    start, start_wall = time.perf_counter() + 0.5, time.time() + 0.5
     until = start + args.duration
     surge = (args.surge, start + args.surge_at, start + args.surge_at + args.surge_s) if args.surge > 1 \
         else (1.0, float("inf"), float("inf"))
@@ -210,7 +236,8 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
     pool.close()
     requests = sum(tally.statuses.values())
     result: dict[str, Any] = {
-        "nodes": len(names), "interval_s": args.interval, "duration_s": args.duration, "workers": args.workers,
+        "nodes": len(names), "backend": args.backend, "interval_s": args.interval, "duration_s": args.duration,
+        "workers": args.workers,
         "offered_per_s": round(len(names) / args.interval, 1),
         "whole": window_stats(log, start, until),
         "steady": window_stats(log, start + args.warmup, until),
@@ -223,10 +250,15 @@ async def run(platform: Platform, names: list[str], args: argparse.Namespace) ->
         "steady_server_cpu_ms_per_request": round(1000 * (server1 - steady_cpu[0]) / max(
             1, requests - steady_cpu[1]), 3) if steady_cpu else None,
         "generator_cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+        "generator_gc": args.generator_gc,
     }
     if args.windows or args.surge > 1:
         result["windows"] = {f"{t:.0f}-{t + 5:.0f}s": window_stats(log, start + t, start + t + 5)
                              for t in range(0, int(args.duration), 5)}
+    if args.probe:
+        probed = Path(os.environ["ZHISUAN_PAUSE_PROBE"])
+        result["probe_server"] = pause_probe.summarise(probed, start_wall, args.duration)
+        result["probe_generator"] = pause_probe.summarise(probed, start_wall, args.duration, "generator")
     return result
 
 
@@ -237,6 +269,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds left out of the 'steady' figures")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="sqlite: the one-box case (one process: SQLite has one writer)")
     parser.add_argument("--port", type=int, default=18440)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--legacy-scrypt-n", type=int, default=None,
@@ -250,8 +284,18 @@ def main() -> None:
                         help="seed no last report: every node's first beat is applied in full (worst case)")
     parser.add_argument("--windows", action="store_true", help="report every 5-s window")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--generator-gc", choices=("frozen", "default"), default="frozen",
+                        help="the generator's own collector: frozen before the beats start (default), or as "
+                             "Python sets it (as up to session 5: its full collections land in the latencies)")
+    parser.add_argument("--probe", action="store_true",
+                        help="log the server's GC pauses, background passes and stalls (pause_probe.py), per window")
     args = parser.parse_args()
-    platform = prepare("postgresql", args.nodes, args.legacy_scrypt_n)
+    if args.probe:  # inherited by the server process
+        os.environ["ZHISUAN_PAUSE_PROBE"] = tempfile.mkdtemp(prefix="zs-probe-")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent / "probe_site"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        pause_probe.watch_gc(pause_probe.Log(Path(os.environ["ZHISUAN_PAUSE_PROBE"]), "generator"))
+    platform = prepare(args.backend, args.nodes, args.legacy_scrypt_n)
     try:
         names = seed_nodes(platform, args.fresh_reports)
         serve(platform, args.port, args.workers, args.server_arg)

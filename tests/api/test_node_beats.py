@@ -14,7 +14,7 @@ from sqlalchemy import event, select, update
 from tests.api.conftest import Api, Clock, h100_node
 from zhisuan.core.liveness import listening_since
 from zhisuan.identity.models import ApiKey
-from zhisuan.inventory.beats import BeatBuffer
+from zhisuan.inventory.beats import BeatBuffer, mark_flushed
 from zhisuan.inventory.models import BeatFlush, Node
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.store.base import transaction
@@ -133,12 +133,76 @@ def test_a_flush_brings_back_a_node_marked_unreachable_before_its_buffered_beat_
         world: Api, clock: Clock, buffered: BeatBuffer) -> None:
     registered = world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
-    clock.advance(seconds=31)
+    clock.advance(seconds=20)
+    beat_at = clock()
     world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # buffered
-    assert len(run_monitor(world, clock, None)) == 1  # a monitor that did not see it (the race)
+    clock.advance(seconds=15)
+    assert len(run_monitor(world, clock, None)) == 1  # a monitor that did not see it (a process counted gone)
     assert flush(world, buffered, clock) == [registered["node_id"]]
     node = world.ok("GET", "/nodes/s1/gpu-a", "operator")
-    assert node["status"] == "ready" and node["last_heartbeat_at"].startswith(clock().isoformat()[:19])
+    assert node["status"] == "ready" and node["last_heartbeat_at"].startswith(beat_at.isoformat()[:19])
+
+
+def other_process(world: Api, clock: Clock, flushed_ago_s: float = 1.0) -> BeatBuffer:
+    """A second API process serving the beats (``--workers 2``): its own buffer, flushed a moment ago."""
+    ctx = world.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.beats = BeatBuffer("other-process", timedelta(seconds=300))
+    ctx.verifier._verified.clear()
+    with transaction(sessions(world)) as session:
+        mark_flushed(session, "other-process", clock() - timedelta(seconds=flushed_ago_s))
+    return ctx.beats
+
+
+@pytest.mark.parametrize("path", ["known", "first", "quick"])
+def test_a_beat_acknowledged_by_another_process_after_a_long_silence_is_never_marked_for_it(
+        world: Api, clock: Clock, path: str) -> None:
+    """Two API processes on one database. The other one serves gpu-a: a beat, then 40 s of silence
+    (its agent's beats were lost), then a beat it acknowledges — answered from memory (``known``), as
+    a first beat checked in a batch (``first``, a new process), or after its one read (``quick``).
+    This process's monitor then runs while the other process's last flush mark (1 s ago) is older
+    than that beat. The beat ended the silence before the monitor judged it: the node stays ready —
+    a buffered beat would have left the node 40 s quiet as far as the database and the mark showed,
+    and it would have been marked unreachable after its agent was told it was heard."""
+    from zhisuan.inventory.beats import quick_beat
+    from zhisuan.inventory.schemas import Heartbeat
+
+    mine = BeatBuffer(HOLDER, timedelta(seconds=300))
+    other = other_process(world, clock)
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)  # in full (now a known beat there)
+    clock.advance(seconds=40)
+    if path == "first":
+        other = other_process(world, clock)  # restarted: nothing known, nothing vouched
+    else:
+        with transaction(sessions(world)) as session:
+            mark_flushed(session, "other-process", clock() - timedelta(seconds=1))
+    if path == "quick":
+        ctx = world.client.app.state.ctx  # type: ignore[attr-defined]
+        answered = quick_beat(ctx, other, world.keys["agent1"], Heartbeat.model_validate(HEALTHY))
+        assert answered is not None and answered[0].status == "ready"
+    else:
+        assert world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)["status"] == "ready"
+    assert run_monitor(world, clock, mine) == []
+    assert stored(world).status == "ready"
+    flush(world, other, clock)
+    clock.advance(seconds=31)  # silent again for longer than the timeout: marked, as documented
+    with transaction(sessions(world)) as session:
+        mark_flushed(session, "other-process", clock())
+    assert len(run_monitor(world, clock, mine)) == 1 and stored(world).status == "unreachable"
+
+
+def test_a_known_beat_of_a_node_this_process_has_not_heard_for_a_timeout_is_checked_again(
+        world: Api, clock: Clock, buffered: BeatBuffer) -> None:
+    """Its node may have been marked unreachable by another process meanwhile: the beat is checked
+    (and the node brought back by the full path) before it is answered, not answered from memory."""
+    world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
+    world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    clock.advance(seconds=31)
+    assert len(run_monitor(world, clock, None)) == 1  # another process's monitor: still known here
+    assert len(buffered.known) == 1
+    ack = world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
+    assert ack["status"] == "ready" and stored(world).status == "ready"  # at once, not at the next flush
+    assert buffered.take() == ({}, set())  # written by the full path, nothing left for the flush
 
 
 def test_a_changed_report_is_applied_at_once(world: Api, clock: Clock, buffered: BeatBuffer) -> None:
@@ -247,8 +311,9 @@ def test_after_a_restart_no_node_is_judged_before_an_interval_and_the_timeout(
         world: Api, clock: Clock, buffered: BeatBuffer) -> None:
     """Start-up grace (core.liveness): both nodes' last beats are 10 min old when the control plane
     comes back. gpu-b stays silent: unreachable 40 s after the start, not at the first pass. gpu-a
-    beats 12 s after the start (buffered, its key checked in the beat's one read): its silence then
-    counts from that beat, the buffered time included."""
+    beats 12 s after the start (its key checked in the beat's one read; written at once, as its last
+    written beat is 612 s old — buffered, it could be marked for that silence): its silence then
+    counts from that beat."""
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
     world.ok("POST", "/agent/register", "agent2", h100_node("gpu-b", 2))
     world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
@@ -259,14 +324,14 @@ def test_after_a_restart_no_node_is_judged_before_an_interval_and_the_timeout(
     clock.advance(seconds=12)
     with Statements(world) as statements:
         world.ok("POST", "/agent/heartbeat", "agent1", HEALTHY)
-    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT"]
+    assert [s for s in statements if s not in ("BEGIN", "ROLLBACK", "COMMIT")] == ["SELECT", "UPDATE"]
     clock.advance(seconds=27)  # start + 39 s
     assert run_monitor(world, clock, beats, started) == []
     clock.advance(seconds=2)  # start + 41 s: gpu-b silent since the listening point (start + 10) for 31 s
     marked = run_monitor(world, clock, beats, started)
     assert [world.ok("GET", f"/nodes/{site}/{name}", "operator")["status"] for site, name in
             (("s1", "gpu-a"), ("s2", "gpu-b"))] == ["ready", "unreachable"] and len(marked) == 1
-    clock.advance(seconds=2)  # start + 43 s: gpu-a's buffered beat (start + 12) is 31 s old
+    clock.advance(seconds=2)  # start + 43 s: gpu-a's beat (start + 12) is 31 s old
     assert len(run_monitor(world, clock, beats, started)) == 1
     assert stored(world).status == "unreachable"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zhisuan.core.liveness import NodeBeat, listening_since, nodes_gone_quiet
+from zhisuan.core.liveness import NodeBeat, listening_since, may_wait_in_buffer, nodes_gone_quiet
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=30)
@@ -55,3 +55,24 @@ def test_no_node_is_judged_before_the_start_plus_an_interval_plus_the_timeout(
     # The grace only ever delays a judgement, never makes one: quiet with it ⇒ quiet without it.
     if quiet:
         assert nodes_gone_quiet((beat,), T0 + timedelta(seconds=now), TIMEOUT) == quiet
+
+
+def test_a_beat_may_wait_in_a_buffer_only_while_a_recent_time_vouches_for_its_node() -> None:
+    now = T0
+    assert may_wait_in_buffer(now - timedelta(seconds=10), now, TIMEOUT)  # a steady node: the flush writes it
+    assert may_wait_in_buffer(now - timedelta(seconds=29), now, TIMEOUT)
+    assert not may_wait_in_buffer(now - timedelta(seconds=29.5), now, TIMEOUT)  # within the clock skew
+    assert not may_wait_in_buffer(now - timedelta(seconds=40), now, TIMEOUT)  # it looks quiet: written at once
+    assert not may_wait_in_buffer(None, now, TIMEOUT)  # never heard
+
+
+@given(vouched_s=st.floats(0, 100), beat_s=st.floats(0, 100), decided_s=st.floats(0, 100))
+def test_no_monitor_can_mark_a_node_for_the_silence_a_buffered_beat_ended(
+        vouched_s: float, beat_s: float, decided_s: float) -> None:
+    """The argument of ``may_wait_in_buffer``: while the beat waits, a monitor judges as of a moment no
+    later than the beat (the serving process's flush mark); the node's last written beat is at least
+    the vouching time. Whenever the beat may wait, that monitor finds the node not quiet."""
+    vouched, beat = T0 + timedelta(seconds=vouched_s), T0 + timedelta(seconds=max(beat_s, vouched_s))
+    decided = min(beat, T0 + timedelta(seconds=decided_s))
+    if may_wait_in_buffer(vouched, beat, TIMEOUT):
+        assert nodes_gone_quiet((NodeBeat(1, "ready", "agent", vouched),), decided, TIMEOUT) == ()

@@ -51,6 +51,7 @@ from zhisuan.inventory.fleet import SummaryCache
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
+from zhisuan.loops.warm_freeze import freeze_after
 from zhisuan.market.router import router as market_router
 from zhisuan.placement.router import router as placement_router
 from zhisuan.serving.autoscaler import autoscale_pass
@@ -134,6 +135,8 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     if beats is not None:
         tasks.append(asyncio.create_task(every(
             settings.beat_flush_interval_s, lambda: beats.flush(loops, ctx.clock()), "beat-flush")))
+    # Once the start-up grace is over, what the first beats built is frozen too (loops.warm_freeze).
+    tasks.append(asyncio.create_task(freeze_after(settings.heartbeat_interval_s + settings.heartbeat_timeout_s)))
     if settings.register_local_site:
         site_id = ensure_local_site(ctx.sessions)
         name = register_local_node(ctx, catalog, site_id)
@@ -155,7 +158,8 @@ def start_beat_buffer(ctx: AppContext, loops: sessionmaker[Session], holder: str
         return None
     # Beats answered from memory need a sweep at least this often, or they take the full path again.
     max_unswept_s = max(5.0, 5 * ctx.settings.beat_flush_interval_s)
-    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s), max_unswept_s)
+    beats = BeatBuffer(holder, timedelta(seconds=ctx.settings.cordon_clear_after_s), max_unswept_s,
+                       timedelta(seconds=ctx.settings.heartbeat_timeout_s))
     with transaction(loops) as session:
         mark_flushed(session, holder, ctx.clock())
     ctx.beats = beats

@@ -5,8 +5,10 @@ A steady fleet's heartbeats are mostly byte-for-byte repeats of a beat already a
 dependencies, the thread hand-off and the key check's SQL are pure overhead: this layer reads the
 body (bounded by its declared ``Content-Length``), asks the process's ``KnownBeats`` and, on a
 match, buffers the beat's time and sends the remembered answer. A beat it does not know yet (the
-first after a restart) is checked with others in one statement (``inventory.first_beats``) and, if it
-changes nothing, answered and remembered the same way. Anything else — no beat buffer,
+first after a restart) — or a known one whose node this process has not heard for a heartbeat
+timeout (it may look quiet to the monitor: ``core.liveness.may_wait_in_buffer``) — is checked with
+others in one statement (``inventory.first_beats``) and, if it changes nothing, answered and
+remembered the same way. Anything else — no beat buffer,
 another path, no bearer token, no or a too large ``Content-Length``, an unknown or changed body —
 is passed on unchanged, the body replayed, to the full stack (which enforces every bound). A
 registration (``/agent/register``) passes too, but first makes its key's known beat forgotten: it
@@ -78,9 +80,9 @@ class BeatShortcut:
             return
         messages, body = await read_declared_body(receive, length)
         known = beats.known.answer(token, body) if body is not None else None
-        if known is not None:
-            beats.record(known.node_id, self.ctx.clock)
-        elif body is not None and beats.known.answering():  # a first beat: checked in a batch, buffered
+        if known is not None and beats.record(known.node_id, self.ctx.clock) is None:
+            known = None  # no beat of its node here for a timeout: checked (and written) like a first beat
+        if known is None and body is not None and beats.known.answering():  # checked in a batch, buffered
             client = scope.get("client")
             known = await self.first_beats(beats).resolve(token, body, client[0] if client else None)
         if known is None:

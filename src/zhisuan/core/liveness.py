@@ -45,3 +45,27 @@ def nodes_gone_quiet(beats: tuple[NodeBeat, ...], now: datetime, timeout: timede
         if heard is None or now - heard > timeout:
             quiet.append(beat.node_id)
     return tuple(quiet)
+
+
+# Clocks of API processes on different hosts may disagree by this much (NTP keeps them far closer).
+CLOCK_SKEW = timedelta(seconds=1)
+
+
+def may_wait_in_buffer(vouched_at: datetime | None, beat_at: datetime, timeout: timedelta,
+                       skew: timedelta = CLOCK_SKEW) -> bool:
+    """Whether a beat acknowledged at ``beat_at`` may wait in its process's buffer (written by the
+    next flush) instead of being written before it is acknowledged.
+
+    ``vouched_at`` is a time the node's ``last_heartbeat_at`` is sure to reach before any monitor
+    can judge a moment after it: the value read from the database, or an earlier beat of this
+    process (itself written, buffered under this same rule, or written at once). Then
+
+        may wait  ⇔  beat_at − vouched_at ≤ timeout − skew
+
+    Why it is enough: while the beat waits, every monitor judges silence as of a moment ``D`` no later
+    than the serving process's flush mark, which is earlier than the beat (``D ≤ beat_at``), and
+    marks only a node with ``last_heartbeat_at < D − timeout ≤ beat_at − timeout ≤ vouched_at`` —
+    none. A beat after a longer silence (its node already looks quiet) is written before its
+    answer: otherwise a monitor could mark the node for the very silence this beat ended, after the
+    agent was told it was heard. ``skew`` covers clocks of different hosts."""
+    return vouched_at is not None and beat_at - vouched_at <= timeout - skew

@@ -16,8 +16,14 @@ on the next one):
   monitor decides only up to the oldest mark of the *other* live processes (``--workers N``): a beat
   still in another process's buffer never makes its node look quiet. A process silent for longer
   than the timeout counts as gone (its buffered beats, if any, were lost with it);
-- a flush that finds one of its nodes ``unreachable`` (the monitor marked it between the beat's read
-  and the flush: it was quiet until that beat) brings it back as the full path would (``revive``).
+- a beat waits in a buffer only while a recent time vouches for its node (the ``last_heartbeat_at``
+  read with it, or this process's own last beat of the node, at most ``timeout − 1 s`` old:
+  ``core.liveness.may_wait_in_buffer``). A beat after a longer silence — its node already looks
+  quiet to a monitor judging as of another process's older flush mark — is written before it is
+  acknowledged (``write_now``): a node is never marked unreachable for a silence that an
+  acknowledged beat had ended (with ``--workers 2``, 7 nodes were, in session 5);
+- a flush that finds one of its nodes ``unreachable`` anyway (marked by a monitor that counted this
+  process as gone: no flush for the timeout) brings it back as the full path would (``revive``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from zhisuan.core.liveness import may_wait_in_buffer
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.access import require_scope
 from zhisuan.identity.hashing import KEY_DIGEST_SCHEME, verify_secret
@@ -51,6 +58,8 @@ if TYPE_CHECKING:
 # A key's ``last_used_at`` is refreshed at most this often (as ``KeyVerifier`` does), in the flush.
 KEY_USE_PRECISION = timedelta(minutes=1)
 GRANTS_KEPT = 100_000
+VOUCHED_KEPT = 200_000
+DEFAULT_TIMEOUT = timedelta(seconds=30)  # Settings.heartbeat_timeout_s
 
 
 def token_digest(token: str) -> str:
@@ -65,11 +74,14 @@ class BeatBuffer:
     every beat (in its one statement), so revoking a key or disabling a user takes effect at once.
     """
 
-    def __init__(self, holder: str, clear_after: timedelta, max_unswept_s: float = 5.0) -> None:
-        self.holder, self.clear_after = holder, clear_after
+    def __init__(self, holder: str, clear_after: timedelta, max_unswept_s: float = 5.0,
+                 timeout: timedelta = DEFAULT_TIMEOUT) -> None:
+        self.holder, self.clear_after, self.timeout = holder, clear_after, timeout
         self.known = KnownBeats(max_unswept_s)  # beats answered before the framework (known_beats)
         self._lock = threading.Lock()
         self._seen: dict[int, datetime] = {}
+        # Per node, the latest time its last_heartbeat_at is sure to reach (core.liveness.may_wait_in_buffer).
+        self._vouched: dict[int, datetime] = {}
         self._keys_used: set[str] = set()
         self._grants: OrderedDict[str, str] = OrderedDict()
 
@@ -82,16 +94,41 @@ class BeatBuffer:
             while len(self._grants) > GRANTS_KEPT:
                 self._grants.popitem(last=False)
 
-    def record(self, node_id: int, clock: Callable[[], datetime], key_used: str | None = None) -> datetime:
-        """Buffer a beat of ``node_id`` now. The time is read under the lock that ``take`` holds, so
-        a beat is either in a flush or later than that flush's mark — never behind it."""
+    def record(self, node_id: int, clock: Callable[[], datetime], key_used: str | None = None,
+               vouched_at: datetime | None = None) -> datetime | None:
+        """Buffer a beat of ``node_id`` now, if it may wait for the flush: a time that vouches for the
+        node (``vouched_at``, read from the database, or this process's own last beat of it) is
+        recent enough (``core.liveness.may_wait_in_buffer``). Otherwise nothing is recorded and None
+        is returned: the caller writes the beat before acknowledging it (``write_now``) or sends it
+        the full way. The time is read under the lock that ``take`` holds, so a beat is either in a
+        flush or later than that flush's mark — never behind it."""
         with self._lock:
             now = clock()
+            vouched = self._vouched.get(node_id)
+            if vouched_at is not None and (vouched is None or vouched < vouched_at):
+                vouched = vouched_at
+            if not may_wait_in_buffer(vouched, now, self.timeout):
+                return None
             previous = self._seen.get(node_id)
             self._seen[node_id] = now if previous is None or previous < now else previous
+            self._vouch(node_id, now)
             if key_used is not None:
                 self._keys_used.add(key_used)
         return now
+
+    def written(self, node_id: int, at: datetime, key_used: str | None = None) -> None:
+        """A beat of ``node_id`` at ``at`` is in the database (written at once, or by the full path)."""
+        with self._lock:
+            self._vouch(node_id, at)
+            if key_used is not None:
+                self._keys_used.add(key_used)
+
+    def _vouch(self, node_id: int, at: datetime) -> None:  # the caller holds the lock
+        current = self._vouched.get(node_id)
+        if current is None or current < at:
+            self._vouched[node_id] = at
+            while len(self._vouched) > VOUCHED_KEPT:
+                del self._vouched[next(iter(self._vouched))]  # a forgotten node is checked in the database
 
     def pending(self, node_id: int) -> datetime | None:
         return self._seen.get(node_id)
@@ -172,6 +209,32 @@ def write_last_seen(session: Session, seen: dict[int, datetime]) -> set[int]:
     return unreachable
 
 
+def write_now(session: Session, beats: dict[int, datetime]) -> set[int]:
+    """Write these beats before they are acknowledged (they may not wait in a buffer: their nodes
+    already look quiet, ``core.liveness.may_wait_in_buffer``), each only while its node is still
+    ``ready``; the ids written. A node the monitor marked first is left out: its beat goes the full
+    way, which brings it back. The row lock this takes is what the monitor's guarded mark waits
+    for; after the commit, that mark sees the node heard."""
+    if not beats:
+        return set()
+    ids = sorted(beats)
+    if session.get_bind().dialect.name == "postgresql":
+        return set(session.execute(text(
+            "UPDATE nodes SET last_heartbeat_at = GREATEST(COALESCE(nodes.last_heartbeat_at, v.t), v.t) "
+            "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:times AS TIMESTAMPTZ[])) AS v(id, t) "
+            "WHERE nodes.id = v.id AND nodes.status = 'ready' RETURNING nodes.id"),
+            {"ids": ids, "times": [beats[node_id] for node_id in ids]}).scalars())
+    written = set()
+    for node_id in ids:  # SQLite (one box): one short statement each
+        at = beats[node_id]
+        done = session.execute(update(Node).where(Node.id == node_id, Node.status == "ready").values(
+            last_heartbeat_at=case((or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < at), at),
+                                   else_=Node.last_heartbeat_at)).execution_options(synchronize_session=False))
+        if done.rowcount:  # type: ignore[attr-defined]
+            written.add(node_id)
+    return written
+
+
 def mark_flushed(session: Session, holder: str, through: datetime) -> None:
     done = session.execute(update(BeatFlush).where(BeatFlush.holder == holder)
                            .values(flushed_through=through).execution_options(synchronize_session=False))
@@ -246,16 +309,16 @@ def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat,
         ctx.verifier.throttle.check([f"client:{client}"], now, "API key checks")
     with ctx.sessions() as session:
         row = session.execute(
-            select(Node.id, Node.status, Node.cordon_reason, Node.health_digest, ApiKey.node_name,
-                   ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at, ApiKey.scopes, User.disabled,
-                   ApiKey.secret_hash)
+            select(Node.id, Node.status, Node.cordon_reason, Node.health_digest, Node.last_heartbeat_at,
+                   ApiKey.node_name, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at, ApiKey.scopes,
+                   User.disabled, ApiKey.secret_hash)
             .select_from(ApiKey).join(User, User.id == ApiKey.user_id)
             .join(Node, and_(Node.site_id == ApiKey.site_id, Node.name == body.node))
             .where(ApiKey.key_id == key_id)
         ).first()
     if row is None:
         return None
-    node_id, status, cordon, digest, bound, revoked, expires, used, scopes, disabled, stored = row
+    node_id, status, cordon, digest, heard, bound, revoked, expires, used, scopes, disabled, stored = row
     unchanged = status == "ready" and cordon is None and digest == service.report_digest(body.devices)
     usable = revoked is None and (expires is None or expires > now) and not disabled and "agent" in scopes
     if not (unchanged and usable and bound == body.node and digest_matches(secret, stored)):
@@ -263,7 +326,12 @@ def quick_beat(ctx: AppContext, beats: BeatBuffer, token: str, body: Heartbeat,
     if secret is not None:
         beats.remember_grant(token, key_id)
     due = used is None or now - used > KEY_USE_PRECISION
-    beats.record(node_id, ctx.clock, key_id if due else None)
+    if beats.record(node_id, ctx.clock, key_id if due else None, vouched_at=heard) is None:
+        at = ctx.clock()  # after a long silence: written before the answer, or the full way
+        with transaction(ctx.sessions) as session:
+            if not write_now(session, {node_id: at}):
+                return None
+        beats.written(node_id, at, key_id if due else None)
     return HeartbeatAck(node_id=node_id, status="ready", heartbeat_interval_s=ctx.settings.heartbeat_interval_s), key_id
 
 
@@ -278,8 +346,10 @@ def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> tupl
                                  timedelta(seconds=ctx.settings.cordon_clear_after_s))
         ack = HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
         steady = node.status == "ready" and node.cordon_reason is None and all_healthy(body.devices)
-    if ctx.beats is not None and principal.key_id is not None:
-        ctx.beats.remember_grant(token, principal.key_id)
+    if ctx.beats is not None:
+        ctx.beats.written(ack.node_id, now)  # in the database: the node's next beats may wait in the buffer
+        if principal.key_id is not None:
+            ctx.beats.remember_grant(token, principal.key_id)
     return ack, principal.key_id if steady else None
 
 

@@ -10,7 +10,10 @@ key is stored as a SHA-256 digest.
 ``FirstBeats`` resolves such beats before the framework (``api.beat_shortcut``): the body is parsed
 with ``json.loads`` (no validation model), the pending beats' keys are read **in one statement per
 batch** (``BATCH`` keys, the key, its user and its bound node joined), each secret checked against
-its digest, and a beat that qualifies is learnt as a known beat and buffered like any cheap beat.
+its digest, and a beat that qualifies is learnt as a known beat and buffered like any cheap beat —
+or, when its node has not been heard for a heartbeat timeout (after a long restart, or a beat of a
+node that looks quiet: ``core.liveness.may_wait_in_buffer``), written before it is answered, the
+batch's such beats in one ``UPDATE``.
 Anything else — a shape it does not expect, an unhealthy device, a changed report, a key stored as
 scrypt, a wrong secret, a locked-out client, a full queue — answers None and the beat goes the whole
 way, which decides as before (401, 404, 422, 429, or applying the report). One batch runs at a
@@ -33,11 +36,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from zhisuan.errors import TooManyRequests, Unauthenticated
 from zhisuan.identity.keys import split_key
 from zhisuan.identity.models import ApiKey, User
-from zhisuan.inventory.beats import KEY_USE_PRECISION, BeatBuffer, digest_matches
+from zhisuan.inventory.beats import KEY_USE_PRECISION, BeatBuffer, digest_matches, write_now
 from zhisuan.inventory.known_beats import KnownBeat, body_digest
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.schemas import HeartbeatAck
 from zhisuan.inventory.service import report_digest
+from zhisuan.store.base import transaction
 
 BATCH = 500
 MAX_PENDING = 4 * BATCH  # beyond it, first beats go the whole way (where admission control sheds them)
@@ -133,22 +137,42 @@ class FirstBeats:
                     item.answer.set_result(result)
 
     def check(self, batch: list[Pending]) -> list[KnownBeat | None]:
-        """One statement for the batch; a known beat learnt and buffered for each that qualifies."""
+        """One statement for the batch; a known beat learnt and buffered for each that qualifies. A
+        node that may look quiet by now (no beat for a timeout) has its beat written before the
+        answer, all such beats of the batch in one more statement (``beats.write_now``)."""
         now = self.clock()
         with self.sessions() as session:
             rows = {row[0]: row[1:] for row in session.execute(
                 select(ApiKey.key_id, Node.id, Node.name, Node.status, Node.cordon_reason, Node.health_digest,
-                       ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at, ApiKey.scopes, User.disabled,
-                       ApiKey.secret_hash)
+                       Node.last_heartbeat_at, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.last_used_at,
+                       ApiKey.scopes, User.disabled, ApiKey.secret_hash)
                 .select_from(ApiKey).join(User, User.id == ApiKey.user_id)
                 .join(Node, (Node.site_id == ApiKey.site_id) & (Node.name == ApiKey.node_name))
                 .where(ApiKey.key_id.in_(sorted({item.key_id for item in batch}))))}
-        return [self.admit(item, rows.get(item.key_id), now) for item in batch]
+        admitted = [self.admit(item, rows.get(item.key_id), now) for item in batch]
+        late = {node_id: at for node_id, at in (a.write_at for a in admitted if a is not None and a.write_at)}
+        written: set[int] = set()
+        if late:
+            with transaction(self.sessions) as session:
+                written = write_now(session, late)
+        results: list[KnownBeat | None] = []
+        for item, admission in zip(batch, admitted, strict=True):
+            if admission is not None and admission.write_at is not None:
+                node_id, at = admission.write_at
+                if node_id not in written:  # marked unreachable first: the full path brings it back
+                    admission = None
+                else:
+                    self.beats.written(node_id, at, admission.key_used)
+            if admission is not None:
+                self.beats.remember_grant(item.token, item.key_id)
+                self.beats.known.learn(item.token, admission.known)
+            results.append(admission.known if admission is not None else None)
+        return results
 
-    def admit(self, item: Pending, row: Any, now: datetime) -> KnownBeat | None:
+    def admit(self, item: Pending, row: Any, now: datetime) -> Admission | None:
         if row is None:
             return None
-        node_id, node_name, status, cordon, digest, revoked, expires, used, scopes, disabled, stored = row
+        node_id, node_name, status, cordon, digest, heard, revoked, expires, used, scopes, disabled, stored = row
         steady = (status == "ready" and cordon is None and digest == item.report.digest
                   and node_name == item.report.node)
         usable = revoked is None and (expires is None or expires > now) and not disabled and "agent" in scopes
@@ -157,11 +181,20 @@ class FirstBeats:
         ack = HeartbeatAck(node_id=node_id, status="ready", heartbeat_interval_s=self.ack_interval_s)
         known = KnownBeat(key_id=item.key_id, node_id=node_id, body=body_digest(item.body),
                           report=item.report.digest, ack=ack.model_dump_json().encode())
-        self.beats.remember_grant(item.token, item.key_id)
-        self.beats.known.learn(item.token, known)
-        due = used is None or now - used > KEY_USE_PRECISION
-        self.beats.record(node_id, self.clock, item.key_id if due else None)
-        return known
+        key_used = item.key_id if used is None or now - used > KEY_USE_PRECISION else None
+        if self.beats.record(node_id, self.clock, key_used, vouched_at=heard) is not None:
+            return Admission(known, key_used, None)
+        return Admission(known, key_used, (node_id, self.clock()))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A first beat that qualifies: its known beat, its key if its last use is due, and — when it
+    may not wait in the buffer — its node and the time to write before answering."""
+
+    known: KnownBeat
+    key_used: str | None
+    write_at: tuple[int, datetime] | None
 
 
 def client_throttled(throttle: Any) -> Callable[[str, datetime], bool]:
