@@ -100,6 +100,10 @@ class Registrar:
             self._applying = True
             return True
 
+    def waiting(self) -> int:
+        """Registrations queued and not yet taken into a batch."""
+        return len(self._queue)
+
     def drain(self) -> None:
         """Apply batches until the queue is empty (run in a worker thread)."""
         while True:
