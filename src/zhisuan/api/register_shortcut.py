@@ -50,7 +50,7 @@ from zhisuan.inventory.schemas import HeartbeatAck, NodeRegister
 
 log = logging.getLogger("zhisuan")
 
-REGISTER_ROUTE = "/agent/register"  # the route template the request metrics label registrations with
+REGISTER_ROUTE = "/api/v1/agent/register"  # the route template the request metrics label registrations with
 MAX_WAITING = 4 * MAX_BATCH  # beyond it, registrations go the whole way (where admission control sheds them)
 
 
@@ -84,6 +84,7 @@ class RegisterShortcut:
         self.app, self.registrar, self.handlers, self.metrics = app, registrar, handlers, metrics
         self.max_body_bytes, self.max_header_bytes, self.max_headers = max_body_bytes, max_header_bytes, max_headers
         self.draining: set[asyncio.Future[None]] = set()
+        self.answered = 0  # registrations answered here, not by the route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] != REGISTER_PATH or scope["method"] != "POST"
@@ -111,6 +112,7 @@ class RegisterShortcut:
         except Exception as error:  # noqa: BLE001 — answered as the route's exception handlers answer it
             response = await self.error_response(scope, error)
         await BrowserHeaders(response)(scope, receive, send)
+        self.answered += 1
         self.count(response.status_code, time.perf_counter() - started)
 
     def token_and_length(self, scope: Scope) -> tuple[str | None, int]:
