@@ -12,7 +12,9 @@ request, SQL statements and pool check-outs per registration, and the median tim
 - ``inventory.service.register_node`` (validation, catalog matching, node and device rows, audit);
 - the commit.
 
-The rest is HTTP, middleware, body validation, dependencies and thread hand-offs.
+The rest is HTTP, middleware, body validation, dependencies and thread hand-offs — since session 6, for
+a plain agent body, the registration shortcut's layer (``api.register_shortcut``) instead. Over real HTTP
+with many agents at once (what a fleet start brings): ``register_load.py``.
 
     uv run python benchmarks/controlplane/register_anatomy.py --nodes 500
     # the batches a busy process applies (inventory.registrar), without HTTP: N registrations per batch

@@ -29,6 +29,7 @@ from zhisuan.api.errors import install_error_handlers
 from zhisuan.api.limits import RequestBounds
 from zhisuan.api.local_agent import heartbeat_local_node, local_job_sync, register_local_node
 from zhisuan.api.metrics import FleetCollector, HttpMetrics, RequestMetrics, check_metrics_access
+from zhisuan.api.register_shortcut import RegisterShortcut
 from zhisuan.api.swagger_ui import install_offline_docs
 from zhisuan.billing.gateway_sink import LedgerUsageSink
 from zhisuan.billing.loop import metering_pass
@@ -49,6 +50,7 @@ from zhisuan.identity.router import router as identity_router
 from zhisuan.inventory.beats import BeatBuffer, mark_flushed
 from zhisuan.inventory.fleet import SummaryCache
 from zhisuan.inventory.models import Node
+from zhisuan.inventory.registrar import Registrar
 from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.loops.warm_freeze import freeze_after
@@ -324,6 +326,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.add_middleware(Admission, limits=AdmissionLimits(
         agent=settings.max_inflight_agent, api=settings.max_inflight_api, wait_s=settings.admission_wait_s,
         retry_after_s=settings.retry_after_s))
+    # Outside admission, inside the beat shortcut: a plain registration queued for the registrar's next batch
+    # (api.register_shortcut); the route uses the same registrar.
+    app.state.registrar = Registrar(ctx, app.state.catalog)
+    app.add_middleware(RegisterShortcut, registrar=app.state.registrar, handlers=app.exception_handlers,
+                       max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes,
+                       max_headers=settings.max_headers, metrics=http_metrics)
     # Outside admission: a repeated heartbeat is answered from memory, no connection, no slot (api.beat_shortcut).
     app.add_middleware(BeatShortcut, ctx=ctx, max_body_bytes=settings.max_body_bytes, metrics=http_metrics)
     return app

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,6 +91,12 @@ class Registrar:
         self._lock = threading.Lock()
         self._queue: list[Pending] = []
         self._applying = False
+        self.sizes: deque[int] = deque(maxlen=1000)  # of the batches applied last: how well requests group
+
+    @property
+    def applying(self) -> bool:
+        """A batch is being applied (the requests queued now go into the next one)."""
+        return self._applying
 
     def enqueue(self, pending: Pending) -> bool:
         """Queue a registration; True when the caller must now run ``drain`` (no batch is running)."""
@@ -99,6 +106,10 @@ class Registrar:
                 return False
             self._applying = True
             return True
+
+    def waiting(self) -> int:
+        """Registrations queued and not yet taken into a batch."""
+        return len(self._queue)
 
     def drain(self) -> None:
         """Apply batches until the queue is empty (run in a worker thread)."""
@@ -116,6 +127,7 @@ class Registrar:
                         pending.answer.set_exception(error)
 
     def apply(self, batch: list[Pending]) -> None:
+        self.sizes.append(len(batch))
         try:
             with transaction(self.ctx.sessions) as session:
                 results = apply_batch(session, self.ctx, self.catalog, batch, self.ctx.clock())
