@@ -47,7 +47,6 @@ from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
 from zhisuan.inventory.beats import BeatBuffer, mark_flushed
-from zhisuan.inventory.fleet import SummaryCache
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.router import router as inventory_router
 from zhisuan.loops.heartbeat_monitor import monitor_pass
@@ -129,8 +128,6 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
         )),
     ]
-    if settings.fleet_summary_max_age_s > 0:
-        app.state.fleet_summaries = SummaryCache(ctx.sessions, catalog, settings.fleet_summary_max_age_s)
     if beats is not None:
         tasks.append(asyncio.create_task(every(
             settings.beat_flush_interval_s, lambda: beats.flush(loops, ctx.clock()), "beat-flush")))

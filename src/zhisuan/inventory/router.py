@@ -17,7 +17,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.router import key_issued
 from zhisuan.identity.schemas import KeyIssued, Strict
-from zhisuan.inventory import beats, fleet, listing, registrar, service
+from zhisuan.inventory import beats, fleet, fleet_counts, listing, registrar, service
 from zhisuan.inventory.models import Node, Site
 from zhisuan.inventory.schemas import (
     DeviceOut,
@@ -86,14 +86,14 @@ def create_site(body: SiteCreate, session: SessionDep, principal: Writer) -> Sit
 @router.get("/sites", response_model=list[SiteOut], tags=["inventory"])
 def list_sites(session: SessionDep, principal: Reader) -> list[SiteOut]:
     sites = service.list_sites(session, principal)
-    counts = service.site_counts(session, [site.id for site in sites])
+    counts = fleet_counts.site_counts(session, [site.id for site in sites])
     return [site_out(site, counts[site.id]) for site in sites]
 
 
 @router.get("/sites/{ref}", response_model=SiteOut, tags=["inventory"])
 def get_site(ref: str, session: SessionDep, principal: Reader) -> SiteOut:
     site = service.get_site(session, principal, ref)
-    return site_out(site, service.site_counts(session, [site.id])[site.id])
+    return site_out(site, fleet_counts.site_counts(session, [site.id])[site.id])
 
 
 @router.post("/sites/{ref}/agent-keys", response_model=KeyIssued, status_code=status.HTTP_201_CREATED,
@@ -241,9 +241,5 @@ async def heartbeat(body: Heartbeat, request: Request,
 
 @router.get("/fleet/summary", response_model=FleetSummary, tags=["inventory"])
 def fleet_summary(request: Request, session: SessionDep, principal: Reader) -> FleetSummary:
-    """From the process's summary cache where it keeps one (``fleet.SummaryCache``: at most
-    ``fleet_summary_max_age_s`` old), else computed now."""
-    cache: fleet.SummaryCache | None = getattr(request.app.state, "fleet_summaries", None)
-    if cache is not None:
-        return cache.get(principal)
+    """From the counts the database keeps current (``inventory.fleet_counts``), as of this request."""
     return fleet.summarise(session, catalog_of(request), principal)
