@@ -43,6 +43,11 @@ def recount(session: Session, principal: Principal) -> tuple[dict[str, int], Cou
     return statuses, devices
 
 
+DEVICES_OF_SITES = select(func.count()).select_from(Device).join(Node)
+SITE_RECOUNT = (select(func.count()).select_from(Node), DEVICES_OF_SITES, DEVICES_OF_SITES.where(Device.available),
+                DEVICES_OF_SITES.where(Device.health != "healthy"))
+
+
 def assert_counts_current(sessions: Any) -> None:
     with transaction(sessions) as session:
         site_ids = list(session.execute(select(Site.id)).scalars())
@@ -51,9 +56,8 @@ def assert_counts_current(sessions: Any) -> None:
             assert fleet_counts.node_statuses(session, principal) == statuses
             kept = Counter({(m, a, h): n for m, a, h, n in fleet_counts.device_counts(session, principal)})
             assert kept == devices
-        per_site = {sid: (session.execute(select(func.count()).where(Node.site_id == sid)).scalar_one(),
-                          session.execute(select(func.count()).select_from(Device).join(Node)
-                                          .where(Node.site_id == sid)).scalar_one()) for sid in site_ids}
+        per_site = {sid: fleet_counts.SiteCounts(*(session.execute(query.where(Node.site_id == sid)).scalar_one()
+                                                   for query in SITE_RECOUNT)) for sid in site_ids}
         assert fleet_counts.site_counts(session, site_ids) == per_site
 
 
@@ -162,7 +166,7 @@ def test_registration_beats_and_deletes_through_the_api_keep_sites_and_summary_c
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 8, healthy=lambda i: i != 3))
     world.ok("POST", "/agent/register", "agent2", h100_node("gpu-b", 4))
     sites = {site["name"]: site for site in world.ok("GET", "/sites", "operator")}
-    assert (sites["s1"]["nodes"], sites["s1"]["accelerators"]) == (1, 8)
+    assert [sites["s1"][f] for f in ("nodes", "accelerators", "accelerators_unhealthy")] == [1, 8, 1]
     assert (sites["s2"]["nodes"], sites["s2"]["accelerators"]) == (1, 4)
     summary = world.ok("GET", "/fleet/summary", "operator")
     assert (summary["nodes"], summary["accelerators"], summary["by_model"][0]["unhealthy"]) == (2, 12, 1)

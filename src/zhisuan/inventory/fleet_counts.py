@@ -16,6 +16,7 @@ writers meanwhile are not in its snapshot, so they are neither deleted nor summe
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Integer, String, TableClause, column, delete, func, insert, select, table
@@ -66,15 +67,27 @@ def device_counts(session: Session, principal: Principal) -> list[tuple[str, boo
     return [(model, bool(available), health, int(count)) for model, available, health, count in rows]
 
 
-def site_counts(session: Session, site_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """(nodes, accelerators) per site."""
-    counts: dict[str, dict[int, int]] = {}
-    for name, kept, total in (("nodes", NODE_COUNTS, NODE_COUNTS.c.nodes),
-                              ("devices", DEVICE_COUNTS, DEVICE_COUNTS.c.devices)):
-        rows = _grouped(session, kept, [kept.c.site_id], total,
-                        lambda query, kept=kept: query.select_from(kept).where(kept.c.site_id.in_(site_ids)))
-        counts[name] = {site_id: int(count) for site_id, count in rows}
-    return {sid: (counts["nodes"].get(sid, 0), counts["devices"].get(sid, 0)) for sid in site_ids}
+@dataclass(frozen=True)
+class SiteCounts:
+    nodes: int = 0
+    accelerators: int = 0
+    available: int = 0
+    unhealthy: int = 0
+
+
+def site_counts(session: Session, site_ids: list[int]) -> dict[int, SiteCounts]:
+    """Nodes and accelerators (all, available, unhealthy) per site."""
+    nodes = dict(_grouped(session, NODE_COUNTS, [NODE_COUNTS.c.site_id], NODE_COUNTS.c.nodes,
+                          lambda query: query.select_from(NODE_COUNTS).where(NODE_COUNTS.c.site_id.in_(site_ids))))
+    c = DEVICE_COUNTS.c
+    devices: dict[int, Counter[str]] = {sid: Counter() for sid in site_ids}
+    for site_id, available, health, count in _grouped(
+            session, DEVICE_COUNTS, [c.site_id, c.available, c.health], c.devices,
+            lambda query: query.select_from(DEVICE_COUNTS).where(c.site_id.in_(site_ids))):
+        devices[site_id].update(all=count, available=count if available else 0,
+                                unhealthy=count if health != "healthy" else 0)
+    return {sid: SiteCounts(int(nodes.get(sid, 0)), devices[sid]["all"], devices[sid]["available"],
+                            devices[sid]["unhealthy"]) for sid in site_ids}
 
 
 def fold(session: Session, counts: TableClause) -> None:
