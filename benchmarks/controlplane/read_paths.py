@@ -21,7 +21,9 @@ fault or a monitor that marks nodes would.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throwaway import SITE, prepare  # noqa: E402
 
-from zhisuan.api.app import create_app  # noqa: E402
+from zhisuan.api.app import create_app, freeze_startup_objects  # noqa: E402
 from zhisuan.api.deps import Reader, SessionDep  # noqa: E402
 from zhisuan.config import Settings  # noqa: E402
 from zhisuan.inventory.models import Device, Node, Site  # noqa: E402
@@ -63,26 +65,54 @@ def insert_fleet(sessions: Any, nodes: int, per_node: int = 8) -> None:
                 for node_id in ids for i in range(per_node)])
 
 
-def timed(client: TestClient, path: str, headers: dict[str, str], count: int) -> dict[str, Any]:
-    """Wall time of each request and the process's CPU (both threads: TestClient's client side and
-    the app) per request, median and p99 of each."""
-    samples, cpu = [], []
+class CollectorPauses:
+    """Time spent in the process's full (generation 2) garbage collections, by gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.total = 0.0
+        gc.callbacks.append(self.observe)
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self.started
+
+
+PAUSES = CollectorPauses()
+
+
+def timed(client: TestClient, path: str, headers: dict[str, str], count: int, warm_up: int = 3) -> dict[str, Any]:
+    """Wall time of each request and the process's CPU (every thread: TestClient's client side, the
+    app, the churn) per request, median and p99 of each; the three slowest with their position and
+    any full garbage collection inside them. ``warm_up`` requests first, untimed (statement caches)."""
+    for _ in range(warm_up):
+        client.get(path, headers=headers).raise_for_status()
+    samples, cpu, collected = [], [], []
     size = 0
     for _ in range(count):
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start, gc_start = time.perf_counter(), time.process_time(), PAUSES.total
         answer = client.get(path, headers=headers)
         samples.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
+        collected.append(PAUSES.total - gc_start)
         answer.raise_for_status()
         size = len(answer.content)
+    slowest = sorted(range(count), key=lambda i: -samples[i])[:3]
     return {"median_ms": round(statistics.median(samples) * 1000, 1), "p99_ms": round(p99(samples) * 1000, 1),
             "max_ms": round(max(samples) * 1000, 1), "cpu_median_ms": round(statistics.median(cpu) * 1000, 1),
-            "cpu_p99_ms": round(p99(cpu) * 1000, 1), "bytes": size}
+            "cpu_p99_ms": round(p99(cpu) * 1000, 1), "bytes": size,
+            "slowest": [{"at": i, "ms": round(samples[i] * 1000, 1), "cpu_ms": round(cpu[i] * 1000, 1),
+                         "full_gc_ms": round(collected[i] * 1000, 1)} for i in slowest]}
 
 
 def p99(samples: list[float]) -> float:
+    """The 99th percentile, nearest rank: of 100 samples the 99th slowest (not the slowest)."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1))]
 
 
 def scan_summary(session: SessionDep, principal: Reader) -> dict[str, Any]:
@@ -147,6 +177,7 @@ def measure(backend: str, nodes: int, requests: int, changes_per_s: int) -> dict
         app.add_api_route("/bench/scan-summary", scan_summary, methods=["GET"])
         app.add_api_route("/bench/scan-sites", scan_sites, methods=["GET"])
         insert_fleet(app.state.ctx.sessions, nodes)
+        freeze_startup_objects()  # as ``zhisuan up`` does before serving (else a full collection walks the app)
         headers = {"Authorization": f"Bearer {platform.operator_key}"}
         churn = Churn(app.state.ctx.sessions, nodes, changes_per_s)
         with TestClient(app) as client:
@@ -163,7 +194,7 @@ def measure(backend: str, nodes: int, requests: int, changes_per_s: int) -> dict
                 "reference_fleet_summary_scan": timed(client, "/bench/scan-summary", headers, requests),
                 "sites": timed(client, "/api/v1/sites", headers, requests),
                 "reference_sites_scan": timed(client, "/bench/scan-sites", headers, requests),
-                "reference_nodes_default_page_1000": timed(client, "/api/v1/nodes", headers, 3),
+                "reference_nodes_default_page_1000": timed(client, "/api/v1/nodes", headers, 3, warm_up=0),
                 "load_average_after": os.getloadavg()[0],
             }
             churn.stop.set()

@@ -48,8 +48,12 @@ function nodePager() {
     if (cursor) query.set("cursor", cursor);
     return "/nodes?" + query;
   };
+  // Pages asked for overlap (the periodic refresh, a click): only the latest asked is shown.
+  let asked = 0;
   const load = async () => {
+    const mine = ++asked;
     const page = await callPage(path());
+    if (mine !== asked) return null;
     state.next = page.next;
     return page.items;
   };
@@ -100,6 +104,7 @@ export async function fleetPage(view) {
   const showNodes = async (failure) => {
     if (failure) { fill("fleet-error", errorBox(failure)); return; }
     const nodes = await pager.load();
+    if (nodes === null) return;  // a later page was asked for meanwhile
     fill("nodes-pager", nodeControls(pager, known.sites, known.models, () => showNodes().catch(showNodes)));
     fill("nodes", nodesTable(nodes, refresh));
   };
