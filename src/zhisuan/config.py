@@ -48,8 +48,6 @@ class Settings:
     monitor_interval_s: float = 5.0
     # Beats that change nothing are buffered and their times written together this often (0: each at once).
     beat_flush_interval_s: float = 1.0
-    # A serving process answers GET /fleet/summary from a summary at most this old (0: computed per request).
-    fleet_summary_max_age_s: float = 2.0
     # A node cordoned for a fault returns after its reports have been clean for this long.
     cordon_clear_after_s: float = 300.0
     metering_interval_s: float = 60.0

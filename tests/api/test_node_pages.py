@@ -95,6 +95,35 @@ def test_cli_node_list_follows_the_cursors(world: Api, monkeypatch: pytest.Monke
     assert len(requests) == 2  # a page of 2, then a page of the 1 still wanted; the rest is never read
 
 
+def test_cli_node_list_prints_each_page_and_filters_on_the_server(world: Api, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    names = declare(world, 5)
+    world.ok("POST", "/nodes", "operator", {"site": "s1", "name": "a100", "cpu_cores": 8, "memory_mib": 1024,
+                                            "accelerators": [{"model": "a100-sxm4-80gb", "count": 2}]})
+    requests: list[str] = []
+
+    def routed(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        requests.append(str(kwargs.get("params")))
+        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
+
+    monkeypatch.setattr(cli_client.httpx, "request", routed)
+    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
+    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys["operator"])
+    result = CliRunner().invoke(app, ["node", "list", "--page-size", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["ID", "SITE", "NAME"] and len(lines) == 1 + 6 and len(requests) == 3
+    assert [line.split()[2] for line in lines[1:]] == [*names, "a100"]
+    assert len({line.index(" s1 ") for line in lines[1:]}) == 1  # one alignment across the pages
+    result = CliRunner().invoke(app, ["node", "list", "--model", "a100-sxm4-80gb"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[2] for line in result.output.splitlines()[1:]] == ["a100"]
+    assert "'model': 'a100-sxm4-80gb'" in requests[-1]
+    result = CliRunner().invoke(app, ["node", "list", "--status", "unreachable"])
+    assert result.output.splitlines()[1:] == ["(none)"]
+
+
 def test_a_cursor_stays_valid_while_nodes_are_added_and_removed(world: Api) -> None:
     """Keyset pages: nodes added during the walk appear at its end, a removed one is simply absent,
     and no node is seen twice or skipped."""

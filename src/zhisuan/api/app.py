@@ -48,7 +48,6 @@ from zhisuan.gateway.onebox import OneBox, start_onebox
 from zhisuan.identity.keys import KeyVerifier
 from zhisuan.identity.router import router as identity_router
 from zhisuan.inventory.beats import BeatBuffer, mark_flushed
-from zhisuan.inventory.fleet import SummaryCache
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.registrar import Registrar
 from zhisuan.inventory.router import router as inventory_router
@@ -132,8 +131,6 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
         )),
     ]
-    if settings.fleet_summary_max_age_s > 0:
-        app.state.fleet_summaries = SummaryCache(ctx.sessions, catalog, settings.fleet_summary_max_age_s)
     if beats is not None:
         tasks.append(asyncio.create_task(every(
             settings.beat_flush_interval_s, lambda: beats.flush(loops, ctx.clock()), "beat-flush")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,22 @@ class ApiClient:
 
     def get_all(self, path: str, most: int | None = None, **params: Any) -> list[Any]:
         """Every item of a paginated listing (at most ``most``): follows ``X-Next-Cursor`` page after page."""
-        items: list[Any] = []
+        return [item for page in self.pages(path, most, **params) for item in page]
+
+    def pages(self, path: str, most: int | None = None, **params: Any) -> Iterator[list[Any]]:
+        """A paginated listing's pages as they arrive (at most ``most`` items in all)."""
         query = {k: v for k, v in params.items() if v is not None}
+        seen = 0
         while True:
             if most is not None:
-                query["limit"] = min(most - len(items), query.get("limit") or MAX_PAGE)
+                query["limit"] = min(most - seen, query.get("limit") or MAX_PAGE)
             response = self.send("GET", path, params=query)
-            items.extend(response.json())
+            page = response.json()
+            seen += len(page)
+            yield page
             following = response.headers.get("x-next-cursor")
-            if not following or (most is not None and len(items) >= most):
-                return items
+            if not following or (most is not None and seen >= most):
+                return
             query["cursor"] = following
 
     def get(self, path: str, **params: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from zhisuan.cli.client import ApiClient, CliError
-from zhisuan.cli.output import emit
+from zhisuan.cli.output import emit, print_table_pages
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 provider_app = typer.Typer(help="Providers (算力资产方): owners of sites.", no_args_is_help=True)
@@ -98,13 +98,19 @@ def site_agent_key(ref: str, expires_in_days: float | None = None, json: JsonFla
 
 
 @node_app.command("list")
-def node_list(site: str | None = None, status: str | None = None, json: JsonFlag = False,
+def node_list(site: str | None = None, status: str | None = None,
+              model: Annotated[str | None, typer.Option(help="only nodes with a device of this model")] = None,
+              json: JsonFlag = False,
               page_size: Annotated[int | None, typer.Option(help="nodes per request (default: the server's)")]
               = None,
               limit: Annotated[int | None, typer.Option(min=1, help="show at most this many nodes (by id)")]
               = None) -> None:
-    nodes = api().get_all("/nodes", most=limit, site=site, status=status, limit=page_size)
-    emit(nodes if json else [with_accelerator_summary(n) for n in nodes], json, NODE_COLUMNS)
+    """Nodes by id, filtered by the server; the table prints each page as it arrives."""
+    pages = api().pages("/nodes", most=limit, site=site, status=status, model=model, limit=page_size)
+    if json:
+        emit([node for page in pages for node in page], True)
+        return
+    print_table_pages(([with_accelerator_summary(n) for n in page] for page in pages), NODE_COLUMNS)
 
 
 @node_app.command("show")

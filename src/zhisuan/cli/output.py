@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import typer
@@ -32,10 +32,25 @@ def format_cell(value: Any) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    cells = [[format_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max([len(column)] + [len(cell[i]) for cell in cells]) for i, column in enumerate(columns)]
-    typer.echo("  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)))
-    for cell in cells:
-        typer.echo("  ".join(value.ljust(width) for value, width in zip(cell, widths, strict=True)))
-    if not rows:
+    print_table_pages([rows], columns)
+
+
+def print_table_pages(pages: Iterable[list[dict[str, Any]]], columns: Sequence[str]) -> None:
+    """A table printed page by page as the pages arrive (a long listing starts showing at once): the
+    columns are as wide as the first page needs, and widen if a later page needs more."""
+    widths: list[int] | None = None
+    shown = 0
+    for rows in pages:
+        cells = [[format_cell(row.get(column)) for column in columns] for row in rows]
+        needed = [max([len(column)] + [len(cell[i]) for cell in cells]) for i, column in enumerate(columns)]
+        if widths is None:
+            widths = needed
+            typer.echo("  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)))
+        widths = [max(pair) for pair in zip(widths, needed, strict=True)]
+        for cell in cells:
+            typer.echo("  ".join(value.ljust(width) for value, width in zip(cell, widths, strict=True)))
+        shown += len(rows)
+    if widths is None:
+        typer.echo("  ".join(column.upper() for column in columns))
+    if not shown:
         typer.echo("(none)")

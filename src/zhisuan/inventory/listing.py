@@ -38,8 +38,9 @@ EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
 
 
 def visible(query: SelectT, principal: Principal, *, site_id: int | None, status: str | None,
-            drained: bool | None, after_id: int | None) -> SelectT:
-    """``query`` (over nodes joined to their sites) narrowed to the nodes the reader may see that match."""
+            drained: bool | None, after_id: int | None, model: str | None = None) -> SelectT:
+    """``query`` (over nodes joined to their sites) narrowed to the nodes the reader may see that match
+    (``model``: nodes with at least one device of that model)."""
     if not principal.is_operator:
         query = query.where(Site.provider_id == principal.provider_id)
     if site_id is not None:
@@ -48,17 +49,20 @@ def visible(query: SelectT, principal: Principal, *, site_id: int | None, status
         query = query.where(Node.status == status)
     if drained is not None:
         query = query.where(Node.drained.is_(drained))
+    if model is not None:
+        query = query.where(select(Device.id).where(Device.node_id == Node.id, Device.model == model).exists())
     if after_id is not None:
         query = query.where(Node.id > after_id)
     return query
 
 
 def node_page(session: Session, principal: Principal, *, site_id: int | None, status: str | None,
-              drained: bool | None, after_id: int | None, limit: int) -> list[dict[str, Any]]:
+              drained: bool | None, after_id: int | None, limit: int, model: str | None = None
+              ) -> list[dict[str, Any]]:
     """The visible nodes matching the filters, by id, at most ``limit`` after node ``after_id``:
     each as the fields of ``NodeOut`` (devices by index). The caller checked the reader's role."""
     query = visible(select(*NODE_COLUMNS).join(Site, Site.id == Node.site_id), principal, site_id=site_id,
-                    status=status, drained=drained, after_id=after_id)
+                    status=status, drained=drained, after_id=after_id, model=model)
     nodes = [dict(zip(NODE_FIELDS, row, strict=True)) for row in session.execute(query.order_by(Node.id).limit(limit))]
     by_id: dict[int, list[dict[str, Any]]] = {node["id"]: [] for node in nodes}
     for node in nodes:
@@ -89,11 +93,12 @@ def json_object(fields: tuple[str, ...], values: list[Any]) -> ColumnElement[Any
 
 
 def node_page_json(session: Session, principal: Principal, *, site_id: int | None, status: str | None,
-                   drained: bool | None, after_id: int | None, limit: int) -> tuple[str, int | None]:
+                   drained: bool | None, after_id: int | None, limit: int, model: str | None = None
+                   ) -> tuple[str, int | None]:
     """PostgreSQL only: ``node_page``'s answer as the JSON text of ``list[NodeOut]``, built by
     PostgreSQL in one statement, and the id to continue after (None on the last page)."""
     page = visible(select(Node.id).join(Site, Site.id == Node.site_id), principal, site_id=site_id, status=status,
-                   drained=drained, after_id=after_id).order_by(Node.id).limit(limit + 1).cte("page")
+                   drained=drained, after_id=after_id, model=model).order_by(Node.id).limit(limit + 1).cte("page")
     shown = select(page.c.id).order_by(page.c.id).limit(limit).subquery("shown")
     device = json_object(DEVICE_FIELDS, list(DEVICE_COLUMNS))
     devices = (select(func.coalesce(func.json_agg(aggregate_order_by(device, Device.index)), EMPTY_LIST))

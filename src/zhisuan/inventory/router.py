@@ -17,7 +17,7 @@ from zhisuan.catalog.loader import Catalog
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.router import key_issued
 from zhisuan.identity.schemas import KeyIssued, Strict
-from zhisuan.inventory import beats, fleet, listing, registrar, service
+from zhisuan.inventory import beats, fleet, fleet_counts, listing, registrar, service
 from zhisuan.inventory.models import Node, Site
 from zhisuan.inventory.schemas import (
     DeviceOut,
@@ -46,9 +46,11 @@ def catalog_of(request: Request) -> Catalog:
     return catalog
 
 
-def site_out(site: Site, counts: tuple[int, int]) -> SiteOut:
+def site_out(site: Site, counts: fleet_counts.SiteCounts) -> SiteOut:
     return SiteOut(id=site.id, name=site.name, engine=site.engine, region=site.region, provider=site.provider.name,
-                   nodes=counts[0], accelerators=counts[1], created_at=site.created_at,
+                   nodes=counts.nodes, accelerators=counts.accelerators,
+                   accelerators_available=counts.available, accelerators_unhealthy=counts.unhealthy,
+                   created_at=site.created_at,
                    engine_config=dict(site.engine_config or {}))
 
 
@@ -80,20 +82,20 @@ def get_provider(ref: str, session: SessionDep, principal: Reader) -> object:
 @router.post("/sites", response_model=SiteOut, status_code=status.HTTP_201_CREATED, tags=["inventory"])
 def create_site(body: SiteCreate, session: SessionDep, principal: Writer) -> SiteOut:
     site = service.create_site(session, principal, body)
-    return site_out(site, (0, 0))
+    return site_out(site, fleet_counts.SiteCounts())
 
 
 @router.get("/sites", response_model=list[SiteOut], tags=["inventory"])
 def list_sites(session: SessionDep, principal: Reader) -> list[SiteOut]:
     sites = service.list_sites(session, principal)
-    counts = service.site_counts(session, [site.id for site in sites])
+    counts = fleet_counts.site_counts(session, [site.id for site in sites])
     return [site_out(site, counts[site.id]) for site in sites]
 
 
 @router.get("/sites/{ref}", response_model=SiteOut, tags=["inventory"])
 def get_site(ref: str, session: SessionDep, principal: Reader) -> SiteOut:
     site = service.get_site(session, principal, ref)
-    return site_out(site, service.site_counts(session, [site.id])[site.id])
+    return site_out(site, fleet_counts.site_counts(session, [site.id])[site.id])
 
 
 @router.post("/sites/{ref}/agent-keys", response_model=KeyIssued, status_code=status.HTTP_201_CREATED,
@@ -116,6 +118,8 @@ DEFAULT_PAGE, MAX_PAGE = 1000, 1000
                                          "Link": {"description": 'rel="next": the next page\'s URL'}}}})
 def list_nodes(request: Request, response: Response, session: SessionDep, principal: Reader,
                site: str | None = None, status: str | None = None, drained: bool | None = None,
+               model: Annotated[str | None, Query(max_length=64, description="nodes with a device of this model")]
+               = None,
                limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
                cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,10}$",
                                                    description="X-Next-Cursor of the previous page")] = None,
@@ -129,11 +133,11 @@ def list_nodes(request: Request, response: Response, session: SessionDep, princi
     answer: Response | list[NodeOut]
     if session.get_bind().dialect.name == "postgresql":  # the body built by PostgreSQL, sent as it comes
         body, following = listing.node_page_json(session, principal, site_id=site_id, status=status,
-                                                 drained=drained, after_id=after_id, limit=limit)
+                                                 drained=drained, after_id=after_id, limit=limit, model=model)
         answer = response = Response(body, media_type="application/json")
     else:
         nodes = listing.node_page(session, principal, site_id=site_id, status=status, drained=drained,
-                                  after_id=after_id, limit=limit + 1)
+                                  after_id=after_id, limit=limit + 1, model=model)
         if len(nodes) > limit:
             nodes = nodes[:limit]
             following = nodes[-1]["id"]
@@ -241,9 +245,5 @@ async def heartbeat(body: Heartbeat, request: Request,
 
 @router.get("/fleet/summary", response_model=FleetSummary, tags=["inventory"])
 def fleet_summary(request: Request, session: SessionDep, principal: Reader) -> FleetSummary:
-    """From the process's summary cache where it keeps one (``fleet.SummaryCache``: at most
-    ``fleet_summary_max_age_s`` old), else computed now."""
-    cache: fleet.SummaryCache | None = getattr(request.app.state, "fleet_summaries", None)
-    if cache is not None:
-        return cache.get(principal)
+    """From the counts the database keeps current (``inventory.fleet_counts``), as of this request."""
     return fleet.summarise(session, catalog_of(request), principal)

@@ -68,6 +68,8 @@ class SiteOut(BaseModel):
     provider: str
     nodes: int
     accelerators: int
+    accelerators_available: int = Field(0, description="free now (not held; node reachable, not drained)")
+    accelerators_unhealthy: int = Field(0, description="reporting a fault")
     created_at: datetime
     engine_config: dict[str, str] = Field(default_factory=dict, description="how the engine is reached")
 

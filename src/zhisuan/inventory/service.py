@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from zhisuan.catalog.loader import Catalog
@@ -91,18 +91,6 @@ def get_site(session: Session, principal: Principal, ref: str) -> Site:
     if not may_see_provider(principal, site.provider_id):
         raise NotFound(f"site '{ref}' not found", field="site")
     return site
-
-
-def site_counts(session: Session, site_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """(nodes, accelerators) per site, in two grouped queries rather than one per site."""
-    nodes = dict(session.execute(
-        select(Node.site_id, func.count(Node.id)).where(Node.site_id.in_(site_ids)).group_by(Node.site_id)
-    ).all())
-    devices = dict(session.execute(
-        select(Node.site_id, func.count(Device.id)).join(Device.node)
-        .where(Node.site_id.in_(site_ids)).group_by(Node.site_id)
-    ).all())
-    return {sid: (nodes.get(sid, 0), devices.get(sid, 0)) for sid in site_ids}
 
 
 def issue_agent_key(

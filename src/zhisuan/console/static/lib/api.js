@@ -16,7 +16,7 @@ export function remember(key) { session += 1; sessionStorage.setItem(KEY, key); 
 export function forget() { session += 1; sessionStorage.removeItem(KEY); }
 export const newSession = () => { session += 1; };
 
-export async function call(path, options = {}) {
+async function send(path, options) {
   const key = signedKey();
   const asked = session;
   const headers = {"Content-Type": "application/json", ...(key ? {"Authorization": "Bearer " + key} : {})};
@@ -29,7 +29,17 @@ export async function call(path, options = {}) {
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (asked !== session) throw new StaleAnswer("signed out meanwhile");
   if (!response.ok) throw new ApiError(body?.error?.message || response.statusText, response.status, body?.error?.field ?? null);
-  return body;
+  return {body, response};
+}
+
+export async function call(path, options = {}) {
+  return (await send(path, options)).body;
+}
+
+// One page of a paginated listing: its items and the cursor of the next page (null on the last).
+export async function callPage(path) {
+  const {body, response} = await send(path, {});
+  return {items: body, next: response.headers.get("X-Next-Cursor")};
 }
 
 export const post = (path, body) => call(path, {method: "POST", body: JSON.stringify(body ?? {})});

@@ -40,22 +40,12 @@ export function sitesTable(sites) {
                 [t("sites.accelerators"), (s) => s.accelerators]], sites, t("sites.empty"));
 }
 
-// Devices per site: in use (held on a node that takes work), free, unhealthy, and offline (on a node
-// that is drained or not ready: neither free nor in use).
-export function occupancyBySite(nodes) {
-  const sites = new Map();
-  for (const node of nodes) {
-    const row = sites.get(node.site) || {site: node.site, free: 0, used: 0, unhealthy: 0, offline: 0};
-    const working = node.status === "ready" && !node.drained;
-    for (const d of node.devices) {
-      if (d.health !== "healthy") row.unhealthy += 1;
-      else if (!working) row.offline += 1;
-      else if (d.available) row.free += 1;
-      else row.used += 1;
-    }
-    sites.set(node.site, row);
-  }
-  return [...sites.values()].sort((a, b) => a.site.localeCompare(b.site));
+// Devices per site, from the counts the server keeps (every node, not one page of them): free,
+// unhealthy, and the rest — held, or on a node that is drained or not ready.
+export function occupancyBySite(sites) {
+  return [...sites].sort((a, b) => a.name.localeCompare(b.name)).map((s) => ({
+    site: s.name, free: s.accelerators_available, unhealthy: s.accelerators_unhealthy,
+    used: Math.max(0, s.accelerators - s.accelerators_available - s.accelerators_unhealthy)}));
 }
 
 export function occupancyChart(rows) {
@@ -63,9 +53,8 @@ export function occupancyChart(rows) {
     xAxis: {type: "category", data: rows.map((r) => r.site)},
     yAxis: {type: "value", name: t("chart.devices"), minInterval: 1},
     series: [
-      {name: t("chart.in_use"), type: "bar", stack: "d", data: rows.map((r) => r.used), color: "#2563eb"},
+      {name: t("chart.not_free"), type: "bar", stack: "d", data: rows.map((r) => r.used), color: "#2563eb"},
       {name: t("chart.free"), type: "bar", stack: "d", data: rows.map((r) => r.free), color: "#16a34a"},
-      {name: t("chart.offline"), type: "bar", stack: "d", data: rows.map((r) => r.offline), color: "#94a3b8"},
       {name: t("chart.unhealthy"), type: "bar", stack: "d", data: rows.map((r) => r.unhealthy), color: "#dc2626"},
     ],
   };

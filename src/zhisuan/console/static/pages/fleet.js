@@ -1,13 +1,16 @@
 // The fleet as operators (all of it) and providers (their sites) see it: capacity by model, vendor and
-// site, health, occupancy now; nodes with Drain/Resume.
+// site, health, occupancy now (from the server's counts); nodes with Drain/Resume, a page at a time,
+// filtered by the server by site, status and accelerator model.
 import {el, fill, card, table, section, errorBox} from "../lib/dom.js";
 import {t, formatNumber} from "../lib/i18n.js";
-import {call} from "../lib/api.js";
+import {call, callPage} from "../lib/api.js";
 import {chartBox, drawChart} from "../lib/charts.js";
 import {nodesTable, sitesTable, occupancyBySite, occupancyChart} from "./common.js";
 import {utilisationSection} from "./utilisation.js";
 
 const FLEET_EVERY_MS = 10000;
+const NODES_PER_PAGE = 100;
+const STATUSES = ["ready", "unreachable", "registering"];
 
 const fixed = (value, digits) => new Intl.NumberFormat(document.documentElement.lang, {minimumFractionDigits: digits, maximumFractionDigits: digits}).format(Number(value));
 
@@ -35,8 +38,56 @@ function capacityChart(models) {
   };
 }
 
+// The nodes section's state: the filters and the cursors of the pages walked so far (the first is null).
+function nodePager() {
+  const state = {site: "", status: "", model: "", cursors: [null], next: null};
+  const path = () => {
+    const query = new URLSearchParams({limit: String(NODES_PER_PAGE)});
+    for (const name of ["site", "status", "model"]) if (state[name]) query.set(name, state[name]);
+    const cursor = state.cursors[state.cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
+    return "/nodes?" + query;
+  };
+  // Pages asked for overlap (the periodic refresh, a click): only the latest asked is shown.
+  let asked = 0;
+  const load = async () => {
+    const mine = ++asked;
+    const page = await callPage(path());
+    if (mine !== asked) return null;
+    state.next = page.next;
+    return page.items;
+  };
+  return {state, load};
+}
+
+function choice(id, label, values, chosen, onChange) {
+  const select = el("select", {id, on: {change: (event) => onChange(event.target.value)}},
+    el("option", {value: ""}, t("nodes.any")),
+    values.map((v) => el("option", {value: v, selected: v === chosen}, v)));
+  return [el("label", {for: id}, label), select];
+}
+
+function nodeControls(pager, sites, models, reload) {
+  const {state} = pager;
+  const filter = (name) => (value) => { state[name] = value; state.cursors = [null]; reload(); };
+  const first = state.cursors.length === 1;
+  const start = (state.cursors.length - 1) * NODES_PER_PAGE + 1;
+  return el("div", {class: "controls", id: "nodes-controls"},
+    choice("nodes-site", t("nodes.filter_site"), sites.map((s) => s.name), state.site, filter("site")),
+    choice("nodes-status", t("nodes.filter_status"), STATUSES, state.status, filter("status")),
+    choice("nodes-model", t("nodes.filter_model"), models.map((m) => m.model), state.model, filter("model")),
+    el("button", {type: "button", id: "nodes-previous", disabled: first,
+                  on: {click: () => { state.cursors.pop(); reload(); }}}, t("nodes.previous")),
+    el("span", {id: "nodes-range", class: "muted"}, t("nodes.range", {from: formatNumber(start)})),
+    el("button", {type: "button", id: "nodes-next", disabled: !state.next,
+                  on: {click: () => { state.cursors.push(state.next); reload(); }}}, t("nodes.next")));
+}
+
 export async function fleetPage(view) {
   const utilisation = utilisationSection(view);
+  const pager = nodePager();
+  const nodesSection = section("nodes", t("fleet.nodes"), t("fleet.nodes_note"));
+  nodesSection.insertBefore(el("div", {id: "nodes-pager"}), nodesSection.lastChild);
   view.root.replaceChildren(
     el("div", {class: "cards", id: "cards"}),
     el("div", {class: "problem", id: "fleet-error", role: "alert"}),
@@ -48,10 +99,19 @@ export async function fleetPage(view) {
       section("models", t("fleet.by_model"), null),
       section("vendors", t("fleet.by_vendor"), null)),
     section("sites", t("fleet.sites"), null),
-    section("nodes", t("fleet.nodes"), t("fleet.nodes_note")));
+    nodesSection);
+  let known = {sites: [], models: []};
+  const showNodes = async (failure) => {
+    if (failure) { fill("fleet-error", errorBox(failure)); return; }
+    const nodes = await pager.load();
+    if (nodes === null) return;  // a later page was asked for meanwhile
+    fill("nodes-pager", nodeControls(pager, known.sites, known.models, () => showNodes().catch(showNodes)));
+    fill("nodes", nodesTable(nodes, refresh));
+  };
   const refresh = async (failure) => {
     if (failure) { fill("fleet-error", errorBox(failure)); return; }
-    const [summary, sites, nodes] = await Promise.all([call("/fleet/summary"), call("/sites"), call("/nodes")]);
+    const [summary, sites] = await Promise.all([call("/fleet/summary"), call("/sites")]);
+    known = {sites, models: summary.by_model};
     fill("fleet-error");
     fill("cards", card(t("fleet.sites"), summary.sites), card(t("fleet.nodes"), summary.nodes),
          card(t("fleet.accelerators"), summary.accelerators), card(t("fleet.available"), summary.accelerators_available),
@@ -64,12 +124,12 @@ export async function fleetPage(view) {
                            [t("fleet.utilisation"), (v) => v.total ? formatNumber(100 * (v.total - v.available) / v.total, 0) + "%" : "—"]],
                           byVendor(summary.by_model), t("fleet.no_accelerators")));
     fill("sites", sitesTable(sites));
-    fill("nodes", nodesTable(nodes, refresh));
-    return {summary, nodes};
+    await showNodes();
+    return {summary, sites};
   };
   const first = await refresh();
   await Promise.all([drawChart(document.getElementById("chart-capacity"), capacityChart(first.summary.by_model)),
-                     drawChart(document.getElementById("chart-sites"), occupancyChart(occupancyBySite(first.nodes))),
+                     drawChart(document.getElementById("chart-sites"), occupancyChart(occupancyBySite(first.sites))),
                      utilisation.draw()]);
   view.every(FLEET_EVERY_MS, () => refresh());
 }

@@ -1,0 +1,107 @@
+"""The fleet's counts as kept by the database (migration 0022): nodes per (site, status), devices per
+(site, model, health, available).
+
+Triggers on ``nodes`` and ``devices`` append signed rows (+1 / −n per key) to ``fleet_node_counts``
+and ``fleet_device_counts`` in the same transaction as every change, whoever makes it; a key's count
+is the sum of its rows:
+
+    count(key) = Σ rows(key).delta  =  |{ rows of the base table with that key }|
+
+Reading is a grouped sum over a few rows per key (a few hundred rows for a fleet of any size once
+folded), not a scan of every device. A reader that finds many rows folds them — deletes the rows it
+sees and inserts one sum per key, in one transaction — which changes no count: rows appended by
+writers meanwhile are not in its snapshot, so they are neither deleted nor summed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, Integer, String, TableClause, column, delete, func, insert, select, table
+from sqlalchemy.orm import Session
+
+from zhisuan.identity.access import Principal
+from zhisuan.inventory.models import Site
+
+NODE_COUNTS = table("fleet_node_counts", column("site_id", Integer), column("status", String),
+                    column("nodes", Integer))
+DEVICE_COUNTS = table("fleet_device_counts", column("site_id", Integer), column("model", String),
+                      column("health", String), column("available", Boolean), column("devices", Integer))
+# A reader folds a table once its rows outnumber this (a registration of 1,000 nodes adds ~1,000).
+FOLD_AFTER_ROWS = 512
+FOLD_LOCK = 0x7A68_0022  # PostgreSQL advisory lock: one folder at a time, the others just read
+
+
+def _scoped(query: Any, counts: TableClause, principal: Principal) -> Any:
+    # Providers see their own capacity; operators and tenants (who shop for capacity) see all of it.
+    # The join also drops the rows of sites deleted since (their nodes' deletes brought them to 0).
+    query = query.join(Site, Site.id == counts.c.site_id)
+    if principal.role == "provider":
+        return query.where(Site.provider_id == principal.provider_id)
+    return query
+
+
+def _grouped(session: Session, counts: TableClause, keys: list[ColumnElement[Any]], total: ColumnElement[Any],
+             scope: Any) -> list[tuple[Any, ...]]:
+    """Σ ``total`` per key (keys whose sum is 0 left out); folds ``counts`` when it holds many rows."""
+    rows = session.execute(scope(select(*keys, func.sum(total), func.count()).group_by(*keys))).all()
+    if sum(row[-1] for row in rows) > FOLD_AFTER_ROWS:
+        fold(session, counts)
+    return [tuple(row[:-1]) for row in rows if row[-2]]
+
+
+def node_statuses(session: Session, principal: Principal) -> dict[str, int]:
+    """Nodes per status over the sites the caller may count."""
+    rows = _grouped(session, NODE_COUNTS, [NODE_COUNTS.c.status], NODE_COUNTS.c.nodes,
+                    lambda query: _scoped(query, NODE_COUNTS, principal))
+    return {status: int(count) for status, count in rows}
+
+
+def device_counts(session: Session, principal: Principal) -> list[tuple[str, bool, str, int]]:
+    """(model, available, health, count) over the devices the caller may count."""
+    c = DEVICE_COUNTS.c
+    rows = _grouped(session, DEVICE_COUNTS, [c.model, c.available, c.health], c.devices,
+                    lambda query: _scoped(query, DEVICE_COUNTS, principal))
+    return [(model, bool(available), health, int(count)) for model, available, health, count in rows]
+
+
+@dataclass(frozen=True)
+class SiteCounts:
+    nodes: int = 0
+    accelerators: int = 0
+    available: int = 0
+    unhealthy: int = 0
+
+
+def site_counts(session: Session, site_ids: list[int]) -> dict[int, SiteCounts]:
+    """Nodes and accelerators (all, available, unhealthy) per site."""
+    nodes = dict(_grouped(session, NODE_COUNTS, [NODE_COUNTS.c.site_id], NODE_COUNTS.c.nodes,
+                          lambda query: query.select_from(NODE_COUNTS).where(NODE_COUNTS.c.site_id.in_(site_ids))))
+    c = DEVICE_COUNTS.c
+    devices: dict[int, Counter[str]] = {sid: Counter() for sid in site_ids}
+    for site_id, available, health, count in _grouped(
+            session, DEVICE_COUNTS, [c.site_id, c.available, c.health], c.devices,
+            lambda query: query.select_from(DEVICE_COUNTS).where(c.site_id.in_(site_ids))):
+        devices[site_id].update(all=count, available=count if available else 0,
+                                unhealthy=count if health != "healthy" else 0)
+    return {sid: SiteCounts(int(nodes.get(sid, 0)), devices[sid]["all"], devices[sid]["available"],
+                            devices[sid]["unhealthy"]) for sid in site_ids}
+
+
+def fold(session: Session, counts: TableClause) -> None:
+    """One row per key instead of many, same sums (see the module doc). On PostgreSQL a reader that
+    finds another folding skips it (the other's fold will do)."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql and not session.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar_one():
+        return
+    keys = [col for col in counts.c if col.name not in ("nodes", "devices")]
+    total = counts.c.nodes if "nodes" in counts.c else counts.c.devices
+    sums: Counter[tuple[Any, ...]] = Counter()
+    for *key, delta in session.execute(delete(counts).returning(*keys, total)):
+        sums[tuple(key)] += delta
+    kept = [dict(zip([col.name for col in keys], key, strict=True), **{total.name: delta})
+            for key, delta in sorted(sums.items(), key=lambda item: repr(item[0])) if delta]
+    if kept:
+        session.execute(insert(counts), kept)
