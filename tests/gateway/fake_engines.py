@@ -19,6 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.gateway.recording_upstream import send_json
+
 USAGE = {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
 
 
@@ -115,12 +117,7 @@ class FakeQueueingEngine:
                 self.wfile.flush()
 
             def _send_json(self, obj: Any, status: int = 200) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, obj, status)
 
         return Handler
 

@@ -12,6 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def send_json(handler: BaseHTTPRequestHandler, obj: Any, status: int = 200) -> None:
+    """Answer ``obj`` as a JSON body with its length (the FAKE upstreams' plain answers)."""
+    data = json.dumps(obj).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
 class RecordingUpstream:
     def __init__(self, name: str, secret: str | None = None) -> None:
         self.name = name
@@ -58,12 +67,7 @@ class RecordingUpstream:
                                  "usage": usage})
 
             def _send(self, status: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, obj, status)
 
         return Handler
 
