@@ -79,9 +79,15 @@ def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
     # A step that ends while the controller is away cannot report its end, and srun then fails the job
     # (Slurm's behaviour, not the driver's): the job sleeps far longer than any outage here, is seen still
     # running once the controller is back, then cancelled — no wait on the outage's length (which a
-    # loaded machine stretched past a 15 s job).
-    handle = driver.submit(make_spec(unique_key(), ["sleep", "600"], 1))
+    # loaded machine stretched past a 15 s job). "running" in squeue is the batch script; its srun still asks
+    # the controller for the step, and an srun that finds the controller gone fails the job — so the outage
+    # starts only once the task has printed, i.e. the step exists.
+    handle = driver.submit(make_spec(unique_key(), ["sh", "-c", "echo step-up; exec sleep 600"], 1))
     wait_for(driver, handle, {"running"})
+    deadline = time.monotonic() + 60
+    while "step-up" not in read_all(driver, handle, 0, "stdout"):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.2)
     testcluster.stop_controller(slurm_cluster)
     try:
         for call in (lambda: driver.poll([handle]), driver.import_inventory,
@@ -89,6 +95,7 @@ def test_controller_down_is_engine_unavailable_and_work_resumes_after_restart(
             with pytest.raises(EngineUnavailable):
                 call()
         assert not driver.logs(handle, 0, "stdout").complete  # log files stay readable meanwhile
+        assert read_all(driver, handle, 0, "stdout") == "step-up\n"
     finally:
         testcluster.start_controller(slurm_cluster)
     # the job kept running on its node while the controller was away, and is still the same job
