@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zhisuan.sim.config_bound import best_configuration, configuration_bound
+from zhisuan.sim.offline_packing import best_fit_packing, largest_first_order, lp_guided_order
 from zhisuan.sim.orders import ArrivalOrder
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import NodeTable, PodTable
@@ -112,3 +113,47 @@ def test_best_configuration_is_the_most_valuable_multiset_under_1000_milli():
     assert value == 10.0 and slots == {450: 2}
     value, slots = best_configuration([100, 810], [1.0, 9.0])
     assert value == 10.0 and slots == {810: 1, 100: 1}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(), st.sampled_from([0.0, 3.0, 30.0]), st.sampled_from([None, 0.25, 0.5]))
+def test_offline_packings_are_feasible_so_never_above_the_exact_optimum(instance, weight, quantile):
+    nodes, pods = instance
+    events = np.arange(len(pods), dtype=np.int64)
+    optimum = exact_optimum(nodes, pods)
+    guide = configuration_bound(nodes, pods, events).placed
+    for sequence in (largest_first_order(pods, events), lp_guided_order(pods, events, guide)):
+        assert sorted(sequence.tolist()) == events.tolist()
+        used, placed = best_fit_packing(nodes, pods, sequence, None, weight, quantile)
+        assert used <= optimum
+        assert used == int((pods.milli[sequence] * pods.count[sequence])[placed].sum())
+
+
+def test_best_fit_puts_a_small_share_into_the_hole_an_810_leaves():
+    """Largest first: 810 and 650 open two devices; the 190 goes beside the 810 (slack 0), so the 350
+    still fits beside the 650 — all 2000 milli allocated."""
+    nodes = NodeTable(("n",), np.array([64000]), np.array([65536]), np.array([2]), ("A",))
+    pods = PodTable(
+        ("a", "b", "c", "d"), np.full(4, 1000), np.full(4, 1024), np.ones(4, np.int64),
+        np.array([190, 810, 350, 650]), ("",) * 4,
+    )  # fmt: skip
+    sequence = largest_first_order(pods, np.arange(4))
+    assert pods.milli[sequence].tolist() == [810, 650, 350, 190]
+    used, placed = best_fit_packing(nodes, pods, sequence, stranding_weight=0.0)
+    assert used == 2000 and placed.all()
+
+
+def test_lp_guided_order_tries_the_shapes_the_optimum_drops_last():
+    """Three 810 pods and two 450 pods on 2 devices: the LP fills one device with 450+450 and one with
+    an 810, dropping two 810s — so the 450 pods come first, and the packing reaches 1710, not 1620."""
+    nodes = NodeTable(("n",), np.array([64000]), np.array([65536]), np.array([2]), ("A",))
+    pods = PodTable(
+        tuple("abcde"), np.full(5, 1000), np.full(5, 1024), np.ones(5, np.int64),
+        np.array([810, 810, 810, 450, 450]), ("",) * 5,
+    )  # fmt: skip
+    events = np.arange(5, dtype=np.int64)
+    guide = configuration_bound(nodes, pods, events).placed
+    sequence = lp_guided_order(pods, events, guide)
+    assert pods.milli[sequence].tolist()[:2] == [450, 450]
+    assert best_fit_packing(nodes, pods, sequence)[0] == 1710
+    assert best_fit_packing(nodes, pods, largest_first_order(pods, events))[0] == 1620

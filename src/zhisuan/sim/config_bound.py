@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
@@ -51,6 +51,9 @@ class ConfigurationBound:
     milli: float  # LP optimum: GPU milli, at least what any placement of these pods allocates
     configurations: int  # device configurations generated
     rounds: int  # column-generation rounds
+    # Per pod shape (cpu, mem, milli, count, spec): pods of it the LP optimum places, per node class
+    # (model, gpus, cpu, mem) — the guide of ``offline_packing.lp_guided_packing``.
+    placed: dict[tuple[int, int, int, int, str], dict[tuple[str, int, int, int], float]] = field(default_factory=dict)
 
     def percent(self, total_gpus: int) -> float:
         """The bound as a percentage of GPU capacity, rounded *up* to 2 decimals (still a bound)."""
@@ -80,6 +83,8 @@ class _Model:
 
     def __init__(self, nodes: NodeTable, pods: PodTable, events: np.ndarray) -> None:
         self.classes, shapes = _classes(nodes), _shapes(pods, events)
+        self.shapes = [shape for shape, _ in shapes]
+        self.pod_columns: list[tuple[int, int]] = []  # (shape, class) of the first columns
         self.values = sorted({shape[2] for shape, _ in shapes})
         self.solver = highspy.Highs()
         self.solver.setOptionValue("output_flag", False)
@@ -87,7 +92,9 @@ class _Model:
         n_shapes, n_values = len(shapes), len(self.values)
         # Rows: shapes, then per class: the slot rows of every milli value, devices, CPU, memory.
         self.slot_row = {
-            (c, v): n_shapes + c * (n_values + 3) + j for c in range(len(self.classes)) for j, v in enumerate(self.values)
+            (c, v): n_shapes + c * (n_values + 3) + j
+            for c in range(len(self.classes))
+            for j, v in enumerate(self.values)
         }
         self.device_row = [n_shapes + c * (n_values + 3) + n_values for c in range(len(self.classes))]
         upper: list[float] = [float(a) for _, a in shapes]
@@ -101,6 +108,7 @@ class _Model:
                     device = self.device_row[c]
                     rows = [s, self.slot_row[(c, milli)], device + 1, device + 2]
                     self._add_column(-float(milli * count), rows, [1.0, float(count), float(cpu), float(mem)])
+                    self.pod_columns.append((s, c))
         self.configurations = 0
         for c in range(len(self.classes)):
             for v in self.values:
@@ -109,7 +117,12 @@ class _Model:
     def _add_column(self, cost: float, rows: list[int], values: list[float]) -> None:
         kept = [(r, a) for r, a in zip(rows, values, strict=True) if a != 0.0]
         self.solver.addCol(
-            cost, 0.0, highspy.kHighsInf, len(kept), np.array([r for r, _ in kept], np.int32), np.array([a for _, a in kept])
+            cost,
+            0.0,
+            highspy.kHighsInf,
+            len(kept),
+            np.array([r for r, _ in kept], np.int32),
+            np.array([a for _, a in kept]),
         )
 
     def add_configuration(self, c: int, slots: dict[int, int]) -> None:
@@ -123,6 +136,14 @@ class _Model:
         if status != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"configuration LP not solved: {status}")
         return -float(self.solver.getInfo().objective_function_value), np.array(self.solver.getSolution().row_dual)
+
+    def placed(self) -> dict[tuple[int, int, int, int, str], dict[tuple[str, int, int, int], float]]:
+        values = self.solver.getSolution().col_value
+        out: dict[tuple[int, int, int, int, str], dict[tuple[str, int, int, int], float]] = {}
+        for j, (s, c) in enumerate(self.pod_columns):
+            if values[j] > 1e-9:
+                out.setdefault(self.shapes[s], {})[self.classes[c][0]] = float(values[j])
+        return out
 
 
 def best_configuration(values: list[int], prices: list[float]) -> tuple[float, dict[int, int]]:
@@ -140,16 +161,18 @@ def best_configuration(values: list[int], prices: list[float]) -> tuple[float, d
     chosen: Counter[int] = Counter()
     cap = cells
     while cap > 0:
-        j = last[cap]
-        if j is None:
+        item = last[cap]
+        if item is None:
             cap -= 1
             continue
-        chosen[values[j]] += 1
-        cap -= values[j] // step
+        chosen[values[item]] += 1
+        cap -= values[item] // step
     return best[cells], dict(chosen)
 
 
-def configuration_bound(nodes: NodeTable, pods: PodTable, events: np.ndarray, max_rounds: int = 500) -> ConfigurationBound:
+def configuration_bound(
+    nodes: NodeTable, pods: PodTable, events: np.ndarray, max_rounds: int = 500
+) -> ConfigurationBound:
     """The configuration LP optimum for the device-using pods of ``events`` (see the module docstring)."""
     model = _Model(nodes, pods, events)
     if not model.values:
@@ -164,5 +187,5 @@ def configuration_bound(nodes: NodeTable, pods: PodTable, events: np.ndarray, ma
                 model.add_configuration(c, slots)
                 entered += 1
         if not entered:
-            return ConfigurationBound(milli, model.configurations, rounds)
+            return ConfigurationBound(milli, model.configurations, rounds, model.placed())
     raise RuntimeError(f"column generation did not converge in {max_rounds} rounds")
