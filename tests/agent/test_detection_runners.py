@@ -133,7 +133,7 @@ def test_subprocess_runner_reports_missing_tools_and_timeouts() -> None:
     assert not runner.which("no-such-smi-tool")
     assert runner.run(["no-such-smi-tool"], 1.0).returncode == 127
     assert runner.run([sys.executable, "-c", "import time; time.sleep(5)"], 0.2).returncode == 124
-    echoed = runner.run([sys.executable, "-c", "print('0, GPU-x, NVIDIA A10, 1, 0, 0, 30, 10')"], 5.0)
+    echoed = runner.run([sys.executable, "-c", "print('0, GPU-x, NVIDIA A10, 1, 0, 0, 30, 10')"], 60.0)
     assert echoed.ok and "NVIDIA A10" in echoed.stdout
 
 

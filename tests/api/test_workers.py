@@ -81,12 +81,19 @@ def test_up_with_two_workers_serves_and_runs_each_loop_in_one_process(database_u
                                                        text=True).stdout.split()}
         assert len(children) == 2
         engine = create_engine(settings.resolved_database_url())
-        holders: set[str] = set()
-        for _ in range(3):  # the monitor runs every 5 s; watch it over two passes
-            time.sleep(3)
+
+        def lease_holders() -> set[str]:
             with engine.connect() as connection:
-                holders |= set(connection.execute(
+                return set(connection.execute(
                     text("SELECT holder FROM loop_leases WHERE name = :name"), {"name": LEASE}).scalars())
+
+        deadline = time.monotonic() + 60  # the first pass: a loaded machine delays it past a fixed pause
+        while not (holders := lease_holders()):
+            assert time.monotonic() < deadline, "no worker ever took the monitor's lease"
+            time.sleep(0.2)
+        for _ in range(3):  # the monitor runs every 5 s; watch it over two more passes
+            time.sleep(3)
+            holders |= lease_holders()
         engine.dispose()
         assert len(holders) == 1, holders
         assert int(holders.pop().rsplit(":", 1)[1]) in children  # held by one worker, never shared

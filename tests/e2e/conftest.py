@@ -69,7 +69,7 @@ def start_platform(tmp: Path, *extra: str, env: dict[str, str] | None = None,
     assert process.stdout is not None
     log: list[str] = []
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a safety net: a first start migrates a new database
     # The banner comes before the server listens; stdout is not a terminal, so on a first start its
     # last line names the 0600 file that holds the operator's credentials.
     try:

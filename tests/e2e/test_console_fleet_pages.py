@@ -64,7 +64,7 @@ def test_the_fleet_page_walks_every_node_by_pages_and_filters_on_the_server(plat
 
     seed(platform)
     local = {n["name"] for n in httpx.get(f"{platform.url}/api/v1/nodes", headers={
-        "Authorization": f"Bearer {platform.api_key}"}).json() if n["site"] == "local"}
+        "Authorization": f"Bearer {platform.api_key}"}, timeout=60).json() if n["site"] == "local"}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
         page = browser.new_page()

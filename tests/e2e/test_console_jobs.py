@@ -49,7 +49,7 @@ def stop_jobs(platform: Platform) -> None:
     active = platform.cli_json("job", "list", "--state", "active")
     for job in active:
         platform.cli("job", "cancel", str(job["id"]), check=False)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while active and time.monotonic() < deadline:
         active = platform.cli_json("job", "list", "--state", "active")
         time.sleep(0.5)

@@ -270,7 +270,7 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     # Utilisation over time, sampled by the platform's loop from the ledger: east-1 at 2 of 16 devices.
     assert chart_drawn(page, "chart-utilisation-model") > 0 and chart_drawn(page, "chart-utilisation-site") > 0
     history = httpx.get(f"{platform.url}/api/v1/utilisation?group=site",
-                        headers={"Authorization": f"Bearer {platform.api_key}"}).json()
+                        headers={"Authorization": f"Bearer {platform.api_key}"}, timeout=60).json()
     east = next(s for s in history["series"] if s["name"] == "east-1")
     assert east["points"][-1]["utilisation"] == "0.1250", east
     page.select_option("#utilisation-resolution", "hour")
@@ -282,7 +282,7 @@ def operator_tasks(page: Any, platform: Platform, world: dict[str, Any], shots: 
     page.click("button[data-node='east-1/gpu-02']")
     page.wait_for_selector("button[data-node='east-1/gpu-02']:has-text('Resume')")
     node = httpx.get(f"{platform.url}/api/v1/nodes/east-1/gpu-02",
-                     headers={"Authorization": f"Bearer {platform.api_key}"})
+                     headers={"Authorization": f"Bearer {platform.api_key}"}, timeout=60)
     assert node.json()["drained"] is True
     # Chinese: every label changes, and the choice outlives a reload.
     switch_language(page, "zh-CN")
@@ -447,7 +447,7 @@ def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     metered_tokens(platform, after_chinese)
     budget_set = time.monotonic()
     limits = httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
-                         json={"rpm": None, "tpm": None, "token_budget": 1})
+                         json={"rpm": None, "tpm": None, "token_budget": 1}, timeout=60)
     assert limits.is_success, limits.text
     time.sleep(max(0.0, 5.5 - (time.monotonic() - budget_set)))  # the gateway caches a key's limits 5 s
     page.fill("#playground-prompt", "And again?")
@@ -455,7 +455,7 @@ def playground_tasks(page: Any, platform: Platform, shots: Path) -> None:
     page.wait_for_selector("#playground-error .problem")
     assert "429" in page.inner_text("#playground-error")
     httpx.patch(f"{platform.url}/api/v1/tenants/acme/limits", headers=operator,
-                json={"rpm": None, "tpm": None, "token_budget": None})
+                json={"rpm": None, "tpm": None, "token_budget": None}, timeout=60)
 
 
 def chat(page: Any, prompt: str, you: str, usage_label: str) -> None:
@@ -473,11 +473,12 @@ def chat(page: Any, prompt: str, you: str, usage_label: str) -> None:
 
 def metered_tokens(platform: Platform, before: int) -> int:
     """acme's output tokens of tiny-chat in the usage summary, once more than ``before`` (the gateway
-    meters asynchronously: waits up to 30 s)."""
+    meters asynchronously: waits up to 90 s)."""
     operator = {"Authorization": f"Bearer {platform.api_key}"}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while True:
-        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator).json()
+        summary = httpx.get(f"{platform.url}/api/v1/usage/summary?group_by=model&tenant=acme", headers=operator,
+                            timeout=60).json()
         metered = sum(r["output_tokens"] for r in summary["rows"] if r["model"] == "tiny-chat")
         if metered > before:
             return metered

@@ -17,12 +17,12 @@ H100_FIXTURES = str(resources.files("zhisuan.agent").joinpath("demo_fixtures/h10
 
 
 def test_up_serves_console_api_openapi_metrics(platform: Platform) -> None:
-    assert httpx.get(f"{platform.url}/health").json()["status"] == "ok"
-    assert "zhisuan" in httpx.get(f"{platform.url}/").text
-    spec = httpx.get(f"{platform.url}/openapi.json").json()
+    assert httpx.get(f"{platform.url}/health", timeout=60).json()["status"] == "ok"
+    assert "zhisuan" in httpx.get(f"{platform.url}/", timeout=60).text
+    spec = httpx.get(f"{platform.url}/openapi.json", timeout=60).json()
     assert "/api/v1/agent/register" in spec["paths"]
-    assert httpx.get(f"{platform.url}/docs").status_code == 200
-    metrics = httpx.get(f"{platform.url}/metrics").text
+    assert httpx.get(f"{platform.url}/docs", timeout=60).status_code == 200
+    metrics = httpx.get(f"{platform.url}/metrics", timeout=60).text
     assert 'zhisuan_nodes{site="local",status="ready"} 1.0' in metrics  # this machine, as site local
 
 

@@ -32,7 +32,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 15.0) -> None:
+def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -44,6 +44,20 @@ def wait_http(url: str, timeout: float = 15.0) -> None:
     raise TimeoutError(url)
 
 
+def wait_listening(port: int, timeout: float = 60.0) -> None:
+    """Until something accepts TCP connections on ``port`` (a fixed pause lost that race on a loaded
+    machine: the replica meant to drop connections refused them, like a dead one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {port}") from None
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def fake_upstream() -> Iterator[Callable[..., int]]:
     """Starts fake OpenAI-compatible engines (benchmarks/gateway/fake_upstream.py); returns ports."""
@@ -53,8 +67,8 @@ def fake_upstream() -> Iterator[Callable[..., int]]:
         port = free_port()
         p = subprocess.Popen([sys.executable, str(FAKE_UPSTREAM), "--port", str(port), *args])
         procs.append(p)
-        if "--close-before-response" in args:
-            time.sleep(0.5)
+        if "--close-before-response" in args:  # it closes every connection, /health too: wait for it to accept
+            wait_listening(port)
         else:
             wait_http(f"http://127.0.0.1:{port}/health")
         return port

@@ -115,8 +115,9 @@ def occupy(engine: FakeQueueingEngine, seconds: float) -> threading.Thread:
     t = threading.Thread(target=httpx.post, args=(f"http://127.0.0.1:{engine.port}/v1/chat/completions",),
                          kwargs={"json": {"max_tokens": tokens}, "timeout": 30})
     t.start()
-    deadline = time.monotonic() + 5
-    while not engine.slot.locked() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # a safety net: the slot is taken as soon as the request arrives
+    while not engine.slot.locked():
+        assert time.monotonic() < deadline, "the other gateway's request never reached the engine"
         time.sleep(0.01)
     return t
 

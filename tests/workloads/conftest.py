@@ -43,14 +43,14 @@ class LocalSite:
             agent.step()
         self.world.client.app.state.ctx.clock.advance(seconds=1)  # type: ignore[attr-defined]
 
-    def until(self, check: Callable[[], bool], timeout_s: float = 30) -> None:
+    def until(self, check: Callable[[], bool], timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while not check():
             assert time.monotonic() < deadline, "condition not reached"
             self.step()
             time.sleep(0.05)
 
-    def until_state(self, job_id: int, *states: str, timeout_s: float = 30) -> dict[str, Any]:
+    def until_state(self, job_id: int, *states: str, timeout_s: float = 60) -> dict[str, Any]:
         self.until(lambda: self.job(job_id)["state"] in states, timeout_s)
         return self.job(job_id)
 

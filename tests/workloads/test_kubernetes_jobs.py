@@ -40,5 +40,5 @@ def test_a_gang_runs_as_an_indexed_job_on_the_fake_api_server(kube_site: tuple[L
 def test_a_job_without_an_image_is_refused_by_the_kubernetes_site(kube_site: tuple[LocalSite, FakeApiServer]) -> None:
     site, _api = kube_site
     job = site.submit("acme", devices_per_worker=1, sites=["kube"], command=["true"])
-    done = site.until_state(job["id"], "failed", "succeeded", timeout_s=30)
+    done = site.until_state(job["id"], "failed", "succeeded", timeout_s=60)
     assert done["state"] == "failed" and "image" in done["reason"], done

@@ -158,7 +158,7 @@ def test_a_killed_slurmd_cordons_its_node_and_the_job_restarts_elsewhere(
                             command=["sh", "-c", SCRIPT])
     running = slurm_site.until_state(job["id"], "running", timeout_s=60)
     # The driver reads rank 0's progress file from the job's log directory at each poll.
-    slurm_site.until(lambda: (slurm_site.job(job["id"]).get("progress") or {}).get("step") == 5, timeout_s=30)
+    slurm_site.until(lambda: (slurm_site.job(job["id"]).get("progress") or {}).get("step") == 5, timeout_s=60)
     victim = running["placement"][0]["node"].split("/")[1]
     testcluster.stop_node(restored, victim)
     done = slurm_site.until_state(job["id"], "succeeded", "failed", timeout_s=150)

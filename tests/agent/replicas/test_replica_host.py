@@ -48,7 +48,7 @@ def hosts(tmp_path: Path) -> Iterator[Callable[[], ReplicaHost]]:
         host.close()
 
 
-def wait_for(host: ReplicaHost, check: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 20) -> Any:
+def wait_for(host: ReplicaHost, check: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         host.sample()
