@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zhisuan.core.count_folding import FoldPlan, plan_fold
+from zhisuan.core.count_folding import FoldPlan, needs_vacuum, plan_fold
 
 
 def test_a_table_at_or_below_the_threshold_is_left_alone() -> None:
@@ -47,3 +47,10 @@ def test_the_chunks_cover_the_rows_or_reach_the_cap(rows: int, keys: int, fold_a
 def test_empty_chunks_are_refused() -> None:
     with pytest.raises(ValueError):
         plan_fold(1_000, 1, fold_after=1, chunk_rows=0, max_chunks=1)
+
+
+def test_a_table_is_vacuumed_once_its_dead_rows_are_many_and_most_of_it() -> None:
+    assert not needs_vacuum(dead_rows=9_000, live_rows=10)
+    assert needs_vacuum(dead_rows=10_001, live_rows=10)
+    assert not needs_vacuum(dead_rows=30_000, live_rows=8_000)
+    assert needs_vacuum(dead_rows=1_000_000, live_rows=300)

@@ -35,3 +35,12 @@ def plan_fold(rows: int, keys: int, fold_after: int, chunk_rows: int, max_chunks
     if rows <= max(fold_after, 2 * keys):
         return FoldPlan(0, chunk)
     return FoldPlan(min(max_chunks, -(-rows // chunk)), chunk)
+
+
+def needs_vacuum(dead_rows: int, live_rows: int, at_least: int = 10_000) -> bool:
+    """PostgreSQL: a folded table's deleted rows stay as dead tuples that every read still scans until
+    a VACUUM reclaims them (autovacuum does, when it runs). Vacuum when they outnumber the live rows
+    four to one and are many:
+
+        vacuum ⇔ dead_rows > max(at_least, 4 × live_rows)"""
+    return dead_rows > max(at_least, 4 * live_rows)

@@ -6,13 +6,14 @@ a node's status or a device's health or availability, and every registration (mi
 fleet nobody looked at for a day left millions of rows for the first read to fold.
 
 One pass: (1) take the ``count-fold`` lease in a short transaction (one process of ``zhisuan up
---workers N`` folds; the others skip) and count each table's rows and keys, up to what one pass may
-fold; (2) decide in pure code whether and in how many chunks to fold each (``core.count_folding``:
-only a table whose rows are mostly redundant); (3) fold each chunk in its own short transaction,
-only while the lease is still ours: delete the chunk's oldest rows and insert one sum per key.
-Writers only INSERT, which a DELETE of other rows never blocks; rows appended meanwhile are outside
-the fold's snapshot and are kept, so no count changes (``inventory.fleet_counts``). On PostgreSQL a
-reader folding at the same moment holds the advisory lock and this pass leaves that table to it.
+--workers N`` folds; the others skip) and count each table's rows, up to what one pass may fold, and
+(past 512 rows) their distinct keys; (2) decide in pure code whether and in how many chunks to fold
+each (``core.count_folding``: only a table whose rows are mostly redundant); (3) fold each chunk in
+its own short transaction, only while the lease is still ours: delete the chunk's oldest rows and
+insert one sum per key. Writers only INSERT, which a DELETE of other rows never blocks; rows appended
+meanwhile are outside the fold's snapshot and are kept, so no count changes (``inventory.fleet_counts``).
+On PostgreSQL a reader folding at the same moment holds the advisory lock and this pass leaves that
+table to it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import TableClause
+from sqlalchemy import TableClause, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from zhisuan.core.count_folding import FoldPlan, plan_fold
+from zhisuan.core.count_folding import FoldPlan, needs_vacuum, plan_fold
 from zhisuan.inventory.fleet_counts import (
     DEVICE_COUNTS,
     FOLD_AFTER_ROWS,
@@ -55,7 +56,7 @@ def fold_pass(sessions: sessionmaker[Session], now: datetime, holder: str | None
         plans: dict[str, FoldPlan] = {}
         for name, counts in TABLES.items():
             rows = count_rows(session, counts, probe)
-            keys = count_keys(session, counts, probe) if rows > fold_after else 0  # a small table: no scan
+            keys = count_keys(session, counts) if rows > fold_after else 0  # a small table: not needed
             plans[name] = plan_fold(rows, keys, fold_after, chunk_rows, max_chunks)
     folded = dict.fromkeys(TABLES, 0)
     for name, plan in plans.items():
@@ -67,4 +68,23 @@ def fold_pass(sessions: sessionmaker[Session], now: datetime, holder: str | None
             if not deleted:
                 break  # a reader is folding this table (PostgreSQL), or nothing was left to fold
             folded[name] += deleted
+    if any(folded.values()):
+        vacuum_if_bloated(sessions, [name for name, rows in folded.items() if rows])
     return folded
+
+
+def vacuum_if_bloated(sessions: sessionmaker[Session], names: list[str]) -> None:
+    """PostgreSQL: VACUUM the folded tables whose dead rows dwarf their live ones
+    (``core.count_folding.needs_vacuum``) — for a database run without autovacuum, where every read
+    would otherwise scan a day's folded rows. A plain VACUUM blocks neither readers nor writers
+    (its lock conflicts only with other VACUUMs and DDL); it runs outside a transaction."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        stats = connection.execute(
+            text("SELECT relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables WHERE relname = ANY(:names)"),
+            {"names": names}).all()
+        for name, dead, live in stats:
+            if needs_vacuum(dead, live):
+                connection.execute(text(f"VACUUM {TABLES[name].name}"))
