@@ -48,8 +48,9 @@ DEVICE_COUNTS = table("fleet_device_counts", column("id", BigInteger), column("s
                       column("devices", Integer))
 # A table is folded once its rows outnumber this (a registration of 1,000 nodes adds ~1,000).
 FOLD_AFTER_ROWS = 512
-# Rows folded per transaction: ~10–40 ms of DELETE … RETURNING and Python summing (SQLite holds its
-# write lock that long; PostgreSQL writers only INSERT and never wait for a fold).
+# Rows folded per transaction: 135–285 ms of DELETE … RETURNING and Python summing on PostgreSQL at load
+# 8–9 (BENCHMARKS.md, session 7); writers only INSERT and never wait for a fold. SQLite holds its write
+# lock that long, but only a backlog fills a whole chunk: the loop folds every 5 s, from 512 rows.
 FOLD_CHUNK_ROWS = 10_000
 FOLD_LOCK = 0x7A68_0022  # PostgreSQL advisory lock: one folder at a time, the others just read
 
