@@ -1,9 +1,13 @@
-"""Reads with a large fleet: ``GET /api/v1/nodes?limit=100`` (first and a deep page),
-``GET /api/v1/fleet/summary`` and ``GET /api/v1/sites``, with ``--nodes`` nodes of 8 devices each on a
-throw-away database, while the fleet changes (``--churn``, on by default).
+"""Reads with a large fleet: ``GET /api/v1/nodes?limit=100`` (first and a deep page, and filtered by the
+console's site, status and model filters), ``GET /api/v1/fleet/summary`` and ``GET /api/v1/sites``,
+with ``--nodes`` nodes of 8 devices each on a throw-away database, while the fleet changes
+(``--churn``, on by default).
 
-The fleet is inserted in bulk (not through the agent routes: this measures reads); requests go
-through the whole ASGI app in-process (TestClient: every middleware and dependency, no sockets).
+The fleet is inserted in bulk (not through the agent routes: this measures reads), then analysed
+(``ANALYZE``, as autovacuum does within a minute of a bulk load; this machine's PostgreSQL runs
+without autovacuum, and a never-analysed fleet made the filtered page 2–4× slower: ``--no-analyze``
+measures that, ``filtered_pages.py`` compares both); requests go through the whole ASGI app
+in-process (TestClient: every middleware and dependency, no sockets).
 Reported per endpoint: median, p99 and max of ``--requests`` calls, and the body size.
 
 References in the same run, through the same app: the fleet summary and the sites' counts computed
@@ -168,7 +172,7 @@ class Churn(threading.Thread):
             self.stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
-def measure(backend: str, nodes: int, requests: int, changes_per_s: int) -> dict[str, Any]:
+def measure(backend: str, nodes: int, requests: int, changes_per_s: int, analyze: bool = True) -> dict[str, Any]:
     platform = prepare(backend, 0)
     try:
         settings = Settings(data_dir=platform.data_dir, database_url=platform.database_url,
@@ -177,6 +181,10 @@ def measure(backend: str, nodes: int, requests: int, changes_per_s: int) -> dict
         app.add_api_route("/bench/scan-summary", scan_summary, methods=["GET"])
         app.add_api_route("/bench/scan-sites", scan_sites, methods=["GET"])
         insert_fleet(app.state.ctx.sessions, nodes)
+        if analyze and backend == "postgresql":
+            with app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("ANALYZE nodes"))
+                connection.execute(text("ANALYZE devices"))
         freeze_startup_objects()  # as ``zhisuan up`` does before serving (else a full collection walks the app)
         headers = {"Authorization": f"Bearer {platform.operator_key}"}
         churn = Churn(app.state.ctx.sessions, nodes, changes_per_s)
@@ -186,10 +194,12 @@ def measure(backend: str, nodes: int, requests: int, changes_per_s: int) -> dict
                 churn.start()
             results = {
                 "load_average": os.getloadavg()[0],
-                "nodes": nodes, "devices": nodes * 8, "backend": backend,
+                "nodes": nodes, "devices": nodes * 8, "backend": backend, "analysed": analyze,
                 "nodes_limit_100": timed(client, "/api/v1/nodes?limit=100", headers, requests),
                 "nodes_limit_100_deep_page": timed(client, f"/api/v1/nodes?limit=100&cursor={deep[0]['id']}",
                                                    headers, requests),
+                "nodes_limit_100_filtered": timed(
+                    client, f"/api/v1/nodes?limit=100&site={SITE}&status=ready&model=h100-sxm", headers, requests),
                 "fleet_summary": timed(client, "/api/v1/fleet/summary", headers, requests),
                 "reference_fleet_summary_scan": timed(client, "/bench/scan-summary", headers, requests),
                 "sites": timed(client, "/api/v1/sites", headers, requests),
@@ -215,8 +225,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--changes", type=int, default=10,
                         help="device-health and node-status flips per second while timing (0: no churn)")
+    parser.add_argument("--no-analyze", action="store_true",
+                        help="leave the seeded fleet unanalysed (no planner statistics), as before session 7")
     args = parser.parse_args()
-    print(json.dumps(measure(args.backend, args.nodes, args.requests, args.changes), indent=1))
+    print(json.dumps(measure(args.backend, args.nodes, args.requests, args.changes, not args.no_analyze), indent=1))
 
 
 if __name__ == "__main__":

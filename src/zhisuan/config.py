@@ -55,6 +55,10 @@ class Settings:
     # its latest reading, so a shorter interval (ZHISUAN_UTILISATION_INTERVAL_S) only freshens it.
     utilisation_interval_s: float = field(
         default_factory=lambda: float(os.environ.get("ZHISUAN_UTILISATION_INTERVAL_S", "60")))
+    # How often the fleet's count rows are folded into one per key (loops.count_fold): a table past
+    # 512 rows is folded in chunks of 10,000 rows per short transaction (ZHISUAN_COUNT_FOLD_INTERVAL_S).
+    count_fold_interval_s: float = field(
+        default_factory=lambda: float(os.environ.get("ZHISUAN_COUNT_FOLD_INTERVAL_S", "5")))
     # How often this machine's serving runtime reconciles its model replicas with the database.
     serving_interval_s: float = 3.0
     # The serving loop (serving.autoscaler): replicas lost with their node, autoscaling by load.

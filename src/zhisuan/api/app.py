@@ -51,6 +51,7 @@ from zhisuan.inventory.beats import BeatBuffer, mark_flushed
 from zhisuan.inventory.models import Node
 from zhisuan.inventory.registrar import Registrar
 from zhisuan.inventory.router import router as inventory_router
+from zhisuan.loops.count_fold import fold_pass
 from zhisuan.loops.heartbeat_monitor import monitor_pass
 from zhisuan.loops.warm_freeze import freeze_after
 from zhisuan.market.router import router as market_router
@@ -111,6 +112,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     beats = start_beat_buffer(ctx, loops, holder)
     # Start-up grace: a node's silence counts from one interval after this process began serving.
     heard_since = listening_since(ctx.clock(), timedelta(seconds=settings.heartbeat_interval_s))
+    fold_lease = timedelta(seconds=max(60.0, 3 * settings.count_fold_interval_s))
     tasks = [
         asyncio.create_task(every(
             settings.monitor_interval_s,
@@ -130,6 +132,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         asyncio.create_task(every(
             settings.autoscale_interval_s, lambda: autoscale_pass(loops, catalog, ctx.clock(), holder), "autoscaler"
         )),
+        # The fleet's count rows folded as they come, not by the first reader after a quiet day.
+        asyncio.create_task(every(
+            settings.count_fold_interval_s, lambda: fold_pass(loops, ctx.clock(), holder, fold_lease), "count-fold")),
     ]
     if beats is not None:
         tasks.append(asyncio.create_task(every(

@@ -8,9 +8,12 @@ is the sum of its rows:
     count(key) = Σ rows(key).delta  =  |{ rows of the base table with that key }|
 
 Reading is a grouped sum over a few rows per key (a few hundred rows for a fleet of any size once
-folded), not a scan of every device. A reader that finds many rows folds them — deletes the rows it
-sees and inserts one sum per key, in one transaction — which changes no count: rows appended by
-writers meanwhile are not in its snapshot, so they are neither deleted nor summed.
+folded), not a scan of every device. Folding deletes the oldest rows (at most ``FOLD_CHUNK_ROWS``)
+and inserts one sum per key of them, in one transaction — which changes no count: rows appended by
+writers meanwhile are not in its snapshot, so they are neither deleted nor summed, and a row another
+folder deleted first is not returned by this one's DELETE. The fold loop (``loops.count_fold``)
+folds every few seconds, so rows never pile up while nobody reads; a reader that still finds many
+rows (no loop running: tests, a process started without loops) folds one chunk itself.
 """
 
 from __future__ import annotations
@@ -19,18 +22,36 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Integer, String, TableClause, column, delete, func, insert, select, table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Integer,
+    String,
+    TableClause,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+)
 from sqlalchemy.orm import Session
 
 from zhisuan.identity.access import Principal
 from zhisuan.inventory.models import Site
 
-NODE_COUNTS = table("fleet_node_counts", column("site_id", Integer), column("status", String),
-                    column("nodes", Integer))
-DEVICE_COUNTS = table("fleet_device_counts", column("site_id", Integer), column("model", String),
-                      column("health", String), column("available", Boolean), column("devices", Integer))
-# A reader folds a table once its rows outnumber this (a registration of 1,000 nodes adds ~1,000).
+NODE_COUNTS = table("fleet_node_counts", column("id", BigInteger), column("site_id", Integer),
+                    column("status", String), column("nodes", Integer))
+DEVICE_COUNTS = table("fleet_device_counts", column("id", BigInteger), column("site_id", Integer),
+                      column("model", String), column("health", String), column("available", Boolean),
+                      column("devices", Integer))
+# A table is folded once its rows outnumber this (a registration of 1,000 nodes adds ~1,000).
 FOLD_AFTER_ROWS = 512
+# Rows folded per transaction: 135–285 ms of DELETE … RETURNING and Python summing on PostgreSQL at load
+# 8–9 (BENCHMARKS.md, session 7); writers only INSERT and never wait for a fold. SQLite holds its write
+# lock that long, but only a backlog fills a whole chunk: the loop folds every 5 s, from 512 rows.
+FOLD_CHUNK_ROWS = 10_000
 FOLD_LOCK = 0x7A68_0022  # PostgreSQL advisory lock: one folder at a time, the others just read
 
 
@@ -45,10 +66,13 @@ def _scoped(query: Any, counts: TableClause, principal: Principal) -> Any:
 
 def _grouped(session: Session, counts: TableClause, keys: list[ColumnElement[Any]], total: ColumnElement[Any],
              scope: Any) -> list[tuple[Any, ...]]:
-    """Σ ``total`` per key (keys whose sum is 0 left out); folds ``counts`` when it holds many rows."""
+    """Σ ``total`` per key (keys whose sum is 0 left out); folds a chunk of ``counts`` when it holds many
+    rows, most of them redundant (more than two per key seen: with thousands of keys, a folded table
+    is above ``FOLD_AFTER_ROWS`` and must not be folded again by every read)."""
     rows = session.execute(scope(select(*keys, func.sum(total), func.count()).group_by(*keys))).all()
-    if sum(row[-1] for row in rows) > FOLD_AFTER_ROWS:
-        fold(session, counts)
+    seen = sum(row[-1] for row in rows)
+    if seen > max(FOLD_AFTER_ROWS, 2 * len(rows)):
+        fold(session, counts, max(FOLD_CHUNK_ROWS, 2 * len(rows)))
     return [tuple(row[:-1]) for row in rows if row[-2]]
 
 
@@ -90,18 +114,40 @@ def site_counts(session: Session, site_ids: list[int]) -> dict[int, SiteCounts]:
                             devices[sid]["unhealthy"]) for sid in site_ids}
 
 
-def fold(session: Session, counts: TableClause) -> None:
-    """One row per key instead of many, same sums (see the module doc). On PostgreSQL a reader that
-    finds another folding skips it (the other's fold will do)."""
+def count_rows(session: Session, counts: TableClause, up_to: int) -> int:
+    """The table's rows, counted up to ``up_to`` at most (a piled-up table is not scanned to its end)."""
+    probe = select(counts.c.id).limit(up_to).subquery()
+    return int(session.execute(select(func.count()).select_from(probe)).scalar_one())
+
+
+def count_keys(session: Session, counts: TableClause) -> int:
+    """The table's distinct keys (all its rows: a count over some of them could say fewer keys than a
+    chunk meets, and a chunk with no more rows than keys may fold nothing)."""
+    distinct = select(*key_columns(counts)).distinct().subquery()
+    return int(session.execute(select(func.count()).select_from(distinct)).scalar_one())
+
+
+def key_columns(counts: TableClause) -> list[ColumnElement[Any]]:
+    return [col for col in counts.c if col.name not in ("id", "nodes", "devices")]
+
+
+def fold(session: Session, counts: TableClause, limit: int = FOLD_CHUNK_ROWS) -> int | None:
+    """The oldest ``limit`` rows replaced by one row per key, same sums (see the module doc); the rows
+    deleted. On PostgreSQL a folder that finds another folding skips it (None: the other's fold will
+    do); on SQLite the transaction's write lock already makes folders take turns."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql and not session.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar_one():
-        return
-    keys = [col for col in counts.c if col.name not in ("nodes", "devices")]
+        return None
+    keys = key_columns(counts)
     total = counts.c.nodes if "nodes" in counts.c else counts.c.devices
+    oldest = select(counts.c.id).order_by(counts.c.id).limit(limit)
     sums: Counter[tuple[Any, ...]] = Counter()
-    for *key, delta in session.execute(delete(counts).returning(*keys, total)):
+    deleted = 0
+    for *key, delta in session.execute(delete(counts).where(counts.c.id.in_(oldest)).returning(*keys, total)):
         sums[tuple(key)] += delta
+        deleted += 1
     kept = [dict(zip([col.name for col in keys], key, strict=True), **{total.name: delta})
             for key, delta in sorted(sums.items(), key=lambda item: repr(item[0])) if delta]
     if kept:
         session.execute(insert(counts), kept)
+    return deleted

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from zhisuan.store.base import Base, UTCDateTime, utcnow
@@ -87,7 +87,8 @@ class Device(Base):
     platform may schedule on (false while the node is unreachable or drained)."""
 
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("node_id", "index"),)
+    # By model: node pages filtered by model find their devices' nodes in order (migration 0023).
+    __table_args__ = (UniqueConstraint("node_id", "index"), Index("ix_devices_model_node_id", "model", "node_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
