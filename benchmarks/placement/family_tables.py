@@ -26,18 +26,11 @@ from zhisuan.core.placement.leftover_score import leftover_score_with
 from zhisuan.core.placement.policies import POLICIES, Policy
 from zhisuan.sim.bucketing import alloc_discrete
 from zhisuan.sim.cli import parse_seeds
-from zhisuan.sim.orders import generate_order, load_paper_order, paper_order_files
+from zhisuan.sim.families import OPENB_FAMILIES, family_order, mean_std
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 from zhisuan.sim.upper_bound import offline_order
 
-FAMILIES = {
-    "cpu": ["cpu250", "cpu200", "cpu100", "cpu050"],
-    "default": ["default"],
-    "gpushare": ["gpushare40", "gpushare60", "gpushare80", "gpushare100"],
-    "gpuspec": ["gpuspec10", "gpuspec20", "gpuspec25", "gpuspec33"],
-    "multigpu": ["multigpu20", "multigpu30", "multigpu40", "multigpu50"],
-}
 PAPER_FGD = {  # fgd-protocol.md §7, mean over seeds 42–51 (columns 100, 130)
     "default": (95.23, 95.39),
     "gpushare40": (93.96, 94.15),
@@ -79,12 +72,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
     for name in names:
         pods = load_pods(traces / f"openb_pod_list_{name}.csv", node_models(nodes))
         for seed in seeds:
-            shipped = all(p.is_file() for p in paper_order_files(traces / "paper-order", name, seed))
-            order = (
-                load_paper_order(traces / "paper-order", name, seed, pods, nodes)
-                if shipped and name == "default"
-                else generate_order(pods, nodes, seed)
-            )
+            order = family_order(traces, name, seed, pods, nodes)
             jobs = [(p, order) for p in policies]
             if seed in offline:
                 jobs += [(f"offline:{p}", offline_order(pods, order)) for p in OFFLINE_PACKERS]
@@ -106,19 +94,11 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
     write_tables(out)
 
 
-def _stat(values: list[float], signed: bool = False) -> str:
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    mean = f"{statistics.mean(values):+.2f}" if signed else f"{statistics.mean(values):.2f}"
-    return f"{mean} ± {std:.2f}"
-
-
 def write_tables(out: Path) -> None:
     with (out / "runs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     lines, deltas = [], {}
-    for family, names in FAMILIES.items():
+    for family, names in OPENB_FAMILIES.items():
         lines += [
             f"#### {family}",
             "",
@@ -157,10 +137,10 @@ def write_tables(out: Path) -> None:
             behind = [sum(d < 0 for d in delta(c)) for c in ("alloc_100", "alloc_130")]
             lines.append(
                 f"| {name} | {len(paired)} | {paper[0] if paper else '–'} | "
-                f"{_stat(col('fgd', 'alloc_100'))} | {_stat(col('zhisuan', 'alloc_100'))} | "
-                f"{paper[1] if paper else '–'} | {_stat(col('fgd', 'alloc_130'))} | "
-                f"{_stat(col('zhisuan', 'alloc_130'))} | {_stat(delta('alloc_100'), True)} | "
-                f"{_stat(delta('alloc_130'), True)} | {behind[0]} / {behind[1]} | {_stat(list(best.values()))} |"
+                f"{mean_std(col('fgd', 'alloc_100'))} | {mean_std(col('zhisuan', 'alloc_100'))} | "
+                f"{paper[1] if paper else '–'} | {mean_std(col('fgd', 'alloc_130'))} | "
+                f"{mean_std(col('zhisuan', 'alloc_130'))} | {mean_std(delta('alloc_100'), True)} | "
+                f"{mean_std(delta('alloc_130'), True)} | {behind[0]} / {behind[1]} | {mean_std(list(best.values()))} |"
             )
         lines.append("")
     if deltas:
@@ -178,7 +158,7 @@ def main() -> None:
     parser.add_argument("--policy", action="append")
     parser.add_argument("--offline-seeds", default="")
     args = parser.parse_args()
-    names = args.trace or [n for family in FAMILIES.values() for n in family]  # CPU-heavy first
+    names = args.trace or [n for family in OPENB_FAMILIES.values() for n in family]  # CPU-heavy first
     offline = parse_seeds(args.offline_seeds) if args.offline_seeds else []
     register_search_variants(args.policy or [])
     run(args.traces, args.out, names, parse_seeds(args.seeds), args.policy or ["fgd", "zhisuan"], offline)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -37,17 +36,10 @@ import numpy as np
 from zhisuan.sim.bucketing import arrive_ratio
 from zhisuan.sim.cli import parse_seeds
 from zhisuan.sim.config_bound import configuration_bound
+from zhisuan.sim.families import OPENB_FAMILIES, family_order, mean_std
 from zhisuan.sim.offline_packing import best_fit_packing, largest_first_order, lp_guided_order
-from zhisuan.sim.orders import generate_order, load_paper_order, paper_order_files
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 
-FAMILIES = {
-    "cpu": ["cpu250", "cpu200", "cpu100", "cpu050"],
-    "default": ["default"],
-    "gpushare": ["gpushare40", "gpushare60", "gpushare80", "gpushare100"],
-    "gpuspec": ["gpuspec10", "gpuspec20", "gpuspec25", "gpuspec33"],
-    "multigpu": ["multigpu20", "multigpu30", "multigpu40", "multigpu50"],
-}
 # (order, stranding weight, CPU-per-GPU quantile) — chosen on seed 42 of default, gpushare60/100, gpuspec33.
 PACKERS = {
     "lf-30-0.5": ("largest", 30.0, 0.5),
@@ -84,12 +76,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int]) -> None:
             if all((name, str(seed), str(c)) in done for c in (100, 130)):
                 continue
             pods = load_pods(traces / f"openb_pod_list_{name}.csv", node_models(nodes))
-            shipped = all(p.is_file() for p in paper_order_files(traces / "paper-order", name, seed))
-            order = (
-                load_paper_order(traces / "paper-order", name, seed, pods, nodes)
-                if shipped and name == "default"
-                else generate_order(pods, nodes, seed)
-            )
+            order = family_order(traces, name, seed, pods, nodes)
             arrived = np.cumsum(pods.gpu_milli()[order.events])
             for column in (100, 130):
                 started = time.perf_counter()
@@ -116,13 +103,6 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int]) -> None:
                 print(*row, flush=True)
 
 
-def _stat(values: list[float], signed: bool = False) -> str:
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):{'+' if signed else ''}.2f} ± {std:.2f}"
-
-
 def tables(out: Path, online: list[Path]) -> str:
     """Markdown: per family, bound and best packing found beside FGD and zhisuan, per column."""
     with out.open() as handle:  # one row per (trace, seed, column): the last written wins
@@ -133,7 +113,7 @@ def tables(out: Path, online: list[Path]) -> str:
             runs += list(csv.DictReader(handle))
     value = {(r["trace"], r["seed"], r["policy"], c): float(r[f"alloc_{c}"]) for r in runs for c in ("100", "130")}
     lines = []
-    for family, names in FAMILIES.items():
+    for family, names in OPENB_FAMILIES.items():
         lines += [
             f"#### {family}",
             "",
@@ -162,10 +142,10 @@ def tables(out: Path, online: list[Path]) -> str:
                     f"{k} {sources.count(k)}" for k in ("own", "zhisuan", "fgd", "offline-lf") if k in sources
                 )
                 lines.append(
-                    f"| {name} | {column} | {len(rows)} | {_stat(fgd)} | {_stat(zhi)} | {_stat(best)} | "
-                    f"{_stat(bound)} | "
-                    f"{_stat([b - f for b, f in zip(bound, fgd, strict=True)], True)} | "
-                    f"{_stat([b - z for b, z in zip(bound, zhi, strict=True)], True)} | {counts} |"
+                    f"| {name} | {column} | {len(rows)} | {mean_std(fgd)} | {mean_std(zhi)} | {mean_std(best)} | "
+                    f"{mean_std(bound)} | "
+                    f"{mean_std([b - f for b, f in zip(bound, fgd, strict=True)], True)} | "
+                    f"{mean_std([b - z for b, z in zip(bound, zhi, strict=True)], True)} | {counts} |"
                 )
         lines.append("")
     return "\n".join(lines)
@@ -181,7 +161,7 @@ def main() -> None:
     parser.add_argument("--tables", type=Path)
     parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args()
-    names = args.trace or [n for family in FAMILIES.values() for n in family]
+    names = args.trace or [n for family in OPENB_FAMILIES.values() for n in family]
     if not args.tables_only:
         run(args.traces, args.out, names, parse_seeds(args.seeds))
     results = Path(__file__).parent / "results"

@@ -1,0 +1,41 @@
+"""The openb trace families of the FGD paper, as the family tables compare policies on them.
+
+BENCHMARKS.md Placement §5 and §13 (``benchmarks/placement/family_tables.py``, ``upper_reference.py``) group
+the 17 published traces by family, replay each on one arrival order per seed and print mean ± sample
+standard deviation over the seeds. Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from zhisuan.sim.orders import ArrivalOrder, generate_order, load_paper_order, paper_order_files
+from zhisuan.sim.traces import NodeTable, PodTable
+
+OPENB_FAMILIES = {
+    "cpu": ["cpu250", "cpu200", "cpu100", "cpu050"],
+    "default": ["default"],
+    "gpushare": ["gpushare40", "gpushare60", "gpushare80", "gpushare100"],
+    "gpuspec": ["gpuspec10", "gpuspec20", "gpuspec25", "gpuspec33"],
+    "multigpu": ["multigpu20", "multigpu30", "multigpu40", "multigpu50"],
+}
+
+
+def family_order(traces_dir: Path, trace: str, seed: int, pods: PodTable, nodes: NodeTable) -> ArrivalOrder:
+    """The paper's own order for ``default`` (when ``traces_dir/paper-order`` holds it), else one generated from
+    ``seed`` — every other trace generated the same way, so the tables compare like with like."""
+    order_dir = traces_dir / "paper-order"
+    shipped = all(p.is_file() for p in paper_order_files(order_dir, trace, seed))
+    if shipped and trace == "default":
+        return load_paper_order(order_dir, trace, seed, pods, nodes)
+    return generate_order(pods, nodes, seed)
+
+
+def mean_std(values: list[float], signed: bool = False) -> str:
+    """``mean ± sample std`` to two decimals (``+`` on a positive mean when ``signed``; "–" for no values)."""
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    mean = f"{statistics.mean(values):+.2f}" if signed else f"{statistics.mean(values):.2f}"
+    return f"{mean} ± {std:.2f}"
