@@ -36,14 +36,13 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from read_paths import insert_fleet  # noqa: E402
-from throwaway import prepare  # noqa: E402
+from read_paths import fleet_database  # noqa: E402
 
 from zhisuan.identity.access import Principal  # noqa: E402
 from zhisuan.inventory import fleet_counts  # noqa: E402
 from zhisuan.inventory.models import Node  # noqa: E402
 from zhisuan.loops import count_fold  # noqa: E402
-from zhisuan.store.base import make_engine, make_session_factory, transaction  # noqa: E402
+from zhisuan.store.base import transaction  # noqa: E402
 
 OPERATOR = Principal(user_id=1, username="operator", role="operator")
 
@@ -136,11 +135,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--writes-per-s", type=int, default=20)
     args = parser.parse_args()
-    platform = prepare("postgresql", 0)
-    try:
-        engine = make_engine(platform.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        sessions = make_session_factory(engine)
-        insert_fleet(sessions, args.nodes)
+    with fleet_database(args.nodes) as (engine, sessions):
         with transaction(sessions) as session:
             before = fleet_counts.device_counts(session, OPERATOR)
         append_backlog(sessions, args.rows)
@@ -167,10 +162,7 @@ def main() -> None:
         report["counts_unchanged_but_for_the_writer"] = (
             sum(c for *_, c in after) == sum(c for *_, c in before) and sum(map(len, flips.values())) > 0)
         report["load_average_after"] = os.getloadavg()
-        engine.dispose()
         print(json.dumps(report, indent=1))
-    finally:
-        platform.drop()
 
 
 if __name__ == "__main__":

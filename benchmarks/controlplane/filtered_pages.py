@@ -33,13 +33,13 @@ from sqlalchemy import event, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from read_paths import insert_fleet  # noqa: E402
-from throwaway import SITE, prepare  # noqa: E402
+from read_paths import fleet_database  # noqa: E402
+from throwaway import SITE  # noqa: E402
 
 from zhisuan.identity.access import Principal  # noqa: E402
 from zhisuan.inventory.listing import node_page_json  # noqa: E402
 from zhisuan.inventory.models import Site  # noqa: E402
-from zhisuan.store.base import make_engine, make_session_factory, transaction  # noqa: E402
+from zhisuan.store.base import transaction  # noqa: E402
 
 OPERATOR = Principal(user_id=1, username="operator", role="operator")
 INDEX = "CREATE INDEX ix_devices_model_node_id ON devices (model, node_id)"
@@ -104,11 +104,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    platform = prepare("postgresql", 0)
-    try:
-        engine = make_engine(platform.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        sessions = make_session_factory(engine)
-        insert_fleet(sessions, args.nodes)
+    with fleet_database(args.nodes) as (engine, sessions):
         seed_variety(sessions)
         with transaction(sessions) as session:
             site_id = session.execute(select(Site.id).where(Site.name == SITE)).scalar_one()
@@ -121,10 +117,7 @@ def main() -> None:
             connection.execute(text("ANALYZE devices"))
         report["2 after ANALYZE"] = phase(sessions, site_id, args.rounds, args.repeat)
         report["load_average_after"] = os.getloadavg()
-        engine.dispose()
         print(json.dumps(report, indent=1))
-    finally:
-        platform.drop()
 
 
 if __name__ == "__main__":

@@ -34,12 +34,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,7 +51,24 @@ from zhisuan.api.app import create_app, freeze_startup_objects  # noqa: E402
 from zhisuan.api.deps import Reader, SessionDep  # noqa: E402
 from zhisuan.config import Settings  # noqa: E402
 from zhisuan.inventory.models import Device, Node, Site  # noqa: E402
-from zhisuan.store.base import transaction  # noqa: E402
+from zhisuan.store.base import make_engine, make_session_factory, transaction  # noqa: E402
+
+
+@contextmanager
+def fleet_database(nodes: int) -> Iterator[tuple[Engine, Any]]:
+    """A throw-away PostgreSQL database holding ``nodes`` nodes of 8 devices: its engine and session factory
+    (the database is dropped afterwards)."""
+    platform = prepare("postgresql", 0)
+    try:
+        engine = make_engine(platform.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            sessions = make_session_factory(engine)
+            insert_fleet(sessions, nodes)
+            yield engine, sessions
+        finally:
+            engine.dispose()
+    finally:
+        platform.drop()
 
 
 def insert_fleet(sessions: Any, nodes: int, per_node: int = 8) -> None:
