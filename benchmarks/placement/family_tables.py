@@ -26,7 +26,7 @@ from zhisuan.core.placement.leftover_score import leftover_score_with
 from zhisuan.core.placement.policies import POLICIES, Policy
 from zhisuan.sim.bucketing import alloc_discrete
 from zhisuan.sim.cli import parse_seeds
-from zhisuan.sim.families import OPENB_FAMILIES, family_order, mean_std
+from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 from zhisuan.sim.upper_bound import offline_order
@@ -85,11 +85,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
                 if label.startswith("offline:"):  # all pods known: only the final allocation means anything
                     alloc[100] = alloc[130] = round(100.0 * result.used[-1] / (1000 * result.total_gpus), 2)
                 row = [name, seed, label, arrival.source, alloc[100], alloc[130], time.perf_counter() - started]
-                with done_path.open("a", newline="") as handle:
-                    writer = csv.writer(handle)
-                    if handle.tell() == 0:
-                        writer.writerow(FIELDS)
-                    writer.writerow(row)
+                append_row(done_path, FIELDS, row)
                 print(*row, flush=True)
     write_tables(out)
 

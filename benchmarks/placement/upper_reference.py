@@ -36,7 +36,7 @@ import numpy as np
 from zhisuan.sim.bucketing import arrive_ratio
 from zhisuan.sim.cli import parse_seeds
 from zhisuan.sim.config_bound import configuration_bound
-from zhisuan.sim.families import OPENB_FAMILIES, family_order, mean_std
+from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
 from zhisuan.sim.offline_packing import best_fit_packing, largest_first_order, lp_guided_order
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 
@@ -95,11 +95,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int]) -> None:
                 row = [name, seed, column, bound.percent(nodes.total_gpus), last, first]
                 row += [packs.get(label, "") for label in PACKERS] + [max(packs.values())]
                 row.append(round(time.perf_counter() - started, 2))
-                with out.open("a", newline="") as handle:
-                    writer = csv.writer(handle)
-                    if handle.tell() == 0:
-                        writer.writerow(FIELDS)
-                    writer.writerow(row)
+                append_row(out, FIELDS, row)
                 print(*row, flush=True)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zhisuan.sim.cli import DEFAULT_NODES, DEFAULT_TRACE, PACKAGED
-from zhisuan.sim.families import OPENB_FAMILIES, family_order, mean_std
+from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
 from zhisuan.sim.orders import generate_order, load_paper_order
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 
@@ -53,3 +53,10 @@ def test_the_seventeen_traces_of_the_paper() -> None:
     traces = [name for names in OPENB_FAMILIES.values() for name in names]
     assert len(traces) == len(set(traces)) == 17
     assert traces[0] == "cpu250"  # CPU-heavy first: the family scripts run the slowest traces first
+
+
+def test_rows_are_appended_under_one_header(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    append_row(path, ["trace", "seed"], ["default", 42])
+    append_row(path, ["trace", "seed"], ["cpu250", 43])
+    assert path.read_text().splitlines() == ["trace,seed", "default,42", "cpu250,43"]

@@ -41,6 +41,7 @@ import highspy
 import numpy as np
 
 from zhisuan.sim.traces import NodeTable, PodTable
+from zhisuan.sim.upper_bound import node_classes, pod_shapes
 
 MILLI = 1000
 _TOLERANCE = 1e-7
@@ -61,28 +62,15 @@ class ConfigurationBound:
 
 
 def _classes(nodes: NodeTable) -> list[tuple[tuple[str, int, int, int], int]]:
-    counts = Counter(
-        (nodes.model[i], int(nodes.gpus[i]), int(nodes.cpu[i]), int(nodes.mem[i]))
-        for i in range(len(nodes.names))
-        if nodes.gpus[i] > 0
-    )
-    return sorted(counts.items())
-
-
-def _shapes(pods: PodTable, events: np.ndarray) -> list[tuple[tuple[int, int, int, int, str], int]]:
-    counts = Counter(
-        (int(pods.cpu[p]), int(pods.mem[p]), int(pods.milli[p]), int(pods.count[p]), pods.spec[p])
-        for p in events.tolist()
-        if pods.count[p] > 0
-    )
-    return sorted(counts.items())
+    """The node classes that have devices (``upper_bound.node_classes`` without the CPU-only ones)."""
+    return [(key, count) for key, count in node_classes(nodes) if key[1] > 0]
 
 
 class _Model:
     """The restricted master LP (minimising −milli, so HiGHS duals of ≤ rows are ≤ 0)."""
 
     def __init__(self, nodes: NodeTable, pods: PodTable, events: np.ndarray) -> None:
-        self.classes, shapes = _classes(nodes), _shapes(pods, events)
+        self.classes, shapes = _classes(nodes), pod_shapes(pods, events)
         self.shapes = [shape for shape, _ in shapes]
         self.pod_columns: list[tuple[int, int]] = []  # (shape, class) of the first columns
         self.values = sorted({shape[2] for shape, _ in shapes})

@@ -7,8 +7,10 @@ standard deviation over the seeds. Data: Alibaba clusterdata cluster-trace-gpu-v
 
 from __future__ import annotations
 
+import csv
 import statistics
 from pathlib import Path
+from typing import Any
 
 from zhisuan.sim.orders import ArrivalOrder, generate_order, load_paper_order, paper_order_files
 from zhisuan.sim.traces import NodeTable, PodTable
@@ -39,3 +41,13 @@ def mean_std(values: list[float], signed: bool = False) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     mean = f"{statistics.mean(values):+.2f}" if signed else f"{statistics.mean(values):.2f}"
     return f"{mean} ± {std:.2f}"
+
+
+def append_row(path: Path, header: list[str], row: list[Any]) -> None:
+    """Append one result row to a CSV file (its header first when the file is new): rows land as each experiment
+    finishes, so an interrupted run keeps them and a rerun skips them."""
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if handle.tell() == 0:
+            writer.writerow(header)
+        writer.writerow(row)
