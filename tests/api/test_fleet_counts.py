@@ -59,6 +59,12 @@ def assert_counts_current(sessions: Any) -> None:
         per_site = {sid: fleet_counts.SiteCounts(*(session.execute(query.where(Node.site_id == sid)).scalar_one()
                                                    for query in SITE_RECOUNT)) for sid in site_ids}
         assert fleet_counts.site_counts(session, site_ids) == per_site
+        nodes, devices_by_site = fleet_counts.exported_gauges(session)  # what /metrics exports
+        assert sorted(nodes) == sorted(session.execute(  # the scrape's former scan
+            select(Site.name, Node.status, func.count(Node.id)).join(Node.site).group_by(Site.name, Node.status)).all())
+        keys = (Site.name, Device.model, Device.health, Device.available)
+        assert sorted(devices_by_site) == sorted(session.execute(
+            select(*keys, func.count(Device.id)).join(Device.node).join(Node.site).group_by(*keys)).all())
 
 
 def node_rows(rng: random.Random, site_ids: list[int], count: int) -> list[dict[str, Any]]:

@@ -9,18 +9,19 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zhisuan.api.deps import AppContext
 from zhisuan.errors import Unauthenticated
 from zhisuan.identity.access import require_role, require_scope
-from zhisuan.inventory.models import Device, Node, Site
+from zhisuan.inventory import fleet_counts
+from zhisuan.store.base import transaction
 
 
 class FleetCollector(Collector):
-    """Counts nodes and accelerators per site, status, model and health from the database."""
+    """Nodes and accelerators per site, status, model and health, from the counts the database keeps
+    (``inventory.fleet_counts``)."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
@@ -30,17 +31,12 @@ class FleetCollector(Collector):
         devices = GaugeMetricFamily(
             "zhisuan_accelerators", "Accelerators under management", labels=["site", "model", "health", "available"]
         )
-        with self.sessions() as session:
-            for site, status, count in session.execute(
-                select(Site.name, Node.status, func.count(Node.id)).join(Node.site).group_by(Site.name, Node.status)
-            ):
-                nodes.add_metric([site, status], count)
-            for site, model, health, available, count in session.execute(
-                select(Site.name, Device.model, Device.health, Device.available, func.count(Device.id))
-                .join(Device.node).join(Node.site)
-                .group_by(Site.name, Device.model, Device.health, Device.available)
-            ):
-                devices.add_metric([site, model, health, str(available).lower()], count)
+        with transaction(self.sessions) as session:  # a read may fold the counts' rows: committed
+            node_rows, device_rows = fleet_counts.exported_gauges(session)
+        for site, status, count in node_rows:
+            nodes.add_metric([site, status], count)
+        for site, model, health, available, count in device_rows:
+            devices.add_metric([site, model, health, str(available).lower()], count)
         yield nodes
         yield devices
 

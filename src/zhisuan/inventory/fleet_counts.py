@@ -91,6 +91,18 @@ def device_counts(session: Session, principal: Principal) -> list[tuple[str, boo
     return [(model, bool(available), health, int(count)) for model, available, health, count in rows]
 
 
+def exported_gauges(session: Session) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str, bool, int]]]:
+    """What ``/metrics`` exports, over every site: (site, status, nodes) and (site, model, health, available,
+    devices) — a sum over the kept counts instead of grouping every device at each scrape."""
+    n, c = NODE_COUNTS.c, DEVICE_COUNTS.c
+    nodes = _grouped(session, NODE_COUNTS, [Site.name.expression, n.status], n.nodes,
+                     lambda query: query.select_from(NODE_COUNTS).join(Site, Site.id == n.site_id))
+    devices = _grouped(session, DEVICE_COUNTS, [Site.name.expression, c.model, c.health, c.available], c.devices,
+                       lambda query: query.select_from(DEVICE_COUNTS).join(Site, Site.id == c.site_id))
+    return ([(site, status, int(count)) for site, status, count in nodes],
+            [(site, model, health, bool(available), int(count)) for site, model, health, available, count in devices])
+
+
 @dataclass(frozen=True)
 class SiteCounts:
     nodes: int = 0
