@@ -112,7 +112,9 @@ def flip_available(session: Session, rng: random.Random, site_ids: list[int], no
 def move_device(session: Session, rng: random.Random, site_ids: list[int], node_ids: list[int]) -> None:
     device = session.execute(select(Device).order_by(Device.id).limit(1).offset(rng.randint(0, 5))).scalar()
     if device is not None and node_ids:
-        device.node_id, device.index = rng.choice(node_ids), 1000 + rng.getrandbits(20)
+        # an index no other device can hold, (node_id, index) being unique: a random one collided when a later
+        # draw repeated an earlier one's seed after a delete had shifted which device the offset picks
+        device.node_id, device.index = rng.choice(node_ids), 1_000_000 + device.id
 
 
 def move_node(session: Session, rng: random.Random, site_ids: list[int], node_ids: list[int]) -> None:
