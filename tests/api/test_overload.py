@@ -100,7 +100,9 @@ def test_overload_is_shed_and_recovers(world: Api) -> None:
         answer = httpx.post(f"{url}/api/v1/agent/heartbeat", headers={"Authorization": f"Bearer {key}"},
                             json={"node": "n1", "devices": []}, timeout=5)
         assert answer.status_code == 200, answer.text
-        assert time.monotonic() - start < 2.0
+        # "At once" against the lock-up this guards against (a 30 s pool timeout per request); 5 s leaves
+        # room for a loaded CI machine, where a 2 s bound depended on getting a core in time.
+        assert time.monotonic() - start < 5.0
 
 
 def test_settings_refuse_more_requests_in_flight_than_connections(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from tests.ports import free_port
 from zhisuan.api.app import process_holder
 from zhisuan.bootstrap import migrate
 from zhisuan.config import Settings
@@ -24,12 +25,6 @@ from zhisuan.inventory.models import Node, Provider, Site
 from zhisuan.loops.heartbeat_monitor import LEASE, monitor_pass
 from zhisuan.store.base import make_engine, make_session_factory, transaction
 from zhisuan.store.leases import LoopLease
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_each_process_is_its_own_lease_holder() -> None:

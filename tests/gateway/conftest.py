@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.ports import free_port
 from zhisuan.gateway.protocols import KeyGrant, Limits
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
 
@@ -25,11 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 FAKE_UPSTREAM = REPO / "benchmarks" / "gateway" / "fake_upstream.py"
 T = TypeVar("T")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
