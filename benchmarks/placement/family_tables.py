@@ -10,7 +10,8 @@ Per (trace, seed, policy) one replay (default: the paper's orders when shipped, 
 from the seed — the same order for every policy), the allocation ratio at columns 100 and 130; per
 (trace, seed in --offline-seeds) the offline reference: the same pods sorted largest-first
 (``upper_bound.offline_order``) and packed by each of OFFLINE_PACKERS, the best kept. Rows are appended to
-OUT_DIR/runs.csv as they finish (a rerun skips rows already there); OUT_DIR/tables.md is rewritten.
+OUT_DIR/runs.csv as they finish (a rerun skips rows already there); OUT_DIR/tables.md is rewritten, with
+the bound and best packing found of Placement §13 (``--upper``, ``upper_reference.py`` rows) beside them.
 Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0, Alibaba Group.
 """
 
@@ -26,7 +27,15 @@ from zhisuan.core.placement.leftover_score import leftover_score_with
 from zhisuan.core.placement.policies import POLICIES, Policy
 from zhisuan.sim.bucketing import alloc_discrete
 from zhisuan.sim.cli import parse_seeds
-from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
+from zhisuan.sim.families import (
+    OPENB_FAMILIES,
+    allocations,
+    append_row,
+    family_order,
+    mean_std,
+    reference_bounds,
+    reference_rows,
+)
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 from zhisuan.sim.upper_bound import offline_order
@@ -39,6 +48,7 @@ PAPER_FGD = {  # fgd-protocol.md §7, mean over seeds 42–51 (columns 100, 130)
     "cpu050": (95.00, 95.21),
 }
 OFFLINE_PACKERS = ["zhisuan"]  # the CPU budget of one session; add "fgd", "best-fit" to take the best of several
+RESULTS = Path(__file__).parent / "results"
 FIELDS = ["trace", "seed", "policy", "order", "alloc_100", "alloc_130", "seconds"]
 # Development-set candidates of the session-6 policy search (BENCHMARKS.md Placement §12), usable as
 # --policy NAME: leftover_score_with(β, only_with_constrained_demand, tie_break, model_blind).
@@ -62,6 +72,7 @@ def register_search_variants(names: list[str]) -> None:
 
 
 def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: list[str], offline: list[int]) -> None:
+    """Replay every (trace, seed, policy) not yet in OUT/runs.csv (and the offline packings), appending rows."""
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "runs.csv"
     done = set()
@@ -87,20 +98,24 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
                 row = [name, seed, label, arrival.source, alloc[100], alloc[130], time.perf_counter() - started]
                 append_row(done_path, FIELDS, row)
                 print(*row, flush=True)
-    write_tables(out)
 
 
-def write_tables(out: Path) -> None:
+def write_tables(out: Path, upper: Path | None, also: list[Path]) -> None:
+    """OUT/tables.md: §5's tables from OUT/runs.csv, the bound and best packing columns from ``upper``
+    (``upper_reference.py`` rows, "–" without it) over the same runs plus the runs files in ``also``."""
     with (out / "runs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
+    bounds = reference_bounds(upper) if upper is not None and upper.is_file() else []
+    value = allocations([out / "runs.csv", *also])
     lines, deltas = [], {}
     for family, names in OPENB_FAMILIES.items():
         lines += [
-            f"#### {family}",
+            f"##### {family}",
             "",
             "| trace | seeds | FGD paper @100 | FGD @100 | zhisuan @100 | FGD paper @130 | FGD @130 | zhisuan @130 "
-            "| Δ@100 | Δ@130 | seeds behind @100 / @130 | best packing @130 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| Δ@100 | Δ@130 | seeds behind @100 / @130 | bound @100 (§13) | bound @130 (§13) "
+            "| best packing found @130 (§13) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name in names:
             mine = [r for r in rows if r["trace"] == name]
@@ -120,15 +135,8 @@ def write_tables(out: Path) -> None:
 
             if paired:
                 deltas[name] = statistics.mean(delta("alloc_130"))
-            # Best packing found per offline seed: the offline orders' and the online runs' (any packing
-            # is a lower bound on the optimum; the LP relaxation, upper_bound.lp_upper_bound, is 100 %).
-            best: dict[str, float] = {}
-            for r in mine:
-                seed = r["seed"]
-                if r["policy"].startswith("offline:") or any(
-                    o["seed"] == seed and o["policy"].startswith("offline:") for o in mine
-                ):
-                    best[seed] = max(best.get(seed, 0.0), float(r["alloc_130"]))
+            bound_100 = reference_rows(bounds, value, name, "100")[2]
+            _, _, bound_130, best_130, _ = reference_rows(bounds, value, name, "130")
             paper = PAPER_FGD.get(name)
             behind = [sum(d < 0 for d in delta(c)) for c in ("alloc_100", "alloc_130")]
             lines.append(
@@ -136,7 +144,8 @@ def write_tables(out: Path) -> None:
                 f"{mean_std(col('fgd', 'alloc_100'))} | {mean_std(col('zhisuan', 'alloc_100'))} | "
                 f"{paper[1] if paper else '–'} | {mean_std(col('fgd', 'alloc_130'))} | "
                 f"{mean_std(col('zhisuan', 'alloc_130'))} | {mean_std(delta('alloc_100'), True)} | "
-                f"{mean_std(delta('alloc_130'), True)} | {behind[0]} / {behind[1]} | {mean_std(list(best.values()))} |"
+                f"{mean_std(delta('alloc_130'), True)} | {behind[0]} / {behind[1]} | {mean_std(bound_100)} | "
+                f"{mean_std(bound_130)} | {mean_std(best_130)} |"
             )
         lines.append("")
     if deltas:
@@ -153,11 +162,18 @@ def main() -> None:
     parser.add_argument("--trace", action="append")
     parser.add_argument("--policy", action="append")
     parser.add_argument("--offline-seeds", default="")
+    parser.add_argument("--upper", type=Path, default=RESULTS / "upper-reference-runs.csv",
+                        help="upper_reference.py rows for the bound / best packing columns (§13)")
+    parser.add_argument("--also", type=Path, action="append",
+                        help="more runs files for the best packing found (default: §10's offline-runs.csv)")
+    parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args()
     names = args.trace or [n for family in OPENB_FAMILIES.values() for n in family]  # CPU-heavy first
     offline = parse_seeds(args.offline_seeds) if args.offline_seeds else []
     register_search_variants(args.policy or [])
-    run(args.traces, args.out, names, parse_seeds(args.seeds), args.policy or ["fgd", "zhisuan"], offline)
+    if not args.tables_only:
+        run(args.traces, args.out, names, parse_seeds(args.seeds), args.policy or ["fgd", "zhisuan"], offline)
+    write_tables(args.out, args.upper, args.also if args.also is not None else [RESULTS / "offline-runs.csv"])
 
 
 if __name__ == "__main__":

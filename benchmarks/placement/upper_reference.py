@@ -36,7 +36,15 @@ import numpy as np
 from zhisuan.sim.bucketing import arrive_ratio
 from zhisuan.sim.cli import parse_seeds
 from zhisuan.sim.config_bound import configuration_bound
-from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
+from zhisuan.sim.families import (
+    OPENB_FAMILIES,
+    allocations,
+    append_row,
+    family_order,
+    mean_std,
+    reference_bounds,
+    reference_rows,
+)
 from zhisuan.sim.offline_packing import best_fit_packing, largest_first_order, lp_guided_order
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 
@@ -101,13 +109,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int]) -> None:
 
 def tables(out: Path, online: list[Path]) -> str:
     """Markdown: per family, bound and best packing found beside FGD and zhisuan, per column."""
-    with out.open() as handle:  # one row per (trace, seed, column): the last written wins
-        mine = list({(r["trace"], r["seed"], r["column"]): r for r in csv.DictReader(handle)}.values())
-    runs = []
-    for path in online:
-        with path.open() as handle:
-            runs += list(csv.DictReader(handle))
-    value = {(r["trace"], r["seed"], r["policy"], c): float(r[f"alloc_{c}"]) for r in runs for c in ("100", "130")}
+    mine, value = reference_bounds(out), allocations(online)
     lines = []
     for family, names in OPENB_FAMILIES.items():
         lines += [
@@ -119,26 +121,14 @@ def tables(out: Path, online: list[Path]) -> str:
         ]
         for name in names:
             for column in ("100", "130"):
-                rows = [r for r in mine if r["trace"] == name and r["column"] == column]
-                rows = [r for r in rows if (name, r["seed"], "fgd", column) in value]
-                rows = [r for r in rows if (name, r["seed"], "zhisuan", column) in value]
-                if not rows:
+                fgd, zhi, bound, best, sources = reference_rows(mine, value, name, column)
+                if not fgd:
                     continue
-                fgd = [value[(name, r["seed"], "fgd", column)] for r in rows]
-                zhi = [value[(name, r["seed"], "zhisuan", column)] for r in rows]
-                bound = [float(r["bound"]) for r in rows]
-                best, sources = [], []
-                for r, f, z in zip(rows, fgd, zhi, strict=True):
-                    offline = value.get((name, r["seed"], "offline:zhisuan", column)) if column == "130" else None
-                    found = {"own": float(r["own_best"]), "zhisuan": z, "fgd": f, "offline-lf": offline or 0.0}
-                    winner = max(found, key=lambda k: found[k])
-                    best.append(found[winner])
-                    sources.append(winner)
                 counts = ", ".join(
                     f"{k} {sources.count(k)}" for k in ("own", "zhisuan", "fgd", "offline-lf") if k in sources
                 )
                 lines.append(
-                    f"| {name} | {column} | {len(rows)} | {mean_std(fgd)} | {mean_std(zhi)} | {mean_std(best)} | "
+                    f"| {name} | {column} | {len(fgd)} | {mean_std(fgd)} | {mean_std(zhi)} | {mean_std(best)} | "
                     f"{mean_std(bound)} | "
                     f"{mean_std([b - f for b, f in zip(bound, fgd, strict=True)], True)} | "
                     f"{mean_std([b - z for b, z in zip(bound, zhi, strict=True)], True)} | {counts} |"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zhisuan.sim.cli import DEFAULT_NODES, DEFAULT_TRACE, PACKAGED
-from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std
+from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, mean_std, reference_rows
 from zhisuan.sim.orders import generate_order, load_paper_order
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
 
@@ -60,3 +60,26 @@ def test_rows_are_appended_under_one_header(tmp_path: Path) -> None:
     append_row(path, ["trace", "seed"], ["default", 42])
     append_row(path, ["trace", "seed"], ["cpu250", 43])
     assert path.read_text().splitlines() == ["trace,seed", "default,42", "cpu250,43"]
+
+
+def test_reference_rows_pair_seeds_and_take_the_best_packing_found():
+    bounds = [
+        {"trace": "default", "seed": "42", "column": "130", "bound": "99.9", "own_best": "98.0"},
+        {"trace": "default", "seed": "43", "column": "130", "bound": "99.8", "own_best": "90.0"},
+        {"trace": "default", "seed": "44", "column": "130", "bound": "99.7", "own_best": "97.0"},  # no FGD run
+        {"trace": "default", "seed": "42", "column": "100", "bound": "97.0", "own_best": "99.0"},
+        {"trace": "cpu250", "seed": "42", "column": "130", "bound": "99.0", "own_best": "99.5"},
+    ]
+    value = {
+        ("default", "42", "fgd", "130"): 95.0, ("default", "42", "zhisuan", "130"): 96.0,
+        ("default", "43", "fgd", "130"): 95.5, ("default", "43", "zhisuan", "130"): 95.9,
+        ("default", "43", "offline:zhisuan", "130"): 98.5,
+        ("default", "44", "zhisuan", "130"): 96.1,
+        ("default", "42", "fgd", "100"): 95.0, ("default", "42", "zhisuan", "100"): 95.8,
+        ("default", "42", "offline:zhisuan", "100"): 99.9,  # offline packings count at column 130 only
+    }
+    assert reference_rows(bounds, value, "default", "130") == (
+        [95.0, 95.5], [96.0, 95.9], [99.9, 99.8], [98.0, 98.5], ["own", "offline-lf"]
+    )
+    assert reference_rows(bounds, value, "default", "100") == ([95.0], [95.8], [97.0], [99.0], ["own"])
+    assert reference_rows(bounds, value, "cpu250", "130") == ([], [], [], [], [])

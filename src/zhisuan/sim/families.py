@@ -51,3 +51,45 @@ def append_row(path: Path, header: list[str], row: list[Any]) -> None:
         if handle.tell() == 0:
             writer.writerow(header)
         writer.writerow(row)
+
+
+def reference_rows(
+    bounds: list[dict[str, str]], value: dict[tuple[str, str, str, str], float], trace: str, column: str
+) -> tuple[list[float], list[float], list[float], list[float], list[str]]:
+    """FGD, zhisuan, bound and best packing found per seed of ``trace`` at ``column`` ("100" / "130").
+
+    ``bounds`` are ``upper_reference.py`` rows (trace, seed, column, bound, own_best); ``value`` maps
+    (trace, seed, policy, column) to an allocation of the online runs (and ``offline:zhisuan`` packings).
+    Only seeds with a bound and both policies' runs count. The best packing found per seed is the largest
+    of the reference's own packings, the two online runs and the offline packing (column 130 only): any
+    packing is a lower bound of the optimum; its source is returned beside it.
+    """
+    rows = [r for r in bounds if r["trace"] == trace and r["column"] == column]
+    rows = [r for r in rows if all((trace, r["seed"], p, column) in value for p in ("fgd", "zhisuan"))]
+    fgd = [value[(trace, r["seed"], "fgd", column)] for r in rows]
+    zhi = [value[(trace, r["seed"], "zhisuan", column)] for r in rows]
+    best, sources = [], []
+    for r, f, z in zip(rows, fgd, zhi, strict=True):
+        offline = value.get((trace, r["seed"], "offline:zhisuan", column)) if column == "130" else None
+        found = {"own": float(r["own_best"]), "zhisuan": z, "fgd": f, "offline-lf": offline or 0.0}
+        winner = max(found, key=lambda k: found[k])
+        best.append(found[winner])
+        sources.append(winner)
+    return fgd, zhi, [float(r["bound"]) for r in rows], best, sources
+
+
+def allocations(paths: list[Path]) -> dict[tuple[str, str, str, str], float]:
+    """(trace, seed, policy, column) → allocation % from ``family_tables.py`` runs files (later files win)."""
+    value: dict[tuple[str, str, str, str], float] = {}
+    for path in paths:
+        with path.open() as handle:
+            for r in csv.DictReader(handle):
+                for column in ("100", "130"):
+                    value[(r["trace"], r["seed"], r["policy"], column)] = float(r[f"alloc_{column}"])
+    return value
+
+
+def reference_bounds(path: Path) -> list[dict[str, str]]:
+    """``upper_reference.py`` rows, one per (trace, seed, column): the last written wins."""
+    with path.open() as handle:
+        return list({(r["trace"], r["seed"], r["column"]): r for r in csv.DictReader(handle)}.values())
