@@ -58,11 +58,11 @@ def test_register_heartbeat_unreachable_and_back(world: Api, clock: Clock) -> No
 
 def test_uncordon_runs_the_health_check(world: Api, clock: Clock) -> None:
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a", 2))
-    bad = {"node": "gpu-a", "devices": [{"index": 1, "healthy": False, "health_detail": "ECC: 2 volatile "
-                                         "uncorrectable errors"}]}
+    # A node-scoped fault (an ECC error would cordon only its device: tests/api/test_device_cordon.py).
+    bad = {"node": "gpu-a", "devices": [{"index": 1, "healthy": False, "health_detail": "NVLink: link 2 inactive"}]}
     world.ok("POST", "/agent/heartbeat", "agent1", bad)
     refused = world.call("POST", "/nodes/s1/gpu-a/uncordon", "operator")
-    assert refused.status_code == 409 and "still reports faults: device 1: ECC" in refused.text
+    assert refused.status_code == 409 and "still reports faults: device 1: NVLink" in refused.text
     world.ok("POST", "/agent/heartbeat", "agent1", {"node": "gpu-a", "devices": [{"index": 1, "healthy": True}]})
     node = world.ok("POST", "/nodes/s1/gpu-a/uncordon", "operator")
     assert node["cordon_reason"] is None and all(d["available"] for d in node["devices"])

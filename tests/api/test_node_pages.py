@@ -138,7 +138,8 @@ def test_a_cursor_stays_valid_while_nodes_are_added_and_removed(world: Api) -> N
     page = world.ok("GET", "/nodes", "operator", limit=1, cursor=first.headers["x-next-cursor"])
     assert page[0]["devices"] == [{"index": i, "uuid": "", "model": "h100-sxm", "reported_name": "h100-sxm",
                                    "memory_mib": page[0]["devices"][i]["memory_mib"], "health": "healthy",
-                                   "health_detail": "", "available": True} for i in range(2)]
+                                   "health_detail": "", "available": True, "cordon_reason": None,
+                                   "cordoned_at": None} for i in range(2)]
 
 
 def body_of(name: str, devices: int, labels: dict[str, str], detail: str = "") -> dict[str, Any]:

@@ -191,6 +191,36 @@ def test_a_device_fault_cordons_the_node_and_moves_the_gang(
     assert any(r.startswith("restart 1 at once on healthy nodes after device fault") for r in reasons), reasons
 
 
+def test_a_device_scoped_fault_stops_only_the_job_holding_that_device(two_nodes: tuple[LocalSite, Path]) -> None:
+    """XID 48 (double-bit ECC) on one device of n1: that device is cordoned, n1 is not. The job holding
+    it is stopped and requeued (it restarts on n2, as n1 has 3 healthy devices free); the job on n1's
+    other four devices keeps running its first attempt."""
+    site, _ = two_nodes
+    site.world.ok("PATCH", "/nodes/loc/n2", "operator", {"drained": True})  # both jobs land on n1
+    struck = site.submit("acme", command=["sh", "-c", 'if [ "$ZHISUAN_JOB_ATTEMPT" = 1 ]; then sleep 60; fi'],
+                         devices_per_worker=4, max_restarts=2)
+    spared = site.submit("acme", command=["sleep", "60"], devices_per_worker=4)
+    first = site.until_state(struck["id"], "running")
+    other = site.until_state(spared["id"], "running")
+    assert first["placement"][0]["node"] == other["placement"][0]["node"] == "loc/n1"
+    held = first["placement"][0]["device_indices"]
+    assert not set(held) & set(other["placement"][0]["device_indices"])
+    bad = held[0]
+    heartbeat(site, "n1", [{"index": bad, "healthy": False, "health_detail": "XID 48 (DBE)"}])
+    node = site.world.ok("GET", "/nodes/loc/n1", "operator")
+    assert node["cordon_reason"] is None and node["devices"][bad]["cordon_reason"] == f"device {bad}: XID 48 (DBE)"
+    site.world.ok("PATCH", "/nodes/loc/n2", "operator", {"drained": False})
+    done = site.until_state(struck["id"], "succeeded", "failed", timeout_s=60)
+    assert done["state"] == "succeeded" and done["attempt"] == 2 and done["placement"][0]["node"] == "loc/n2"
+    reasons = [e["reason"] for e in events(site, struck["id"])]
+    assert any(f"a device it holds on loc/n1 cordoned (device {bad}: XID 48" in r for r in reasons), reasons
+    assert any(r.startswith("restart 1 at once on healthy nodes after device fault") for r in reasons), reasons
+    kept = site.job(spared["id"])
+    assert kept["state"] == "running" and kept["attempt"] == 1 and kept["restarts"] == 0, kept
+    assert [e["state"] for e in events(site, spared["id"])] == ["queued", "admitted", "starting", "running"]
+    site.world.ok("POST", f"/jobs/{spared['id']}/cancel", "acme", {})
+
+
 def test_restarts_are_bounded(two_nodes: tuple[LocalSite, Path]) -> None:
     site, _ = two_nodes
     # a different exit code on each attempt: never "the same failure on different nodes" (a user error)

@@ -119,9 +119,9 @@ def node_show(ref: str, json: JsonFlag = False) -> None:
     if json:
         emit(node, True)
         return
-    emit(with_accelerator_summary({k: v for k, v in node.items() if k != "devices"}), False)
+    emit({k: v for k, v in with_accelerator_summary(node).items() if k != "devices"}, False)
     emit(node["devices"], False, ("index", "model", "reported_name", "memory_mib", "health", "health_detail",
-                                  "available", "uuid"))
+                                  "available", "cordon_reason", "uuid"))
 
 
 @node_app.command("add")
@@ -179,9 +179,13 @@ def node_cordon(ref: str, reason: Annotated[str, typer.Option(help="why (shown w
 
 
 @node_app.command("uncordon")
-def node_uncordon(ref: str, json: JsonFlag = False) -> None:
-    """Return a cordoned node once its health check passes (reachable, no device reporting a fault)."""
-    emit(with_accelerator_summary(api().post(f"/nodes/{ref}/uncordon", {})), json, NODE_COLUMNS)
+def node_uncordon(ref: str, device: Annotated[int | None, typer.Option(
+                      help="return only this device (its index), cordoned for its own fault")] = None,
+                  json: JsonFlag = False) -> None:
+    """Return a cordoned node once its health check passes (reachable, no node-wide fault); with
+    ``--device INDEX``, one cordoned device once it reports no fault."""
+    body = {} if device is None else {"device": device}
+    emit(with_accelerator_summary(api().post(f"/nodes/{ref}/uncordon", body)), json, NODE_COLUMNS)
 
 
 @node_app.command("delete")

@@ -45,7 +45,7 @@ from zhisuan.identity.hashing import KEY_DIGEST_SCHEME, verify_secret
 from zhisuan.identity.keys import split_key
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.inventory import service
-from zhisuan.inventory.cordon import apply_health
+from zhisuan.inventory.cordon import apply_health, has_device_cordon
 from zhisuan.inventory.known_beats import KnownBeat, KnownBeats, body_digest
 from zhisuan.inventory.models import BeatFlush, Node
 from zhisuan.inventory.schemas import DeviceHealth, Heartbeat, HeartbeatAck
@@ -345,7 +345,8 @@ def full_beat(ctx: AppContext, token: str, body: Heartbeat, client: str) -> tupl
         node = service.heartbeat(session, principal, body.node, body.devices, now,
                                  timedelta(seconds=ctx.settings.cordon_clear_after_s))
         ack = HeartbeatAck(node_id=node.id, status=node.status, heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
-        steady = node.status == "ready" and node.cordon_reason is None and all_healthy(body.devices)
+        steady = (node.status == "ready" and node.cordon_reason is None and all_healthy(body.devices)
+                  and not has_device_cordon(node))
     if ctx.beats is not None:
         ctx.beats.written(ack.node_id, now)  # in the database: the node's next beats may wait in the buffer
         if principal.key_id is not None:

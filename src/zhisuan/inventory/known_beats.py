@@ -15,7 +15,9 @@ unscoped, its user disabled, the node gone, not ``ready``, cordoned or its healt
   Its agent saw at most the beats of one flush interval (``beat_flush_interval_s``, 1 s) acknowledged;
   the beat after goes the full way and gets 401.
 - A node that changed (cordoned, marked unreachable, another report applied) keeps the beat (it was a
-  valid beat) and is forgotten: its next beat takes the full path. The monitor forgets the nodes it
+  valid beat) and is forgotten: its next beat takes the full path. A beat this process applies in
+  full that leaves its node unsteady (a fault, a cordon of the node or of one of its devices) forgets
+  its key's known beat at once, without waiting for the sweep. The monitor forgets the nodes it
   marks unreachable in its own process at once; in another process (``--workers N``), a beat answered
   from memory before the sweep is written by the flush, which brings its node back (``beats.revive``).
 - Without a sweep for ``max_unswept_s`` (the flusher is failing: the database is down), nothing is

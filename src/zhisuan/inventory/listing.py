@@ -30,8 +30,9 @@ NODE_COLUMNS = (Node.id, Site.name, Node.name, Node.status, Node.drained, Node.c
 NODE_FIELDS = ("id", "site", "name", "status", "drained", "cpu_cores", "memory_mib", "labels", "managed_by",
                "agent_version", "registered_at", "last_heartbeat_at", "cordon_reason", "cordoned_at")
 DEVICE_COLUMNS = (Device.index, Device.uuid, Device.model, Device.reported_name, Device.memory_mib, Device.health,
-                  Device.health_detail, Device.available)
-DEVICE_FIELDS = ("index", "uuid", "model", "reported_name", "memory_mib", "health", "health_detail", "available")
+                  Device.health_detail, Device.available, Device.cordon_reason, Device.cordoned_at)
+DEVICE_FIELDS = ("index", "uuid", "model", "reported_name", "memory_mib", "health", "health_detail", "available",
+                 "cordon_reason", "cordoned_at")
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
 TIMES = {"registered_at", "last_heartbeat_at", "cordoned_at"}
 EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
@@ -100,7 +101,8 @@ def node_page_json(session: Session, principal: Principal, *, site_id: int | Non
     page = visible(select(Node.id).join(Site, Site.id == Node.site_id), principal, site_id=site_id, status=status,
                    drained=drained, after_id=after_id, model=model).order_by(Node.id).limit(limit + 1).cte("page")
     shown = select(page.c.id).order_by(page.c.id).limit(limit).subquery("shown")
-    device = json_object(DEVICE_FIELDS, list(DEVICE_COLUMNS))
+    device = json_object(DEVICE_FIELDS, [pydantic_time(column) if name in TIMES else column
+                                         for name, column in zip(DEVICE_FIELDS, DEVICE_COLUMNS, strict=True)])
     devices = (select(func.coalesce(func.json_agg(aggregate_order_by(device, Device.index)), EMPTY_LIST))
                .where(Device.node_id == Node.id).scalar_subquery())
     values: list[Any] = [pydantic_time(column) if name in TIMES else column

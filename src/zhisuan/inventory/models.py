@@ -84,7 +84,8 @@ class Node(Base):
 
 class Device(Base):
     """One accelerator. ``health`` is what the node's tool reported; ``available`` is what the
-    platform may schedule on (false while the node is unreachable or drained)."""
+    platform may schedule on (false while the node is unreachable, drained or cordoned, or the device
+    itself is cordoned)."""
 
     __tablename__ = "devices"
     # By model: node pages filtered by model find their devices' nodes in order (migration 0023).
@@ -100,6 +101,11 @@ class Device(Base):
     health: Mapped[str] = mapped_column(String(16), default="healthy")
     health_detail: Mapped[str] = mapped_column(String(255), default="")
     available: Mapped[bool] = mapped_column(default=True)
+    # Cordoned for a device-scoped fault (core.health.scope; migration 0024): out of placement with its
+    # reason while its node stays schedulable, until a check passes (the node cordon's rule).
+    cordon_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    cordoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cordon_clean_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     node: Mapped[Node] = relationship(back_populates="devices")

@@ -275,7 +275,7 @@ class Known:
     site: str
     provider_id: int
     drained: bool
-    cordoned: bool
+    cordoned: bool  # the node or one of its devices
     devices: list[tuple[object, ...]] = field(default_factory=list)
 
     def unchanged_by(self, reported: list[DeviceValues]) -> bool:
@@ -300,10 +300,13 @@ def existing_nodes(session: Session, checked: list[Checked]) -> dict[tuple[int |
                  .where(Node.site_id.in_(site_ids), Node.name.in_(sorted({name for _, name in places}))))
              if (row[1], row[2]) in places}
     if found:
-        rows = session.execute(select(Device.node_id, *(getattr(Device, name) for name in DEVICE_FIELDS))
+        rows = session.execute(select(Device.node_id, Device.cordon_reason,
+                                      *(getattr(Device, name) for name in DEVICE_FIELDS))
                                .where(Device.node_id.in_(list(found))).order_by(Device.node_id, Device.index))
-        for node_id, *values in rows:
-            found[node_id][1].devices.append(tuple(values))
+        for node_id, device_cordon, *values in rows:
+            known = found[node_id][1]
+            known.devices.append(tuple(values))
+            known.cordoned = known.cordoned or device_cordon is not None  # its return is judged one by one
     return dict(found.values())
 
 

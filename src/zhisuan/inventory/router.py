@@ -182,10 +182,19 @@ def cordon_node(ref: str, body: CordonBody, session: SessionDep, principal: Writ
     return node_out(service.set_cordon(session, principal, ref, body.reason, ctx.clock()))
 
 
+class UncordonBody(Strict):
+    device: int | None = Field(default=None, ge=0, le=1_000_000,
+                               description="uncordon only this device (its index) instead of the node")
+
+
 @router.post("/nodes/{ref:path}/uncordon", response_model=NodeOut, tags=["inventory"])
-def uncordon_node(ref: str, session: SessionDep, principal: Writer, ctx: ContextDep) -> NodeOut:
-    """Return a cordoned node after its health check passes (reachable, no device reporting a fault);
-    409 with the failing check otherwise."""
+def uncordon_node(ref: str, session: SessionDep, principal: Writer, ctx: ContextDep,
+                  body: UncordonBody | None = None) -> NodeOut:
+    """Return a cordoned node after its health check passes (reachable, no node-wide fault), or with
+    ``device`` one cordoned device (its node reachable, the device reporting no fault); 409 with the
+    failing check otherwise."""
+    if body is not None and body.device is not None:
+        return node_out(service.uncordon_device(session, principal, ref, body.device))
     return node_out(service.set_cordon(session, principal, ref, None, ctx.clock()))
 
 
@@ -240,6 +249,8 @@ async def heartbeat(body: Heartbeat, request: Request,
         raise
     if key_id is not None and ctx.beats is not None:
         beats.learn(ctx.beats, token, await request.body(), body, key_id, ack)
+    elif ctx.beats is not None:  # not steady now (a fault, a cordon): its old known beat must not answer
+        ctx.beats.known.forget(token)
     return ack
 
 

@@ -151,6 +151,9 @@ class DeviceOut(BaseModel):
     health: str
     health_detail: str
     available: bool
+    # Out of placement for a device-scoped fault (its node stays schedulable), until a check passes.
+    cordon_reason: str | None = None
+    cordoned_at: datetime | None = None
 
 
 class NodeOut(BaseModel):

@@ -19,7 +19,13 @@ from zhisuan.identity.access import Principal, may_see_provider, require_role
 from zhisuan.identity.keys import IssuedKey, issue_key
 from zhisuan.identity.models import ApiKey, User
 from zhisuan.identity.service import by_ref, flush_or_conflict
-from zhisuan.inventory.cordon import apply_health, cordon_by_operator, uncordon_by_operator
+from zhisuan.inventory.cordon import (
+    apply_health,
+    cordon_by_operator,
+    has_device_cordon,
+    uncordon_by_operator,
+    uncordon_device_by_operator,
+)
 from zhisuan.inventory.models import Device, Node, Provider, Site
 from zhisuan.inventory.schemas import (
     DeviceReport,
@@ -157,10 +163,11 @@ def replace_devices(node: Node, reported: list[Device]) -> None:
 
 
 def refresh_availability(node: Node) -> None:
-    """A device may be scheduled only if it is healthy and its node is ready, not drained, not cordoned."""
+    """A device may be scheduled only if it is healthy and not cordoned, and its node is ready, not
+    drained, not cordoned."""
     usable = node.status == "ready" and not node.drained and node.cordon_reason is None
     for device in node.devices:
-        device.available = usable and device.health == "healthy"
+        device.available = usable and device.health == "healthy" and device.cordon_reason is None
 
 
 def end_holds_of_missing_devices(session: Session, principal: Principal, site: Site, node: Node,
@@ -287,7 +294,9 @@ def heartbeat(session: Session, principal: Principal, node_name: str, health: li
         node.status = "ready"
     apply_health(node, now, clear_after)
     refresh_availability(node)
-    node.health_digest = report_digest(health)
+    # A cordoned device's clean period advances only on full beats: no digest, so no beat of this
+    # node is answered from memory or by the quick path while one of its devices is cordoned.
+    node.health_digest = None if has_device_cordon(node) else report_digest(health)
     return node
 
 
@@ -370,6 +379,17 @@ def set_cordon(session: Session, principal: Principal, ref: str, reason: str | N
     refresh_availability(node)
     audit.record(session, principal, "node.uncordon" if reason is None else "node.cordon", "node",
                  f"{node.site.name}/{node.name}", provider_id=node.site.provider_id, detail={"reason": reason})
+    return node
+
+
+def uncordon_device(session: Session, principal: Principal, ref: str, index: int) -> Node:
+    """Return one cordoned device to placement, after its health check passes (409 otherwise)."""
+    require_role(principal, "operator", "provider")
+    node = get_node(session, principal, ref)
+    device = uncordon_device_by_operator(node, index)
+    refresh_availability(node)
+    audit.record(session, principal, "device.uncordon", "node", f"{node.site.name}/{node.name}",
+                 provider_id=node.site.provider_id, detail={"device": device.index})
     return node
 
 

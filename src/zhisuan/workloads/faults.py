@@ -3,9 +3,10 @@ whether the job restarts (``core.goodput.restart.decide_restart``, the rules the
 
 Stops the scheduler asks for (``Job.stop_requested``):
 
-- ``fault``: a node the job runs on was cordoned for a fault (a device's XID/ECC/NVLink error or
-  alarm, the engine reporting the node down). A cordon an operator set by hand does not stop jobs
-  (it only keeps new ones away).
+- ``fault``: a node the job runs on was cordoned for a fault (a node-scoped device fault such as
+  XID 79 or an NVLink error, the engine reporting the node down), or a device the job holds was
+  cordoned for its own fault (XID 48, ECC: ``core.health.scope``). Work on the node's other devices
+  keeps running. A cordon an operator set by hand does not stop jobs (it only keeps new ones away).
 - ``hang``: the job set ``hang_timeout_s`` and no new progress line arrived for that long (the clock
   starts when the attempt runs).
 
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from zhisuan.core.goodput.restart import Failure, RestartDecision, RestartPolicy, decide_restart
 from zhisuan.core.job_lifecycle import Transition
 from zhisuan.drivers.base import EngineJobState
-from zhisuan.inventory.models import Node, Site
+from zhisuan.inventory.models import Device, Node, Site
 from zhisuan.workloads.models import Job
 from zhisuan.workloads.service import add_event
 
@@ -49,31 +50,66 @@ class Cordon:
     manual: bool
 
 
-def cordoned_nodes(session: Session) -> dict[str, Cordon]:
-    """``site/node`` → its cordon, for every cordoned node."""
+@dataclass(frozen=True)
+class Cordons:
+    """What is cordoned now: ``site/node`` → its cordon, and ``site/node`` → device index → the
+    reason of each device cordoned on its own."""
+
+    nodes: dict[str, Cordon]
+    devices: dict[str, dict[int, str]]
+
+
+def current_cordons(session: Session) -> Cordons:
     rows = session.execute(select(Site.name, Node.name, Node.cordon_reason, Node.cordon_manual)
                            .join(Site, Site.id == Node.site_id).where(Node.cordon_reason.is_not(None)))
-    return {f"{site}/{node}": Cordon(str(reason), bool(manual)) for site, node, reason, manual in rows}
+    nodes = {f"{site}/{node}": Cordon(str(reason), bool(manual)) for site, node, reason, manual in rows}
+    devices: dict[str, dict[int, str]] = {}
+    for site, node, index, reason in session.execute(
+            select(Site.name, Node.name, Device.index, Device.cordon_reason)
+            .join(Node, Node.id == Device.node_id).join(Site, Site.id == Node.site_id)
+            .where(Device.cordon_reason.is_not(None))):
+        devices.setdefault(f"{site}/{node}", {})[int(index)] = str(reason)
+    return Cordons(nodes, devices)
 
 
 def placed_nodes(job: Job) -> frozenset[str]:
     return frozenset(str(w["node"]) for w in job.placement)
 
 
+def fault_cordons_hit(job: Job, cordons: Cordons) -> dict[str, str]:
+    """``site/node`` → reason, for each node where the job holds something cordoned for a fault: the
+    node itself (not by hand, not a lost agent's) or one of the devices its workers hold there."""
+    hit: dict[str, str] = {}
+    for worker in job.placement:
+        node = str(worker["node"])
+        cordon = cordons.nodes.get(node)
+        if cordon is not None and not cordon.manual:
+            hit[node] = cordon.reason
+            continue
+        held = sorted(set(worker["device_indices"]) & set(cordons.devices.get(node, {})))
+        if held and node not in hit:
+            hit[node] = "; ".join(cordons.devices[node][index] for index in held)
+    return hit
+
+
 def request_fault_stops(session: Session, now: datetime) -> int:
     """Mark running jobs on fault-cordoned nodes, and hung jobs, to be stopped; returns how many."""
     # A lost agent's workers are already marked lost (heartbeat monitor): the engine reports that itself.
-    cordons = {name: c for name, c in cordoned_nodes(session).items()
-               if not c.manual and not c.reason.startswith("agent lost")}
+    found = current_cordons(session)
+    cordons = Cordons({name: c for name, c in found.nodes.items() if not c.reason.startswith("agent lost")},
+                      found.devices)
     jobs = session.execute(select(Job).where(Job.state.in_(("starting", "running")),
                                              Job.stop_requested.is_(None))).scalars().all()
     marked = 0
     for job in jobs:
-        hit = sorted(placed_nodes(job) & set(cordons))
+        hit = fault_cordons_hit(job, cordons)
         if hit:
+            node = min(hit)
+            whole = node in cordons.nodes and not cordons.nodes[node].manual
+            where = f"node {node}" if whole else f"a device it holds on {node}"
             job.stop_requested = "fault"
-            add_event(session, job, job.state, f"node {hit[0]} cordoned ({cordons[hit[0]].reason}); stopping the "
-                      "job to restart it on healthy nodes", now)
+            add_event(session, job, job.state, f"{where} cordoned ({hit[node]}); stopping the job to restart it "
+                      "on healthy devices", now)
             marked += 1
         elif job.state == "running" and job.hang_timeout_s and job.progress_at is not None \
                 and now - job.progress_at > timedelta(seconds=job.hang_timeout_s):
@@ -84,17 +120,17 @@ def request_fault_stops(session: Session, now: datetime) -> int:
     return marked
 
 
-def classify(job: Job, engine: EngineJobState, cordons: dict[str, Cordon]) -> Failure:
+def classify(job: Job, engine: EngineJobState, cordons: Cordons) -> Failure:
     """The failure of an ended attempt, for ``decide_restart``."""
     nodes = placed_nodes(job)
-    hit = {n: cordons[n] for n in nodes if n in cordons and not cordons[n].manual}
+    hit = fault_cordons_hit(job, cordons)
     if job.stop_requested == "hang":
         return Failure("hang", nodes, "no progress")
     if "agent_lost" in engine.reason:
         return Failure("agent_lost", frozenset(hit) or nodes)
     if hit:
-        kind = "device_fault" if any(c.reason.startswith("device") for c in hit.values()) else "node_fault"
-        return Failure(kind, frozenset(hit), next(iter(hit.values())).reason[:200])
+        kind = "device_fault" if any(reason.startswith("device") for reason in hit.values()) else "node_fault"
+        return Failure(kind, frozenset(hit), next(iter(hit.values()))[:200])
     if engine.platform_fault or engine.state in ("lost", "cancelled"):
         return Failure("node_fault", nodes, engine.reason[:200])
     if engine.exit_code in NOT_STARTED_CODES:

@@ -242,7 +242,7 @@ class JobScheduler:
         outcome = "preempted" if step.preempted else step.state if step.billable else "platform fault"
         decision, failure = None, None
         if step.state == "failed" and faults.opted_in(job):
-            failure = faults.classify(job, engine, faults.cordoned_nodes(session))
+            failure = faults.classify(job, engine, faults.current_cordons(session))
             decision = faults.restart_decision(job, failure, self.restart_policy)
         end_attempt(session, job, now, outcome, billable=step.billable)
         if job.site_id is not None and not step.billable:

@@ -1,7 +1,8 @@
 """Device faults beyond what detection sees: NVIDIA XID events, ECC and NVLink state, Ascend alarms.
 
 ``FaultProbe`` runs once per heartbeat after detection and marks devices unhealthy with the reason;
-the control plane cordons the node (``inventory.cordon``). Parsing is pure (``core.health``); here
+the control plane cordons the device, or its node for a node-scoped fault (``inventory.cordon``,
+``core.health.scope``). Parsing is pure (``core.health``); here
 only the tools are run (through the same ``CommandRunner`` as detection, so tests use recordings)
 and the kernel log is followed: only XID lines *new* since the last probe count (old ones stay in
 the log after the GPU was repaired), read from ``kernel_log`` (a file the test or a log shipper

@@ -1,12 +1,14 @@
-"""When a node leaves placement for a fault, and when it may return.
+"""When a node or one device leaves placement for a fault, and when it may return.
 
-A node is cordoned when any of its devices reports a fault (XID, ECC, NVLink, npu-smi alarm), when
-its engine says it failed (Slurm NODE_FAIL / DOWN / not responding) or when its agent is lost. The
-reason is kept and shown. It returns only after a health check passes:
+A device is cordoned when it reports a fault (XID, ECC, NVLink, npu-smi alarm); its node is cordoned
+too when the fault is node-scoped (``core.health.scope``: XID 79, NVLink, unknown faults, more than
+half the devices faulty), when its engine says it failed (Slurm NODE_FAIL / DOWN / not responding) or
+when its agent is lost. The reason is kept and shown. Either returns only after a health check passes
+(the same rule for both; a device's "reachable" is its node's):
 
     automatic: every report has been clean for ``clear_after_s`` (the clock starts at the first clean
                report after the last fault, so one flapping report restarts it);
-    operator:  ``zhisuan node uncordon`` — refused unless the node's latest report is clean and it is
+    operator:  ``zhisuan node uncordon [--device INDEX]`` — refused unless the node's latest report is clean and it is
                reachable (the check runs; the clean period is waived).
 
 A cordon an operator set by hand (``manual``) never clears by itself.
@@ -55,4 +57,20 @@ def uncordon_check(health: NodeHealth) -> str:
         return "the node is unreachable (no heartbeat); it cannot be checked"
     if health.faults:
         return "the node still reports faults: " + "; ".join(health.faults)
+    return ""
+
+
+def device_after_report(state: CordonState, faults: tuple[str, ...], now: datetime,
+                        clear_after: timedelta) -> CordonState:
+    """A device's cordon after its node's report: ``after_report`` with the device's own faults (a
+    device is judged only on reports, so only while its node is reachable)."""
+    return after_report(state, NodeHealth(True, faults), now, clear_after)
+
+
+def device_uncordon_check(node_reachable: bool, faults: tuple[str, ...]) -> str:
+    """Why an operator's uncordon of one device is refused ("" when the check passes)."""
+    if not node_reachable:
+        return "its node is unreachable (no heartbeat); the device cannot be checked"
+    if faults:
+        return "the device still reports faults: " + "; ".join(faults)
     return ""

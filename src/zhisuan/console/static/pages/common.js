@@ -7,8 +7,10 @@ import {patch} from "../lib/api.js";
 export function deviceChips(devices) {
   if (!devices.length) return muted(t("common.none"));
   return devices.map((d) => {
-    const cls = d.health !== "healthy" ? "unhealthy" : (d.available ? "" : "unavailable");
-    const title = `${d.reported_name} · ${Math.round(d.memory_mib / 1024)} GiB · ${d.health}${d.health_detail ? ": " + d.health_detail : ""}`;
+    const cls = d.health !== "healthy" || d.cordon_reason ? "unhealthy" : (d.available ? "" : "unavailable");
+    // A device cordoned for its own fault stays out (its node does not) until its check passes.
+    const cordon = d.cordon_reason ? ` · ${t("nodes.device_cordoned")}: ${d.cordon_reason}` : "";
+    const title = `${d.reported_name} · ${Math.round(d.memory_mib / 1024)} GiB · ${d.health}${d.health_detail ? ": " + d.health_detail : ""}${cordon}`;
     return el("span", {class: "dev " + cls, title}, `#${d.index} ${d.model}`);
   });
 }
