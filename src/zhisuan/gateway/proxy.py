@@ -55,6 +55,7 @@ import os
 import time
 from typing import Any
 
+from zhisuan.gateway.admission import CLIENT_GONE, NO_REPLICA, PARTY_FILLS_QUEUE, QUEUE_FULL, QueueBounds, acquire
 from zhisuan.gateway.exchanges import RETRY, UPSTREAM_HEAD, BufferedExchange, StreamExchange
 from zhisuan.gateway.finish import Finish, Metering
 from zhisuan.gateway.http import HttpConnection, Request
@@ -86,6 +87,8 @@ DEFAULT_COMPLETION_BOUND = 1024
 UNKNOWN_LABEL = "unknown"
 # Retry-After of a registered model with no running replica (a replica starts within seconds to a minute).
 NOT_RUNNING_RETRY_S = 5
+# Retry-After of a request refused by a full gateway queue or one that waited its longest there.
+QUEUE_RETRY_S = 2
 TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
@@ -124,7 +127,7 @@ class Gateway(Metering):
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
                  *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
                  first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0,
-                 max_queued_s: float = 600.0) -> None:
+                 max_queued_s: float = 600.0, queue_bounds: QueueBounds | None = None) -> None:
         self.router = router
         self.keys = keys
         self.limiter = limiter
@@ -135,6 +138,8 @@ class Gateway(Metering):
         self.first_byte_timeout_s = first_byte_timeout_s
         self.nonstream_first_byte_timeout_s = nonstream_first_byte_timeout_s
         self.max_queued_s = max_queued_s  # 0: every first-byte timeout fails (no queued/hung judgement)
+        self.queue_bounds = queue_bounds or QueueBounds()  # the gateway's own queue per route (admission.py)
+        self.metrics.queue_lengths = router.queue_lengths
         self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
         self._seq = 0
         self.in_flight = 0  # forwarded requests not yet answered (decides inline spool commits)
@@ -239,10 +244,16 @@ class Gateway(Metering):
         tries = Tries()
         loop = asyncio.get_running_loop()
         for _ in range(self.max_attempts + 1):
-            replica = route.pick(tries.tried)
-            if replica is None:
-                break
-            replica.outstanding += 1
+            replica = route.pick(tries.tried) if not route.queue.length else None
+            if replica is not None:  # the fast path: a free slot and nobody waiting
+                replica.outstanding += 1
+            else:
+                got = await self._queued_slot(conn, grant, model, route, tries, started)
+                if got == NO_REPLICA:
+                    break
+                if not isinstance(got, Replica):
+                    return  # refused (answered) or the client left
+                replica = got
             try:
                 up = await self._connect(model, replica, tries)
                 if up is None:
@@ -271,8 +282,35 @@ class Gateway(Metering):
                     await self._finish_buffered(conn, done, x, result)
                 return
             finally:
-                replica.outstanding -= 1
+                route.release(replica)  # the slot goes to the next waiter, if any
         self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
+
+    async def _queued_slot(self, conn: HttpConnection, grant: KeyGrant, model: str, route: ModelRoute,
+                           tries: Tries, started: float) -> Replica | int:
+        """A slot through the gateway's queue (``admission``), or why not: ``NO_REPLICA`` (the caller
+        answers 503/504 as without a queue), else refused (answered here) or the client left."""
+        party = grant.tenant_id if route.tenant_id is None else grant.key_id  # fair between tenants / keys
+        label = metric_label(route, model)
+        got = await acquire(route, party, tries.tried, conn, self.queue_bounds, started)
+        if isinstance(got, Replica):
+            self.metrics.queue_waited(label, time.monotonic() - started)
+            return got
+        if got == NO_REPLICA:
+            return got
+        if got == CLIENT_GONE:
+            self.metrics.reject(label, "client_gone_while_queued")
+        elif got == PARTY_FILLS_QUEUE:
+            conn.respond(429, error_body(f"Your requests alone fill the queue of model '{model}'; retry after "
+                                         f"{QUEUE_RETRY_S} s.", "requests", "rate_limit_exceeded"),
+                         extra=b"retry-after: %d\r\n" % QUEUE_RETRY_S)
+            self.metrics.reject(label, "queue_full_own")
+        else:
+            what = "is full" if got == QUEUE_FULL else f"did not free a slot within {self.queue_bounds.max_wait_s:g} s"
+            conn.respond(503, error_body(f"The queue of model '{model}' {what}; try again later.",
+                                         "service_unavailable", "queue_full" if got == QUEUE_FULL else "queue_timeout"),
+                         extra=b"retry-after: %d\r\n" % QUEUE_RETRY_S)
+            self.metrics.reject(label, "queue_full" if got == QUEUE_FULL else "queue_timeout")
+        return got
 
     async def _admit(self, conn: HttpConnection, req: Request, endpoint: str) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""
