@@ -83,12 +83,12 @@ class ReplicaDiscovery:
             if not same:
                 self.router.add_replica(e["model"], rid, e["host"], int(e["port"]), tenant_id=e.get("tenant_id"),
                                         secret=e["secret"], slots=slots)
+                self.owned.add(rid)
             elif current is not None and current.slots != slots:
                 current.slots = slots  # relaunched with another --parallel at the same address
                 route = self.router.route_of(current)
                 if route is not None:
                     route.hand_over()
-                self.owned.add(rid)
             replica = self.router.by_id[rid]
             replica.draining = bool(e.get("draining"))
         for rid in self.owned - listed:
