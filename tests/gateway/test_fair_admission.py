@@ -23,6 +23,7 @@ from zhisuan.gateway.admission import (
     QueueBounds,
     acquire,
 )
+from zhisuan.gateway.discovery import ReplicaDiscovery
 from zhisuan.gateway.http import HttpConnection, Request
 from zhisuan.gateway.router import Replica, Router, Waiter
 
@@ -188,3 +189,18 @@ def test_uncapped_replicas_never_queue_and_new_replicas_take_waiters_at_once() -
         assert await asyncio.wait_for(waiting, 0.5) is added and first is not added
 
     run(scenario())
+
+
+def test_discovery_caps_a_replica_at_its_listed_slots_and_at_one_when_unsaid() -> None:
+    router = Router()
+    discovery = ReplicaDiscovery(router, fetch=None)  # type: ignore[arg-type]  # apply() only
+
+    def listed(**extra: Any) -> dict[str, Any]:
+        return {"id": "m@1-0", "model": "m", "host": "10.0.0.7", "port": 9000, "secret": "s", **extra}
+
+    discovery.apply({"version": "1", "models": ["m"], "replicas": [listed(slots=4)]})
+    assert router.by_id["m@1-0"].slots == 4
+    discovery.apply({"version": "2", "models": ["m"], "replicas": [listed(slots=2)]})  # relaunched, same address
+    assert router.by_id["m@1-0"].slots == 2
+    discovery.apply({"version": "3", "models": ["m"], "replicas": [listed()]})  # an older control plane
+    assert router.by_id["m@1-0"].slots == 1
