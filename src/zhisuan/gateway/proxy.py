@@ -1,8 +1,11 @@
 """The ``/v1`` gateway: OpenAI request and error shapes, routing, retries, limits and metering.
 
 Per request: bearer key → grant (cached) → JSON body → model route and key scope → limits →
-least-outstanding healthy replica → forward on a pooled keep-alive connection. A replica that fails
-before sending its first byte is retried on another one (up to ``max_attempts``).
+a slot: the least-outstanding healthy replica with a free slot (a counter), or a wait in the route's
+fair queue (``admission``: round-robin over tenants, bounded; full → 503 ``queue_full``, or 429 when
+the queue holds only the caller's own requests; too long → 503 ``queue_timeout``; both with
+``retry-after: 2``) → forward on a pooled keep-alive connection. A replica that fails before sending
+its first byte is retried on another one (up to ``max_attempts``); its slot is given back first.
 
 First-byte timeout: a replica that sends no byte of its response within ``first_byte_timeout_s``
 (streams, default 30 s: room for a CPU engine's prompt processing) or
@@ -19,8 +22,8 @@ first byte comes only when the whole answer is generated) is judged, busy or hun
   (metric ``errors{kind="first_byte_timeout"}``): its connection is closed (the engine stops), the
   replica is ejected for a moment, and the request is retried on another healthy replica.
 So a burst beyond a replica's slots waits in the engine's queue instead of ejecting healthy replicas
-one after the other. The gateway does not cap what it sends to one replica (least-outstanding
-routing spreads a burst, it does not hold it back).
+one after the other. A replica with ``slots`` gets at most that many requests of this gateway at once,
+so its engine queues only what other gateways send it; one without (hand-listed, not said) is not capped.
 When no replica answers, the client gets an OpenAI-shaped error:
 - 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
   (the SDKs retry 5xx by default);
