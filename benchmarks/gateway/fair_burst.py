@@ -10,7 +10,7 @@
     uv run --no-sync python benchmarks/gateway/fair_burst.py --burst 12 --repeats 3
 
 Each round: the noisy tenant sends ``--burst`` concurrent streams; from 0.5 s later the quiet tenant
-sends one stream at a time (the next ``--gap`` s after the previous one ends) until the burst is over.
+sends one stream every ``--every`` s (open loop: not waiting for the previous one) until the burst is over.
 A quiet request's *wait* is its time to the first content token (what a user waits for); printed per
 round and, at the end, p50/p99 over all rounds per rule. Rounds alternate the rule's order.
 """
@@ -65,13 +65,12 @@ async def round_(server: GatewayServer, model: str, a: argparse.Namespace) -> di
     burst = asyncio.gather(*(stream(noisy, model, f"Tell story number {i}.", a.max_tokens) for i in range(a.burst)))
     burst_task = asyncio.ensure_future(burst)
     await asyncio.sleep(0.5)
-    waits: list[float] = []
-    while not burst_task.done():
-        wait = await stream(quiet, model, "Say hello.", a.quiet_tokens)
-        if wait is not None:
-            waits.append(wait)
-        await asyncio.sleep(a.gap)
+    quiet_tasks = []
+    while not burst_task.done():  # open loop: one quiet request every --every s, each on its own
+        quiet_tasks.append(asyncio.ensure_future(stream(quiet, model, "Say hello.", a.quiet_tokens)))
+        await asyncio.wait((burst_task,), timeout=a.every)
     noisy_ttft = await burst_task
+    waits = [w for w in await asyncio.gather(*quiet_tasks) if w is not None]
     wall = time.monotonic() - began
     await noisy.close()
     await quiet.close()
@@ -124,7 +123,7 @@ if __name__ == "__main__":
     p.add_argument("--burst", type=int, default=12, help="the noisy tenant's concurrent streams")
     p.add_argument("--max-tokens", type=int, default=48, help="tokens of each noisy stream")
     p.add_argument("--quiet-tokens", type=int, default=16, help="tokens of each quiet stream")
-    p.add_argument("--gap", type=float, default=0.3, help="seconds between two quiet requests")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between two quiet requests")
     p.add_argument("--parallel", type=int, default=1, help="llama-server slots")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)

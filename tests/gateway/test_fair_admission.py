@@ -204,3 +204,17 @@ def test_discovery_caps_a_replica_at_its_listed_slots_and_at_one_when_unsaid() -
     assert router.by_id["m@1-0"].slots == 2
     discovery.apply({"version": "3", "models": ["m"], "replicas": [listed()]})  # an older control plane
     assert router.by_id["m@1-0"].slots == 1
+
+
+def test_queue_lengths_never_name_a_private_model() -> None:
+    async def scenario() -> dict[str, int]:
+        router = Router()
+        router.add_replica("public-m", "pub-0", "127.0.0.1", 1, slots=1)
+        router.add_replica("secret-project", "acme-0", "127.0.0.1", 2, slots=1, tenant_id=7)
+        router.add_replica("other-secret", "beta-0", "127.0.0.1", 3, slots=1, tenant_id=8)
+        loop = asyncio.get_running_loop()
+        for route in (router.resolve("secret-project", 7), router.resolve("other-secret", 8)):
+            route.queue.push("key-1", Waiter(loop.create_future(), time.monotonic(), "key-1", set()))
+        return router.queue_lengths()
+
+    assert run(scenario()) == {"public-m": 0, "private": 2}
