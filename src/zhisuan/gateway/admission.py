@@ -24,10 +24,14 @@ from dataclasses import dataclass
 
 from zhisuan.core.fair_queue import refusal
 from zhisuan.gateway.http import HttpConnection
+from zhisuan.gateway.metrics import GatewayMetrics
+from zhisuan.gateway.openai_body import error_body
 from zhisuan.gateway.router import ModelRoute, Replica, Waiter
 
 NO_REPLICA, QUEUE_FULL, PARTY_FILLS_QUEUE, QUEUE_TIMEOUT, CLIENT_GONE = range(5)
 RECHECK_S = 1.0
+# Retry-After of a request refused by a full queue or one that waited its longest there.
+QUEUE_RETRY_S = 2
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,25 @@ def _leave(route: ModelRoute, waiter: Waiter, why: int) -> int:
         waiter.future.set_result(None)
         return why
     return -1 if waiter.future.done() and waiter.future.result() is not None else why
+
+
+def answer_refusal(conn: HttpConnection, metrics: GatewayMetrics, model: str, label: str, why: int,
+                   bounds: QueueBounds) -> None:
+    """The client's answer (OpenAI's error shape, ``retry-after``) and the refusal's count, for every
+    reason but ``NO_REPLICA``; a client that left gets nothing (it is gone)."""
+    retry = b"retry-after: %d\r\n" % QUEUE_RETRY_S
+    if why == CLIENT_GONE:
+        metrics.reject(label, "client_gone_while_queued")
+    elif why == PARTY_FILLS_QUEUE:
+        conn.respond(429, error_body(f"Your requests alone fill the queue of model '{model}'; retry after "
+                                     f"{QUEUE_RETRY_S} s.", "requests", "rate_limit_exceeded"), extra=retry)
+        metrics.reject(label, "queue_full_own")
+    elif why == QUEUE_FULL:
+        conn.respond(503, error_body(f"The queue of model '{model}' is full; try again later.",
+                                     "service_unavailable", "queue_full"), extra=retry)
+        metrics.reject(label, "queue_full")
+    else:
+        conn.respond(503, error_body(f"The queue of model '{model}' did not free a slot within "
+                                     f"{bounds.max_wait_s:g} s; try again later.", "service_unavailable",
+                                     "queue_timeout"), extra=retry)
+        metrics.reject(label, "queue_timeout")

@@ -58,7 +58,7 @@ import os
 import time
 from typing import Any
 
-from zhisuan.gateway.admission import CLIENT_GONE, NO_REPLICA, PARTY_FILLS_QUEUE, QUEUE_FULL, QueueBounds, acquire
+from zhisuan.gateway.admission import NO_REPLICA, QueueBounds, acquire, answer_refusal
 from zhisuan.gateway.exchanges import RETRY, UPSTREAM_HEAD, BufferedExchange, StreamExchange
 from zhisuan.gateway.finish import Finish, Metering
 from zhisuan.gateway.http import HttpConnection, Request
@@ -90,8 +90,6 @@ DEFAULT_COMPLETION_BOUND = 1024
 UNKNOWN_LABEL = "unknown"
 # Retry-After of a registered model with no running replica (a replica starts within seconds to a minute).
 NOT_RUNNING_RETRY_S = 5
-# Retry-After of a request refused by a full gateway queue or one that waited its longest there.
-QUEUE_RETRY_S = 2
 TOO_DEEP = error_body("The JSON body of your request is nested too deeply.", "invalid_request_error", "json_too_deep")
 
 
@@ -298,21 +296,8 @@ class Gateway(Metering):
         if isinstance(got, Replica):
             self.metrics.queue_waited(label, time.monotonic() - started)
             return got
-        if got == NO_REPLICA:
-            return got
-        if got == CLIENT_GONE:
-            self.metrics.reject(label, "client_gone_while_queued")
-        elif got == PARTY_FILLS_QUEUE:
-            conn.respond(429, error_body(f"Your requests alone fill the queue of model '{model}'; retry after "
-                                         f"{QUEUE_RETRY_S} s.", "requests", "rate_limit_exceeded"),
-                         extra=b"retry-after: %d\r\n" % QUEUE_RETRY_S)
-            self.metrics.reject(label, "queue_full_own")
-        else:
-            what = "is full" if got == QUEUE_FULL else f"did not free a slot within {self.queue_bounds.max_wait_s:g} s"
-            conn.respond(503, error_body(f"The queue of model '{model}' {what}; try again later.",
-                                         "service_unavailable", "queue_full" if got == QUEUE_FULL else "queue_timeout"),
-                         extra=b"retry-after: %d\r\n" % QUEUE_RETRY_S)
-            self.metrics.reject(label, "queue_full" if got == QUEUE_FULL else "queue_timeout")
+        if got != NO_REPLICA:
+            answer_refusal(conn, self.metrics, model, label, got, self.queue_bounds)
         return got
 
     async def _admit(self, conn: HttpConnection, req: Request, endpoint: str) -> Admitted | None:
