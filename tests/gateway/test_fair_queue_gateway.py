@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import grant, shipped
+from tests.gateway.conftest import free_port, grant, shipped
 from tests.gateway.fake_engines import FakeQueueingEngine
 
 NOISY, QUIET = "sk-test-noisy", "sk-test-quiet"
@@ -171,3 +171,19 @@ def test_gateway_queued_requests_count_in_the_load_report(fake_engine: Any, gate
         assert [f.result().status_code for f in held] == [200] * 3
     assert load["in_flight"] == 3 and load["queued"] == 3  # 1 at the engine awaiting its head + 2 in the gateway
     assert load["queue_wait_s"] >= 0.05
+
+
+def test_a_dead_replica_gives_its_slot_back_and_the_retry_queues_for_the_live_one(fake_engine: Any,
+                                                                                 gateway: Any) -> None:
+    """Retries on connection failure still work under the cap: the refused request gives the dead
+    replica's slot back, and waits in the queue for the live replica's one slot if it is taken."""
+    live = fake_engine(token_s=0.05)
+    dead_port = free_port()  # nothing listens: connections are refused
+    models = {"m": [{"id": "live", "port": live.port, "slots": 1}, {"id": "dead", "port": dead_port, "slots": 1}]}
+    server = gateway(models, keys=KEYS)
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda i: call(server, NOISY if i % 2 else QUIET, i % 2 == 0).status_code, range(4)))
+    assert statuses == [200] * 4
+    assert live.answered == 4
+    assert server.gateway.metrics.stats[("m", "dead")].errors.get("connect", 0) >= 1
+    assert {r.id: r.outstanding for r in server.router.all_replicas()} == {"live": 0, "dead": 0}
