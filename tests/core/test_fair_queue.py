@@ -36,13 +36,31 @@ def test_round_robin_over_parties_fifo_within(pushes: list[tuple[str, str]], ord
     assert len(q) == 0
 
 
-def test_a_party_that_empties_joins_the_back_of_the_ring() -> None:
+def test_a_party_that_empties_joins_behind_the_parties_not_served_since() -> None:
     q: FairQueue[str] = FairQueue()
     for party, item in [("A", "a1"), ("B", "b1"), ("B", "b2")]:
         q.push(party, item)
-    assert q.pop() == "a1"  # A leaves the ring
-    q.push("A", "a2")  # …and joins behind B
+    assert q.pop() == "a1"  # A leaves the queue, served
+    q.push("A", "a2")  # …and comes back behind B, which has not been served since
     assert drain(q) == ["b1", "a2", "b2"]
+
+
+def test_a_slot_taken_at_once_counts_as_the_partys_turn() -> None:
+    """A's first request took the free slot (no queue); A queues more, then B comes: B is next."""
+    q: FairQueue[str] = FairQueue()
+    q.admitted("A")
+    for party, item in [("A", "a2"), ("A", "a3"), ("B", "b1")]:
+        q.push(party, item)
+    assert drain(q) == ["b1", "a2", "a3"]
+
+
+def test_the_least_recently_admitted_party_goes_first() -> None:
+    q: FairQueue[str] = FairQueue()
+    for party in ("C", "A", "B"):  # admitted at once, in this order
+        q.admitted(party)
+    for party, item in [("A", "a1"), ("B", "b1"), ("C", "c1"), ("D", "d1")]:
+        q.push(party, item)
+    assert drain(q) == ["d1", "c1", "a1", "b1"]  # D never admitted, then by oldest turn
 
 
 def test_removing_a_waiter_keeps_the_others_order_and_count() -> None:
@@ -69,14 +87,16 @@ def test_refusal(length: int, own: int, max_length: int, why: str | None) -> Non
 
 # An operation: push a waiter of party p (0..3), pop one, or remove the i-th waiter still queued.
 ops = st.lists(st.one_of(st.tuples(st.just("push"), st.integers(0, 3)), st.tuples(st.just("pop"), st.just(0)),
-                         st.tuples(st.just("remove"), st.integers(0, 30))), max_size=120)
+                         st.tuples(st.just("remove"), st.integers(0, 30)),
+                         st.tuples(st.just("admit"), st.integers(0, 3))), max_size=120)
 
 
 @settings(max_examples=300, deadline=None)
 @given(ops)
 def test_fifo_within_a_party_and_the_round_robin_bound(operations: list[tuple[str, int]]) -> None:
-    """For any pushes, pops and removals: each party's waiters leave in the order they came, and a
-    waiter k-th in its party's queue when it came leaves after at most k + 1 pops of any other party."""
+    """For any pushes, pops, removals and admissions at once (only while nobody waits, as in the
+    gateway's fast path): each party's waiters leave in the order they came, and a waiter k-th in its
+    party's queue when it came leaves after at most k + 1 pops of any other party."""
     q: FairQueue[tuple[int, int]] = FairQueue()
     queued: list[tuple[int, int]] = []  # (party, serial), in push order
     ahead: dict[tuple[int, int], int] = {}  # waiter → its party's waiters ahead of it when it came
@@ -100,6 +120,9 @@ def test_fifo_within_a_party_and_the_round_robin_bound(operations: list[tuple[st
                 if waiter[0] != got[0]:
                     others_popped[waiter][got[0]] = others_popped[waiter].get(got[0], 0) + 1
             assert all(n <= ahead[got] + 1 for n in others_popped[got].values())
+        elif op == "admit":
+            if not queued:
+                q.admitted(arg)
         elif queued:
             victim = queued[arg % len(queued)]
             assert q.remove(victim[0], victim)

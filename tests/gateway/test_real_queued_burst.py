@@ -4,7 +4,7 @@ Without the gateway's cap (as when several gateways each admit up to the slots):
 what its one slot cannot take, those requests get no byte for several first-byte windows, and yet all
 are answered and the replica is never ejected (the gateway sees it sending the running request's tokens).
 With it (the default): the burst waits in the gateway's fair queue instead, and a second tenant's
-request is served after at most one queued request of the first, not after the whole burst."""
+request is served right after the first tenant's request in the slot, not after the whole burst."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_a_second_tenant_is_not_stuck_behind_a_burst_at_a_real_replica(gateway: 
             done_before = BURST - server.loop_thread.run(in_slot_or_queued(replica, server))  # out of the slot
             quiet = pool.submit(ask, "sk-test-quiet", "quiet")
             assert all(f.result() > 0 for f in noisy) and quiet.result() > 0
-        assert finished.index("quiet") <= done_before + 2, finished  # the one in the slot, one queued, quiet
+        assert finished.index("quiet") <= done_before + 1, finished  # the one in the slot, then quiet
         stats = server.gateway.metrics.stats[(spec.name, replica.id)]
         assert stats.errors == {} and stats.queued_windows == 0  # nothing waited in llama-server's queue
         assert {e.status for e in shipped(server)} == {"ok"}

@@ -4,7 +4,7 @@
 back), or a reason it got none:
 
 - fast path: nobody waits on the route and a routable replica has a free slot → the least-loaded
-  one, ``outstanding += 1``; nothing else;
+  one, ``outstanding += 1``, and the party's turn stamped (``FairQueue.admitted``); nothing else;
 - no routable replica (not already tried) → ``NO_REPLICA`` (the caller answers 503/504 as before);
 - else the request waits in the route's ``queue`` (``core.fair_queue``: round-robin over tenants on
   a public route, over keys on a private one; FIFO within each). Bounds (``QueueBounds``): a queue of
@@ -49,6 +49,7 @@ async def acquire(route: ModelRoute, party: Hashable, exclude: set[str], conn: H
         replica = route.pick(exclude)
         if replica is not None:
             replica.outstanding += 1
+            route.queue.admitted(party)
             return replica
     if not route.any_routable(exclude):
         return NO_REPLICA

@@ -244,12 +244,14 @@ class Gateway(Metering):
         event_id = self.next_event_id()
         tries = Tries()
         loop = asyncio.get_running_loop()
+        party = grant.tenant_id if route.tenant_id is None else grant.key_id  # fair between tenants / keys
         for _ in range(self.max_attempts + 1):
             replica = route.pick(tries.tried) if not route.queue.length else None
             if replica is not None:  # the fast path: a free slot and nobody waiting
                 replica.outstanding += 1
+                route.queue.admitted(party)  # its turn, should a queue form
             else:
-                got = await self._queued_slot(conn, grant, model, route, tries, started)
+                got = await self._queued_slot(conn, party, model, route, tries, started)
                 if got == NO_REPLICA:
                     break
                 if not isinstance(got, Replica):
@@ -286,11 +288,10 @@ class Gateway(Metering):
                 route.release(replica)  # the slot goes to the next waiter, if any
         self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
 
-    async def _queued_slot(self, conn: HttpConnection, grant: KeyGrant, model: str, route: ModelRoute,
+    async def _queued_slot(self, conn: HttpConnection, party: str, model: str, route: ModelRoute,
                            tries: Tries, started: float) -> Replica | int:
         """A slot through the gateway's queue (``admission``), or why not: ``NO_REPLICA`` (the caller
         answers 503/504 as without a queue), else refused (answered here) or the client left."""
-        party = grant.tenant_id if route.tenant_id is None else grant.key_id  # fair between tenants / keys
         label = metric_label(route, model)
         got = await acquire(route, party, tries.tried, conn, self.queue_bounds, started)
         if isinstance(got, Replica):
