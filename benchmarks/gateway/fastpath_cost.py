@@ -2,7 +2,8 @@
 
 What each forwarded request does with the router around its exchange: ``pick`` a replica (3 replicas,
 ``slots`` 64, in-flight counts spread), take it, give it back — before the gateway's queue
-``outstanding += 1 … -= 1``, after it ``outstanding += 1 … route.release()`` plus the queue-length check.
+``outstanding += 1 … -= 1``, after it ``outstanding += 1``, the party's turn stamped
+(``FairQueue.admitted``) ``… route.release()``, plus the queue-length check.
 Each version runs in its own process (``--before-src``: a source tree of the code before, e.g. a
 ``git archive <commit> src`` unpacked), alternately, ``--rounds`` times; the median ns per request is printed.
 
@@ -38,6 +39,7 @@ for _ in range(n):
     if queued:
         replica = route.pick(tried) if not route.queue.length else None
         replica.outstanding += 1
+        route.queue.admitted("tenant-1")
         route.release(replica)
     else:
         replica = route.pick(tried)
