@@ -47,14 +47,18 @@ async def gateway(tmp: Path, name: str) -> GatewayServer:
 
 
 async def stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> float | None:
-    """Seconds to the first content token, or None if none came."""
+    """Seconds to the first content token, or None if none came (refusals are printed)."""
     began = time.monotonic()
     first: float | None = None
-    chunks = await client.chat.completions.create(model=model, max_tokens=max_tokens, stream=True,
-                                                  messages=[{"role": "user", "content": prompt}])
-    async for c in chunks:
-        if first is None and c.choices and c.choices[0].delta.content:
-            first = time.monotonic() - began
+    try:
+        chunks = await client.chat.completions.create(model=model, max_tokens=max_tokens, stream=True,
+                                                      messages=[{"role": "user", "content": prompt}])
+        async for c in chunks:
+            if first is None and c.choices and c.choices[0].delta.content:
+                first = time.monotonic() - began
+    except openai.APIStatusError as err:
+        print(json.dumps({"refused": err.status_code, "after_s": round(time.monotonic() - began, 3),
+                          "message": str(err)[:120]}), flush=True)
     return first
 
 

@@ -218,3 +218,20 @@ def test_queue_lengths_never_name_a_private_model() -> None:
         return router.queue_lengths()
 
     assert run(scenario()) == {"public-m": 0, "private": 2}
+
+
+def test_waiters_wait_through_an_ejection_and_get_the_slot_when_it_ends() -> None:
+    async def scenario() -> None:
+        _, route = route_with(1)
+        bounds = QueueBounds(max_length=10, max_wait_s=30)
+        holder = await acquire(route, "A", set(), fresh(), bounds, time.monotonic())
+        assert isinstance(holder, Replica)
+        waiting = asyncio.ensure_future(acquire(route, "B", set(), fresh(), bounds, time.monotonic()))
+        await asyncio.sleep(0)
+        holder.ejected_until = time.monotonic() + 0.5  # a failed connection: out for a moment
+        route.release(holder)  # the slot is free, but the replica takes nothing now
+        assert await acquire(route, "C", set(), fresh(), bounds, time.monotonic()) == NO_REPLICA  # newcomer: 503
+        assert not waiting.done()
+        assert await asyncio.wait_for(waiting, 3.0) is holder  # at the recheck after the ejection
+
+    run(scenario())

@@ -12,7 +12,9 @@ back), or a reason it got none:
   caller's own tenant's/key's); a waiter gets a slot within ``max_wait_s`` or leaves (``QUEUE_TIMEOUT``);
   a client that disconnects leaves at once (``CLIENT_GONE``, nothing answered). Every
   ``RECHECK_S`` a waiter hands free slots over itself (a replica back from ejection frees slots
-  without an event) and leaves with ``NO_REPLICA`` if the route has no routable replica any more.
+  without an event) and leaves with ``NO_REPLICA`` once the route has no replica left that is not
+  draining (one ejected for a moment, or unhealthy while its supervisor restarts it, is waited for:
+  a newcomer meanwhile gets 503 at once, as without a queue).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ async def _wait(route: ModelRoute, party: Hashable, exclude: set[str], conn: Htt
             await asyncio.wait((waiter.future,), timeout=min(left, RECHECK_S))
             if not waiter.future.done():
                 route.hand_over()
-                if not waiter.future.done() and not route.any_routable():
+                if not waiter.future.done() and not route.may_come_back():
                     return _leave(route, waiter, NO_REPLICA)
     except asyncio.CancelledError:
         if _leave(route, waiter, CLIENT_GONE) != CLIENT_GONE:  # handed a slot just now: give it back

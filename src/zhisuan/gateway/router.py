@@ -160,6 +160,11 @@ class ModelRoute:
         now = time.monotonic()
         return any(r.routable(now) and not (exclude and r.id in exclude) for r in self.replicas)
 
+    def may_come_back(self) -> bool:
+        """Some replica is still the route's and not draining: ejected or unhealthy now, it may take
+        requests again (what a waiter keeps waiting for, within its longest wait)."""
+        return any(not r.draining for r in self.replicas)
+
     def release(self, replica: Replica) -> None:
         """A request left ``replica`` (answered, failed, client gone): its slot goes to the next waiter."""
         replica.outstanding -= 1
