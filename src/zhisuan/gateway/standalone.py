@@ -15,7 +15,9 @@ Several of them may share one database and one Redis, each on its own port behin
 
 Replicas are discovered: the gateway follows the control plane's routable replicas (``discovery``:
 ``GET /api/v1/serving/endpoints`` every ``discovery_interval_s`` with the same operator key, 304 while
-nothing changed; the last known set is kept while the control plane is unreachable).
+nothing changed; the last known set is kept while the control plane is unreachable). Each gets at most
+its engine's slots of this process's requests at once; the rest wait in a queue per model, fair across
+tenants (``admission``; ``queue_max_length``, ``queue_max_wait_s``). Hand-listed upstreams are not capped.
 
 Engines the platform does not run can still be hand-listed: ``--upstream MODEL=http://HOST:PORT`` is a
 public model, callable by every tenant;
