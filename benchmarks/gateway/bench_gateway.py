@@ -122,7 +122,10 @@ def start_zhisuan(work: Path, upstream_port: int, port: int, fsync: bool = True,
                   slow_port: int | None = None, src: Path | None = None) -> subprocess.Popen[bytes]:
     """``src``: run the gateway from that source tree (a checkout's ``src``) instead of this one."""
     limits = {"rpm": 100_000_000, "tpm": 10_000_000_000, "token_budget": 10**15}
-    models: dict[str, Any] = {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port}]}
+    # slots: the gateway caps what it sends the replica at once (its fair queue's fast path: a counter);
+    # 64 > the 32 connections of the load, so nothing waits — what is measured is the cap's cost.
+    models: dict[str, Any] = {"fake-model": [{"id": "up-0", "host": "127.0.0.1", "port": upstream_port,
+                                              "slots": 64}]}
     if slow_port is not None:  # streams slowly enough for the metering check's aborts to land mid-stream
         models["slow-model"] = [{"id": "slow-0", "host": "127.0.0.1", "port": slow_port}]
     cfg = {"spool_dir": str(work / "spool"), "port": port, "fsync": fsync,

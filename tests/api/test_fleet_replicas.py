@@ -61,6 +61,7 @@ def test_an_agent_runs_what_placement_put_on_its_node_and_gateways_find_it(fleet
     assert [(r["id"], r["host"], r["port"], r["secret"], r["draining"]) for r in found["replicas"]] == [
         (f"{out['name']}@{out['id']}-0", "10.0.0.7", 9000, f"{SECRET}0", False),
         (f"{out['name']}@{out['id']}-1", "10.0.0.7", 9001, f"{SECRET}1", False)]
+    assert [r["slots"] for r in found["replicas"]] == [4, 4]  # the agent's report: gateways send at most that
     etag = response.headers["etag"]
     unchanged = fleet.client.get("/api/v1/serving/endpoints", headers={
         "Authorization": f"Bearer {fleet.keys['operator']}", "If-None-Match": etag})

@@ -30,10 +30,10 @@ class ControlPlane:
         self.polls = 0
 
     def list(self, rid: str, up: RecordingUpstream, model: str = "m", tenant_id: int | None = None,
-             draining: bool = False) -> None:
+             draining: bool = False, slots: int = 4) -> None:
         self.replicas = [r for r in self.replicas if r["id"] != rid]
         self.replicas.append({"id": rid, "model": model, "tenant_id": tenant_id, "host": "127.0.0.1",
-                              "port": up.port, "secret": up.secret, "draining": draining})
+                              "port": up.port, "secret": up.secret, "draining": draining, "slots": slots})
 
     async def fetch(self, version: str | None) -> dict[str, Any] | None:
         self.polls += 1

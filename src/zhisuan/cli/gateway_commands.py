@@ -39,6 +39,11 @@ def gateway(
     discover: Annotated[bool, typer.Option(
         help="follow the control plane's healthy replicas (GET /api/v1/serving/endpoints)")] = True,
     discovery_interval: Annotated[float, typer.Option(help="seconds between two discovery polls")] = 1.0,
+    queue_max_length: Annotated[int, typer.Option(
+        min=1, help="requests that may wait per model for a free replica slot (beyond: 503, or 429 when they "
+                    "are all the caller's)")] = 1000,
+    queue_max_wait: Annotated[float, typer.Option(
+        min=0.0, help="seconds a request may wait for a free replica slot (beyond: 503)")] = 300.0,
 ) -> None:
     """Serve /v1 (OpenAI-compatible) with the platform's keys, limits shared through Redis, and usage
     shipped to the control plane. Run several on one database and Redis for more throughput."""
@@ -52,7 +57,8 @@ def gateway(
             database_url=database, server=server, token=token, upstreams=parse_upstreams(upstream or []),
             redis_url=redis, limits_prefix=limits_prefix, host=host, port=port, provider=provider,
             spool_dir=spool_dir or default_data_dir() / f"gateway-{port}", gateway_id=f"gw{port}",
-            key_ttl_s=key_ttl, discovery=discover, discovery_interval_s=discovery_interval)
+            key_ttl_s=key_ttl, discovery=discover, discovery_interval_s=discovery_interval,
+            queue_max_length=queue_max_length, queue_max_wait_s=queue_max_wait)
         run(config)
     except StandaloneError as error:
         raise CliError(str(error)) from error

@@ -37,8 +37,11 @@ class Deployment:
         self.name = name or spec.name
         self.assignments = list(assignments)
         self.supervisors: list[ReplicaSupervisor] = []
+        # The engine's parallel slots per replica: the gateway sends it at most that many at once.
+        self._slots_of: dict[str, int] = {}
         for i, assignment in zip(indices or range(len(assignments)), assignments, strict=True):
             rid = f"{self.name}-{i}"
+            self._slots_of[rid] = max(1, assignment.parallel or 1)
             self.supervisors.append(ReplicaSupervisor(
                 rid, spec.name, self._planner(assignment), log_dir, policy or SupervisorPolicy(),
                 on_change=self._changed, inflight=self._inflight(rid)))
@@ -63,7 +66,7 @@ class Deployment:
         if rp.state == "healthy":
             if r is None or r.port != rp.port:
                 self.router.add_replica(rp.model, rp.replica_id, "127.0.0.1", rp.port, tenant_id=self.tenant_id,
-                                        secret=rp.secret)
+                                        secret=rp.secret, slots=self._slots_of.get(rp.replica_id))
             else:
                 self.router.set_healthy(rp.replica_id, True)
         elif rp.state in ("starting", "unhealthy"):

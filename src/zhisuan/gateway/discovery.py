@@ -4,7 +4,9 @@ A background task (``ReplicaDiscovery.run``) asks the control plane every ``inte
 endpoints (``serving.fleet.endpoints``: replicas healthy or draining and recently reported, with
 their address, port and engine key; the registered model names) and makes the router match:
 
-- a new replica is added; one whose address, port or key changed (relaunched) is replaced;
+- a new replica is added; one whose address, port or key changed (relaunched) is replaced; its
+  ``slots`` (the engine's parallel slots; 1 when the control plane does not say) cap what this gateway
+  sends it at once, the rest waits in the gateway's fair queue (``admission``);
 - a replica listed as draining, or no longer listed, gets no new requests; it is removed once its
   in-flight requests have finished (a draining replica's engine keeps serving them meanwhile);
 - the registered names become ``Router.registered``: a name with no visible replica then answers
@@ -74,13 +76,19 @@ class ReplicaDiscovery:
                 continue  # registered by someone else (this machine's own runtime)
             listed.add(rid)
             self.leaving.discard(rid)
+            slots = max(1, int(e.get("slots") or 1))  # an engine that does not say takes one at a time
             same = current is not None and (current.host, current.port, current.secret, current.tenant_id,
                                             current.model) == (e["host"], e["port"], e["secret"],
                                                                e.get("tenant_id"), e["model"])
             if not same:
                 self.router.add_replica(e["model"], rid, e["host"], int(e["port"]), tenant_id=e.get("tenant_id"),
-                                        secret=e["secret"])
+                                        secret=e["secret"], slots=slots)
                 self.owned.add(rid)
+            elif current is not None and current.slots != slots:
+                current.slots = slots  # relaunched with another --parallel at the same address
+                route = self.router.route_of(current)
+                if route is not None:
+                    route.hand_over()
             replica = self.router.by_id[rid]
             replica.draining = bool(e.get("draining"))
         for rid in self.owned - listed:

@@ -44,12 +44,22 @@ class GatewayMetrics:
         self.rejected: dict[tuple[str, str], int] = {}  # (model, reason) → count
         # (model, replica) → in-flight requests; filled by the router at scrape time.
         self.outstanding: Callable[[], Iterable[tuple[str, str, int, bool]]] = lambda: ()
+        # model label → requests waiting in the gateway's own queue (router.queue_lengths), at scrape time;
+        # and how long those that got a slot through it waited (arrival → slot), by model label.
+        self.queue_lengths: Callable[[], dict[str, int]] = dict
+        self.queue_wait: dict[str, Histogram] = {}
 
     def of(self, model: str, replica: str) -> ReplicaStats:
         s = self.stats.get((model, replica))
         if s is None:
             s = self.stats[(model, replica)] = ReplicaStats()
         return s
+
+    def queue_waited(self, model: str, seconds: float) -> None:
+        h = self.queue_wait.get(model)
+        if h is None:
+            h = self.queue_wait[model] = Histogram()
+        h.observe(seconds)
 
     def reject(self, model: str, reason: str) -> None:
         k = (model, reason)
@@ -90,6 +100,18 @@ class GatewayMetrics:
         for m, r, n, healthy in self.outstanding():
             add(f"zhisuan_gateway_queue_depth{_labels(model=m, replica=r)} {n}")
             add(f"zhisuan_gateway_replica_healthy{_labels(model=m, replica=r)} {int(healthy)}")
+        add("# TYPE zhisuan_gateway_queue_length gauge")
+        for m, n in self.queue_lengths().items():
+            add(f"zhisuan_gateway_queue_length{_labels(model=m)} {n}")
+        add("# TYPE zhisuan_gateway_queue_wait_seconds histogram")
+        for m, h in self.queue_wait.items():
+            cum = 0
+            for bound, c in zip((*BUCKETS, float("inf")), h.counts, strict=True):
+                cum += c
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                add(f"zhisuan_gateway_queue_wait_seconds_bucket{_labels(model=m, le=le)} {cum}")
+            add(f"zhisuan_gateway_queue_wait_seconds_sum{_labels(model=m)} {h.total}")
+            add(f"zhisuan_gateway_queue_wait_seconds_count{_labels(model=m)} {h.n}")
         add("# TYPE zhisuan_gateway_rejected_total counter")
         for (m, reason), n in self.rejected.items():
             add(f"zhisuan_gateway_rejected_total{_labels(model=m, reason=reason)} {n}")

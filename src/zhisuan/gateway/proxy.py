@@ -1,8 +1,11 @@
 """The ``/v1`` gateway: OpenAI request and error shapes, routing, retries, limits and metering.
 
 Per request: bearer key → grant (cached) → JSON body → model route and key scope → limits →
-least-outstanding healthy replica → forward on a pooled keep-alive connection. A replica that fails
-before sending its first byte is retried on another one (up to ``max_attempts``).
+a slot: the least-outstanding healthy replica with a free slot (a counter), or a wait in the route's
+fair queue (``admission``: round-robin over tenants, bounded; full → 503 ``queue_full``, or 429 when
+the queue holds only the caller's own requests; too long → 503 ``queue_timeout``; both with
+``retry-after: 2``) → forward on a pooled keep-alive connection. A replica that fails before sending
+its first byte is retried on another one (up to ``max_attempts``); its slot is given back first.
 
 First-byte timeout: a replica that sends no byte of its response within ``first_byte_timeout_s``
 (streams, default 30 s: room for a CPU engine's prompt processing) or
@@ -19,8 +22,8 @@ first byte comes only when the whole answer is generated) is judged, busy or hun
   (metric ``errors{kind="first_byte_timeout"}``): its connection is closed (the engine stops), the
   replica is ejected for a moment, and the request is retried on another healthy replica.
 So a burst beyond a replica's slots waits in the engine's queue instead of ejecting healthy replicas
-one after the other. The gateway does not cap what it sends to one replica (least-outstanding
-routing spreads a burst, it does not hold it back).
+one after the other. A replica with ``slots`` gets at most that many requests of this gateway at once,
+so its engine queues only what other gateways send it; one without (hand-listed, not said) is not capped.
 When no replica answers, the client gets an OpenAI-shaped error:
 - 504 ``server_error`` / ``upstream_timeout`` if a replica was reached but stalled past the timeout
   (the SDKs retry 5xx by default);
@@ -55,6 +58,7 @@ import os
 import time
 from typing import Any
 
+from zhisuan.gateway.admission import NO_REPLICA, QueueBounds, acquire, answer_refusal
 from zhisuan.gateway.exchanges import RETRY, UPSTREAM_HEAD, BufferedExchange, StreamExchange
 from zhisuan.gateway.finish import Finish, Metering
 from zhisuan.gateway.http import HttpConnection, Request
@@ -124,7 +128,7 @@ class Gateway(Metering):
     def __init__(self, router: Router, keys: KeyAuthority, limiter: RateLimiter, spool: UsageSpool,
                  *, metrics: GatewayMetrics | None = None, max_attempts: int = 3, gateway_id: str = "gw",
                  first_byte_timeout_s: float = 30.0, nonstream_first_byte_timeout_s: float = 600.0,
-                 max_queued_s: float = 600.0) -> None:
+                 max_queued_s: float = 600.0, queue_bounds: QueueBounds | None = None) -> None:
         self.router = router
         self.keys = keys
         self.limiter = limiter
@@ -135,6 +139,8 @@ class Gateway(Metering):
         self.first_byte_timeout_s = first_byte_timeout_s
         self.nonstream_first_byte_timeout_s = nonstream_first_byte_timeout_s
         self.max_queued_s = max_queued_s  # 0: every first-byte timeout fails (no queued/hung judgement)
+        self.queue_bounds = queue_bounds or QueueBounds()  # the gateway's own queue per route (admission.py)
+        self.metrics.queue_lengths = router.queue_lengths
         self._id_prefix = f"{gateway_id}-{os.urandom(6).hex()}-"
         self._seq = 0
         self.in_flight = 0  # forwarded requests not yet answered (decides inline spool commits)
@@ -238,11 +244,19 @@ class Gateway(Metering):
         event_id = self.next_event_id()
         tries = Tries()
         loop = asyncio.get_running_loop()
+        party = grant.tenant_id if route.tenant_id is None else grant.key_id  # fair between tenants / keys
         for _ in range(self.max_attempts + 1):
-            replica = route.pick(tries.tried)
-            if replica is None:
-                break
-            replica.outstanding += 1
+            replica = route.pick(tries.tried) if not route.queue.length else None
+            if replica is not None:  # the fast path: a free slot and nobody waiting
+                replica.outstanding += 1
+                route.queue.admitted(party)  # its turn, should a queue form
+            else:
+                got = await self._queued_slot(conn, party, model, route, tries, started)
+                if got == NO_REPLICA:
+                    break
+                if not isinstance(got, Replica):
+                    return  # refused (answered) or the client left
+                replica = got
             try:
                 up = await self._connect(model, replica, tries)
                 if up is None:
@@ -271,8 +285,21 @@ class Gateway(Metering):
                     await self._finish_buffered(conn, done, x, result)
                 return
             finally:
-                replica.outstanding -= 1
+                route.release(replica)  # the slot goes to the next waiter, if any
         self._unavailable(conn, model, metric_label(route, model), timeout if tries.timed_out else None)
+
+    async def _queued_slot(self, conn: HttpConnection, party: str, model: str, route: ModelRoute,
+                           tries: Tries, started: float) -> Replica | int:
+        """A slot through the gateway's queue (``admission``), or why not: ``NO_REPLICA`` (the caller
+        answers 503/504 as without a queue), else refused (answered here) or the client left."""
+        label = metric_label(route, model)
+        got = await acquire(route, party, tries.tried, conn, self.queue_bounds, started)
+        if isinstance(got, Replica):
+            self.metrics.queue_waited(label, time.monotonic() - started)
+            return got
+        if got != NO_REPLICA:
+            answer_refusal(conn, self.metrics, model, label, got, self.queue_bounds)
+        return got
 
     async def _admit(self, conn: HttpConnection, req: Request, endpoint: str) -> Admitted | None:
         """Key, JSON body, model route and scope, limits; answers the client itself on a refusal."""

@@ -1,4 +1,10 @@
-"""Model name → replicas; picks the healthy replica with the fewest outstanding requests.
+"""Model name → replicas; picks the healthy replica with the fewest outstanding requests that has a free slot.
+
+Slots: a replica takes at most ``slots`` requests from this gateway at once (the engine's parallel
+slots, from discovery; None = no cap, e.g. a hand-listed upstream that does not say). When no routable
+replica of a route has a free slot, requests wait in the route's ``queue`` (``core.fair_queue``: round-
+robin over tenants on a public route, over keys on a private one) and a freed slot is handed to the
+next waiter (``ModelRoute.release`` → ``hand_over``); ``gateway.admission`` does the waiting.
 
 Visibility: a replica registered with ``tenant_id=None`` serves a *public* (platform) model, callable by
 every tenant; one registered with a tenant id serves that tenant's *private* model, which only that
@@ -11,12 +17,14 @@ a name that does not exist. Private replicas carry an opaque metric label (``met
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
+from zhisuan.core.fair_queue import FairQueue
 from zhisuan.gateway.slots_probe import SlotsProbe
 from zhisuan.gateway.upstream import UpstreamPool
 
@@ -36,13 +44,15 @@ def opaque_id(replica_id: str) -> str:
 class Replica:
     __slots__ = ("id", "model", "host", "port", "pool", "outstanding", "healthy", "draining", "ejected_until",
                  "tenant_id", "secret", "auth_header", "metric_model", "metric_id", "waiting", "waiting_since",
-                 "wait_total", "wait_count", "slots_probe")
+                 "wait_total", "wait_count", "slots_probe", "slots")
 
     def __init__(self, replica_id: str, model: str, host: str, port: int, *, tenant_id: int | None = None,
-                 secret: str | None = None) -> None:
+                 secret: str | None = None, slots: int | None = None) -> None:
         """``tenant_id``: the owning tenant of a private service (None = public, every tenant may call it);
-        ``secret``: the per-replica key the engine was started with, presented upstream by the gateway."""
+        ``secret``: the per-replica key the engine was started with, presented upstream by the gateway;
+        ``slots``: requests it may have from this gateway at once (None: no cap)."""
         self.id = replica_id
+        self.slots = slots
         self.tenant_id = tenant_id
         self.secret = secret
         self.model = model
@@ -78,15 +88,17 @@ class Replica:
             self.wait_total += at - arrived
             self.wait_count += 1
 
-    def take_load(self, now: float) -> dict[str, object]:
+    def take_load(self, now: float, gateway_queued: int = 0, gateway_ages: float = 0.0) -> dict[str, object]:
         """In flight, queued, and the mean queue wait since the last call: ended waits plus the ages
-        of requests still waiting (so a stuck queue shows before its requests are answered)."""
-        ages = self.waiting * now - self.waiting_since
-        waits = self.wait_count + self.waiting
+        of requests still waiting (so a stuck queue shows before its requests are answered).
+        ``gateway_queued`` requests waiting in the route's gateway queue (ages summing to
+        ``gateway_ages``) are counted here as if sent: in flight, queued, and in the wait."""
+        ages = self.waiting * now - self.waiting_since + gateway_ages
+        waits = self.wait_count + self.waiting + gateway_queued
         mean = (self.wait_total + ages) / waits if waits else 0.0
         self.wait_total, self.wait_count = 0.0, 0
-        return {"replica": self.id, "in_flight": self.outstanding, "queued": self.waiting,
-                "queue_wait_s": round(max(0.0, mean), 4), "waits": waits}
+        return {"replica": self.id, "in_flight": self.outstanding + gateway_queued,
+                "queued": self.waiting + gateway_queued, "queue_wait_s": round(max(0.0, mean), 4), "waits": waits}
 
     def routable(self, now: float) -> bool:
         return self.healthy and not self.draining and self.ejected_until <= now
@@ -94,6 +106,19 @@ class Replica:
     def eject(self) -> None:
         """Passive health: a replica that refused a connection gets no traffic for a moment."""
         self.ejected_until = time.monotonic() + EJECT_S
+
+
+class Waiter:
+    """A request in a route's gateway queue: handed a replica (with its slot taken) through ``future``."""
+
+    __slots__ = ("future", "arrived", "party", "exclude")
+
+    def __init__(self, future: asyncio.Future[Replica | None], arrived: float, party: Hashable,
+                 exclude: set[str]) -> None:
+        self.future = future
+        self.arrived = arrived
+        self.party = party
+        self.exclude = exclude
 
 
 class ModelRoute:
@@ -105,6 +130,7 @@ class ModelRoute:
         self.replicas: list[Replica] = []
         self._next = 0
         self.created = int(time.time())
+        self.queue: FairQueue[Waiter] = FairQueue()
 
     def observe_prompt(self, prompt_tokens: int, text_bytes: int) -> None:
         """Learn the template overhead from an engine's own count: the largest (tokens − text bytes) seen."""
@@ -113,6 +139,8 @@ class ModelRoute:
             self.prompt_overhead, self._overhead_seen = overhead, True
 
     def pick(self, exclude: set[str] | None = None) -> Replica | None:
+        """The routable replica with a free slot and the fewest outstanding requests (not in
+        ``exclude``), or None. Does not take the slot."""
         n = len(self.replicas)
         if n == 0:
             return None
@@ -123,9 +151,38 @@ class ModelRoute:
             r = self.replicas[(start + i) % n]
             if not r.routable(now) or (exclude and r.id in exclude):
                 continue
-            if best is None or r.outstanding < best.outstanding:
+            if (best is None or r.outstanding < best.outstanding) and (r.slots is None or r.outstanding < r.slots):
                 best = r
         return best
+
+    def any_routable(self, exclude: set[str] | None = None) -> bool:
+        """Some replica (not in ``exclude``) takes requests, free slot or not: worth waiting for."""
+        now = time.monotonic()
+        return any(r.routable(now) and not (exclude and r.id in exclude) for r in self.replicas)
+
+    def may_come_back(self) -> bool:
+        """Some replica is still the route's and not draining: ejected or unhealthy now, it may take
+        requests again (what a waiter keeps waiting for, within its longest wait)."""
+        return any(not r.draining for r in self.replicas)
+
+    def release(self, replica: Replica) -> None:
+        """A request left ``replica`` (answered, failed, client gone): its slot goes to the next waiter."""
+        replica.outstanding -= 1
+        if self.queue.length:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Free slots to waiters, in the queue's fair order; each waiter gets the least-loaded free
+        replica it has not tried, else (every free one tried, e.g. back from ejection) any free one."""
+        while self.queue.length:
+            free = self.pick()
+            if free is None:
+                return
+            waiter = self.queue.pop()
+            assert waiter is not None
+            chosen = (self.pick(waiter.exclude) or free) if waiter.exclude else free
+            chosen.outstanding += 1
+            waiter.future.set_result(chosen)
 
 
 class Router:
@@ -152,12 +209,20 @@ class Router:
     def take_load(self) -> list[dict[str, object]]:
         """Each replica's load (``Replica.take_load``) for discovery's report to the control plane."""
         now = time.monotonic()
-        return [r.take_load(now) for r in self.by_id.values()]
+        queued: dict[str, tuple[int, float]] = {}  # replica id → gateway-queued requests and their ages
+        for route in (*self.routes.values(), *self.private.values()):
+            if route.queue.length and route.replicas:
+                # Spread over the route's replicas: the autoscaler sums them per deployment anyway.
+                for i, waiter in enumerate(route.queue):
+                    rid = route.replicas[i % len(route.replicas)].id
+                    n, ages = queued.get(rid, (0, 0.0))
+                    queued[rid] = (n + 1, ages + now - waiter.arrived)
+        return [r.take_load(now, *queued.get(r.id, (0, 0.0))) for r in self.by_id.values()]
 
     def add_replica(self, model: str, replica_id: str, host: str, port: int, *, healthy: bool = True,
-                    tenant_id: int | None = None, secret: str | None = None) -> Replica:
+                    tenant_id: int | None = None, secret: str | None = None, slots: int | None = None) -> Replica:
         self.remove_replica(replica_id)
-        r = Replica(replica_id, model, host, port, tenant_id=tenant_id, secret=secret)
+        r = Replica(replica_id, model, host, port, tenant_id=tenant_id, secret=secret, slots=slots)
         r.healthy = healthy
         if tenant_id is None:
             route = self.routes.setdefault(model, ModelRoute(model))
@@ -165,6 +230,7 @@ class Router:
             route = self.private.setdefault((tenant_id, model), ModelRoute(model, tenant_id))
         route.replicas.append(r)
         self.by_id[replica_id] = r
+        route.hand_over()  # waiters get its slots at once
         return r
 
     def set_healthy(self, replica_id: str, healthy: bool) -> None:
@@ -173,6 +239,9 @@ class Router:
             r.healthy = healthy
             if healthy:
                 r.ejected_until = 0.0
+                route = self.route_of(r)
+                if route is not None:
+                    route.hand_over()
 
     def drain(self, replica_id: str) -> Replica | None:
         """Stop routing new requests to a replica; its in-flight ones finish."""
@@ -190,10 +259,13 @@ class Router:
         route = routes.get(key)
         if route is not None:
             route.replicas = [x for x in route.replicas if x.id != replica_id]
-            if not route.replicas:
+            if not route.replicas:  # its waiters see no routable replica at their next check (503)
                 del routes[key]
         r.pool.close()
         r.slots_probe.close()
+
+    def route_of(self, r: Replica) -> ModelRoute | None:
+        return self.routes.get(r.model) if r.tenant_id is None else self.private.get((r.tenant_id, r.model))
 
     def get(self, model: str) -> ModelRoute | None:
         """The public route of ``model`` (what every tenant may call)."""
@@ -223,3 +295,13 @@ class Router:
         now = time.monotonic()
         for r in self.by_id.values():
             yield r.metric_model, r.metric_id, r.outstanding, r.routable(now)
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Requests waiting in the gateway's queues by metric model label (private routes summed
+        under ``PRIVATE_LABEL``: no tenant's model is named)."""
+        lengths: dict[str, int] = {}
+        for route in self.routes.values():
+            lengths[route.name] = route.queue.length
+        for route in self.private.values():
+            lengths[PRIVATE_LABEL] = lengths.get(PRIVATE_LABEL, 0) + route.queue.length
+        return lengths

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zhisuan.gateway.admission import QueueBounds
 from zhisuan.gateway.http import DEFAULT_LIMITS, HttpLimits, serve
 from zhisuan.gateway.keys import InMemoryKeyAuthority
 from zhisuan.gateway.limits import InMemoryLimitStore, LimitStore, PriceFn, RedisLimitStore, TokenBucketLimiter
@@ -39,7 +40,8 @@ class GatewayConfig:
     fsync: bool = True
     redis_url: str | None = None
     gateway_id: str = "gw"
-    # model → [{"id": ..., "host": ..., "port": ..., "tenant_id": owner or absent (public), "secret": ...}]
+    # model → [{"id": ..., "host": ..., "port": ..., "tenant_id": owner or absent (public), "secret": ...,
+    #           "slots": requests at once (absent: no cap, no gateway queue in front of it)}]
     models: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # [{"token", "key_id", "tenant_id", "owner": platform tenant id | absent, "models": [...] | null,
     #   "key_limits": {...}, "tenant_limits": {...}}]
@@ -55,6 +57,10 @@ class GatewayConfig:
     # ... unless the replica is busy, not hung: it sent a byte of another request within that window.
     # Such a request waits window after window, up to this long after its arrival (0: never waits on).
     max_queued_s: float = 600.0
+    # The gateway's own queue per route, in front of replicas' slots (admission.py): at most this many
+    # waiters (then 503, or 429 when they are all the caller's), each at most this long (then 503).
+    queue_max_length: int = 1000
+    queue_max_wait_s: float = 300.0
     # Request size and client timeout bounds of the HTTP server (http.py)
     http: HttpLimits = DEFAULT_LIMITS
 
@@ -83,7 +89,7 @@ class GatewayServer:
         for model, replicas in config.models.items():
             for r in replicas:
                 self.router.add_replica(model, r["id"], r.get("host", "127.0.0.1"), int(r["port"]),
-                                        tenant_id=r.get("tenant_id"), secret=r.get("secret"))
+                                        tenant_id=r.get("tenant_id"), secret=r.get("secret"), slots=r.get("slots"))
         if keys is None:
             mem = InMemoryKeyAuthority()
             for k in config.keys:
@@ -111,7 +117,8 @@ class GatewayServer:
         self.gateway = Gateway(self.router, keys, self.limiter, self.spool, gateway_id=config.gateway_id,
                                first_byte_timeout_s=config.first_byte_timeout_s,
                                nonstream_first_byte_timeout_s=config.nonstream_first_byte_timeout_s,
-                               max_queued_s=config.max_queued_s)
+                               max_queued_s=config.max_queued_s,
+                               queue_bounds=QueueBounds(config.queue_max_length, config.queue_max_wait_s))
         self._server: asyncio.Server | None = None
         self._ship_task: asyncio.Task[None] | None = None
 

@@ -15,7 +15,9 @@ Several of them may share one database and one Redis, each on its own port behin
 
 Replicas are discovered: the gateway follows the control plane's routable replicas (``discovery``:
 ``GET /api/v1/serving/endpoints`` every ``discovery_interval_s`` with the same operator key, 304 while
-nothing changed; the last known set is kept while the control plane is unreachable).
+nothing changed; the last known set is kept while the control plane is unreachable). Each gets at most
+its engine's slots of this process's requests at once; the rest wait in a queue per model, fair across
+tenants (``admission``; ``queue_max_length``, ``queue_max_wait_s``). Hand-listed upstreams are not capped.
 
 Engines the platform does not run can still be hand-listed: ``--upstream MODEL=http://HOST:PORT`` is a
 public model, callable by every tenant;
@@ -82,6 +84,9 @@ class StandaloneConfig:
     # Ship usage summed per key × model × second (exact; ``http_sink``): what lets one control plane keep
     # up with many gateways. The per-request lines stay in the spool until shipped.
     usage_rollup: bool = True
+    # The gateway's own queue per model route in front of replicas' slots (``admission``).
+    queue_max_length: int = 1000
+    queue_max_wait_s: float = 300.0
 
 
 def parse_upstreams(specs: list[str]) -> dict[str, list[str]]:
@@ -224,7 +229,8 @@ class StandaloneGateway:
     def _gateway_config(self, owners: dict[str, int]) -> GatewayConfig:
         cfg = self.config
         return GatewayConfig(spool_dir=cfg.spool_dir, host=cfg.host, port=cfg.port, fsync=cfg.fsync,
-                             gateway_id=cfg.gateway_id, models=replica_entries(cfg.upstreams, owners))
+                             gateway_id=cfg.gateway_id, models=replica_entries(cfg.upstreams, owners),
+                             queue_max_length=cfg.queue_max_length, queue_max_wait_s=cfg.queue_max_wait_s)
 
     async def _limit_store(self) -> LimitStore:
         if not self.config.redis_url:

@@ -204,7 +204,9 @@ def exchange(session: Session, sessions: Callable[[], Any], catalog: Catalog, pr
 def endpoints(session: Session, keys: ReplicaKeys, now: datetime, *, stale_s: float = STALE_AFTER_S,
               exclude_node_id: int | None = None) -> dict[str, Any]:
     """What gateways route to: ``{"version", "models", "replicas": [{id, model, tenant_id, host, port,
-    secret, draining}]}`` — replicas healthy or draining, reported within ``stale_s``, secret known."""
+    secret, draining, slots}]}`` — replicas healthy or draining, reported within ``stale_s``, secret
+    known; ``slots``: the engine's parallel request slots as its agent last reported them (a gateway
+    sends it at most that many requests at once)."""
     models = sorted(session.execute(select(ServedModel.name)).scalars())
     rows = session.execute(
         select(DeploymentReplica, ModelDeployment).join(ModelDeployment)
@@ -220,7 +222,7 @@ def endpoints(session: Session, keys: ReplicaKeys, now: datetime, *, stale_s: fl
             continue
         replicas.append({"id": replica_id(row, replica.index), "model": row.model.name, "tenant_id": row.tenant_id,
                          "host": replica.host or "127.0.0.1", "port": replica.port, "secret": secret,
-                         "draining": replica.state == "draining"})
+                         "draining": replica.state == "draining", "slots": max(1, replica.slots or 1)})
     digest = hashlib.sha256(json.dumps([models, replicas], sort_keys=True).encode()).hexdigest()[:20]
     return {"version": digest, "models": models, "replicas": replicas}
 
