@@ -30,14 +30,16 @@ from zhisuan.engines.models import SMOLLM2_NAME, smollm2_gguf
 FAKE_DEVICES = {"node-a": demo_fixture_dir("h100x8"), "node-b": demo_fixture_dir("ascend910bx8")}
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 120) -> Any:
+def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 120,
+               diagnose: Callable[[], str] | None = None) -> Any:
+    """``check()`` until truthy; on timeout the error carries ``diagnose()`` (e.g. the processes' log tails)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{diagnose()}" if diagnose else ""))
 
 
 class Lab:
@@ -111,6 +113,15 @@ class Lab:
         path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_tails(self, lines: int = 40) -> str:
+        """The last lines of every agent's log, the gateway's and the control plane's, and the replicas'
+        states — what a timed-out wait in this walkthrough needs to be understood afterwards."""
+        parts = [f"--- {name}.log\n" + "\n".join(self.log(name).splitlines()[-lines:])
+                 for name in [*self.agents, "gateway"]]
+        parts.append("--- control plane\n" + "".join(self.platform.log[-lines:]))
+        states = self.platform.cli("deployment", "show", SMOLLM2_NAME, "--json", check=False).stdout
+        return "\n".join([*parts, "--- deployment show\n" + states[-4000:]])
+
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
@@ -146,7 +157,8 @@ def test_two_agents_on_one_machine_serve_one_model_through_a_discovering_gateway
     cores = max(1.0, (os.cpu_count() or 1) * 0.6)
     platform.cli("deployment", "create", SMOLLM2_NAME, "--replicas", "2", "--site", "lab", "--cpu", f"{cores:.1f}")
     assert replica_nodes(platform, healthy_only=False) == ["lab/node-a", "lab/node-b"]
-    wait_until("two healthy replicas", lambda: replica_nodes(platform) == ["lab/node-a", "lab/node-b"], 180)
+    wait_until("two healthy replicas", lambda: replica_nodes(platform) == ["lab/node-a", "lab/node-b"], 180,
+               lab.log_tails)
     assert lab.engine_pids("node-a") and lab.engine_pids("node-b")
 
     gateway = lab.start_gateway()  # no --upstream: it follows the control plane
@@ -177,7 +189,8 @@ def test_two_agents_on_one_machine_serve_one_model_through_a_discovering_gateway
 
     # The agent comes back on the same data directory: it runs its replica again.
     lab.start_agent("node-a")
-    wait_until("node-a's replica back", lambda: replica_nodes(platform) == ["lab/node-a", "lab/node-b"], 180)
+    wait_until("node-a's replica back", lambda: replica_nodes(platform) == ["lab/node-a", "lab/node-b"], 180,
+               lab.log_tails)
     wait_until("both replicas routed again", lambda: len(routed()) == 2, 20)
 
     # Undeploy: the agents drain and stop their engines; the registered model answers 503 + Retry-After.
