@@ -35,6 +35,7 @@ from zhisuan.sim.families import (
     mean_std,
     reference_bounds,
     reference_rows,
+    rows_done,
 )
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
@@ -75,10 +76,7 @@ def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: l
     """Replay every (trace, seed, policy) not yet in OUT/runs.csv (and the offline packings), appending rows."""
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "runs.csv"
-    done = set()
-    if done_path.is_file():
-        with done_path.open() as handle:
-            done = {(r["trace"], r["seed"], r["policy"]) for r in csv.DictReader(handle)}
+    done = rows_done(done_path, ("trace", "seed", "policy"))
     nodes = load_nodes(traces / "openb_node_list_gpu_node.csv")
     for name in names:
         pods = load_pods(traces / f"openb_pod_list_{name}.csv", node_models(nodes))

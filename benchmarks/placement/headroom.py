@@ -24,7 +24,7 @@ import numpy as np
 
 from zhisuan.sim.bucketing import alloc_discrete
 from zhisuan.sim.cli import parse_seeds
-from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order
+from zhisuan.sim.families import OPENB_FAMILIES, append_row, family_order, rows_done
 from zhisuan.sim.headroom import idle_classes
 from zhisuan.sim.replay import replay
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
@@ -37,10 +37,7 @@ TRACES = [t for family in OPENB_FAMILIES.values() for t in family]
 def run(traces: Path, out: Path, names: list[str], seeds: list[int], policies: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "headroom-runs.csv"
-    done = set()
-    if path.is_file():
-        with path.open() as handle:
-            done = {(r["trace"], r["seed"], r["policy"]) for r in csv.DictReader(handle)}
+    done = rows_done(path, ("trace", "seed", "policy"))
     nodes = load_nodes(traces / "openb_node_list_gpu_node.csv")
     for name in names:
         pods = load_pods(traces / f"openb_pod_list_{name}.csv", node_models(nodes))

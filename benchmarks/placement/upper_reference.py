@@ -26,7 +26,6 @@ Data: Alibaba clusterdata cluster-trace-gpu-v2023 (openb), CC BY 4.0, Alibaba Gr
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from zhisuan.sim.families import (
     mean_std,
     reference_bounds,
     reference_rows,
+    rows_done,
 )
 from zhisuan.sim.offline_packing import best_fit_packing, largest_first_order, lp_guided_order
 from zhisuan.sim.traces import load_nodes, load_pods, node_models
@@ -73,10 +73,7 @@ def bucket_ends(arrived: np.ndarray, total_gpus: int, column: int) -> tuple[int,
 
 
 def run(traces: Path, out: Path, names: list[str], seeds: list[int]) -> None:
-    done = set()
-    if out.is_file():
-        with out.open() as handle:
-            done = {(r["trace"], r["seed"], r["column"]) for r in csv.DictReader(handle)}
+    done = rows_done(out, ("trace", "seed", "column"))
     nodes = load_nodes(traces / "openb_node_list_gpu_node.csv")
     capacity = 10.0 * nodes.total_gpus  # milli per percent
     for seed in seeds:  # seeds outer: a partial run covers every trace

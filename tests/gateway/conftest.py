@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.gateway.fake_engines import FakeQueueingEngine
 from tests.ports import free_port
 from zhisuan.gateway.protocols import KeyGrant, Limits
 from zhisuan.gateway.server import GatewayConfig, GatewayServer
@@ -150,3 +151,16 @@ def one_replica(port: int, model: str = "fake-model", rid: str = "r1") -> dict[s
 
 
 __all__ = ["KeyGrant", "TOKEN", "grant", "one_replica", "shipped", "free_port"]
+
+@pytest.fixture
+def fake_engine() -> Iterator[Callable[..., FakeQueueingEngine]]:
+    """Start FAKE queueing engines (``fake_engines.FakeQueueingEngine``); all are closed after the test."""
+    engines: list[FakeQueueingEngine] = []
+
+    def start(**kw: Any) -> FakeQueueingEngine:
+        engines.append(FakeQueueingEngine(**kw))
+        return engines[-1]
+
+    yield start
+    for e in engines:
+        e.close()

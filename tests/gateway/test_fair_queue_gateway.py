@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,19 +21,6 @@ from tests.gateway.fake_engines import FakeQueueingEngine
 
 NOISY, QUIET = "sk-test-noisy", "sk-test-quiet"
 KEYS = [grant(key_id="noisy", tenant_id="tenant-noisy"), grant(key_id="quiet", tenant_id="tenant-quiet")]
-
-
-@pytest.fixture
-def fake_engine() -> Iterator[Callable[..., FakeQueueingEngine]]:
-    engines: list[FakeQueueingEngine] = []
-
-    def start(**kw: Any) -> FakeQueueingEngine:
-        engines.append(FakeQueueingEngine(**kw))
-        return engines[-1]
-
-    yield start
-    for e in engines:
-        e.close()
 
 
 def one_slot(engine: FakeQueueingEngine, slots: int | None = 1) -> dict[str, list[dict[str, Any]]]:

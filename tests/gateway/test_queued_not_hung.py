@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,19 +22,6 @@ from tests.gateway.fake_engines import FakeQueueingEngine
 
 BURST = 6
 WINDOW_S = 1.0  # first-byte timeout; one request takes ~0.6 s at the FAKE, the last of a burst waits ~3 s
-
-
-@pytest.fixture
-def fake_engine() -> Iterator[Callable[..., FakeQueueingEngine]]:
-    engines: list[FakeQueueingEngine] = []
-
-    def start(**kw: Any) -> FakeQueueingEngine:
-        engines.append(FakeQueueingEngine(**kw))
-        return engines[-1]
-
-    yield start
-    for e in engines:
-        e.close()
 
 
 def ask(server: Any, stream: bool) -> str:

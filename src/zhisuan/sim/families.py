@@ -43,6 +43,15 @@ def mean_std(values: list[float], signed: bool = False) -> str:
     return f"{mean} ± {std:.2f}"
 
 
+def rows_done(path: Path, fields: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The ``fields`` of every row already in the results file ``path`` (none when it does not exist yet):
+    what a resumed run skips."""
+    if not path.is_file():
+        return set()
+    with path.open() as handle:
+        return {tuple(r[f] for f in fields) for r in csv.DictReader(handle)}
+
+
 def append_row(path: Path, header: list[str], row: list[Any]) -> None:
     """Append one result row to a CSV file (its header first when the file is new): rows land as each experiment
     finishes, so an interrupted run keeps them and a rerun skips them."""
