@@ -3,8 +3,9 @@
 ``acquire`` returns a replica whose slot the request now holds (``ModelRoute.release`` gives it
 back), or a reason it got none:
 
-- fast path: nobody waits on the route and a routable replica has a free slot → the least-loaded
-  one, ``outstanding += 1``, and the party's turn stamped (``FairQueue.admitted``); nothing else;
+- fast path (``ModelRoute.take_free``): nobody waits on the route and a routable replica has a free
+  slot → the least-loaded one, ``outstanding += 1``, and the party's turn stamped
+  (``FairQueue.admitted``); nothing else;
 - no routable replica (not already tried) → ``NO_REPLICA`` (the caller answers 503/504 as before);
 - else the request waits in the route's ``queue`` (``core.fair_queue``: round-robin over tenants on
   a public route, over keys on a private one; FIFO within each). Bounds (``QueueBounds``): a queue of
@@ -47,12 +48,9 @@ class QueueBounds:
 async def acquire(route: ModelRoute, party: Hashable, exclude: set[str], conn: HttpConnection,
                   bounds: QueueBounds, arrived: float) -> Replica | int:
     """A replica whose slot is now held, or one of the reasons above (see the module)."""
-    if not route.queue.length:
-        replica = route.pick(exclude)
-        if replica is not None:
-            replica.outstanding += 1
-            route.queue.admitted(party)
-            return replica
+    replica = route.take_free(party, exclude)
+    if replica is not None:
+        return replica
     if not route.any_routable(exclude):
         return NO_REPLICA
     why = refusal(route.queue.length, route.queue.count(party), bounds.max_length)

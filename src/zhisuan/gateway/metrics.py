@@ -38,6 +38,18 @@ def _labels(**kv: str) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in kv.items()) + "}"
 
 
+def _histogram_lines(name: str, h: Histogram, **labels: str) -> list[str]:
+    """Prometheus text lines of one histogram series: cumulative buckets, sum and count."""
+    lines, cum = [], 0
+    for bound, c in zip((*BUCKETS, float("inf")), h.counts, strict=True):
+        cum += c
+        le = "+Inf" if bound == float("inf") else repr(bound)
+        lines.append(f"{name}_bucket{_labels(**labels, le=le)} {cum}")
+    lines.append(f"{name}_sum{_labels(**labels)} {h.total}")
+    lines.append(f"{name}_count{_labels(**labels)} {h.n}")
+    return lines
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], ReplicaStats] = {}
@@ -87,14 +99,7 @@ class GatewayMetrics:
         for name, attr in (("zhisuan_gateway_ttft_seconds", "ttft"), ("zhisuan_gateway_latency_seconds", "latency")):
             add(f"# TYPE {name} histogram")
             for (m, r), s in self.stats.items():
-                h: Histogram = getattr(s, attr)
-                cum = 0
-                for bound, c in zip((*BUCKETS, float("inf")), h.counts, strict=True):
-                    cum += c
-                    le = "+Inf" if bound == float("inf") else repr(bound)
-                    add(f"{name}_bucket{_labels(model=m, replica=r, le=le)} {cum}")
-                add(f"{name}_sum{_labels(model=m, replica=r)} {h.total}")
-                add(f"{name}_count{_labels(model=m, replica=r)} {h.n}")
+                out += _histogram_lines(name, getattr(s, attr), model=m, replica=r)
         add("# TYPE zhisuan_gateway_queue_depth gauge")
         add("# TYPE zhisuan_gateway_replica_healthy gauge")
         for m, r, n, healthy in self.outstanding():
@@ -105,13 +110,7 @@ class GatewayMetrics:
             add(f"zhisuan_gateway_queue_length{_labels(model=m)} {n}")
         add("# TYPE zhisuan_gateway_queue_wait_seconds histogram")
         for m, h in self.queue_wait.items():
-            cum = 0
-            for bound, c in zip((*BUCKETS, float("inf")), h.counts, strict=True):
-                cum += c
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                add(f"zhisuan_gateway_queue_wait_seconds_bucket{_labels(model=m, le=le)} {cum}")
-            add(f"zhisuan_gateway_queue_wait_seconds_sum{_labels(model=m)} {h.total}")
-            add(f"zhisuan_gateway_queue_wait_seconds_count{_labels(model=m)} {h.n}")
+            out += _histogram_lines("zhisuan_gateway_queue_wait_seconds", h, model=m)
         add("# TYPE zhisuan_gateway_rejected_total counter")
         for (m, reason), n in self.rejected.items():
             add(f"zhisuan_gateway_rejected_total{_labels(model=m, reason=reason)} {n}")

@@ -246,11 +246,8 @@ class Gateway(Metering):
         loop = asyncio.get_running_loop()
         party = grant.tenant_id if route.tenant_id is None else grant.key_id  # fair between tenants / keys
         for _ in range(self.max_attempts + 1):
-            replica = route.pick(tries.tried) if not route.queue.length else None
-            if replica is not None:  # the fast path: a free slot and nobody waiting
-                replica.outstanding += 1
-                route.queue.admitted(party)  # its turn, should a queue form
-            else:
+            replica = route.take_free(party, tries.tried)  # the fast path: a free slot and nobody waiting
+            if replica is None:
                 got = await self._queued_slot(conn, party, model, route, tries, started)
                 if got == NO_REPLICA:
                     break

@@ -155,6 +155,17 @@ class ModelRoute:
                 best = r
         return best
 
+    def take_free(self, party: Hashable, exclude: set[str] | None = None) -> Replica | None:
+        """The fast path: when nobody waits, take a slot of ``pick(exclude)`` for ``party`` (stamping its
+        turn, should a queue form) and return that replica; None when someone waits or no slot is free."""
+        if self.queue.length:
+            return None
+        replica = self.pick(exclude)
+        if replica is not None:
+            replica.outstanding += 1
+            self.queue.admitted(party)
+        return replica
+
     def any_routable(self, exclude: set[str] | None = None) -> bool:
         """Some replica (not in ``exclude``) takes requests, free slot or not: worth waiting for."""
         now = time.monotonic()
