@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from tests.conftest import (
     _create_pg_database,
@@ -24,6 +25,7 @@ from tests.conftest import (
 from zhisuan.api.app import create_app
 from zhisuan.bootstrap import ensure_first_operator
 from zhisuan.catalog.loader import default_catalog
+from zhisuan.cli import client as cli_client
 from zhisuan.config import Settings
 
 
@@ -53,6 +55,18 @@ class Api:
         response = self.call(method, path, who, body, **params)
         assert response.status_code < 300, response.text
         return None if response.status_code == 204 else response.json()
+
+
+def cli_against(world: Api, monkeypatch: pytest.MonkeyPatch, who: str = "operator") -> CliRunner:
+    """A runner for the ``zhisuan`` CLI whose HTTP calls go to ``world``'s in-process app as ``who``."""
+    def routed(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
+
+    monkeypatch.setattr(cli_client.httpx, "request", routed)
+    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
+    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys[who])
+    return CliRunner()
 
 
 @pytest.fixture

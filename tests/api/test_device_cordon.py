@@ -11,10 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.api.conftest import Api, Clock, h100_node
-from zhisuan.cli import client as cli_client
+from tests.api.conftest import Api, Clock, cli_against, h100_node
 from zhisuan.cli.main import app as cli_app
 from zhisuan.inventory.beats import BeatBuffer
 
@@ -136,16 +134,9 @@ def test_a_node_with_a_cordoned_device_is_never_answered_from_memory(world: Api,
 
 
 def test_node_show_and_uncordon_device_from_the_cli(world: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    def routed(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
-
-    monkeypatch.setattr(cli_client.httpx, "request", routed)
-    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
-    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys["operator"])
     world.ok("POST", "/agent/register", "agent1", h100_node("gpu-a"))
     beat(world, {3: DBE})
-    runner = CliRunner()
+    runner = cli_against(world, monkeypatch)
     shown = runner.invoke(cli_app, ["node", "show", "s1/gpu-a"])
     assert shown.exit_code == 0, shown.output
     assert "cordon_reason" in shown.output and "device 3: XID 48" in shown.output

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, cli_against
 from tests.api.econ_setup import price_book
 from tests.workloads.conftest import LocalSite, add_local_node, jobs_root, local_site
-from zhisuan.cli import client as cli_client
 from zhisuan.cli.main import app as cli_app
 
 __all__ = ["jobs_root", "local_site"]  # fixtures
@@ -159,16 +157,9 @@ def test_an_sla_needs_a_node_lease_and_an_amendment_sets_a_new_one(world: Api) -
 
 
 def test_the_sla_from_the_command_line(world: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    def routed(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
-
-    monkeypatch.setattr(cli_client.httpx, "request", routed)
-    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
-    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys["operator"])
     world.ok("POST", "/nodes", "operator", {"site": "s1", "name": "a8", "cpu_cores": 64, "memory_mib": 512_000,
                                             "accelerators": [{"model": "a800", "count": 8}]})
-    runner = CliRunner()
+    runner = cli_against(world, monkeypatch)
     made = runner.invoke(cli_app, [
         "contract", "create", "--tenant", "acme", "--node", "s1/a8", "--pricing-model", "device_hour",
         "--unit-price", "10", "--start", "2026-11-01T00:00:00Z", "--closed-months", "1", "--ettr-target", "0.95",

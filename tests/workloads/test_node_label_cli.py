@@ -4,26 +4,17 @@ without losing the node's other labels, and takes it back (``KEY-``)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.api.conftest import Api
-from zhisuan.cli import client as cli_client
+from tests.api.conftest import Api, cli_against
 from zhisuan.cli.main import app
 
 
 @pytest.fixture
 def cli(world: Api, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    def routed(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return world.client.request(method, url.removeprefix("http://zhisuan.test"), **kwargs)
-
-    monkeypatch.setattr(cli_client.httpx, "request", routed)
-    monkeypatch.setenv("ZHISUAN_SERVER", "http://zhisuan.test")
-    monkeypatch.setenv("ZHISUAN_API_KEY", world.keys["operator"])
-    return CliRunner()
+    return cli_against(world, monkeypatch)
 
 
 def test_labels_are_set_and_removed_keeping_the_others(world: Api, cli: CliRunner) -> None:
